@@ -1,0 +1,169 @@
+"""One typed, validated view of params.yaml.
+
+Each section is a frozen pydantic model that rejects unknown keys, so a misspelt key fails
+with its full dotted name instead of silently falling back to a default. Unrelated top-level
+sections are allowed (users keep notes and tool settings there) unless they look like a typo
+of a known section.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from mlpipe.errors import ConfigError
+
+Scalar = Union[bool, int, float, str]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataParams(Section):
+    source: str = Field(min_length=1)
+    format: Literal["csv", "parquet"] | None = None
+    target: str = Field(min_length=1)
+    positive_label: Scalar
+    time_column: str | None = None
+    id_columns: list[str] = []
+    drop_columns: list[str] = []
+    categorical_columns: list[str] | None = None
+
+    @property
+    def declared_columns(self) -> dict[str, list[str]]:
+        """Every column the params name, keyed by the params key that names it."""
+        named = {
+            "data.target": [self.target],
+            "data.time_column": [self.time_column] if self.time_column else [],
+            "data.id_columns": self.id_columns,
+            "data.drop_columns": self.drop_columns,
+            "data.categorical_columns": self.categorical_columns or [],
+        }
+        return {key: columns for key, columns in named.items() if columns}
+
+
+class Bounds(Section):
+    min: float | None = None
+    max: float | None = None
+
+
+class ValidateParams(Section):
+    max_bad_row_share: float = Field(0.01, ge=0, le=1)
+    max_null_share: float = Field(0.5, ge=0, le=1)
+    required_columns: list[str] = []
+    ranges: dict[str, Bounds] = {}
+
+
+class SplitParams(Section):
+    strategy: Literal["time", "random"] = "time"
+    train_until: Scalar | None = None
+    test_from: Scalar | None = None
+    test_size: float = Field(0.2, gt=0, lt=1)
+    stratify: bool = True
+    seed: int = 42
+
+    @model_validator(mode="after")
+    def _time_needs_cutoff(self) -> SplitParams:
+        if self.strategy == "time" and self.train_until is None:
+            raise ValueError("split.strategy 'time' needs split.train_until (the last period used for training)")
+        return self
+
+
+class FeaturesParams(Section):
+    derived: dict[str, str] = {}
+    max_categories: int = Field(100, ge=2)
+
+
+class TrainParams(Section):
+    n_estimators: int = Field(1000, ge=1)
+    learning_rate: float = Field(0.05, gt=0, le=1)
+    num_leaves: int = Field(31, ge=2, le=131072)
+    max_depth: int = Field(-1, ge=-1)
+    min_child_samples: int = Field(20, ge=1)
+    reg_alpha: float = Field(0.0, ge=0)
+    reg_lambda: float = Field(0.0, ge=0)
+    subsample: float = Field(1.0, gt=0, le=1)
+    subsample_freq: int = Field(0, ge=0)
+    colsample_bytree: float = Field(1.0, gt=0, le=1)
+    early_stopping_rounds: int = Field(50, ge=0)
+    validation_fraction: float = Field(0.1, ge=0, lt=1)
+    refit_full: bool = True
+    seed: int = 42
+    num_threads: int = Field(2, ge=1)
+
+    @model_validator(mode="after")
+    def _early_stopping_needs_validation(self) -> TrainParams:
+        if self.early_stopping_rounds and not self.validation_fraction:
+            raise ValueError("train.early_stopping_rounds > 0 needs train.validation_fraction > 0")
+        return self
+
+
+class EvaluateParams(Section):
+    threshold: float = Field(0.5, gt=0, lt=1)
+    calibration_bins: int = Field(10, ge=2)
+    curve_points: int = Field(101, ge=11)
+    period: str = "Y"
+    max_periods: int = Field(50, ge=1)
+
+
+class Params(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    data: DataParams
+    validate_: ValidateParams = Field(ValidateParams(), alias="validate")
+    split: SplitParams = SplitParams(strategy="random")
+    features: FeaturesParams = FeaturesParams()
+    train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
+
+    @property
+    def validation(self) -> ValidateParams:
+        return self.validate_
+
+
+SECTIONS = ("data", "validate", "split", "features", "train", "evaluate")
+
+
+def parse_params(raw: Any, origin: str = "params.yaml") -> Params:
+    """Validate a params mapping; the error names the first offending key."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{origin}: expected a mapping of sections ({', '.join(SECTIONS)}), got {type(raw).__name__}")
+    for key in raw:
+        close = difflib.get_close_matches(str(key), SECTIONS, n=1, cutoff=0.75)
+        if key not in SECTIONS and close:
+            raise ConfigError(f"{origin}: unknown section '{key}'; did you mean '{close[0]}'?")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{origin}: {describe_validation_error(exc)}") from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    key = ".".join(str(part) for part in first["loc"] if not str(part).startswith("function-after"))
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        return f"unknown key '{key}' (check its spelling)"
+    if first["type"] == "missing":
+        return f"missing required key '{key}'"
+    if "input" in first and not isinstance(first["input"], dict):
+        message = f"{message} (got {first['input']!r})"
+    return f"{key}: {message}" if key else message
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"params file '{path}' not found: run from the repository root") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    return parse_params(raw, origin=str(path))

@@ -1,0 +1,13 @@
+"""Errors a user can fix. Stages turn them into one line on stderr and a non-zero exit."""
+
+
+class PipelineError(Exception):
+    """A problem in the user's data, params or environment, with a message that says how to fix it."""
+
+
+class ConfigError(PipelineError):
+    """params.yaml holds a value the pipeline cannot use."""
+
+
+class DataError(PipelineError):
+    """A data source or table is missing, unreadable or does not fit the declared schema."""

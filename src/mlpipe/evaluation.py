@@ -1,0 +1,89 @@
+"""Binary-classification metrics and the small, fixed-size curve tables behind the plots.
+
+Curves are resampled onto fixed grids so that plot files stay a few kilobytes (they live in
+git for review) and diff cleanly between revisions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+
+from mlpipe.split import time_values
+
+
+def binary_metrics(y_true: np.ndarray, proba: np.ndarray, threshold: float) -> dict[str, Any]:
+    y_true = np.asarray(y_true).astype(int)
+    proba = np.asarray(proba, dtype=float)
+    predicted = (proba >= threshold).astype(int)
+    both_classes = len(np.unique(y_true)) == 2
+    return {
+        "rows": int(len(y_true)),
+        "positive_rate": float(y_true.mean()),
+        "predicted_positive_rate": float(predicted.mean()),
+        "roc_auc": float(skm.roc_auc_score(y_true, proba)) if both_classes else None,
+        "pr_auc": float(skm.average_precision_score(y_true, proba)) if both_classes else None,
+        "log_loss": float(skm.log_loss(y_true, proba, labels=[0, 1])),
+        "brier": float(skm.brier_score_loss(y_true, proba)),
+        "accuracy": float(skm.accuracy_score(y_true, predicted)),
+        "precision": float(skm.precision_score(y_true, predicted, zero_division=0)),
+        "recall": float(skm.recall_score(y_true, predicted, zero_division=0)),
+        "f1": float(skm.f1_score(y_true, predicted, zero_division=0)),
+    }
+
+
+def period_labels(times: pd.Series, period: str, max_periods: int) -> pd.Series | None:
+    """A label per row naming its period: the value itself for years or other small sets of
+    numbers, a calendar period (`evaluate.period`, e.g. Y, Q, M) for dates. None if too many."""
+    values = time_values(times)
+    if pd.api.types.is_datetime64_any_dtype(values):
+        labels = values.dt.to_period(period).astype(str)
+    else:
+        labels = values.map(lambda value: str(int(value)) if float(value).is_integer() else str(value))
+    return labels if labels.nunique() <= max_periods else None
+
+
+def metrics_by_period(y_true: np.ndarray, proba: np.ndarray, periods: pd.Series, threshold: float) -> dict[str, dict[str, Any]]:
+    frame = pd.DataFrame({"y": np.asarray(y_true), "p": np.asarray(proba), "period": periods.to_numpy()})
+    return {
+        str(period): binary_metrics(part["y"].to_numpy(), part["p"].to_numpy(), threshold)
+        for period, part in frame.groupby("period", sort=True)
+    }
+
+
+def roc_points(y_true: np.ndarray, proba: np.ndarray, n_points: int) -> list[dict[str, float]]:
+    fpr, tpr, _ = skm.roc_curve(y_true, proba)
+    grid = np.linspace(0, 1, n_points)
+    return [{"fpr": float(x), "tpr": float(y)} for x, y in zip(grid, np.interp(grid, fpr, tpr))]
+
+
+def precision_recall_points(y_true: np.ndarray, proba: np.ndarray, n_points: int) -> list[dict[str, float]]:
+    precision, recall, _ = skm.precision_recall_curve(y_true, proba)
+    # Interpolated precision: the best precision reachable at this recall or higher.
+    order = np.argsort(recall)
+    recall, precision = recall[order], np.maximum.accumulate(precision[order][::-1])[::-1]
+    grid = np.linspace(0, 1, n_points)
+    return [{"recall": float(r), "precision": float(p)} for r, p in zip(grid, np.interp(grid, recall, precision))]
+
+
+def calibration_points(y_true: np.ndarray, proba: np.ndarray, n_bins: int) -> list[dict[str, float]]:
+    bins = np.minimum((np.asarray(proba) * n_bins).astype(int), n_bins - 1)
+    frame = pd.DataFrame({"bin": bins, "y": y_true, "p": proba}).groupby("bin")
+    table = frame.agg(mean_predicted=("p", "mean"), fraction_positive=("y", "mean"), rows=("y", "size"))
+    return [
+        {"bin": int(b), "mean_predicted": float(row.mean_predicted), "fraction_positive": float(row.fraction_positive), "rows": int(row.rows)}
+        for b, row in table.iterrows()
+    ]
+
+
+def confusion_counts(y_true: np.ndarray, proba: np.ndarray, threshold: float, labels: tuple[Any, Any]) -> list[dict[str, Any]]:
+    """Counts per (actual, predicted) pair; `labels` is (negative, positive) as the user named them."""
+    predicted = (np.asarray(proba) >= threshold).astype(int)
+    y_true = np.asarray(y_true).astype(int)
+    return [
+        {"actual": str(labels[a]), "predicted": str(labels[p]), "count": int(((y_true == a) & (predicted == p)).sum())}
+        for a in (0, 1) for p in (0, 1)
+    ]

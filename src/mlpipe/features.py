@@ -1,0 +1,142 @@
+"""Feature engineering: derive columns, fix categorical levels on the training period, encode.
+
+`build_schema` learns everything from the training table only; `make_features` applies it
+identically to training, test, batch-scoring and serving inputs.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from mlpipe.config import DataParams, FeaturesParams
+from mlpipe.errors import ConfigError, DataError
+from mlpipe.schema import OTHER_LEVEL, FeatureSchema, FeatureSpec, category_strings, label_matches, to_levels
+
+log = logging.getLogger(__name__)
+
+
+def add_derived(table: pd.DataFrame, derived: dict[str, str]) -> pd.DataFrame:
+    """Evaluate each `name: expression` (pandas `DataFrame.eval` syntax) in declaration order."""
+    if not derived:
+        return table
+    table = table.copy()
+    for name, expression in derived.items():
+        try:
+            table[name] = table.eval(expression, engine="python")
+        except Exception as exc:  # noqa: BLE001 - any parse or evaluation failure is the user's expression
+            raise ConfigError(f"features.derived.{name}: cannot evaluate '{expression}': {exc}") from None
+        if not pd.api.types.is_numeric_dtype(table[name]) and not pd.api.types.is_bool_dtype(table[name]):
+            raise ConfigError(f"features.derived.{name}: '{expression}' must give a number or a boolean per row")
+    return table
+
+
+def is_inferred_categorical(values: pd.Series) -> bool:
+    return not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values)
+
+
+def build_schema(train: pd.DataFrame, data: DataParams, features: FeaturesParams) -> FeatureSchema:
+    """Decide the feature list, kinds and category levels from the training table."""
+    table = add_derived(train, features.derived)
+    excluded = {data.target, *data.id_columns, *data.drop_columns, *([data.time_column] if data.time_column else [])}
+    names = [column for column in table.columns if column not in excluded]
+    if not names:
+        raise ConfigError("no feature columns left after removing data.target, data.id_columns, data.time_column and data.drop_columns")
+    if data.categorical_columns is None:
+        categorical = {name for name in names if is_inferred_categorical(table[name])}
+    else:
+        categorical = set(data.categorical_columns) - set(data.drop_columns)
+
+    specs = []
+    for name in names:
+        values = table[name]
+        if name in categorical:
+            specs.append(FeatureSpec(name, "categorical", str(values.dtype), _levels(values, features.max_categories)))
+        elif pd.api.types.is_numeric_dtype(values):
+            specs.append(FeatureSpec(name, "numeric", str(values.dtype)))
+        else:
+            raise DataError(
+                f"column '{name}' holds text ({values.dropna().iloc[:3].tolist()}) but is not in data.categorical_columns: "
+                "add it there or to data.drop_columns"
+            )
+    labels = train[data.target].dropna().unique().tolist()
+    positives = label_matches(pd.Series(labels), data.positive_label)
+    negative = next(label for label, positive in zip(labels, positives) if not positive)
+    positive = next(label for label, positive in zip(labels, positives) if positive)
+    return FeatureSchema(
+        target=data.target,
+        positive_label=_plain(positive),
+        negative_label=_plain(negative),
+        features=tuple(specs),
+        time_column=data.time_column,
+        id_columns=tuple(data.id_columns),
+        derived=dict(features.derived),
+    )
+
+
+def _levels(values: pd.Series, max_categories: int) -> tuple[str, ...]:
+    counts = category_strings(values).value_counts()
+    if len(counts) > max_categories:
+        # Keep the most frequent levels (ties broken by name, for determinism); the rest share one level.
+        ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        kept = [level for level, _ in ranked[: max_categories - 1]]
+        log.info("feature %s: %d levels, keeping the %d most frequent and mapping the rest to %s",
+                 values.name, len(counts), len(kept), OTHER_LEVEL)
+        return tuple(sorted(kept)) + (OTHER_LEVEL,)
+    return tuple(sorted(counts.index))
+
+
+def _plain(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def make_features(table: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
+    """Model input in schema order: numeric as float64, categoricals with the training levels.
+
+    A level never seen in training becomes the shared "other" level when the schema has one,
+    otherwise missing (LightGBM sends missing values down the learned default branch).
+    """
+    missing = [name for name in schema.input_columns if name not in table.columns]
+    if missing:
+        raise DataError(f"input is missing feature column(s) {missing} required by the model's feature schema")
+    table = add_derived(table, schema.derived)
+    columns = {}
+    for spec in schema.features:
+        values = table[spec.name]
+        if spec.kind == "numeric":
+            numbers = pd.to_numeric(values, errors="coerce")
+            not_numeric = numbers.isna() & values.notna()
+            if not_numeric.any():
+                example = values[not_numeric].iloc[0]
+                raise DataError(f"feature '{spec.name}' must be numeric but holds {example!r} ({int(not_numeric.sum())} rows)")
+            columns[spec.name] = numbers.astype("float64")
+        else:
+            columns[spec.name] = to_levels(category_strings(values), spec.categories)
+    return pd.DataFrame(columns, index=table.index)
+
+
+def unseen_levels(table: pd.DataFrame, schema: FeatureSchema) -> dict[str, int]:
+    """Count rows per categorical feature whose level the model never saw in training."""
+    counts = {}
+    for spec in schema.features:
+        if spec.kind == "categorical" and spec.name in table.columns:
+            strings = category_strings(table[spec.name])
+            unseen = int(strings.notna().sum() - strings.isin(spec.categories).sum())
+            if unseen:
+                counts[spec.name] = unseen
+    return counts
+
+
+def encode_target(values: pd.Series, schema: FeatureSchema) -> pd.Series:
+    """1 for the positive label, 0 for the other; the column keeps the target's name."""
+    return label_matches(values, schema.positive_label).astype("int8").rename(schema.target)
+
+
+def feature_table(table: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
+    """Features, the 0/1 target and the meta columns, ready to write for training or evaluation."""
+    return pd.concat(
+        [make_features(table, schema), encode_target(table[schema.target], schema), table[schema.meta_columns]],
+        axis=1,
+    )

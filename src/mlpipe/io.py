@@ -1,0 +1,128 @@
+"""Reading tables and writing outputs atomically.
+
+Every writer goes through `atomic_path`: the bytes land in a temporary file beside the
+target and are renamed into place only when complete, so a crash or a kill never leaves a
+half-written file for DVC to cache.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mlpipe.errors import DataError
+
+FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+def infer_format(source: str | Path, declared: str | None = None) -> str:
+    if declared:
+        return declared
+    suffixes = [s.lower() for s in Path(str(source)).suffixes]
+    for suffix in reversed(suffixes):
+        if suffix in FORMATS:
+            return FORMATS[suffix]
+    raise DataError(f"cannot tell the format of '{source}' from its name; set data.format to csv or parquet")
+
+
+def read_table(source: str | Path, fmt: str | None = None) -> pd.DataFrame:
+    """Read a CSV or Parquet file into a DataFrame; every failure is a one-line DataError."""
+    path = Path(source)
+    fmt = infer_format(path, fmt)
+    if not path.exists():
+        raise DataError(f"data source '{path}' does not exist; check data.source in params.yaml")
+    if path.is_dir():
+        raise DataError(f"data source '{path}' is a directory; point data.source at a {fmt} file")
+    try:
+        if fmt == "csv":
+            table = pd.read_csv(path, low_memory=False, encoding="utf-8")
+        else:
+            table = pd.read_parquet(path)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"'{path}' is not UTF-8 text (byte {exc.start}): re-save it as UTF-8") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"'{path}' is empty: it holds no header and no rows") from None
+    except pd.errors.ParserError as exc:
+        raise DataError(f"'{path}' is not a well-formed CSV: {_first_line(exc)}") from None
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read '{path}' as {fmt}: {_first_line(exc)}") from None
+    if table.empty:
+        raise DataError(f"'{path}' has no rows: the pipeline needs data to train on")
+    return table
+
+
+def normalise_columns(table: pd.DataFrame, origin: str) -> pd.DataFrame:
+    """Strip column names and turn pandas categoricals into their plain values.
+
+    Categories are re-derived (sorted, from the training period) by the feature step, so
+    whatever category order the source file carried must not leak into the model.
+    """
+    names = [str(column).strip() for column in table.columns]
+    duplicated = sorted({name for name in names if names.count(name) > 1})
+    if duplicated:
+        raise DataError(f"'{origin}' has duplicate column names after stripping spaces: {duplicated}")
+    table = table.set_axis(names, axis=1)
+    for column in table.columns:
+        if isinstance(table[column].dtype, pd.CategoricalDtype):
+            table[column] = table[column].astype(table[column].cat.categories.dtype)
+    return table.reset_index(drop=True)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+@contextmanager
+def atomic_path(target: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `target`; rename it onto `target` only on success."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        yield temporary
+        with open(temporary, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_parquet(table: pd.DataFrame, target: str | Path) -> Path:
+    with atomic_path(target) as temporary:
+        table.to_parquet(temporary, index=False, compression="snappy")
+    return Path(target)
+
+
+def write_text(text: str, target: str | Path) -> Path:
+    with atomic_path(target) as temporary:
+        temporary.write_text(text, encoding="utf-8")
+    return Path(target)
+
+
+def write_json(payload: Any, target: str | Path) -> Path:
+    return write_text(json.dumps(rounded(payload), indent=2, allow_nan=False) + "\n", target)
+
+
+def read_json(source: str | Path) -> Any:
+    return json.loads(Path(source).read_text(encoding="utf-8"))
+
+
+def rounded(value: Any, digits: int = 6) -> Any:
+    """Round floats so metrics diffs show meaningful digits; NaN/inf become null."""
+    if isinstance(value, float):
+        return round(value, digits) if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(key): rounded(item, digits) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [rounded(item, digits) for item in value]
+    if hasattr(value, "item"):  # numpy scalar
+        return rounded(value.item(), digits)
+    return value

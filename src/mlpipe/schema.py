@@ -1,0 +1,107 @@
+"""The feature schema: the contract between feature engineering, training and serving.
+
+It records column order, kinds, dtypes, category levels, derived-feature expressions and the
+target's labels, and round-trips through JSON so the model file never travels without it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+OTHER_LEVEL = "__other__"
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    name: str
+    kind: Literal["numeric", "categorical"]
+    dtype: str
+    categories: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FeatureSchema:
+    target: str
+    positive_label: Any
+    negative_label: Any
+    features: tuple[FeatureSpec, ...]
+    time_column: str | None = None
+    id_columns: tuple[str, ...] = ()
+    derived: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [spec.name for spec in self.features]
+
+    @property
+    def categorical_names(self) -> list[str]:
+        return [spec.name for spec in self.features if spec.kind == "categorical"]
+
+    @property
+    def meta_columns(self) -> list[str]:
+        """Columns carried next to the features for reporting, never fed to the model."""
+        return [*self.id_columns, *([self.time_column] if self.time_column else [])]
+
+    @property
+    def input_columns(self) -> list[str]:
+        """Raw columns a caller must supply to score a row (derived features are computed)."""
+        return [name for name in self.feature_names if name not in self.derived]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> FeatureSchema:
+        raw = json.loads(text)
+        raw["features"] = tuple(
+            FeatureSpec(**{**spec, "categories": tuple(spec["categories"])}) for spec in raw["features"]
+        )
+        raw["id_columns"] = tuple(raw["id_columns"])
+        return cls(**raw)
+
+
+def label_matches(values: pd.Series, label: Any) -> pd.Series:
+    """Compare target values with a label from YAML, tolerating 1 vs 1.0 vs '1'."""
+    if pd.api.types.is_numeric_dtype(values) and isinstance(label, (int, float)) and not isinstance(label, bool):
+        return values == label
+    if pd.api.types.is_bool_dtype(values) and isinstance(label, bool):
+        return values == label
+    return values.astype(str) == str(label)
+
+
+def category_strings(values: pd.Series) -> pd.Series:
+    """The values as a categorical of string labels, so that 3, 3.0 and '3' are one level.
+
+    Works on the distinct values only (factorize, then label each once), which keeps it fast
+    on millions of rows.
+    """
+    codes, uniques = pd.factorize(values, sort=False)
+    labels = [_label(value) for value in uniques]
+    distinct = sorted(set(labels))
+    position = {label: i for i, label in enumerate(distinct)}
+    remap = np.array([position[label] for label in labels] + [-1], dtype=np.int64)  # code -1 (missing) stays -1
+    return pd.Series(pd.Categorical.from_codes(remap[codes], categories=distinct), index=values.index, name=values.name)
+
+
+def to_levels(strings: pd.Series, levels: tuple[str, ...]) -> pd.Categorical:
+    """Re-code string categories onto fixed levels; unknown ones go to the "other" level if
+    there is one, else become missing."""
+    index = {level: i for i, level in enumerate(levels)}
+    fallback = index.get(OTHER_LEVEL, -1)
+    remap = np.array([index.get(label, fallback) for label in strings.cat.categories] + [-1], dtype=np.int64)
+    return pd.Categorical.from_codes(remap[strings.cat.codes.to_numpy()], categories=list(levels))
+
+
+def _label(value: Any) -> str:
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value)

@@ -1,0 +1,23 @@
+"""ingest: read the source named in params.data, normalise column names and dtypes, write raw Parquet."""
+
+import argparse
+
+from mlpipe.cli import describe, log_written, run_stage
+from mlpipe.config import load_params
+from mlpipe.io import normalise_columns, read_table, write_parquet
+
+
+def main(log):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+
+    data = load_params(args.params).data
+    table = normalise_columns(read_table(data.source, data.format), origin=data.source)
+    log.info("read %s from %s", describe(table), data.source)
+    log_written(log, write_parquet(table, args.out))
+
+
+if __name__ == "__main__":
+    run_stage("ingest", main)

@@ -1,0 +1,39 @@
+"""validate: check the raw table against params; quarantine bad rows with their reason; fail if too many."""
+
+import argparse
+
+import pandas as pd
+
+from mlpipe.cli import describe, log_written, run_stage
+from mlpipe.config import load_params
+from mlpipe.io import write_json, write_parquet
+from mlpipe.validation import validate_table
+
+
+def main(log):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--raw", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--quarantine", required=True)
+    parser.add_argument("--metrics", required=True)
+    args = parser.parse_args()
+
+    params = load_params(args.params)
+    table = pd.read_parquet(args.raw)
+    log.info("read %s from %s", describe(table), args.raw)
+    result = validate_table(table, params.data, params.validation)
+    for reason, count in result.report["quarantined_by_reason"].items():
+        if count:
+            log.info("quarantined %d rows: %s", count, reason)
+    log.info("%s passed, %d quarantined", describe(result.clean), len(result.quarantine))
+    log_written(
+        log,
+        write_parquet(result.clean, args.out),
+        write_parquet(result.quarantine, args.quarantine),
+        write_json(result.report, args.metrics),
+    )
+
+
+if __name__ == "__main__":
+    run_stage("validate", main)
