@@ -1,0 +1,139 @@
+"""Shared fixtures: small real data, and throw-away git+DVC copies of this repository."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT / "data" / "employment_ma.parquet"
+SAMPLE_ROWS_PER_YEAR = 1500
+
+
+def tool_env() -> dict[str, str]:
+    """The environment stage commands need: this venv's python first on PATH, a git identity, no telemetry."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.update(
+        DVC_NO_ANALYTICS="1",
+        GIT_AUTHOR_NAME="pipeline tests", GIT_AUTHOR_EMAIL="tests@example.invalid",
+        GIT_COMMITTER_NAME="pipeline tests", GIT_COMMITTER_EMAIL="tests@example.invalid",
+    )
+    return env
+
+
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def stages_run(self) -> list[str]:
+        """Stages DVC reports as executed ("Running stage 'x'"), in order."""
+        return re.findall(r"Running stage '([^']+)'", self.stdout)
+
+
+class Repo:
+    """A temporary git+DVC copy of the project, driven through real commands."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def run(self, *args: str, check: bool = True) -> Run:
+        done = subprocess.run(args, cwd=self.path, env=tool_env(), capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        result = Run(done.returncode, done.stdout, done.stderr)
+        if check and done.returncode != 0:
+            raise AssertionError(f"{' '.join(args)} exited {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}")
+        return result
+
+    def dvc(self, *args: str, check: bool = True) -> Run:
+        return self.run(sys.executable, "-m", "dvc", *args, check=check)
+
+    def stage(self, name: str, *args: str) -> Run:
+        """Run one stage script directly (as DVC would), without raising on failure."""
+        return self.run(sys.executable, f"src/stages/{name}.py", *args, check=False)
+
+    def params(self) -> dict:
+        return yaml.safe_load((self.path / "params.yaml").read_text())
+
+    def set_params(self, **sections: dict) -> None:
+        """Update keys inside params.yaml sections, e.g. set_params(train={"learning_rate": 0.1})."""
+        params = self.params()
+        for section, values in sections.items():
+            params.setdefault(section, {}).update(values)
+        (self.path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+    def lock(self) -> dict:
+        return yaml.safe_load((self.path / "dvc.lock").read_text())
+
+    def commit(self, message: str) -> None:
+        self.run("git", "add", "-A")
+        self.run("git", "commit", "-q", "-m", message)
+
+
+def project_files() -> list[str]:
+    """Files a fresh clone would have, taken from the working tree (so uncommitted edits are tested too)."""
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+                            cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    return [name for name in listed.split("\0") if name and (ROOT / name).is_file()]
+
+
+def make_repo(destination: Path, data: pd.DataFrame | None = None) -> Repo:
+    """Copy the project into `destination`, replace the default data by `data`, git init and commit."""
+    for name in project_files():
+        target = destination / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, target)
+    (destination / "dvc.lock").unlink(missing_ok=True)
+    if data is not None:
+        data.to_parquet(destination / "data" / "employment_ma.parquet", index=False)
+    repo = Repo(destination)
+    repo.run("git", "init", "-q", "-b", "main")
+    repo.commit("copy of the project")
+    return repo
+
+
+def employment_sample(rows_per_year: int = SAMPLE_ROWS_PER_YEAR, seed: int = 0) -> pd.DataFrame:
+    table = pd.read_parquet(DEFAULT_DATA)
+    return (table.groupby("year", group_keys=False)
+            .apply(lambda part: part.sample(n=rows_per_year, random_state=seed))
+            .sort_values("id").reset_index(drop=True))
+
+
+@pytest.fixture(scope="session")
+def sample() -> pd.DataFrame:
+    return employment_sample()
+
+
+@pytest.fixture(scope="session")
+def built_repo(tmp_path_factory, sample) -> Repo:
+    """A copy of the project on the sample after one full `dvc repro`, committed. Copy it, don't modify it."""
+    repo = make_repo(tmp_path_factory.mktemp("built") / "repo", sample)
+    first = repo.dvc("repro")
+    repo.first_run = first
+    repo.commit("first repro")
+    return repo
+
+
+@pytest.fixture
+def repo(built_repo, tmp_path) -> Repo:
+    """A private copy of the built repository (with its DVC cache), free to modify."""
+    destination = tmp_path / "repo"
+    shutil.copytree(built_repo.path, destination, symlinks=True)
+    return Repo(destination)
+
+
+@pytest.fixture
+def fresh_repo(tmp_path, sample) -> Repo:
+    """A copy of the project on the sample that has never been reproduced."""
+    return make_repo(tmp_path / "repo", sample)

@@ -1,0 +1,139 @@
+"""Bad input: one line on stderr naming the problem and what to fix, non-zero exit, nothing written."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+INGEST = ("ingest", "--out", "data/raw/new.parquet")
+VALIDATE = ("validate", "--raw", "data/raw/dataset.parquet", "--out", "data/validated/new.parquet",
+            "--quarantine", "data/quarantine/new.parquet", "--metrics", "metrics/new_quality.json")
+SPLIT = ("split", "--validated", "data/validated/dataset.parquet", "--train", "data/split/new_train.parquet",
+         "--test", "data/split/new_test.parquet")
+TRAIN = ("train", "--features", "data/features/train.parquet", "--schema", "data/features/schema.json",
+         "--model", "models/new_model.txt", "--model-schema", "models/new_schema.json",
+         "--metrics", "metrics/new_train.json", "--curve", "metrics/plots/new_curve.json")
+
+
+def assert_one_line_error(run, *fragments: str) -> None:
+    assert run.returncode != 0
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1, run.stderr
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in run.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+def assert_nothing_written(repo, *relative: str) -> None:
+    for name in relative:
+        assert not (repo.path / name).exists(), name
+    leftovers = [path for path in repo.path.rglob("*.tmp") if ".git" not in path.parts]
+    assert leftovers == []
+
+
+def test_missing_source_file(repo):
+    repo.set_params(data={"source": "data/no_such_file.parquet"})
+    run = repo.stage(*INGEST)
+    assert_one_line_error(run, "data/no_such_file.parquet", "does not exist", "data.source")
+    assert_nothing_written(repo, "data/raw/new.parquet")
+
+
+def test_unreadable_parquet_file(repo):
+    (repo.path / "data" / "corrupt.parquet").write_bytes(b"PAR1 this is not parquet at all" * 10)
+    repo.set_params(data={"source": "data/corrupt.parquet"})
+    run = repo.stage(*INGEST)
+    assert_one_line_error(run, "data/corrupt.parquet", "cannot read")
+    assert_nothing_written(repo, "data/raw/new.parquet")
+
+
+def test_empty_table_header_only(repo):
+    (repo.path / "data" / "empty.csv").write_text("id,year,AGEP,employed\n")
+    repo.set_params(data={"source": "data/empty.csv"})
+    assert_one_line_error(repo.stage(*INGEST), "data/empty.csv", "no rows")
+    assert_nothing_written(repo, "data/raw/new.parquet")
+
+
+def test_empty_file(repo):
+    (repo.path / "data" / "blank.csv").write_text("")
+    repo.set_params(data={"source": "data/blank.csv"})
+    assert_one_line_error(repo.stage(*INGEST), "data/blank.csv", "empty")
+
+
+def test_unknown_format_suffix(repo):
+    (repo.path / "data" / "table.xlsx").write_bytes(b"whatever")
+    repo.set_params(data={"source": "data/table.xlsx"})
+    assert_one_line_error(repo.stage(*INGEST), "data.format")
+
+
+def test_misspelt_categorical_column_suggests_the_right_one(repo):
+    repo.set_params(data={"categorical_columns": ["MARR", "RELP"]})
+    run = repo.stage(*VALIDATE)
+    assert_one_line_error(run, "'MARR'", "data.categorical_columns", "did you mean 'MAR'")
+    assert_nothing_written(repo, "data/validated/new.parquet", "data/quarantine/new.parquet", "metrics/new_quality.json")
+
+
+def test_missing_target_column(repo):
+    repo.set_params(data={"target": "employd"})
+    assert_one_line_error(repo.stage(*VALIDATE), "'employd'", "data.target", "did you mean 'employed'")
+
+
+def test_non_binary_target(repo):
+    repo.set_params(data={"target": "MAR"})
+    run = repo.stage(*VALIDATE)
+    assert_one_line_error(run, "'MAR'", "binary", "5 distinct values")
+    assert_nothing_written(repo, "data/validated/new.parquet")
+
+
+def test_positive_label_absent_from_target(repo):
+    repo.set_params(data={"positive_label": "yes"})
+    assert_one_line_error(repo.stage(*VALIDATE), "data.positive_label", "'yes'")
+
+
+def test_negative_learning_rate(repo):
+    repo.set_params(train={"learning_rate": -0.1})
+    run = repo.stage(*TRAIN)
+    assert_one_line_error(run, "train.learning_rate", "greater than 0", "-0.1")
+    assert_nothing_written(repo, "models/new_model.txt", "metrics/new_train.json")
+
+
+def test_unknown_split_strategy(repo):
+    repo.set_params(split={"strategy": "temporal"})
+    assert_one_line_error(repo.stage(*SPLIT), "split.strategy", "'time' or 'random'", "temporal")
+
+
+def test_misspelt_params_key(repo):
+    repo.set_params(train={"learning_rat": 0.1})
+    assert_one_line_error(repo.stage(*TRAIN), "train.learning_rat", "spelling")
+
+
+def test_cutoff_that_leaves_training_set_empty(repo):
+    repo.set_params(split={"train_until": 2000, "test_from": 2016})
+    run = repo.stage(*SPLIT)
+    assert_one_line_error(run, "training set empty", "split.train_until=2000", "2015..2018")
+    assert_nothing_written(repo, "data/split/new_train.parquet", "data/split/new_test.parquet")
+
+
+def test_cutoff_that_leaves_test_set_empty(repo):
+    repo.set_params(split={"train_until": 2018, "test_from": None})
+    assert_one_line_error(repo.stage(*SPLIT), "test set empty")
+
+
+def test_dvc_repro_surfaces_the_error_and_recovers_once_params_are_fixed(repo):
+    model = repo.path / "models" / "model.txt"
+    good_model = model.read_bytes()
+    good_params = (repo.path / "params.yaml").read_text()
+    repo.set_params(train={"learning_rate": -0.1})
+    run = repo.dvc("repro", check=False)
+    assert run.returncode != 0
+    assert run.stages_run == ["train"]
+    assert "error: train: params.yaml: train.learning_rate" in run.stderr
+    assert "Traceback" not in run.stderr + run.stdout
+    assert not model.exists() or model.read_bytes() == good_model  # never a partial model
+    assert_nothing_written(repo)
+
+    (repo.path / "params.yaml").write_text(good_params)
+    repo.dvc("repro")
+    assert model.read_bytes() == good_model
+    assert "up to date" in repo.dvc("status").stdout
