@@ -50,7 +50,9 @@ class Repo:
         self.path = path
 
     def run(self, *args: str, check: bool = True) -> Run:
-        done = subprocess.run(args, cwd=self.path, env=tool_env(), capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        # PYTHONPATH makes the stages import this copy's library, not the one installed from the checkout.
+        env = {**tool_env(), "PYTHONPATH": str(self.path / "src")}
+        done = subprocess.run(args, cwd=self.path, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
         result = Run(done.returncode, done.stdout, done.stderr)
         if check and done.returncode != 0:
             raise AssertionError(f"{' '.join(args)} exited {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}")
@@ -106,7 +108,7 @@ def make_repo(destination: Path, data: pd.DataFrame | None = None) -> Repo:
 def employment_sample(rows_per_year: int = SAMPLE_ROWS_PER_YEAR, seed: int = 0) -> pd.DataFrame:
     table = pd.read_parquet(DEFAULT_DATA)
     return (table.groupby("year", group_keys=False)
-            .apply(lambda part: part.sample(n=rows_per_year, random_state=seed))
+            .sample(n=rows_per_year, random_state=seed)
             .sort_values("id").reset_index(drop=True))
 
 

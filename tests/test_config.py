@@ -1,0 +1,71 @@
+"""params.yaml parsing: defaults, and errors that name the offending key."""
+
+import pytest
+
+from mlpipe.config import load_params, parse_params
+from mlpipe.errors import ConfigError
+
+MINIMAL = {"data": {"source": "t.csv", "target": "y", "positive_label": 1}}
+
+
+def with_section(**sections):
+    return {**MINIMAL, **sections}
+
+
+def test_shipped_params_file_is_valid():
+    params = load_params("params.yaml")
+    assert params.data.target == "employed"
+    assert params.split.strategy == "time"
+    assert params.train.seed == params.split.seed == 42
+
+
+def test_minimal_params_take_documented_defaults():
+    params = parse_params(MINIMAL)
+    assert params.split.strategy == "random"
+    assert params.train.early_stopping_rounds == 50
+    assert params.evaluate.threshold == 0.5
+    assert params.data.categorical_columns is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragments"),
+    [
+        (with_section(train={"learning_rate": -0.1}), ["train.learning_rate", "greater than 0", "-0.1"]),
+        (with_section(train={"num_leaves": 1}), ["train.num_leaves"]),
+        (with_section(split={"strategy": "temporal"}), ["split.strategy", "'time' or 'random'"]),
+        (with_section(split={"strategy": "time"}), ["split.train_until"]),
+        (with_section(train={"learning_rat": 0.1}), ["unknown key 'train.learning_rat'"]),
+        (with_section(evaluate={"threshold": 1.5}), ["evaluate.threshold"]),
+        (with_section(trian={"seed": 1}), ["unknown section 'trian'", "did you mean 'train'"]),
+        ({"data": {"source": "t.csv", "target": "y"}}, ["missing required key 'data.positive_label'"]),
+        (with_section(train={"early_stopping_rounds": 10, "validation_fraction": 0}), ["train.validation_fraction"]),
+        (["not", "a", "mapping"], ["expected a mapping"]),
+    ],
+)
+def test_invalid_values_name_the_key(raw, fragments):
+    with pytest.raises(ConfigError) as caught:
+        parse_params(raw)
+    message = str(caught.value)
+    assert "\n" not in message
+    for fragment in fragments:
+        assert fragment in message
+
+
+def test_unrelated_top_level_sections_are_allowed():
+    params = parse_params(with_section(notes={"owner": "data team"}, mlflow={"uri": "x"}))
+    assert params.data.source == "t.csv"
+
+
+def test_missing_and_malformed_params_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_params(tmp_path / "nope.yaml")
+    broken = tmp_path / "params.yaml"
+    broken.write_text("data:\n  source: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML at line"):
+        load_params(broken)
+
+
+def test_params_are_immutable():
+    params = parse_params(MINIMAL)
+    with pytest.raises(Exception):
+        params.train.learning_rate = 1.0  # type: ignore[misc]

@@ -1,0 +1,100 @@
+"""Feature schema: learned on training data, applied identically everywhere."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlpipe.config import DataParams, FeaturesParams
+from mlpipe.errors import ConfigError, DataError
+from mlpipe.features import build_schema, feature_table, make_features, unseen_levels
+from mlpipe.schema import OTHER_LEVEL, FeatureSchema, category_strings
+
+DATA = DataParams(source="t", target="y", positive_label="yes", time_column="t", id_columns=["id"], drop_columns=["junk"])
+
+
+def train_table():
+    return pd.DataFrame({
+        "id": [1, 2, 3, 4], "t": [1, 1, 2, 2], "junk": [9, 9, 9, 9],
+        "age": [20.0, 30.0, np.nan, 50.0], "city": ["b", "a", "a", None], "flag": [True, False, True, True],
+        "y": ["yes", "no", "no", "yes"],
+    })
+
+
+def test_schema_excludes_target_ids_time_and_dropped_columns_and_infers_categoricals():
+    schema = build_schema(train_table(), DATA, FeaturesParams())
+    assert schema.feature_names == ["age", "city", "flag"]
+    assert schema.categorical_names == ["city", "flag"]
+    assert schema.features[1].categories == ("a", "b")
+    assert schema.features[2].categories == ("False", "True")
+    assert (schema.positive_label, schema.negative_label) == ("yes", "no")
+    assert schema.meta_columns == ["id", "t"]
+
+
+def test_declared_categoricals_override_inference():
+    data = DataParams(**{**DATA.model_dump(), "categorical_columns": ["age"]})
+    schema = build_schema(train_table().drop(columns=["city"]), data, FeaturesParams())
+    assert schema.categorical_names == ["age"]
+    assert schema.features[0].categories == ("20", "30", "50")
+
+
+def test_text_column_declared_numeric_is_an_error():
+    data = DataParams(**{**DATA.model_dump(), "categorical_columns": []})
+    with pytest.raises(DataError, match="column 'city' holds text"):
+        build_schema(train_table(), data, FeaturesParams())
+
+
+def test_schema_round_trips_through_json():
+    schema = build_schema(train_table(), DATA, FeaturesParams(derived={"age2": "age * 2"}))
+    assert FeatureSchema.from_json(schema.to_json()) == schema
+
+
+def test_unseen_levels_become_missing_or_other():
+    schema = build_schema(train_table(), DATA, FeaturesParams())
+    scoring = pd.DataFrame({"age": [1.0], "city": ["zzz"], "flag": [True]})
+    assert unseen_levels(scoring, schema) == {"city": 1}
+    assert pd.isna(make_features(scoring, schema)["city"].iloc[0])
+
+    many = pd.DataFrame({"city": list("aaabbc"), "y": ["yes", "no"] * 3})
+    capped = build_schema(many, DataParams(source="t", target="y", positive_label="yes"), FeaturesParams(max_categories=2))
+    assert capped.features[0].categories == ("a", OTHER_LEVEL)
+    encoded = make_features(pd.DataFrame({"city": ["a", "b", "never", None]}), capped)["city"]
+    assert list(encoded.astype(object)) == ["a", OTHER_LEVEL, OTHER_LEVEL, np.nan]
+
+
+def test_make_features_is_identical_for_equivalent_inputs():
+    schema = build_schema(train_table(), DATA, FeaturesParams())
+    rows = train_table().drop(columns=["y"])
+    reordered = rows[["flag", "city", "age", "id"]].copy()
+    pd.testing.assert_frame_equal(make_features(rows, schema), make_features(reordered, schema))
+
+
+def test_categories_unify_numbers_and_text():
+    assert list(category_strings(pd.Series([3, 3.0, "3", None], dtype=object)).astype(object)) == ["3", "3", "3", np.nan]
+    assert list(category_strings(pd.Series([1.5, 2.0])).astype(object)) == ["1.5", "2"]
+
+
+def test_missing_input_column_and_non_numeric_values_are_clear_errors():
+    schema = build_schema(train_table(), DATA, FeaturesParams())
+    with pytest.raises(DataError, match=r"missing feature column\(s\) \['city'\]"):
+        make_features(pd.DataFrame({"age": [1.0], "flag": [True]}), schema)
+    with pytest.raises(DataError, match="feature 'age' must be numeric but holds 'old'"):
+        make_features(pd.DataFrame({"age": ["old"], "city": ["a"], "flag": [True]}), schema)
+
+
+def test_derived_features_are_computed_and_validated():
+    schema = build_schema(train_table(), DATA, FeaturesParams(derived={"age_sq": "age ** 2", "older": "age > 25"}))
+    assert schema.feature_names[-2:] == ["age_sq", "older"]
+    assert "age_sq" not in schema.input_columns
+    features = make_features(train_table(), schema)
+    assert features["age_sq"].iloc[1] == 900.0
+    with pytest.raises(ConfigError, match="features.derived.bad: cannot evaluate 'nope \\+ 1'"):
+        build_schema(train_table(), DATA, FeaturesParams(derived={"bad": "nope + 1"}))
+    with pytest.raises(ConfigError, match="must give a number or a boolean"):
+        build_schema(train_table(), DATA, FeaturesParams(derived={"txt": "city + city"}))
+
+
+def test_feature_table_encodes_target_and_keeps_meta_columns():
+    schema = build_schema(train_table(), DATA, FeaturesParams())
+    out = feature_table(train_table(), schema)
+    assert list(out.columns) == ["age", "city", "flag", "y", "id", "t"]
+    assert list(out["y"]) == [1, 0, 0, 1]

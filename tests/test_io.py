@@ -1,0 +1,92 @@
+"""Reading sources and atomic writing."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from mlpipe.errors import DataError
+from mlpipe.io import atomic_path, infer_format, normalise_columns, read_table, write_json, write_parquet
+
+
+def test_format_is_inferred_from_suffix_or_taken_as_declared(tmp_path):
+    assert infer_format("a/b.csv") == "csv"
+    assert infer_format("a/b.PARQUET") == "parquet"
+    assert infer_format("a/b.csv.gz") == "csv"
+    assert infer_format("a/b.dat", "parquet") == "parquet"
+    with pytest.raises(DataError, match="data.format"):
+        infer_format("a/b.dat")
+
+
+def test_reads_csv_and_parquet_alike(tmp_path):
+    table = pd.DataFrame({"x": [1, 2], "label": ["a", "b"]})
+    table.to_csv(tmp_path / "t.csv", index=False)
+    table.to_parquet(tmp_path / "t.parquet")
+    pd.testing.assert_frame_equal(read_table(tmp_path / "t.csv"), table)
+    pd.testing.assert_frame_equal(read_table(tmp_path / "t.parquet"), table)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "fragment"),
+    [
+        ("missing.csv", None, "does not exist"),
+        ("empty.csv", b"", "is empty"),
+        ("header.csv", b"a,b\n", "has no rows"),
+        ("latin1.csv", "name,y\nJos\xe9,1\n".encode("latin-1"), "not UTF-8"),
+        ("ragged.csv", b"a,b\n1,2\n3,4,5,6\n", "not a well-formed CSV"),
+        ("corrupt.parquet", b"PAR1garbagePAR1", "cannot read"),
+        ("truncated.parquet", None, "cannot read"),
+    ],
+)
+def test_unreadable_sources_raise_one_line_data_errors(tmp_path, name, content, fragment):
+    path = tmp_path / name
+    if name == "truncated.parquet":
+        pd.DataFrame({"x": range(1000)}).to_parquet(path)
+        path.write_bytes(path.read_bytes()[:200])
+    elif content is not None:
+        path.write_bytes(content)
+    with pytest.raises(DataError) as caught:
+        read_table(path)
+    assert fragment in str(caught.value)
+    assert str(path) in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_directory_source_is_rejected(tmp_path):
+    (tmp_path / "d.csv").mkdir()
+    with pytest.raises(DataError, match="is a directory"):
+        read_table(tmp_path / "d.csv")
+
+
+def test_normalise_strips_names_and_uncategorises():
+    table = pd.DataFrame({" a ": pd.Categorical(["x", "y"]), "b": [1, 2]})
+    out = normalise_columns(table, "t")
+    assert list(out.columns) == ["a", "b"]
+    assert out["a"].dtype == object
+    with pytest.raises(DataError, match="duplicate column names"):
+        normalise_columns(pd.DataFrame([[1, 2]], columns=["a", "a "]), "t")
+
+
+def test_atomic_write_leaves_nothing_when_the_writer_fails(tmp_path):
+    target = tmp_path / "out" / "table.parquet"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as temporary:
+            temporary.write_bytes(b"half")
+            raise RuntimeError("crash mid-write")
+    assert not target.exists()
+    assert list(target.parent.iterdir()) == []
+
+
+def test_atomic_write_replaces_the_previous_version_whole(tmp_path):
+    target = tmp_path / "t.parquet"
+    write_parquet(pd.DataFrame({"x": [1]}), target)
+    write_parquet(pd.DataFrame({"x": [1, 2, 3]}), target)
+    assert len(pd.read_parquet(target)) == 3
+    assert [p.name for p in tmp_path.iterdir()] == ["t.parquet"]
+
+
+def test_json_is_rounded_and_nan_becomes_null(tmp_path):
+    import numpy as np
+
+    write_json({"a": 0.123456789, "b": float("nan"), "c": np.float32(0.5), "d": [np.int64(3)]}, tmp_path / "m.json")
+    assert json.loads((tmp_path / "m.json").read_text()) == {"a": 0.123457, "b": None, "c": 0.5, "d": [3]}

@@ -1,0 +1,100 @@
+"""Training determinism, persistence, scoring, and the metric tables."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import make_classification
+
+from mlpipe import evaluation
+from mlpipe.config import DataParams, FeaturesParams, TrainParams
+from mlpipe.features import build_schema, feature_table
+from mlpipe.model import feature_importance, model_from_text, model_to_text, predict_proba, train_model
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    X, y = make_classification(n_samples=3000, n_features=6, n_informative=4, random_state=0)
+    table = pd.DataFrame(X, columns=[f"x{i}" for i in range(6)])
+    table["colour"] = np.where(X[:, 0] > 0, "red", "blue")
+    table["label"] = np.where(y == 1, "pos", "neg")
+    schema = build_schema(table, DataParams(source="t", target="label", positive_label="pos"), FeaturesParams())
+    return schema, feature_table(table, schema)
+
+
+FAST = TrainParams(n_estimators=200, learning_rate=0.1, early_stopping_rounds=10, num_threads=1)
+
+
+def test_training_is_byte_for_byte_deterministic(dataset):
+    schema, table = dataset
+    first = train_model(table[schema.feature_names], table["label"], FAST)
+    second = train_model(table[schema.feature_names], table["label"], FAST)
+    assert model_to_text(first.booster) == model_to_text(second.booster)
+    assert first.curve == second.curve
+
+
+def test_early_stopping_then_refit_on_all_rows(dataset):
+    schema, table = dataset
+    trained = train_model(table[schema.feature_names], table["label"], FAST)
+    summary = trained.summary
+    assert summary["train_rows"] == 3000 and summary["validation_rows"] == 300
+    assert 1 <= summary["best_iteration"] < 200
+    assert summary["n_trees"] == summary["best_iteration"] == trained.booster.num_trees()
+    assert len(trained.curve) >= summary["best_iteration"]
+
+
+def test_without_validation_slice_all_trees_are_fitted(dataset):
+    schema, table = dataset
+    params = TrainParams(n_estimators=30, early_stopping_rounds=0, validation_fraction=0, num_threads=1)
+    trained = train_model(table[schema.feature_names], table["label"], params)
+    assert trained.booster.num_trees() == 30 and trained.curve == []
+
+
+def test_model_text_round_trip_predicts_the_same(dataset):
+    schema, table = dataset
+    trained = train_model(table[schema.feature_names], table["label"], FAST)
+    text = model_to_text(trained.booster)
+    assert "pandas_categorical" in text and "\x80" not in text  # LightGBM text format, no pickle
+    reloaded = model_from_text(text)
+    np.testing.assert_array_equal(predict_proba(trained.booster, table, schema), predict_proba(reloaded, table, schema))
+    proba = predict_proba(reloaded, table, schema)
+    assert evaluation.binary_metrics(table["label"].to_numpy(), proba, 0.5)["roc_auc"] > 0.9
+    importance = feature_importance(reloaded)
+    assert set(importance["feature"]) == set(schema.feature_names)
+    assert importance["gain_share"].sum() == pytest.approx(1.0)
+
+
+def test_binary_metrics_on_a_hand_checked_example():
+    y = np.array([0, 0, 1, 1])
+    p = np.array([0.1, 0.6, 0.4, 0.9])
+    m = evaluation.binary_metrics(y, p, threshold=0.5)
+    assert m["roc_auc"] == pytest.approx(0.75)
+    assert m["accuracy"] == 0.5 and m["precision"] == 0.5 and m["recall"] == 0.5
+    assert m["brier"] == pytest.approx((0.01 + 0.36 + 0.36 + 0.01) / 4)
+    one_class = evaluation.binary_metrics(np.array([1, 1]), np.array([0.2, 0.9]), 0.5)
+    assert one_class["roc_auc"] is None and one_class["recall"] == 0.5
+
+
+def test_curve_tables_are_fixed_size_and_monotone():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 5000)
+    p = np.clip(y * 0.3 + rng.random(5000) * 0.7, 0, 1)
+    roc = evaluation.roc_points(y, p, 101)
+    assert len(roc) == 101 and roc[0]["fpr"] == 0 and roc[-1]["tpr"] == 1
+    assert all(a["tpr"] <= b["tpr"] for a, b in zip(roc, roc[1:]))
+    pr = evaluation.precision_recall_points(y, p, 51)
+    assert len(pr) == 51 and all(a["precision"] >= b["precision"] for a, b in zip(pr, pr[1:]))
+    calibration = evaluation.calibration_points(y, p, 10)
+    assert sum(row["rows"] for row in calibration) == 5000
+    confusion = evaluation.confusion_counts(y, p, 0.5, ("no", "yes"))
+    assert sum(row["count"] for row in confusion) == 5000
+    assert {row["actual"] for row in confusion} == {"no", "yes"}
+
+
+def test_periods_from_years_and_dates():
+    years = evaluation.period_labels(pd.Series([2016, 2017, 2016], name="year"), "Y", 50)
+    assert list(years) == ["2016", "2017", "2016"]
+    months = evaluation.period_labels(pd.Series(pd.to_datetime(["2020-01-03", "2020-02-10"]), name="d"), "M", 50)
+    assert list(months) == ["2020-01", "2020-02"]
+    assert evaluation.period_labels(pd.Series(range(100), name="t"), "Y", 50) is None
+    by = evaluation.metrics_by_period(np.array([0, 1, 0, 1]), np.array([0.2, 0.8, 0.3, 0.6]), pd.Series(["a", "a", "b", "b"]), 0.5)
+    assert list(by) == ["a", "b"] and by["a"]["rows"] == 2
