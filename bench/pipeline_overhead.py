@@ -1,0 +1,547 @@
+"""How much does the DVC pipeline cost over a bare LightGBM script? (A benchmark, not a test.)
+
+In one run, so that the ratios share the same machine conditions, it measures:
+
+1. a full `dvc repro -f` of a temporary git+DVC snapshot of this repository, on the
+   committed dataset: wall time, peak memory, per-stage times, and the DVC overhead
+   (total wall time minus the time spent inside the stages' own `main`);
+2. a no-op `dvc repro` right after it (median of --noop-repeats runs);
+3. bench/bare_lightgbm.py, the same model fitted by one plain script (the floor), run as a
+   subprocess so that it pays interpreter start-up and imports like every stage does;
+4. steps 1-3 again on a 1,000,000-row resample of the dataset (skip with --skip-1m).
+
+The snapshot holds what `git add -A` would commit from the working tree (tracked files as
+they are now, plus untracked files that are not ignored), so uncommitted edits are measured.
+The stages import `mlpipe` from the snapshot's src/ (PYTHONPATH), not from the editable
+install. Nothing in the repository itself is touched except bench/results/.
+
+Memory is reported two ways: `max_rss_single_mb` is ru_maxrss from wait4(), i.e. the largest
+resident set of any single process in the tree (DVC itself or one stage), and
+`peak_tree_rss_mb` is the largest sum of RSS over the whole process tree seen by polling
+with psutil every 50 ms (shared pages count once per process; very short peaks can be missed).
+
+`other_cpu_cores` is the CPU time that processes outside the measured tree used during a run,
+in cores on average: on this 2-core machine anything above ~0.2 means the figures are noisy
+(LightGBM's two OpenMP threads slow down many times over when a neighbour takes a core).
+Before each run the benchmark therefore waits, up to --max-wait seconds, until other
+processes use fewer than --quiet-below cores.
+
+    .venv/bin/python bench/pipeline_overhead.py              # everything (a few minutes)
+    .venv/bin/python bench/pipeline_overhead.py --skip-1m    # default size only
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psutil
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BARE_SCRIPT = Path(__file__).resolve().parent / "bare_lightgbm.py"
+RESULTS = Path(__file__).resolve().parent / "results"
+RESAMPLED_SOURCE = "data/bench_resampled.parquet"
+
+TARGET_NOOP_S = 1.5
+TARGET_RATIO = {"default": 2.5, "1m": 1.3}
+
+RUNNING_LINE = re.compile(r"^Running stage '(?P<stage>[^']+)':")
+DONE_LINE = re.compile(r"^\d\d:\d\d:\d\d (?P<stage>\S+): done in (?P<seconds>[\d.]+)s\s*$")
+UP_TO_DATE = "Data and pipelines are up to date."
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+@dataclass
+class Run:
+    """One measured subprocess (and everything it started)."""
+
+    command: list[str]
+    returncode: int
+    wall_s: float
+    cpu_s: float  # user + system time of the whole tree
+    max_rss_single_mb: float  # ru_maxrss via wait4: the largest single process of the tree
+    peak_tree_rss_mb: float  # polled: the largest sum of RSS over the tree
+    other_cpu_cores: float  # CPU used by processes outside the tree, averaged over the run
+    lines: list[tuple[float, str]] = field(repr=False)  # (seconds since start, output line)
+
+    def summary(self) -> dict:
+        return {key: round(value, 3) if isinstance(value, float) else value
+                for key, value in vars(self).items() if key not in ("lines", "command")}
+
+    def tail(self, count: int = 25) -> str:
+        return "\n".join(line for _, line in self.lines[-count:])
+
+
+def busy_cpu_seconds() -> float:
+    """CPU seconds the whole machine has spent not idle since boot."""
+    times = psutil.cpu_times()
+    return sum(getattr(times, name, 0.0) for name in ("user", "nice", "system", "irq", "softirq", "steal"))
+
+
+def tree_rss(pid: int) -> int:
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    total = 0
+    for process in processes:
+        try:
+            total += process.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def measure(command: list[str], cwd: Path, env: dict[str, str], interval: float = 0.05) -> Run:
+    """Run `command`, timestamping each output line and polling the tree's memory.
+
+    A thread blocks in wait4() so the wall time is exact and ru_maxrss covers the whole tree
+    (every process's children are reaped into its own rusage); the main thread only polls.
+    """
+    lines: list[tuple[float, str]] = []
+    outcome: dict = {}
+    finished = threading.Event()
+    busy_before, own_before = busy_cpu_seconds(), time.process_time()
+    started = time.perf_counter()
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, errors="replace", start_new_session=True)
+
+    def reap() -> None:
+        _, status, usage = os.wait4(process.pid, 0)
+        outcome.update(ended=time.perf_counter(), status=status, usage=usage)
+        finished.set()
+
+    def read() -> None:
+        for line in process.stdout:
+            lines.append((time.perf_counter() - started, line.rstrip("\n")))
+
+    reaper, reader = threading.Thread(target=reap, daemon=True), threading.Thread(target=read, daemon=True)
+    reaper.start()
+    reader.start()
+    peak = 0
+    try:
+        while not finished.wait(interval):
+            peak = max(peak, tree_rss(process.pid))
+    except KeyboardInterrupt:
+        os.killpg(process.pid, signal.SIGTERM)
+        raise
+    reader.join()
+    process.returncode = os.waitstatus_to_exitcode(outcome["status"])
+    wall = outcome["ended"] - started
+    usage = outcome["usage"]
+    tree_cpu = usage.ru_utime + usage.ru_stime
+    others = busy_cpu_seconds() - busy_before - tree_cpu - (time.process_time() - own_before)
+    return Run(command=command, returncode=process.returncode, wall_s=wall, cpu_s=tree_cpu,
+               max_rss_single_mb=usage.ru_maxrss / 1024, peak_tree_rss_mb=peak / 2**20,
+               other_cpu_cores=max(others, 0.0) / wall, lines=lines)
+
+
+@dataclass
+class QuietGate:
+    """Before each measured run, wait (up to `max_wait_s`) until processes outside the
+    benchmark use less than `threshold` cores over a `window_s` window. On a 2-core machine a
+    single busy neighbour slows LightGBM's 2 OpenMP threads many times over."""
+
+    threshold: float
+    max_wait_s: float
+    window_s: float = 3.0
+    waited_s: float = 0.0
+    timeouts: int = 0
+
+    def wait(self) -> None:
+        if self.max_wait_s <= 0:
+            return
+        started = time.perf_counter()
+        while True:
+            busy, own = busy_cpu_seconds(), time.process_time()
+            time.sleep(self.window_s)
+            load = (busy_cpu_seconds() - busy - (time.process_time() - own)) / self.window_s
+            elapsed = time.perf_counter() - started
+            if load < self.threshold:
+                break
+            if elapsed >= self.max_wait_s:
+                self.timeouts += 1
+                print(f"    machine still busy ({load:.2f} other cores) after {elapsed:.0f} s; measuring anyway", flush=True)
+                break
+        self.waited_s += time.perf_counter() - started
+
+    def summary(self) -> dict:
+        return {"threshold_cores": self.threshold, "window_s": self.window_s, "max_wait_s": self.max_wait_s,
+                "total_waited_s": round(self.waited_s, 1), "gave_up_waiting": self.timeouts}
+
+
+def checked(run: Run, what: str) -> Run:
+    if run.returncode != 0:
+        raise SystemExit(f"{what} failed (exit {run.returncode}); last lines:\n{run.tail()}")
+    return run
+
+
+# --------------------------------------------------------------------------- the snapshot
+
+
+def git(*args: str, cwd: Path) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+def cached_outputs(dvc_yaml: Path) -> list[str]:
+    """Paths of the outputs DVC caches (and so refuses to see tracked by git)."""
+    stages = yaml.safe_load(dvc_yaml.read_text(encoding="utf-8")).get("stages", {})
+    paths = []
+    for stage in stages.values():
+        for key in ("outs", "metrics", "plots"):
+            for entry in stage.get(key, []) or []:
+                path, options = (entry, {}) if isinstance(entry, str) else next(iter(entry.items()))
+                if (options or {}).get("cache", True) and "${" not in path:
+                    paths.append(path.rstrip("/"))
+    return paths
+
+
+def snapshot_repository(source: Path, target: Path) -> dict:
+    """Copy the working tree's files into `target`, `git init` and commit them there.
+
+    Git-tracked files that are cached DVC outputs are left out (and reported): DVC refuses to
+    write an output git already tracks, so `dvc repro` would fail on them.
+    """
+    tracked = set(git("ls-files", "-z", "--cached", cwd=source).split("\0")) - {""}
+    untracked = set(git("ls-files", "-z", "--others", "--exclude-standard", cwd=source).split("\0")) - {""}
+    outputs = cached_outputs(source / "dvc.yaml")
+
+    def is_output(path: str) -> bool:
+        return any(path == out or path.startswith(out + "/") for out in outputs)
+
+    excluded, copied = [], 0
+    for path in sorted(tracked | untracked):
+        if is_output(path):
+            if path in tracked:
+                excluded.append(path)
+            continue
+        origin = source / path
+        if not origin.is_file():  # deleted in the working tree, or a submodule
+            continue
+        (target / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(origin, target / path)
+        copied += 1
+    identity = ["-c", "user.name=bench", "-c", "user.email=bench@localhost", "-c", "commit.gpgsign=false"]
+    git("init", "-q", cwd=target)
+    git("add", "-A", cwd=target)
+    git(*identity, "commit", "-q", "-m", "benchmark snapshot", cwd=target)
+    return {
+        "head": git("rev-parse", "HEAD", cwd=source).strip(),
+        "uncommitted_changes": [line for line in git("status", "--porcelain", cwd=source).splitlines() if line],
+        "files_copied": copied,
+        "git_tracked_dvc_outputs_left_out": excluded,
+    }
+
+
+def set_data_source(params_file: Path, source: str) -> None:
+    """Point data.source at `source`, editing only that line so comments survive."""
+    text = params_file.read_text(encoding="utf-8")
+    edited, count = re.subn(r"(?m)^(\s+source:\s*)\S+", lambda match: match.group(1) + source, text, count=1)
+    if count != 1 or yaml.safe_load(edited)["data"]["source"] != source:
+        raise SystemExit(f"could not set data.source in {params_file}")
+    params_file.write_text(edited, encoding="utf-8")
+
+
+def write_resampled(source: Path, target: Path, rows: int, seed: int, time_column: str, id_columns: list[str]) -> dict:
+    """Resample `rows` rows with replacement, keeping each period's share; fresh unique ids."""
+    table = pd.read_parquet(source)
+    rng = np.random.default_rng(seed)
+    shares = table[time_column].value_counts(normalize=True).sort_index()
+    counts = np.floor(shares.to_numpy() * rows).astype(int)
+    remainders = shares.to_numpy() * rows - counts
+    counts[np.argsort(-remainders, kind="stable")[: rows - counts.sum()]] += 1  # largest remainders
+    parts = [table[table[time_column] == period].sample(n=int(count), replace=True, random_state=rng)
+             for period, count in zip(shares.index, counts)]
+    resampled = pd.concat(parts, ignore_index=True)
+    for column in id_columns:
+        resampled[column] = np.arange(len(resampled), dtype=table[column].dtype)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    resampled.to_parquet(target, index=False, compression="zstd")
+    return {"rows": len(resampled), "seed": seed, "rows_by_period": {str(k): int(v) for k, v in zip(shares.index, counts)}}
+
+
+# --------------------------------------------------------------------------- one dataset size
+
+
+def stage_breakdown(run: Run) -> dict:
+    """Split a `dvc repro` run's wall time using the timestamps of its output lines.
+
+    in_stage_s: what the stage logs as `done in` (its main(), 0.1 s resolution);
+    process_s: from DVC's "Running stage" line to the stage's `done in` line;
+    startup_s: process_s - in_stage_s (interpreter start-up, imports, spawning the shell);
+    dvc_after_s: from the `done in` line to the next stage (process exit, hashing and
+    caching the outputs, writing dvc.lock, staging in git).
+    """
+    stages: list[dict] = []
+    for at, line in run.lines:
+        if match := RUNNING_LINE.match(line):
+            stages.append({"stage": match["stage"], "running_at": at})
+        elif (match := DONE_LINE.match(line)) and stages and match["stage"] == stages[-1]["stage"]:
+            stages[-1].update(done_at=at, in_stage_s=float(match["seconds"]))
+    missing = [stage["stage"] for stage in stages if "done_at" not in stage]
+    if not stages or missing:
+        raise SystemExit(f"no `done in` line for stage(s) {missing or 'any'}; last lines:\n{run.tail()}")
+    rows = []
+    for index, stage in enumerate(stages):
+        next_start = stages[index + 1]["running_at"] if index + 1 < len(stages) else run.wall_s
+        process = stage["done_at"] - stage["running_at"]
+        rows.append({"stage": stage["stage"], "in_stage_s": stage["in_stage_s"], "process_s": round(process, 3),
+                     "startup_s": round(process - stage["in_stage_s"], 3), "dvc_after_s": round(next_start - stage["done_at"], 3)})
+    in_stages = sum(row["in_stage_s"] for row in rows)
+    startup = sum(row["startup_s"] for row in rows)
+    return {
+        "stages": rows,
+        "sum_in_stage_s": round(in_stages, 3),
+        "dvc_overhead_s": round(run.wall_s - in_stages, 3),
+        "overhead_parts": {
+            "dvc_startup_s": round(stages[0]["running_at"], 3),
+            "stage_startup_and_imports_s": round(startup, 3),
+            "dvc_between_and_after_stages_s": round(sum(row["dvc_after_s"] for row in rows), 3),
+        },
+    }
+
+
+def bare_result(run: Run) -> dict:
+    for _, line in run.lines:
+        if line.startswith("BARE_RESULT "):
+            return json.loads(line.removeprefix("BARE_RESULT "))
+    raise SystemExit(f"bare script printed no BARE_RESULT line:\n{run.tail()}")
+
+
+def median_run(runs: list[Run]) -> Run:
+    return sorted(runs, key=lambda run: run.wall_s)[(len(runs) - 1) // 2]
+
+
+def bench_size(copy: Path, env: dict[str, str], python: str, data_source: str, repeats: int, noop_repeats: int,
+               gate: QuietGate) -> dict:
+    """Full `dvc repro -f`, no-op `dvc repro` (right after the first full run), bare script."""
+    full_runs, bare_runs, noop_runs = [], [], []
+    for repeat in range(repeats):
+        print(f"  full dvc repro -f ({repeat + 1}/{repeats}) ...", flush=True)
+        gate.wait()
+        full_runs.append(checked(measure(["dvc", "repro", "-f"], copy, env), "dvc repro -f"))
+        print(f"    {full_runs[-1].wall_s:.1f} s", flush=True)
+        if repeat == 0:
+            gate.wait()
+            for _ in range(noop_repeats):
+                noop_runs.append(checked(measure(["dvc", "repro"], copy, env), "no-op dvc repro"))
+            print(f"  no-op dvc repro x{noop_repeats}: {[round(run.wall_s, 2) for run in noop_runs]}", flush=True)
+        print(f"  bare script ({repeat + 1}/{repeats}) ...", flush=True)
+        gate.wait()
+        bare_runs.append(checked(measure([python, str(BARE_SCRIPT), "--data", data_source, "--params", "params.yaml"], copy, env),
+                                 "bare script"))
+        print(f"    {bare_runs[-1].wall_s:.1f} s", flush=True)
+
+    full, bare = median_run(full_runs), median_run(bare_runs)
+    evaluation = json.loads((copy / "metrics/evaluation.json").read_text(encoding="utf-8"))
+    trained = json.loads((copy / "metrics/train.json").read_text(encoding="utf-8"))
+    bare_model = bare_result(bare)
+    return {
+        "data_source": data_source,
+        "full_repro": {**full.summary(), "runs_wall_s": [round(run.wall_s, 3) for run in full_runs]},
+        "breakdown": stage_breakdown(full),
+        "noop_repro": {
+            "median_s": round(statistics.median(run.wall_s for run in noop_runs), 3),
+            "runs_wall_s": [round(run.wall_s, 3) for run in noop_runs],
+            "all_up_to_date": all(any(UP_TO_DATE in line for _, line in run.lines) for run in noop_runs),
+            "max_rss_single_mb": round(max(run.max_rss_single_mb for run in noop_runs), 1),
+        },
+        "bare": {**bare.summary(), "runs_wall_s": [round(run.wall_s, 3) for run in bare_runs], **bare_model},
+        "pipeline_model": {"n_trees": trained.get("n_trees"), "roc_auc": evaluation["test"]["roc_auc"],
+                           "test_rows": evaluation["test"]["rows"]},
+        "ratio": round(full.wall_s / bare.wall_s, 3),
+    }
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def machine_facts(bin_dir: Path) -> dict:
+    versions = {}
+    for package in ("dvc", "lightgbm", "pandas", "pyarrow", "scikit-learn", "pydantic"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    cpu_model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
+    return {
+        "timestamp_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpu_model": cpu_model,
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "python_executable": str(bin_dir / "python"),
+        "packages": versions,
+        "env": {name: os.environ.get(name) for name in ("PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "OMP_NUM_THREADS")},
+        "loadavg_at_start": [round(value, 2) for value in os.getloadavg()],
+    }
+
+
+def targets(sizes: dict) -> list[dict]:
+    rows = []
+    if "default" in sizes:
+        noop = sizes["default"]["noop_repro"]["median_s"]
+        rows.append({"name": "no-op dvc repro (default size, median)", "value": noop, "unit": "s", "target": TARGET_NOOP_S,
+                     "met": noop <= TARGET_NOOP_S, "excess_pct": round(100 * (noop / TARGET_NOOP_S - 1), 1)})
+    for size, limit in TARGET_RATIO.items():
+        if size in sizes:
+            ratio = sizes[size]["ratio"]
+            rows.append({"name": f"full repro / bare script ({size})", "value": ratio, "unit": "x", "target": limit,
+                         "met": ratio <= limit, "excess_pct": round(100 * (ratio / limit - 1), 1)})
+    return rows
+
+
+def markdown(report: dict) -> str:
+    machine, sizes = report["machine"], report["sizes"]
+    out = [
+        "# Pipeline overhead benchmark",
+        "",
+        f"{machine['timestamp_utc']} · {machine['nproc']} CPUs ({machine['cpu_model']}) · {machine['memory_gb']} GB · "
+        f"Python {machine['python']} · dvc {machine['packages']['dvc']} · lightgbm {machine['packages']['lightgbm']} · "
+        f"load average at start {machine['loadavg_at_start']}",
+        "",
+        f"Snapshot of {report['snapshot']['head'][:10]} with {len(report['snapshot']['uncommitted_changes'])} uncommitted change(s).",
+        "",
+        "## Targets",
+        "",
+        "| measure | value | target | met |",
+        "|---|---:|---:|---|",
+    ]
+    for row in report["targets"]:
+        verdict = "met" if row["met"] else f"NOT met (+{row['excess_pct']}%)"
+        out.append(f"| {row['name']} | {row['value']:.2f} {row['unit']} | ≤ {row['target']} {row['unit']} | {verdict} |")
+    out += ["", "## Figures", "",
+            "| size | rows | full `dvc repro -f` | bare script | ratio | DVC overhead | no-op repro | peak RSS single / tree (pipeline) | peak RSS (bare) | other CPU load (pipeline / bare) | ROC-AUC pipeline / bare | trees pipeline / bare |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, size in sizes.items():
+        full, bare, model = size["full_repro"], size["bare"], size["pipeline_model"]
+        out.append(
+            f"| {name} | {size['rows']:,} | {full['wall_s']:.1f} s | {bare['wall_s']:.1f} s | {size['ratio']:.2f}x | "
+            f"{size['breakdown']['dvc_overhead_s']:.1f} s | {size['noop_repro']['median_s']:.2f} s | "
+            f"{full['max_rss_single_mb']:.0f} / {full['peak_tree_rss_mb']:.0f} MB | {bare['max_rss_single_mb']:.0f} MB | "
+            f"{full['other_cpu_cores']:.2f} / {bare['other_cpu_cores']:.2f} cores | "
+            f"{model['roc_auc']:.4f} / {bare['roc_auc']:.4f} | {model['n_trees']} / {bare['n_trees']} |")
+    gate = report["quiet_gate"]
+    noisy = [f"{name} {what}" for name, size in sizes.items() for what in ("full_repro", "bare")
+             if size[what]["other_cpu_cores"] > gate["threshold_cores"]]
+    out += ["", f"Before each run the benchmark waited for other processes to use < {gate['threshold_cores']} cores "
+            f"(waited {gate['total_waited_s']:.0f} s in total, gave up {gate['gave_up_waiting']} time(s)). "
+            + (f"**Noisy** (other load above the threshold during the run): {', '.join(noisy)}." if noisy
+               else "No measured run saw other load above the threshold.")]
+    for name, size in sizes.items():
+        breakdown = size["breakdown"]
+        out += ["", f"## Where the time goes: {name} ({size['rows']:,} rows, full repro {size['full_repro']['wall_s']:.1f} s)", "",
+                "| stage | in-stage (`done in`) | process (Running → done) | start-up + imports | DVC after the stage |",
+                "|---|---:|---:|---:|---:|"]
+        for row in breakdown["stages"]:
+            out.append(f"| {row['stage']} | {row['in_stage_s']:.1f} s | {row['process_s']:.1f} s | {row['startup_s']:.1f} s | {row['dvc_after_s']:.2f} s |")
+        parts = breakdown["overhead_parts"]
+        out += ["", f"DVC overhead = total − Σ in-stage = {size['full_repro']['wall_s']:.1f} − {breakdown['sum_in_stage_s']:.1f} = "
+                f"**{breakdown['dvc_overhead_s']:.1f} s**: DVC start-up {parts['dvc_startup_s']:.1f} s, "
+                f"stage start-up + imports {parts['stage_startup_and_imports_s']:.1f} s, "
+                f"DVC between/after stages {parts['dvc_between_and_after_stages_s']:.1f} s.",
+                "", f"Bare script in-process timings (s): {size['bare']['timings']}"]
+    if report["snapshot"]["git_tracked_dvc_outputs_left_out"]:
+        out += ["", "## Warning", "",
+                "These cached DVC outputs are tracked by git, so `dvc repro` fails in a fresh clone "
+                "(\"output ... is already tracked by SCM\"); the benchmark left them out of its snapshot: "
+                + ", ".join(f"`{path}`" for path in report["snapshot"]["git_tracked_dvc_outputs_left_out"])]
+    out += ["", "Memory: *single* is ru_maxrss (largest single process of the tree, via wait4); *tree* is the largest "
+            "polled sum of RSS over the process tree. *Other CPU load* is CPU used by processes outside the benchmark "
+            "during the run (noise indicator)."]
+    return "\n".join(out) + "\n"
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--skip-1m", action="store_true", help="skip the 1,000,000-row part")
+    parser.add_argument("--repeats", type=int, default=1, help="full repro + bare runs per size; the median is reported (default 1)")
+    parser.add_argument("--noop-repeats", type=int, default=5, help="no-op repro runs; the median is reported (default 5)")
+    parser.add_argument("--rows", type=int, default=1_000_000, help="rows of the resampled dataset (default 1,000,000)")
+    parser.add_argument("--seed", type=int, default=20240601, help="seed for the resample")
+    parser.add_argument("--quiet-below", type=float, default=0.25,
+                        help="before each run, wait until other processes use fewer cores than this (default 0.25)")
+    parser.add_argument("--max-wait", type=float, default=600,
+                        help="seconds to wait for a quiet machine before measuring anyway; 0 never waits (default 600)")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary repository and print its path")
+    args = parser.parse_args()
+    if args.repeats < 1 or args.noop_repeats < 1:
+        parser.error("--repeats and --noop-repeats must be at least 1")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    bin_dir = Path(sys.executable).parent  # the venv's bin/, not resolved: it holds dvc and python
+    if not (bin_dir / "dvc").exists():
+        raise SystemExit(f"no dvc next to {sys.executable}: run this with the project's venv python (.venv/bin/python)")
+    report = {"benchmark": "pipeline_overhead", "machine": machine_facts(bin_dir)}
+    gate = QuietGate(threshold=args.quiet_below, max_wait_s=args.max_wait)
+    workdir = Path(tempfile.mkdtemp(prefix="mlpipe-bench-"))
+    copy = workdir / "repo"
+    try:
+        print(f"snapshot of {REPO} -> {copy}", flush=True)
+        report["snapshot"] = snapshot_repository(REPO, copy)
+        env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1",
+               "PYTHONPATH": str(copy / "src")}
+        python = str(bin_dir / "python")
+        data = yaml.safe_load((copy / "params.yaml").read_text(encoding="utf-8"))["data"]
+        default_rows = len(pd.read_parquet(copy / data["source"], columns=[data["target"]]))
+
+        print(f"default size ({default_rows:,} rows, {data['source']})", flush=True)
+        report["sizes"] = {"default": {"rows": default_rows, **bench_size(copy, env, python, data["source"], args.repeats, args.noop_repeats, gate)}}
+        if not args.skip_1m:
+            print(f"resampling {args.rows:,} rows into {RESAMPLED_SOURCE}", flush=True)
+            resample = write_resampled(copy / data["source"], copy / RESAMPLED_SOURCE, args.rows, args.seed,
+                                       data["time_column"], data.get("id_columns") or [])
+            set_data_source(copy / "params.yaml", RESAMPLED_SOURCE)
+            print(f"{args.rows:,} rows", flush=True)
+            report["sizes"]["1m"] = {"rows": resample["rows"], "resample": resample,
+                                     **bench_size(copy, env, python, RESAMPLED_SOURCE, args.repeats, args.noop_repeats, gate)}
+    finally:
+        if args.keep:
+            print(f"kept {copy}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    report["machine"]["loadavg_at_end"] = [round(value, 2) for value in os.getloadavg()]
+    report["quiet_gate"] = gate.summary()
+    report["targets"] = targets(report["sizes"])
+
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    text = markdown(report)
+    (args.results_dir / "pipeline_overhead.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    (args.results_dir / "pipeline_overhead.md").write_text(text, encoding="utf-8")
+    print()
+    print(text)
+    print(f"wrote {args.results_dir / 'pipeline_overhead.json'} and {args.results_dir / 'pipeline_overhead.md'}")
+
+
+if __name__ == "__main__":
+    main()

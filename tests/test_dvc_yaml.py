@@ -1,0 +1,65 @@
+"""dvc.yaml declares exactly what each stage reads: its script and the library modules it imports."""
+
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PIPELINE = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+
+
+def library_imports(path: Path) -> set[str]:
+    """mlpipe modules imported by a file (mlpipe.x for `import mlpipe.x`, `from mlpipe import x`, `from mlpipe.x import y`)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name.startswith("mlpipe")}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mlpipe"):
+            if node.module == "mlpipe":
+                found |= {f"mlpipe.{alias.name}" for alias in node.names}
+            else:
+                found.add(node.module)
+    return found
+
+
+def module_file(module: str) -> str:
+    return f"src/{module.replace('.', '/')}.py"
+
+
+def closure(script: str) -> set[str]:
+    """Every repository Python file a stage script executes: itself, then mlpipe modules transitively."""
+    files, queue = {script, "src/mlpipe/__init__.py"}, [script]
+    while queue:
+        for module in library_imports(ROOT / queue.pop()):
+            name = module_file(module)
+            if name not in files:
+                files.add(name)
+                queue.append(name)
+    return files
+
+
+@pytest.mark.parametrize("stage", sorted(PIPELINE))
+def test_code_deps_are_exactly_the_files_the_stage_runs(stage):
+    spec = PIPELINE[stage]
+    script = spec["cmd"].split()[1]
+    assert script == f"src/stages/{stage}.py"
+    declared = {dep for dep in spec["deps"] if dep.endswith(".py")}
+    assert declared == closure(script)
+
+
+def test_every_stage_script_has_a_stage_and_library_never_imports_stages():
+    scripts = {path.stem for path in (ROOT / "src" / "stages").glob("*.py")}
+    assert scripts == set(PIPELINE)
+    for module in (ROOT / "src" / "mlpipe").glob("*.py"):
+        assert not any(name.startswith("stages") for name in library_imports(module)), module
+        assert "sys.path" not in module.read_text(), module
+
+
+def test_metrics_and_plot_data_live_in_git_not_the_cache():
+    for stage, spec in PIPELINE.items():
+        for entry in spec.get("metrics", []) + [o for o in spec.get("outs", []) if isinstance(o, dict)]:
+            (path, options), = entry.items()
+            assert path.startswith("metrics/"), (stage, path)
+            assert options == {"cache": False}, (stage, path)

@@ -1,0 +1,44 @@
+"""Bring your own data: a different real table, no time column, string labels, CSV — params only."""
+
+import json
+
+import pandas as pd
+import pytest
+from sklearn.datasets import load_breast_cancer
+
+from conftest import make_repo
+
+pytestmark = pytest.mark.integration
+
+
+def test_breast_cancer_csv_without_time_column_runs_end_to_end(tmp_path):
+    bunch = load_breast_cancer(as_frame=True)
+    table = bunch.frame.rename(columns=lambda name: name.replace(" ", "_"))
+    table["diagnosis"] = table.pop("target").map({0: "malignant", 1: "benign"})
+    table.insert(0, "patient_id", range(1, len(table) + 1))
+
+    repo = make_repo(tmp_path / "repo")
+    table.to_csv(repo.path / "data" / "breast_cancer.csv", index=False)
+    params = repo.params()
+    params["data"] = {
+        "source": "data/breast_cancer.csv", "format": None, "target": "diagnosis", "positive_label": "malignant",
+        "time_column": None, "id_columns": ["patient_id"], "drop_columns": [], "categorical_columns": None,
+    }
+    params["validate"] = {"max_bad_row_share": 0.01, "ranges": {"mean_radius": {"min": 0}}}
+    params["split"] = {"strategy": "random", "test_size": 0.3, "stratify": True, "seed": 1}
+    params["train"].update(min_child_samples=10, num_leaves=15)
+    repo.set_params(**params)
+    repo.commit("point the pipeline at breast cancer data")
+
+    run = repo.dvc("repro")
+    assert run.stages_run == ["ingest", "validate", "split", "featurize", "train", "evaluate"]
+    metrics = json.loads((repo.path / "metrics" / "evaluation.json").read_text())
+    assert "by_period" not in metrics
+    assert metrics["test"]["rows"] == round(0.3 * 212) + round(0.3 * 357)
+    assert metrics["test"]["roc_auc"] > 0.97
+    schema = json.loads((repo.path / "models" / "schema.json").read_text())
+    assert (schema["positive_label"], schema["negative_label"]) == ("malignant", "benign")
+    assert len(schema["features"]) == 30 and "patient_id" not in [f["name"] for f in schema["features"]]
+    confusion = json.loads((repo.path / "metrics" / "plots" / "confusion.json").read_text())
+    assert {row["actual"] for row in confusion} == {"malignant", "benign"}
+    assert not (repo.path / "reports" / "figures" / "roc_auc_by_period.png").exists()
