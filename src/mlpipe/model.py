@@ -23,6 +23,8 @@ from mlpipe.split import stratified_mask
 log = logging.getLogger(__name__)
 lgb.register_logger(logging.getLogger("lightgbm"))
 
+CURVE_SAMPLE_ROWS = 20_000
+
 
 @dataclass(frozen=True)
 class TrainedModel:
@@ -65,19 +67,25 @@ def train_model(features: pd.DataFrame, target: pd.Series, params: TrainParams) 
     rounds = params.n_estimators
     if params.validation_fraction:
         is_valid = stratified_mask(target, len(target), params.validation_fraction, params.seed)
-        fit_set = lgb.Dataset(features[~is_valid], target[~is_valid], categorical_feature=categorical, free_raw_data=False)
+        fit_features, fit_target = features[~is_valid], target[~is_valid]
+        fit_set = lgb.Dataset(fit_features, fit_target, categorical_feature=categorical, free_raw_data=False)
         valid_set = fit_set.create_valid(features[is_valid], target[is_valid])
+        # The curve's training loss comes from a fixed sample of the fitted rows: scoring all of
+        # them every round would cost seconds per million rows and show the same curve.
+        in_sample = stratified_mask(fit_target, len(fit_target), min(1.0, CURVE_SAMPLE_ROWS / len(fit_target)), params.seed)
+        sample_set = fit_set.create_valid(fit_features[in_sample], fit_target[in_sample])
         history: dict[str, dict[str, list[float]]] = {}
         callbacks = [lgb.record_evaluation(history), lgb.log_evaluation(period=100)]
         if params.early_stopping_rounds:
             callbacks.append(lgb.early_stopping(params.early_stopping_rounds, verbose=False))
         started = time.perf_counter()
-        booster = lgb.train(settings, fit_set, num_boost_round=params.n_estimators, valid_sets=[fit_set, valid_set],
-                            valid_names=["train", "validation"], callbacks=callbacks)
+        booster = lgb.train(settings, fit_set, num_boost_round=params.n_estimators, valid_sets=[sample_set, valid_set],
+                            # "training" is LightGBM's name for the training data, so early stopping ignores the sample
+                            valid_names=["training", "validation"], callbacks=callbacks)
         rounds = booster.best_iteration or booster.current_iteration()
         curve = [
             {"iteration": i + 1, "train_logloss": train_loss, "validation_logloss": valid_loss}
-            for i, (train_loss, valid_loss) in enumerate(zip(history["train"]["binary_logloss"], history["validation"]["binary_logloss"]))
+            for i, (train_loss, valid_loss) in enumerate(zip(history["training"]["binary_logloss"], history["validation"]["binary_logloss"]))
         ]
         summary.update(
             validation_rows=int(is_valid.sum()),
