@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from mlpipe.errors import PipelineError
 
@@ -54,8 +55,10 @@ def describe(table: pd.DataFrame) -> str:
 
 
 def log_written(log: logging.Logger, *paths: str | Path) -> None:
-    for path in paths:
-        log.info("wrote %s (%s)", path, _size(Path(path)))
+    """Log each output with its size, and its row count when it is a table."""
+    for path in map(Path, paths):
+        rows = f"{pq.read_metadata(path).num_rows:,} rows, " if path.suffix == ".parquet" else ""
+        log.info("wrote %s (%s%s)", path, rows, _size(path))
 
 
 def _size(path: Path) -> str:

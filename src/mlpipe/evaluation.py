@@ -12,7 +12,28 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
+from mlpipe.config import EvaluateParams
+from mlpipe.schema import category_strings
 from mlpipe.split import time_values
+
+
+def evaluation_report(y_true: np.ndarray, proba: np.ndarray, times: pd.Series | None, params: EvaluateParams) -> dict[str, Any]:
+    """Metrics on the whole set and, when rows carry a time, per period."""
+    report: dict[str, Any] = {"threshold": params.threshold, "test": binary_metrics(y_true, proba, params.threshold)}
+    periods = period_labels(times, params.period, params.max_periods) if times is not None else None
+    if periods is not None:
+        report["by_period"] = metrics_by_period(y_true, proba, periods, params.threshold)
+    return report
+
+
+def curve_tables(y_true: np.ndarray, proba: np.ndarray, params: EvaluateParams, labels: tuple[Any, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The plot data DVC renders: ROC, precision-recall, calibration and confusion counts."""
+    return {
+        "roc": roc_points(y_true, proba, params.curve_points),
+        "precision_recall": precision_recall_points(y_true, proba, params.curve_points),
+        "calibration": calibration_points(y_true, proba, params.calibration_bins),
+        "confusion": confusion_counts(y_true, proba, params.threshold, labels),
+    }
 
 
 def binary_metrics(y_true: np.ndarray, proba: np.ndarray, threshold: float) -> dict[str, Any]:
@@ -50,16 +71,14 @@ def period_labels(times: pd.Series, period: str, max_periods: int) -> pd.Series 
     if pd.api.types.is_datetime64_any_dtype(values):
         labels = values.dt.to_period(period).astype(str)
     else:
-        labels = values.map(lambda value: str(int(value)) if float(value).is_integer() else str(value))
+        labels = category_strings(values)  # 2016.0 and 2016 are both "2016"
     return labels if labels.nunique() <= max_periods else None
 
 
 def metrics_by_period(y_true: np.ndarray, proba: np.ndarray, periods: pd.Series, threshold: float) -> dict[str, dict[str, Any]]:
-    frame = pd.DataFrame({"y": np.asarray(y_true), "p": np.asarray(proba), "period": periods.to_numpy()})
-    return {
-        str(period): binary_metrics(part["y"].to_numpy(), part["p"].to_numpy(), threshold)
-        for period, part in frame.groupby("period", sort=True)
-    }
+    codes, names = pd.factorize(periods, sort=True)
+    y_true, proba = np.asarray(y_true), np.asarray(proba)
+    return {str(name): binary_metrics(y_true[codes == i], proba[codes == i], threshold) for i, name in enumerate(names)}
 
 
 def roc_points(y_true: np.ndarray, proba: np.ndarray, n_points: int) -> list[dict[str, float]]:

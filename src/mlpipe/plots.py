@@ -108,3 +108,19 @@ def metric_by_period_figure(by_period: dict[str, dict[str, Any]], metric: str = 
     periods = list(by_period)
     axes.plot(periods, [by_period[p][metric] for p in periods], marker="o")
     return figure
+
+
+def evaluation_figures(report: dict[str, Any], tables: dict[str, Records], curve: Records, best_iteration: int | None) -> dict[str, plt.Figure]:
+    """Every evaluation figure by name, drawn from the report and the plot tables."""
+    test = report["test"]
+    figures = {
+        "roc": roc_figure(tables["roc"], test["roc_auc"]),
+        "precision_recall": precision_recall_figure(tables["precision_recall"], test["pr_auc"], test["positive_rate"]),
+        "calibration": calibration_figure(tables["calibration"]),
+        "confusion": confusion_figure(tables["confusion"], report["threshold"]),
+        "feature_importance": importance_figure(tables["feature_importance"]),
+        "training_curve": training_curve_figure(curve, best_iteration),
+    }
+    if "by_period" in report:
+        figures["roc_auc_by_period"] = metric_by_period_figure(report["by_period"])
+    return figures

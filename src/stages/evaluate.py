@@ -33,39 +33,23 @@ def main(log):
     log.info("read %s from %s", describe(table), args.features)
     y, proba = table[schema.target].to_numpy(), predict_proba(booster, table, schema)
 
-    report = {"threshold": params.threshold, "test": evaluation.binary_metrics(y, proba, params.threshold)}
-    periods = evaluation.period_labels(table[schema.time_column], params.period, params.max_periods) if schema.time_column else None
-    if periods is not None:
-        report["by_period"] = evaluation.metrics_by_period(y, proba, periods, params.threshold)
-    test = report["test"]
-    log.info("test ROC-AUC %.4f, PR-AUC %.4f, log-loss %.4f on %d rows", test["roc_auc"] or float("nan"), test["pr_auc"] or float("nan"), test["log_loss"], test["rows"])
-    for period, values in report.get("by_period", {}).items():
-        log.info("  %s: ROC-AUC %.4f on %d rows", period, values["roc_auc"] or float("nan"), values["rows"])
-
-    tables = {
-        "roc": evaluation.roc_points(y, proba, params.curve_points),
-        "precision_recall": evaluation.precision_recall_points(y, proba, params.curve_points),
-        "calibration": evaluation.calibration_points(y, proba, params.calibration_bins),
-        "confusion": evaluation.confusion_counts(y, proba, params.threshold, (schema.negative_label, schema.positive_label)),
-        "feature_importance": feature_importance(booster).to_dict("records"),
-    }
-    curve, best = read_json(args.curve), read_json(args.train_metrics).get("best_iteration")
-    figures = {
-        "roc": plots.roc_figure(tables["roc"], test["roc_auc"]),
-        "precision_recall": plots.precision_recall_figure(tables["precision_recall"], test["pr_auc"], test["positive_rate"]),
-        "calibration": plots.calibration_figure(tables["calibration"]),
-        "confusion": plots.confusion_figure(tables["confusion"], params.threshold),
-        "feature_importance": plots.importance_figure(tables["feature_importance"]),
-        "training_curve": plots.training_curve_figure(curve, best),
-    }
-    if "by_period" in report:
-        figures["roc_auc_by_period"] = plots.metric_by_period_figure(report["by_period"])
+    times = table[schema.time_column] if schema.time_column else None
+    report = evaluation.evaluation_report(y, proba, times, params)
+    for name, values in {"test": report["test"], **report.get("by_period", {})}.items():
+        log.info("%s: ROC-AUC %s, PR-AUC %s, log-loss %.4f on %d rows", name, _fmt(values["roc_auc"]), _fmt(values["pr_auc"]), values["log_loss"], values["rows"])
+    tables = evaluation.curve_tables(y, proba, params, (schema.negative_label, schema.positive_label))
+    tables["feature_importance"] = feature_importance(booster).to_dict("records")
+    figures = plots.evaluation_figures(report, tables, read_json(args.curve), read_json(args.train_metrics).get("best_iteration"))
     log_written(
         log,
         write_json(report, args.metrics),
         *(write_json(rows, args.plots_dir / f"{name}.json") for name, rows in tables.items()),
         *(plots.save_figure(figure, args.figures_dir / f"{name}.png") for name, figure in figures.items()),
     )
+
+
+def _fmt(value):
+    return "n/a (one class)" if value is None else f"{value:.4f}"
 
 
 if __name__ == "__main__":
