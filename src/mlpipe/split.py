@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -38,7 +39,10 @@ def time_values(values: pd.Series) -> pd.Series:
     if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_datetime64_any_dtype(values):
         return values
     try:
-        return pd.to_datetime(values)
+        with warnings.catch_warnings():
+            # pandas warns when it falls back to parsing element by element; failures still raise.
+            warnings.simplefilter("ignore", UserWarning)
+            return pd.to_datetime(values)
     except (ValueError, TypeError):
         raise DataError(f"time column '{values.name}' is neither numeric nor dates (e.g. {values.iloc[0]!r})") from None
 
