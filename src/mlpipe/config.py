@@ -111,6 +111,33 @@ class EvaluateParams(Section):
     max_periods: int = Field(50, ge=1)
 
 
+class MonitorParams(Section):
+    current_source: str = Field("data/split/test.parquet", min_length=1)
+
+
+class DriftWindow(Section):
+    start: Scalar | None = None
+    end: Scalar | None = None
+
+
+class DriftParams(Section):
+    windows: dict[str, DriftWindow] = {"all": DriftWindow()}
+    num_method: str | None = None
+    cat_method: str | None = None
+    num_threshold: float | None = Field(None, gt=0)
+    cat_threshold: float | None = Field(None, gt=0)
+    drift_share: float = Field(0.5, gt=0, le=1)
+    report_sample_size: int = Field(20_000, ge=100)
+    seed: int = 42
+    max_auc_drop: float = Field(0.02, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _windows_not_empty(self) -> DriftParams:
+        if not self.windows:
+            raise ValueError("drift.windows needs at least one window (e.g. all: {})")
+        return self
+
+
 class Params(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
@@ -120,13 +147,15 @@ class Params(BaseModel):
     features: FeaturesParams = FeaturesParams()
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
+    monitor: MonitorParams = MonitorParams()
+    drift: DriftParams = DriftParams()
 
     @property
     def validation(self) -> ValidateParams:
         return self.validate_
 
 
-SECTIONS = ("data", "validate", "split", "features", "train", "evaluate")
+SECTIONS = ("data", "validate", "split", "features", "train", "evaluate", "monitor", "drift")
 
 
 def parse_params(raw: Any, origin: str = "params.yaml") -> Params:

@@ -58,6 +58,21 @@ def read_table(source: str | Path, fmt: str | None = None) -> pd.DataFrame:
     return table
 
 
+def read_batches(source: str | Path, fmt: str | None = None) -> pd.DataFrame:
+    """Read one file, or every CSV/Parquet file in a folder (sorted by name) as one table.
+
+    Rows from a folder carry a `batch` column naming their file, so a drift or a bad row can
+    be traced to the batch that brought it.
+    """
+    path = Path(source)
+    if not path.is_dir():
+        return read_table(path, fmt)
+    files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in FORMATS)
+    if not files:
+        raise DataError(f"folder '{path}' holds no .csv or .parquet batch files")
+    return pd.concat([read_table(file, fmt).assign(batch=file.name) for file in files], ignore_index=True)
+
+
 def normalise_columns(table: pd.DataFrame, origin: str) -> pd.DataFrame:
     """Strip column names and turn pandas categoricals into their plain values.
 

@@ -1,0 +1,39 @@
+"""Scoring any table that matches a model's feature schema: the batch `predict` stage, the
+serving API and a distributed runner all call `score_table`."""
+
+from __future__ import annotations
+
+import hashlib
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from mlpipe.features import encode_target, make_features
+from mlpipe.model import predict_proba
+from mlpipe.schema import FeatureSchema
+
+PROBABILITY = "probability"
+PREDICTED_LABEL = "predicted_label"
+MODEL_VERSION = "model_version"
+
+
+def model_version(model_text: str) -> str:
+    """The md5 of the model file: names exactly which model scored a row."""
+    return hashlib.md5(model_text.encode("utf-8")).hexdigest()
+
+
+def score_table(table: pd.DataFrame, booster: lgb.Booster, schema: FeatureSchema, threshold: float, version: str) -> pd.DataFrame:
+    """Meta columns, the model's features, the 0/1 label when the table has one, then the
+    probability of the positive label, the label at `threshold` and the model version."""
+    features = make_features(table, schema)
+    proba = predict_proba(booster, features, schema)
+    parts = [table[[c for c in schema.meta_columns if c in table.columns]], features]
+    if schema.target in table.columns:
+        labelled = table[schema.target].notna()
+        parts.append(encode_target(table[schema.target], schema).astype("Int8").where(labelled))
+    scored = pd.concat(parts, axis=1)
+    scored[PROBABILITY] = proba
+    scored[PREDICTED_LABEL] = np.where(proba >= threshold, str(schema.positive_label), str(schema.negative_label))
+    scored[MODEL_VERSION] = version
+    return scored

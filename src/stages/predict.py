@@ -1,0 +1,48 @@
+"""predict: score the reference (training) period and the current table with the trained model."""
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+from mlpipe.cli import describe, log_written, run_stage
+from mlpipe.config import load_params
+from mlpipe.errors import DataError
+from mlpipe.io import normalise_columns, read_batches, write_parquet
+from mlpipe.model import model_from_text
+from mlpipe.schema import FeatureSchema
+from mlpipe.scoring import model_version, score_table
+
+
+def main(log):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--model-schema", required=True)
+    parser.add_argument("--reference", required=True)
+    parser.add_argument("--out-reference", required=True)
+    parser.add_argument("--out-current", required=True)
+    args = parser.parse_args()
+
+    params = load_params(args.params)
+    schema = FeatureSchema.from_json(Path(args.model_schema).read_text(encoding="utf-8"))
+    model_text = Path(args.model).read_text(encoding="utf-8")
+    booster, version = model_from_text(model_text), model_version(model_text)
+    source = params.monitor.current_source
+    current = normalise_columns(read_batches(source), origin=source)
+    reference = pd.read_parquet(args.reference)
+    log.info("model %s; reference %s; current %s from %s", version[:12], describe(reference), describe(current), source)
+    outputs = []
+    for name, table, target in (("reference", reference, args.out_reference), ("current", current, args.out_current)):
+        try:
+            scored = score_table(table, booster, schema, params.evaluate.threshold, version)
+        except DataError as exc:
+            raise DataError(f"{name} table ({source if name == 'current' else args.reference}): {exc}") from None
+        log.info("%s: mean probability %.4f, %.1f%% labelled %s", name, scored["probability"].mean(),
+                 100 * (scored["predicted_label"] == str(schema.positive_label)).mean(), schema.positive_label)
+        outputs.append(write_parquet(scored, target))
+    log_written(log, *outputs)
+
+
+if __name__ == "__main__":
+    run_stage("predict", main)
