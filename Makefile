@@ -9,7 +9,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 PIP := $(BIN)/python -m pip --disable-pip-version-check --quiet
 
-.PHONY: help setup repro test bench dag metrics clean
+.PHONY: help setup repro test bench dag metrics monitor clean
 
 help:
 	@echo "make repro   build .venv if needed, then run the pipeline (dvc repro)"
@@ -17,6 +17,7 @@ help:
 	@echo "make bench   time the pipeline against a bare script (writes bench/results/)"
 	@echo "make dag     print the stage graph"
 	@echo "make metrics show the current metrics"
+	@echo "make monitor print the drift verdict; exits 1 when retraining is recommended"
 
 # A venv older than requirements.txt or pyproject.toml is stale: rebuild it from scratch
 # so that it holds exactly the pinned set.
@@ -43,6 +44,10 @@ dag: setup
 
 metrics: setup
 	dvc metrics show
+
+# Reads metrics/drift.json as `dvc repro` left it; non-zero exit = retrain (for CI gates).
+monitor: setup
+	$(BIN)/python -m mlpipe.monitoring metrics/drift.json
 
 clean:
 	rm -rf $(VENV)

@@ -27,11 +27,12 @@ def test_breast_cancer_csv_without_time_column_runs_end_to_end(tmp_path):
     params["validate"] = {"max_bad_row_share": 0.01, "ranges": {"mean_radius": {"min": 0}}}
     params["split"] = {"strategy": "random", "test_size": 0.3, "stratify": True, "seed": 1}
     params["train"].update(min_child_samples=10, num_leaves=15)
+    params["drift"]["windows"] = {"all": {}}  # no time column: one window of every scored row
     repo.set_params(**params)
     repo.commit("point the pipeline at breast cancer data")
 
     run = repo.dvc("repro")
-    assert run.stages_run == ["ingest", "validate", "split", "featurize", "train", "evaluate"]
+    assert run.stages_run == ["ingest", "validate", "split", "featurize", "train", "evaluate", "predict", "drift"]
     metrics = json.loads((repo.path / "metrics" / "evaluation.json").read_text())
     assert "by_period" not in metrics
     assert metrics["test"]["rows"] == round(0.3 * 212) + round(0.3 * 357)

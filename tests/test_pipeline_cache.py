@@ -8,7 +8,7 @@ import pytest
 
 pytestmark = pytest.mark.integration
 
-ALL_STAGES = ["ingest", "validate", "split", "featurize", "train", "evaluate"]
+ALL_STAGES = ["ingest", "validate", "split", "featurize", "train", "evaluate", "predict", "drift"]
 
 
 def out_hashes(lock: dict) -> dict[str, str]:
@@ -33,13 +33,13 @@ def test_second_repro_runs_nothing(repo):
 
 def test_train_param_change_reruns_train_and_downstream_only(repo):
     repo.set_params(train={"learning_rate": 0.1})
-    assert repo.dvc("repro").stages_run == ["train", "evaluate"]
+    assert repo.dvc("repro").stages_run == ["train", "evaluate", "predict", "drift"]
 
 
 def test_split_param_change_reruns_split_and_downstream_not_ingest_or_validate(repo):
     repo.set_params(split={"train_until": 2016, "test_from": 2017})
     run = repo.dvc("repro")
-    assert run.stages_run == ["split", "featurize", "train", "evaluate"]
+    assert run.stages_run == ["split", "featurize", "train", "evaluate", "predict", "drift"]
     metrics = json.loads((repo.path / "metrics" / "evaluation.json").read_text())
     assert sorted(metrics["by_period"]) == ["2017", "2018"]
 
@@ -57,14 +57,14 @@ def test_editing_train_script_reruns_train_and_only_what_its_outputs_change(repo
     script.write_text(script.read_text() + "\n# a harmless edit\n")
     ran = repo.dvc("repro").stages_run
     assert ran[0] == "train"
-    # The model is byte-identical, so DVC may skip evaluate; nothing upstream may run.
-    assert set(ran) <= {"train", "evaluate"}
+    # The model is byte-identical, so DVC may skip what follows; nothing upstream may run.
+    assert set(ran) <= {"train", "evaluate", "predict", "drift"}
 
 
 def test_editing_a_library_module_reruns_the_stages_that_import_it(repo):
     module = repo.path / "src" / "mlpipe" / "evaluation.py"
     module.write_text(module.read_text() + "\n# a harmless edit\n")
-    assert repo.dvc("repro").stages_run == ["evaluate"]
+    assert repo.dvc("repro").stages_run == ["evaluate", "drift"]  # drift imports evaluation too
 
 
 def test_forced_repro_twice_gives_identical_hashes_for_every_output(repo):
@@ -74,7 +74,7 @@ def test_forced_repro_twice_gives_identical_hashes_for_every_output(repo):
     repo.dvc("repro", "-f")
     second = out_hashes(repo.lock())
     assert first == second
-    assert all(first.values()) and len(first) >= 16
+    assert all(first.values()) and len(first) >= 20
     assert (repo.path / "metrics" / "evaluation.json").read_bytes() == metrics_first
 
 

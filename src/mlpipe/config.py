@@ -9,6 +9,7 @@ of a known section.
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any, Literal, Union
 
@@ -135,6 +136,9 @@ class DriftParams(Section):
     def _windows_not_empty(self) -> DriftParams:
         if not self.windows:
             raise ValueError("drift.windows needs at least one window (e.g. all: {})")
+        for name in self.windows:
+            if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+                raise ValueError(f"drift.windows name {name!r} must use only letters, digits, '_', '.', '-' (it names a report file)")
         return self
 
 

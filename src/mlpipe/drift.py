@@ -1,0 +1,175 @@
+"""Drift between a reference period and current windows, with Evidently 0.7.
+
+Verdicts come from Evidently's own statistical tests (the functions its `DataDriftPreset`
+calls, chosen the same way: by column type, row count and number of distinct values), run
+on every row. The HTML report is Evidently's `DataDriftPreset` on a seeded sample of each
+side, because building its charts costs far more than the tests and a sample draws the
+same picture.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from evidently import DataDefinition, Dataset, Report
+from evidently.legacy.calculations.stattests.registry import StatTestNotFoundError, get_stattest
+from evidently.legacy.core import ColumnType
+from evidently.presets import DataDriftPreset
+
+from mlpipe.config import DriftParams, DriftWindow
+from mlpipe.errors import ConfigError, DataError
+from mlpipe.evaluation import binary_metrics
+from mlpipe.schema import FeatureSchema
+from mlpipe.scoring import PROBABILITY
+from mlpipe.split import time_values
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MonitoredColumns:
+    numerical: list[str]
+    categorical: list[str]
+    features: list[str]
+    prediction: str
+    target: str | None
+
+    @property
+    def all(self) -> list[str]:
+        return [*self.features, self.prediction, *([self.target] if self.target else [])]
+
+
+def monitored_columns(schema: FeatureSchema, current: pd.DataFrame) -> MonitoredColumns:
+    """Features as the model sees them, its predicted probability, and the label when present."""
+    target = schema.target if schema.target in current.columns and current[schema.target].notna().any() else None
+    categorical = [*schema.categorical_names, *([target] if target else [])]
+    numerical = [name for name in schema.feature_names if name not in schema.categorical_names] + [PROBABILITY]
+    return MonitoredColumns(numerical, categorical, schema.feature_names, PROBABILITY, target)
+
+
+def check_current(current: pd.DataFrame, reference: pd.DataFrame, columns: MonitoredColumns) -> None:
+    """The current table must carry every monitored column, with the reference's kind of values."""
+    missing = [name for name in columns.all if name not in current.columns]
+    if missing:
+        raise DataError(f"current table is missing column(s) {missing} that the reference has")
+    for name in columns.numerical:
+        if not pd.api.types.is_numeric_dtype(current[name]) and pd.api.types.is_numeric_dtype(reference[name]):
+            raise DataError(f"column '{name}' is {current[name].dtype} in the current table but numeric in the reference")
+
+
+def window_rows(current: pd.DataFrame, time_column: str | None, name: str, window: DriftWindow) -> pd.DataFrame:
+    if window.start is None and window.end is None:
+        return current
+    if not time_column:
+        raise ConfigError(f"drift.windows.{name} has start/end but data.time_column is null: use a window without bounds")
+    times = time_values(current[time_column])
+    keep = pd.Series(True, index=current.index)
+    if window.start is not None:
+        keep &= times >= _bound(window.start, times)
+    if window.end is not None:
+        keep &= times <= _bound(window.end, times)
+    return current[keep]
+
+
+def _bound(value, times: pd.Series):
+    return pd.Timestamp(value) if pd.api.types.is_datetime64_any_dtype(times) else value
+
+
+def column_drift(reference: pd.Series, current: pd.Series, kind: ColumnType, method: str | None, threshold: float | None, key: str) -> dict[str, Any]:
+    """Evidently's stat test for one column, on all rows."""
+    reference, current = reference.dropna(), current.dropna()
+    if kind == ColumnType.Categorical:
+        reference, current = reference.astype(str), current.astype(str)
+    try:
+        test = get_stattest(reference, current, kind, method)
+    except StatTestNotFoundError:
+        raise ConfigError(f"{key}: unknown stat test '{method}' (Evidently knows e.g. wasserstein, ks, psi, jensenshannon, chisquare)") from None
+    except Exception as exc:  # noqa: BLE001 - Evidently signals a method unfit for the column type this way
+        raise ConfigError(f"{key}: stat test '{method}' cannot be used for {kind.value} column '{reference.name}': {exc}") from None
+    result = test(reference, current, kind, threshold)
+    return {
+        "kind": "numerical" if kind == ColumnType.Numerical else "categorical",
+        "method": test.name,
+        "score": float(result.drift_score),
+        "threshold": float(result.actual_threshold),
+        "drifted": bool(result.drifted),
+    }
+
+
+def window_drift(reference: pd.DataFrame, current: pd.DataFrame, columns: MonitoredColumns, params: DriftParams) -> dict[str, Any]:
+    """Per-column verdicts, the dataset verdict over features, prediction and target drift, and
+    ROC-AUC when the window is labelled."""
+    per_column = {}
+    for name in columns.all:
+        kind = ColumnType.Categorical if name in columns.categorical else ColumnType.Numerical
+        method, threshold, key = (
+            (params.cat_method, params.cat_threshold, "drift.cat_method") if kind == ColumnType.Categorical
+            else (params.num_method, params.num_threshold, "drift.num_method")
+        )
+        per_column[name] = column_drift(reference[name], current[name], kind, method, threshold, key)
+    drifted = [name for name in columns.features if per_column[name]["drifted"]]
+    share = len(drifted) / len(columns.features)
+    result = {
+        "rows": len(current),
+        "dataset_drift": share >= params.drift_share,
+        "drift_share": share,
+        "drifted_features": len(drifted),
+        "drifted_columns": drifted,
+        "prediction_drift": per_column[columns.prediction],
+        "columns": {name: per_column[name] for name in columns.features},
+    }
+    if columns.target:
+        labelled = current[columns.target].notna()
+        result["target_drift"] = per_column[columns.target]
+        y = current.loc[labelled, columns.target].astype(int).to_numpy()
+        result["roc_auc"] = binary_metrics(y, current.loc[labelled, PROBABILITY].to_numpy(), 0.5)["roc_auc"]
+    return result
+
+
+def sample_rows(table: pd.DataFrame, size: int, seed: int) -> pd.DataFrame:
+    if len(table) <= size:
+        return table
+    chosen = np.sort(np.random.default_rng(seed).choice(len(table), size=size, replace=False))
+    return table.iloc[chosen]
+
+
+def report_html(reference: pd.DataFrame, current: pd.DataFrame, columns: MonitoredColumns, params: DriftParams) -> str:
+    """Evidently's DataDriftPreset on seeded samples, as a standalone HTML page."""
+    definition = DataDefinition(numerical_columns=columns.numerical, categorical_columns=columns.categorical)
+
+    def dataset(table: pd.DataFrame) -> Dataset:
+        frame = sample_rows(table[columns.all], params.report_sample_size, params.seed).reset_index(drop=True)
+        for name in columns.categorical:
+            frame[name] = frame[name].astype(str).where(frame[name].notna(), None)
+        return Dataset.from_pandas(frame, data_definition=definition)
+
+    preset = DataDriftPreset(
+        columns=columns.all, drift_share=params.drift_share, cat_method=params.cat_method, num_method=params.num_method,
+        cat_threshold=params.cat_threshold, num_threshold=params.num_threshold,
+    )
+    snapshot = Report([preset]).run(current_data=dataset(current), reference_data=dataset(reference))
+    return stable_ids(snapshot.get_html_str(as_iframe=False))
+
+
+# Evidently names widgets with random (uuid4) and time-based (uuid7) ids.
+_RANDOM_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|(?<=metric_)[0-9a-f]{32}")
+
+
+def stable_ids(html: str) -> str:
+    """Replace each random id by a counter of the same shape, in order of first appearance, so
+    that the same data gives a byte-identical report (and one DVC hash)."""
+    mapping: dict[str, str] = {}
+
+    def replace(match: re.Match) -> str:
+        found = match.group(0)
+        if found not in mapping:
+            number = len(mapping) + 1
+            mapping[found] = f"{number:032x}" if len(found) == 32 else f"00000000-0000-4000-8000-{number:012x}"
+        return mapping[found]
+
+    return _RANDOM_ID.sub(replace, html)

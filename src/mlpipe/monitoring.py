@@ -1,0 +1,55 @@
+"""The retrain decision and its one-screen verdict. No Evidently import: `make monitor` reads
+metrics/drift.json in a fraction of a second."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def retrain_verdict(windows: dict[str, dict[str, Any]], test_auc: float | None, max_auc_drop: float) -> tuple[bool, list[str]]:
+    """Retrain on dataset drift in any window, or when a labelled window's ROC-AUC fell more than
+    `max_auc_drop` below the test ROC-AUC. Adds each window's `auc_change` as it goes."""
+    reasons = []
+    for name, result in windows.items():
+        if result["dataset_drift"]:
+            reasons.append(f"window {name}: dataset drift ({result['drifted_features']} of "
+                           f"{len(result['columns'])} features drifted: {', '.join(result['drifted_columns'])})")
+        if test_auc is not None and result.get("roc_auc") is not None:
+            result["auc_change"] = result["roc_auc"] - test_auc
+            if -result["auc_change"] > max_auc_drop:
+                reasons.append(f"window {name}: ROC-AUC {result['roc_auc']:.4f} fell {-result['auc_change']:.4f} "
+                               f"below the test ROC-AUC {test_auc:.4f} (limit drift.max_auc_drop={max_auc_drop})")
+    return bool(reasons), reasons
+
+
+def format_verdict(report: dict[str, Any]) -> str:
+    lines = []
+    for name, result in report["windows"].items():
+        auc = f", ROC-AUC {result['roc_auc']:.4f} ({result['auc_change']:+.4f})" if result.get("auc_change") is not None else ""
+        drifted = ", ".join(result["drifted_columns"]) or "none"
+        prediction = "drifted" if result["prediction_drift"]["drifted"] else "stable"
+        lines.append(f"{name:>8}: {result['rows']:>9,} rows, drifted features: {drifted}; prediction {prediction}{auc}")
+    if report["retrain_recommended"]:
+        lines.append("RETRAIN RECOMMENDED:")
+        lines.extend(f"  - {reason}" for reason in report["reasons"])
+    else:
+        lines.append("no retraining needed: no dataset drift and no ROC-AUC drop beyond the limit")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    """Print the verdict of a drift metrics file; exit 1 when retraining is recommended (for CI gates)."""
+    path = Path(argv[0] if argv else "metrics/drift.json")
+    if not path.exists():
+        print(f"error: {path} does not exist: run `dvc repro drift` first", file=sys.stderr)
+        return 2
+    report = json.loads(path.read_text(encoding="utf-8"))
+    print(format_verdict(report))
+    return 1 if report["retrain_recommended"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
