@@ -37,11 +37,13 @@ def test_train_param_change_reruns_train_and_downstream_only(repo):
 
 
 def test_split_param_change_reruns_split_and_downstream_not_ingest_or_validate(repo):
-    repo.set_params(split={"train_until": 2016, "test_from": 2017})
+    repo.set_params(split={"train_until": 2016, "test_from": 2017},
+                    drift={"windows": {"2017": {"start": 2017, "end": 2017}, "all": {}}})
     run = repo.dvc("repro")
     assert run.stages_run == ["split", "featurize", "train", "evaluate", "predict", "drift"]
     metrics = json.loads((repo.path / "metrics" / "evaluation.json").read_text())
     assert sorted(metrics["by_period"]) == ["2017", "2018"]
+    assert sorted(json.loads((repo.path / "metrics" / "drift.json").read_text())["windows"]) == ["2017", "all"]
 
 
 def test_comment_or_unrelated_params_key_reruns_nothing(repo):
