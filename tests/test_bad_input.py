@@ -137,3 +137,50 @@ def test_dvc_repro_surfaces_the_error_and_recovers_once_params_are_fixed(repo):
     repo.dvc("repro")
     assert model.read_bytes() == good_model
     assert "up to date" in repo.dvc("status").stdout
+
+
+PREDICT = ("predict", "--model", "models/model.txt", "--model-schema", "models/schema.json", "--reference",
+           "data/split/train.parquet", "--out-reference", "data/predictions/new_ref.parquet",
+           "--out-current", "data/predictions/new_cur.parquet")
+DRIFT = ("drift", "--reference", "data/predictions/reference.parquet", "--current", "data/predictions/current.parquet",
+         "--model-schema", "models/schema.json", "--evaluation", "metrics/evaluation.json",
+         "--metrics", "metrics/new_drift.json", "--plot", "metrics/plots/new_drift.json", "--reports-dir", "reports/new_drift")
+
+
+def current_batch(repo, name, transform):
+    import pandas as pd
+
+    table = transform(pd.read_parquet(repo.path / "data" / "split" / "test.parquet"))
+    path = repo.path / "data" / name
+    table.to_csv(path, index=False)
+    repo.set_params(monitor={"current_source": f"data/{name}"})
+
+
+def test_current_table_missing_a_feature_column(repo):
+    current_batch(repo, "no_schl.csv", lambda t: t.drop(columns=["SCHL"]))
+    run = repo.stage(*PREDICT)
+    assert_one_line_error(run, "current table (data/no_schl.csv)", "['SCHL']")
+    assert_nothing_written(repo, "data/predictions/new_ref.parquet", "data/predictions/new_cur.parquet")
+
+
+def test_current_table_with_text_in_a_numeric_column(repo):
+    current_batch(repo, "text_age.csv", lambda t: t.assign(AGEP=t["AGEP"].astype(str).where(t.index % 7 != 0, "unknown")))
+    assert_one_line_error(repo.stage(*PREDICT), "feature 'AGEP' must be numeric", "'unknown'")
+
+
+def test_empty_current_table(repo):
+    current_batch(repo, "empty_batch.csv", lambda t: t.head(0))
+    assert_one_line_error(repo.stage(*PREDICT), "data/empty_batch.csv", "no rows")
+
+
+def test_drift_window_with_no_rows(repo):
+    repo.set_params(drift={"windows": {"2030": {"start": 2030, "end": 2030}}})
+    run = repo.stage(*DRIFT)
+    assert_one_line_error(run, "drift.windows.2030 selects no rows")
+    assert_nothing_written(repo, "metrics/new_drift.json", "metrics/plots/new_drift.json", "reports/new_drift")
+
+
+def test_unknown_stat_test_name(repo):
+    repo.set_params(drift={"cat_method": "jensen"})
+    assert_one_line_error(repo.stage(*DRIFT), "drift.cat_method", "unknown stat test 'jensen'")
+    assert_nothing_written(repo, "metrics/new_drift.json")

@@ -1,0 +1,154 @@
+"""Drift verdicts: no false alarm on a random split, injected shifts flagged on exactly the
+shifted columns, degraded labels trigger the retrain signal, bad input is a clear error."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import DEFAULT_DATA
+from mlpipe import drift
+from mlpipe.config import DataParams, DriftParams, DriftWindow, FeaturesParams
+from mlpipe.errors import ConfigError, DataError
+from mlpipe.features import build_schema, encode_target, make_features
+from mlpipe.monitoring import format_verdict, retrain_verdict
+from mlpipe.scoring import PROBABILITY
+
+DATA = DataParams(source="x", target="employed", positive_label=1, time_column="year", id_columns=["id"],
+                  categorical_columns=["MAR", "RELP", "ESP", "CIT", "MIG", "MIL", "ANC", "RAC1P"])
+PARAMS = DriftParams()
+
+
+@pytest.fixture(scope="module")
+def period():
+    """One survey year as the monitored table: features as the model sees them, a score, the label."""
+    raw = pd.read_parquet(DEFAULT_DATA)
+    raw = raw[raw["year"] == 2015].reset_index(drop=True)
+    schema = build_schema(raw, DATA, FeaturesParams())
+    table = make_features(raw, schema)
+    table["employed"] = encode_target(raw["employed"], schema)
+    # A fixed, informative score: what matters here is that both sides share its distribution.
+    rng = np.random.default_rng(0)
+    table[PROBABILITY] = np.clip(0.25 + 0.5 * table["employed"] + rng.normal(0, 0.2, len(table)), 0, 1)
+    table["year"] = raw["year"]
+    return schema, table
+
+
+def halves(table, seed=1):
+    in_first = np.random.default_rng(seed).random(len(table)) < 0.5
+    return table[in_first].reset_index(drop=True), table[~in_first].reset_index(drop=True)
+
+
+def verdict(schema, reference, current, params=PARAMS):
+    return drift.window_drift(reference, current, drift.monitored_columns(schema, current), params)
+
+
+def test_random_split_of_one_period_shows_no_drift(period):
+    schema, table = period
+    reference, current = halves(table)
+    result = verdict(schema, reference, current)
+    assert result["dataset_drift"] is False
+    assert result["drifted_columns"] == []
+    assert result["prediction_drift"]["drifted"] is False and result["target_drift"]["drifted"] is False
+    methods = {values["method"] for values in result["columns"].values()}
+    assert methods == {"wasserstein", "jensenshannon"}  # Evidently's defaults for > 1,000 rows
+
+
+def test_mean_shift_in_a_numeric_column_is_flagged_on_that_column_only(period):
+    schema, table = period
+    reference, current = halves(table)
+    current = current.assign(AGEP=current["AGEP"] + 8)
+    result = verdict(schema, reference, current)
+    assert result["drifted_columns"] == ["AGEP"]
+    assert result["columns"]["AGEP"]["score"] > result["columns"]["AGEP"]["threshold"]
+
+
+def test_changed_category_frequencies_are_flagged_on_that_column_only(period):
+    schema, table = period
+    reference, current = halves(table)
+    married = current["MAR"] == "1"
+    flip = married & (np.random.default_rng(2).random(len(current)) < 0.6)
+    mar = current["MAR"].astype(str).where(~flip, "5")
+    current = current.assign(MAR=pd.Categorical(mar, categories=current["MAR"].cat.categories))
+    assert verdict(schema, reference, current)["drifted_columns"] == ["MAR"]
+
+
+def test_a_category_never_seen_in_reference_is_flagged(period):
+    schema, table = period
+    reference, current = halves(table)
+    novel = np.random.default_rng(3).random(len(current)) < 0.3
+    rac = current["RAC1P"].astype(str).where(~novel, "99")
+    current = current.assign(RAC1P=rac)
+    result = verdict(schema, reference, current)
+    assert result["drifted_columns"] == ["RAC1P"]
+
+
+def test_degraded_labels_show_the_auc_drop_and_recommend_retraining(period):
+    schema, table = period
+    reference, current = halves(table)
+    flip = np.random.default_rng(4).random(len(current)) < 0.3
+    current = current.assign(employed=np.where(flip, 1 - current["employed"], current["employed"]))
+    stable = verdict(schema, reference, halves(table)[1])
+    degraded = verdict(schema, reference, current)
+    assert degraded["roc_auc"] < stable["roc_auc"] - 0.1
+    retrain, reasons = retrain_verdict({"stable": stable, "degraded": degraded}, stable["roc_auc"], 0.02)
+    assert retrain is True
+    assert len(reasons) == 1 and reasons[0].startswith("window degraded: ROC-AUC")
+    assert degraded["auc_change"] < -0.1 and stable["auc_change"] == 0
+    text = format_verdict({"windows": {"degraded": degraded}, "retrain_recommended": retrain, "reasons": reasons})
+    assert "RETRAIN RECOMMENDED" in text
+
+
+def test_dataset_drift_needs_the_declared_share_of_features(period):
+    schema, table = period
+    reference, current = halves(table)
+    current = current.assign(AGEP=current["AGEP"] + 8)
+    strict = DriftParams(drift_share=1 / 16)
+    assert verdict(schema, reference, current, strict)["dataset_drift"] is True
+    retrain, reasons = retrain_verdict({"w": verdict(schema, reference, current, strict)}, None, 0.02)
+    assert retrain and "dataset drift (1 of 16 features drifted: AGEP)" in reasons[0]
+
+
+def test_stat_test_and_threshold_come_from_params(period):
+    schema, table = period
+    reference, current = halves(table)
+    result = verdict(schema, reference, current, DriftParams(num_method="psi", num_threshold=0.2, cat_method="chisquare"))
+    assert result["columns"]["AGEP"]["method"] == "psi" and result["columns"]["AGEP"]["threshold"] == 0.2
+    assert result["columns"]["MAR"]["method"] == "chisquare"
+
+
+def test_unknown_stat_test_names_the_key(period):
+    schema, table = period
+    reference, current = halves(table)
+    with pytest.raises(ConfigError, match="drift.num_method: unknown stat test 'wassersteinn'"):
+        verdict(schema, reference, current, DriftParams(num_method="wassersteinn"))
+
+
+def test_current_table_missing_a_column_or_with_wrong_dtype(period):
+    schema, table = period
+    reference, current = halves(table)
+    columns = drift.monitored_columns(schema, current)
+    with pytest.raises(DataError, match=r"missing column\(s\) \['SCHL'\]"):
+        drift.check_current(current.drop(columns=["SCHL"]), reference, columns)
+    with pytest.raises(DataError, match="column 'AGEP' is object in the current table but numeric"):
+        drift.check_current(current.assign(AGEP=current["AGEP"].astype(str)), reference, columns)
+
+
+def test_windows_select_by_time_and_unbounded_windows_take_everything(period):
+    _, table = period
+    both = pd.concat([table, table.assign(year=2016)], ignore_index=True)
+    assert len(drift.window_rows(both, "year", "w", DriftWindow(start=2016, end=2016))) == len(table)
+    assert len(drift.window_rows(both, "year", "all", DriftWindow())) == 2 * len(table)
+    assert drift.window_rows(both, "year", "w", DriftWindow(start=2020)).empty
+    with pytest.raises(ConfigError, match="drift.windows.w has start/end but data.time_column is null"):
+        drift.window_rows(both, None, "w", DriftWindow(start=2016))
+
+
+def test_report_html_is_byte_identical_for_the_same_data(period):
+    schema, table = period
+    reference, current = halves(table)
+    small = DriftParams(report_sample_size=500)
+    columns = drift.monitored_columns(schema, current)
+    first = drift.report_html(reference, current, columns, small)
+    assert first == drift.report_html(reference, current, columns, small)
+    assert first.startswith("<html") or "<html" in first[:500]
+    assert "AGEP" in first
