@@ -32,16 +32,16 @@ def main(log):
     current = normalise_columns(read_batches(source), origin=source)
     reference = pd.read_parquet(args.reference)
     log.info("model %s; reference %s; current %s from %s", version[:12], describe(reference), describe(current), source)
-    outputs = []
-    for name, table, target in (("reference", reference, args.out_reference), ("current", current, args.out_current)):
+    scored = {}
+    for name, table, origin in (("reference", reference, args.reference), ("current", current, source)):
         try:
-            scored = score_table(table, booster, schema, params.evaluate.threshold, version)
+            scored[name] = score_table(table, booster, schema, params.evaluate.threshold, version)
         except DataError as exc:
-            raise DataError(f"{name} table ({source if name == 'current' else args.reference}): {exc}") from None
-        log.info("%s: mean probability %.4f, %.1f%% labelled %s", name, scored["probability"].mean(),
-                 100 * (scored["predicted_label"] == str(schema.positive_label)).mean(), schema.positive_label)
-        outputs.append(write_parquet(scored, target))
-    log_written(log, *outputs)
+            raise DataError(f"{name} table ({origin}): {exc}") from None
+        log.info("%s: mean probability %.4f, %.1f%% labelled %s", name, scored[name]["probability"].mean(),
+                 100 * (scored[name]["predicted_label"] == str(schema.positive_label)).mean(), schema.positive_label)
+    # Both tables are scored before either is written: a bad current table leaves no outputs.
+    log_written(log, write_parquet(scored["reference"], args.out_reference), write_parquet(scored["current"], args.out_current))
 
 
 if __name__ == "__main__":
