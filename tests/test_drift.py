@@ -152,3 +152,26 @@ def test_report_html_is_byte_identical_for_the_same_data(period):
     assert first == drift.report_html(reference, current, columns, small)
     assert first.startswith("<html") or "<html" in first[:500]
     assert "AGEP" in first
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_value_count_distances_equal_evidentlys_own_tests(period, seed):
+    """The fast path must give Evidently's scores and verdicts, column by column."""
+    from evidently.legacy.calculations.stattests.registry import get_stattest
+    from evidently.legacy.core import ColumnType
+
+    schema, table = period
+    reference, current = halves(table, seed)
+    current = current.assign(AGEP=current["AGEP"] * 1.15, probability=current[PROBABILITY] ** 1.5)
+    columns = drift.monitored_columns(schema, current)
+    for name in columns.all:
+        kind = ColumnType.Categorical if name in columns.categorical else ColumnType.Numerical
+        ours = drift.column_drift(reference[name], current[name], kind, None, None, "k")
+        ref, cur = reference[name].dropna(), current[name].dropna()
+        if kind == ColumnType.Categorical:
+            ref, cur = ref.astype(str), cur.astype(str)
+        test = get_stattest(ref, cur, kind, None)
+        theirs = test(ref, cur, kind, None)
+        assert ours["method"] == test.name, name
+        assert ours["score"] == pytest.approx(float(theirs.drift_score), rel=1e-9, abs=1e-12), name
+        assert ours["drifted"] == bool(theirs.drifted), name
