@@ -90,3 +90,21 @@ def test_json_is_rounded_and_nan_becomes_null(tmp_path):
 
     write_json({"a": 0.123456789, "b": float("nan"), "c": np.float32(0.5), "d": [np.int64(3)]}, tmp_path / "m.json")
     assert json.loads((tmp_path / "m.json").read_text()) == {"a": 0.123457, "b": None, "c": 0.5, "d": [3]}
+
+
+def test_a_folder_of_batches_reads_as_one_table_tagged_by_file(tmp_path):
+    from mlpipe.io import read_batches
+
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    pd.DataFrame({"x": [1, 2]}).to_csv(folder / "b-01.csv", index=False)
+    pd.DataFrame({"x": [3]}).to_parquet(folder / "b-02.parquet")
+    (folder / ".partial.csv").write_text("x\n9\n")  # hidden files (uploads in progress) are skipped
+    (folder / "notes.txt").write_text("not data")
+    table = read_batches(folder)
+    assert list(table["x"]) == [1, 2, 3]
+    assert list(table["batch"]) == ["b-01.csv", "b-01.csv", "b-02.parquet"]
+    assert "batch" not in read_batches(folder / "b-01.csv")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="holds no .csv or .parquet batch files"):
+        read_batches(tmp_path / "empty")

@@ -87,3 +87,23 @@ def test_outputs_hold_no_absolute_paths_or_timestamps(repo):
         text = (repo.path / relative).read_text()
         assert tmp_root not in text, relative
         assert "/tmp" not in text, relative
+
+
+def test_new_batch_in_the_incoming_folder_reruns_only_scoring_and_drift(repo):
+    import pandas as pd
+
+    incoming = repo.path / "data" / "incoming"
+    incoming.mkdir()
+    test_rows = pd.read_parquet(repo.path / "data" / "split" / "test.parquet")
+    test_rows[test_rows["year"] == 2016].to_csv(incoming / "batch-2016.csv", index=False)
+    repo.set_params(monitor={"current_source": "data/incoming"}, drift={"windows": {"all": {}}})
+    assert repo.dvc("repro").stages_run == ["predict", "drift"]
+
+    test_rows[test_rows["year"] == 2017].to_parquet(incoming / "batch-2017.parquet", index=False)
+    assert repo.dvc("repro").stages_run == ["predict", "drift"]
+    scored = pd.read_parquet(repo.path / "data" / "predictions" / "current.parquet")
+    assert len(scored) == 3000 and scored["model_version"].nunique() == 1
+    assert sorted(scored["batch"].unique()) == ["batch-2016.csv", "batch-2017.parquet"]
+    report = json.loads((repo.path / "metrics" / "drift.json").read_text())
+    assert report["windows"]["all"]["rows"] == 3000  # both batches, 1,500 rows each
+    assert repo.dvc("repro").stages_run == []

@@ -128,7 +128,7 @@ class DriftParams(Section):
     num_threshold: float | None = Field(None, gt=0)
     cat_threshold: float | None = Field(None, gt=0)
     drift_share: float = Field(0.5, gt=0, le=1)
-    report_sample_size: int = Field(20_000, ge=100)
+    report_sample_size: int = Field(10_000, ge=100)
     seed: int = 42
     max_auc_drop: float = Field(0.02, ge=0, le=1)
 

@@ -13,27 +13,26 @@ tests, and a sample draws the same picture.
 from __future__ import annotations
 
 import logging
+import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from evidently import DataDefinition, Dataset, Report
-from evidently.legacy.calculations.stattests.registry import StatTestNotFoundError, get_stattest
-from evidently.legacy.core import ColumnType
-from evidently.presets import DataDriftPreset
-from scipy import stats
 from scipy.spatial import distance
 
 from mlpipe.config import DriftParams, DriftWindow
 from mlpipe.errors import ConfigError, DataError
-from mlpipe.evaluation import binary_metrics
-from mlpipe.schema import FeatureSchema
-from mlpipe.scoring import PROBABILITY
+from mlpipe.schema import PROBABILITY, FeatureSchema
 from mlpipe.split import time_values
 
 log = logging.getLogger(__name__)
+
+# Evidently is imported where it is used, not here: importing it takes seconds, and the
+# drift stage overlaps that import (in the report thread) with computing the verdicts.
+NUMERICAL, CATEGORICAL = "numerical", "categorical"
 
 
 @dataclass(frozen=True)
@@ -90,37 +89,40 @@ LARGE_SAMPLE_ROWS = 1000
 DEFAULT_THRESHOLD = 0.1  # of both wasserstein and jensenshannon
 
 
-def column_drift(reference: pd.Series, current: pd.Series, kind: ColumnType, method: str | None, threshold: float | None, key: str) -> dict[str, Any]:
-    """Evidently's stat test for one column, on all rows."""
+def column_drift(reference: pd.Series, current: pd.Series, kind: str, method: str | None, threshold: float | None, key: str) -> dict[str, Any]:
+    """Evidently's stat test for one column (`kind` is "numerical" or "categorical"), on all rows."""
     reference, current = reference.dropna(), current.dropna()
-    if kind == ColumnType.Categorical:
+    if kind == CATEGORICAL:
         reference, current = category_values(reference), category_values(current)
     if method is None and len(reference) > LARGE_SAMPLE_ROWS:
-        if kind == ColumnType.Numerical and _continuous(reference):
-            # Many distinct values: counting them gains nothing; this is Evidently's own formula.
-            name, score = "wasserstein", float(stats.wasserstein_distance(reference, current) / max(float(np.std(reference)), 0.001))
+        if kind == NUMERICAL and _continuous(reference):
+            # Many distinct values: counting them gains nothing, sorting does the job.
+            name, score = "wasserstein", sorted_wasserstein(reference.to_numpy(dtype=float), current.to_numpy(dtype=float))
         else:
             name, score = default_distance(reference.value_counts(), current.value_counts(), kind)
         limit = DEFAULT_THRESHOLD if threshold is None else threshold
         return _verdict(kind, name, score, limit, score >= limit)
+    return evidently_test(reference, current, kind, method, threshold, key)
+
+
+def evidently_test(reference: pd.Series, current: pd.Series, kind: str, method: str | None, threshold: float | None, key: str) -> dict[str, Any]:
+    """Run Evidently's own stat test function on the rows (small data, or a method named in params)."""
+    from evidently.legacy.calculations.stattests.registry import StatTestNotFoundError, get_stattest
+    from evidently.legacy.core import ColumnType
+
+    column_type = ColumnType.Categorical if kind == CATEGORICAL else ColumnType.Numerical
     try:
-        test = get_stattest(reference, current, kind, method)
+        test = get_stattest(reference, current, column_type, method)
     except StatTestNotFoundError:
         raise ConfigError(f"{key}: unknown stat test '{method}' (Evidently knows e.g. wasserstein, ks, psi, jensenshannon, chisquare)") from None
     except Exception as exc:  # noqa: BLE001 - Evidently signals a method unfit for the column type this way
-        raise ConfigError(f"{key}: stat test '{method}' cannot be used for {kind.value} column '{reference.name}': {exc}") from None
-    result = test(reference, current, kind, threshold)
+        raise ConfigError(f"{key}: stat test '{method}' cannot be used for {kind} column '{reference.name}': {exc}") from None
+    result = test(reference, current, column_type, threshold)
     return _verdict(kind, test.name, result.drift_score, result.actual_threshold, result.drifted)
 
 
-def _verdict(kind: ColumnType, method: str, score: float, threshold: float, drifted: bool) -> dict[str, Any]:
-    return {
-        "kind": "numerical" if kind == ColumnType.Numerical else "categorical",
-        "method": method,
-        "score": float(score),
-        "threshold": float(threshold),
-        "drifted": bool(drifted),
-    }
+def _verdict(kind: str, method: str, score: float, threshold: float, drifted: bool) -> dict[str, Any]:
+    return {"kind": kind, "method": method, "score": float(score), "threshold": float(threshold), "drifted": bool(drifted)}
 
 
 def _continuous(values: pd.Series) -> bool:
@@ -136,7 +138,7 @@ def category_values(values: pd.Series) -> pd.Series:
     return values.astype(str)
 
 
-def default_distance(reference_counts: pd.Series, current_counts: pd.Series, kind: ColumnType) -> tuple[str, float]:
+def default_distance(reference_counts: pd.Series, current_counts: pd.Series, kind: str) -> tuple[str, float]:
     """Evidently's default test for more than 1,000 reference rows, from value counts alone.
 
     Numeric columns with more than five distinct values (over both sides) get the Wasserstein
@@ -145,11 +147,30 @@ def default_distance(reference_counts: pd.Series, current_counts: pd.Series, kin
     from the raw rows (tests/test_drift.py checks this against Evidently itself).
     """
     support = reference_counts.index.union(current_counts.index)
-    if kind == ColumnType.Numerical and len(support) > 5:
+    if kind == NUMERICAL and len(support) > 5:
         return "wasserstein", _normed_wasserstein(reference_counts, current_counts)
     reference_share = reference_counts.reindex(support, fill_value=0).to_numpy() / reference_counts.sum()
     current_share = current_counts.reindex(support, fill_value=0).to_numpy() / current_counts.sum()
     return "jensenshannon", float(distance.jensenshannon(reference_share, current_share))
+
+
+def sorted_wasserstein(reference: np.ndarray, current: np.ndarray) -> float:
+    """W1 between two samples, normed by max(std(reference), 0.001), as Evidently defines it.
+
+    scipy's `wasserstein_distance` integrates |F - G| over the merged sorted values; so does
+    this, but it sorts each side once and merges the two sorted runs with a stable argsort
+    (linear for two runs), then reads both CDFs off running counts: about twice as fast on a
+    million rows. Between tied values the step width is zero, so ties need no special care.
+    """
+    u, v = np.sort(reference), np.sort(current)
+    merged = np.concatenate([u, v])
+    order = np.argsort(merged, kind="stable")
+    from_u = order < len(u)
+    values = merged[order]
+    u_cdf = np.cumsum(from_u)[:-1] / len(u)
+    v_cdf = np.cumsum(~from_u)[:-1] / len(v)
+    distance_w1 = float(np.sum(np.abs(u_cdf - v_cdf) * np.diff(values)))
+    return distance_w1 / max(float(np.std(reference)), 0.001)
 
 
 def _normed_wasserstein(reference_counts: pd.Series, current_counts: pd.Series) -> float:
@@ -168,14 +189,17 @@ def _normed_wasserstein(reference_counts: pd.Series, current_counts: pd.Series) 
 def window_drift(reference: pd.DataFrame, current: pd.DataFrame, columns: MonitoredColumns, params: DriftParams) -> dict[str, Any]:
     """Per-column verdicts, the dataset verdict over features, prediction and target drift, and
     ROC-AUC when the window is labelled."""
-    per_column = {}
-    for name in columns.all:
-        kind = ColumnType.Categorical if name in columns.categorical else ColumnType.Numerical
+    def one(name: str) -> dict[str, Any]:
+        kind = CATEGORICAL if name in columns.categorical else NUMERICAL
         method, threshold, key = (
-            (params.cat_method, params.cat_threshold, "drift.cat_method") if kind == ColumnType.Categorical
+            (params.cat_method, params.cat_threshold, "drift.cat_method") if kind == CATEGORICAL
             else (params.num_method, params.num_threshold, "drift.num_method")
         )
-        per_column[name] = column_drift(reference[name], current[name], kind, method, threshold, key)
+        return column_drift(reference[name], current[name], kind, method, threshold, key)
+
+    # Columns are independent and the heavy parts (sorting, counting) release the GIL.
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        per_column = dict(zip(columns.all, pool.map(one, columns.all)))
     drifted = [name for name in columns.features if per_column[name]["drifted"]]
     share = len(drifted) / len(columns.features)
     result = {
@@ -188,6 +212,10 @@ def window_drift(reference: pd.DataFrame, current: pd.DataFrame, columns: Monito
         "columns": {name: per_column[name] for name in columns.features},
     }
     if columns.target:
+        # Imported here: scikit-learn's import would otherwise delay the stage's start, before
+        # the report thread can overlap it.
+        from mlpipe.evaluation import binary_metrics
+
         labelled = current[columns.target].notna()
         result["target_drift"] = per_column[columns.target]
         y = current.loc[labelled, columns.target].astype(int).to_numpy()
@@ -202,8 +230,17 @@ def sample_rows(table: pd.DataFrame, size: int, seed: int) -> pd.DataFrame:
     return table.iloc[chosen]
 
 
+def import_evidently() -> None:
+    """Import what `report_html` and `evidently_test` need (seconds of work: start it early)."""
+    import evidently.legacy.calculations.stattests.registry  # noqa: F401
+    import evidently.presets  # noqa: F401
+
+
 def report_html(reference: pd.DataFrame, current: pd.DataFrame, columns: MonitoredColumns, params: DriftParams) -> str:
     """Evidently's DataDriftPreset on seeded samples, as a standalone HTML page."""
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
     definition = DataDefinition(numerical_columns=columns.numerical, categorical_columns=columns.categorical)
 
     def dataset(table: pd.DataFrame) -> Dataset:

@@ -20,6 +20,7 @@ import pandas as pd
 from mlpipe.errors import DataError
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+BATCH_COLUMN = "batch"
 
 
 def infer_format(source: str | Path, declared: str | None = None) -> str:
@@ -70,7 +71,7 @@ def read_batches(source: str | Path, fmt: str | None = None) -> pd.DataFrame:
     files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in FORMATS)
     if not files:
         raise DataError(f"folder '{path}' holds no .csv or .parquet batch files")
-    return pd.concat([read_table(file, fmt).assign(batch=file.name) for file in files], ignore_index=True)
+    return pd.concat([read_table(file, fmt).assign(**{BATCH_COLUMN: file.name}) for file in files], ignore_index=True)
 
 
 def normalise_columns(table: pd.DataFrame, origin: str) -> pd.DataFrame:

@@ -14,6 +14,10 @@ import numpy as np
 import pandas as pd
 
 OTHER_LEVEL = "__other__"
+# Columns a scored table adds to its inputs (see scoring.score_table).
+PROBABILITY = "probability"
+PREDICTED_LABEL = "predicted_label"
+MODEL_VERSION = "model_version"
 
 
 @dataclass(frozen=True)

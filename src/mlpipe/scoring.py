@@ -10,12 +10,9 @@ import numpy as np
 import pandas as pd
 
 from mlpipe.features import encode_target, make_features
+from mlpipe.io import BATCH_COLUMN
 from mlpipe.model import predict_proba
-from mlpipe.schema import FeatureSchema
-
-PROBABILITY = "probability"
-PREDICTED_LABEL = "predicted_label"
-MODEL_VERSION = "model_version"
+from mlpipe.schema import MODEL_VERSION, PREDICTED_LABEL, PROBABILITY, FeatureSchema
 
 
 def model_version(model_text: str) -> str:
@@ -23,12 +20,15 @@ def model_version(model_text: str) -> str:
     return hashlib.md5(model_text.encode("utf-8")).hexdigest()
 
 
-def score_table(table: pd.DataFrame, booster: lgb.Booster, schema: FeatureSchema, threshold: float, version: str) -> pd.DataFrame:
-    """Meta columns, the model's features, the 0/1 label when the table has one, then the
-    probability of the positive label, the label at `threshold` and the model version."""
+def score_table(table: pd.DataFrame, booster: lgb.Booster, schema: FeatureSchema, threshold: float, version: str,
+                passthrough: tuple[str, ...] = (BATCH_COLUMN,)) -> pd.DataFrame:
+    """Meta and passthrough columns (those present), the model's features, the 0/1 label when
+    the table has one, then the probability of the positive label, the label at `threshold`
+    and the model version."""
     features = make_features(table, schema)
     proba = predict_proba(booster, features, schema)
-    parts = [table[[c for c in schema.meta_columns if c in table.columns]], features]
+    kept = [c for c in [*schema.meta_columns, *passthrough] if c in table.columns]
+    parts = [table[kept], features]
     if schema.target in table.columns:
         labelled = table[schema.target].notna()
         parts.append(encode_target(table[schema.target], schema).astype("Int8").where(labelled))

@@ -1,6 +1,7 @@
 """drift: compare each current window with the reference period; write verdicts, plot data and HTML reports."""
 
 import argparse
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -28,18 +29,24 @@ def main(log):
 
     params = load_params(args.params).drift
     schema = FeatureSchema.from_json(Path(args.model_schema).read_text(encoding="utf-8"))
-    reference, current = pd.read_parquet(args.reference), pd.read_parquet(args.current)
-    columns = drift.monitored_columns(schema, current)
-    drift.check_current(current, reference, columns)
-    windows, reports = {}, {}
-    for name, window in params.windows.items():
-        rows = drift.window_rows(current, schema.time_column, name, window)
-        if rows.empty:
-            raise DataError(f"drift.windows.{name} selects no rows of the current table: adjust its start/end")
-        windows[name] = drift.window_drift(reference, rows, columns, params)
-        reports[name] = drift.report_html(reference, rows, columns, params)
-        log.info("window %s: %d rows, %d of %d features drifted, prediction %s", name, len(rows), windows[name]["drifted_features"],
-                 len(columns.features), "drifted" if windows[name]["prediction_drift"]["drifted"] else "stable")
+    # Evidently's import and the HTML reports run in a second thread while the data is read
+    # and the verdicts are computed here: the two overlap on separate cores.
+    with ThreadPoolExecutor(max_workers=1) as reporter:
+        reporter.submit(drift.import_evidently)
+        reference, current = pd.read_parquet(args.reference), pd.read_parquet(args.current)
+        columns = drift.monitored_columns(schema, current)
+        drift.check_current(current, reference, columns)
+        selected = {name: drift.window_rows(current, schema.time_column, name, window) for name, window in params.windows.items()}
+        for name, rows in selected.items():
+            if rows.empty:
+                raise DataError(f"drift.windows.{name} selects no rows of the current table: adjust its start/end")
+        pending = {name: reporter.submit(drift.report_html, reference, rows, columns, params) for name, rows in selected.items()}
+        windows = {}
+        for name, rows in selected.items():
+            windows[name] = drift.window_drift(reference, rows, columns, params)
+            log.info("window %s: %d rows, %d of %d features drifted, prediction %s", name, len(rows), windows[name]["drifted_features"],
+                     len(columns.features), "drifted" if windows[name]["prediction_drift"]["drifted"] else "stable")
+        reports = {name: future.result() for name, future in pending.items()}
     retrain, reasons = retrain_verdict(windows, read_json(args.evaluation)["test"]["roc_auc"], params.max_auc_drop)
     log.info("retrain recommended: %s%s", retrain, "".join(f"\n  - {reason}" for reason in reasons))
     scores = [
