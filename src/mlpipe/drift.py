@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -236,6 +237,13 @@ def import_evidently() -> None:
     import evidently.presets  # noqa: F401
 
 
+def start_importing_evidently() -> threading.Thread:
+    """Begin Evidently's multi-second import in the background, e.g. while the data is read."""
+    thread = threading.Thread(target=import_evidently, name="import-evidently", daemon=True)
+    thread.start()
+    return thread
+
+
 def report_html(reference: pd.DataFrame, current: pd.DataFrame, columns: MonitoredColumns, params: DriftParams) -> str:
     """Evidently's DataDriftPreset on seeded samples, as a standalone HTML page."""
     from evidently import DataDefinition, Dataset, Report
@@ -274,3 +282,36 @@ def stable_ids(html: str) -> str:
         return mapping[found]
 
     return _RANDOM_ID.sub(replace, html)
+
+
+def monitor(reference: pd.DataFrame, current: pd.DataFrame, schema: FeatureSchema, params: DriftParams,
+            on_window=lambda name, result: None) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Verdicts and an HTML report for every window in `params.windows`.
+
+    The reports (and Evidently's import, started first) run in a second thread while the
+    verdicts are computed in this one: the two overlap on separate cores. `on_window` is
+    called with each window's verdicts as they are ready (for progress logging).
+    """
+    with ThreadPoolExecutor(max_workers=1) as reporter:
+        reporter.submit(import_evidently)
+        columns = monitored_columns(schema, current)
+        check_current(current, reference, columns)
+        selected = {name: window_rows(current, schema.time_column, name, window) for name, window in params.windows.items()}
+        for name, rows in selected.items():
+            if rows.empty:
+                raise DataError(f"drift.windows.{name} selects no rows of the current table: adjust its start/end")
+        pending = {name: reporter.submit(report_html, reference, rows, columns, params) for name, rows in selected.items()}
+        windows = {}
+        for name, rows in selected.items():
+            windows[name] = window_drift(reference, rows, columns, params)
+            on_window(name, windows[name])
+        return windows, {name: future.result() for name, future in pending.items()}
+
+
+def score_records(windows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per window and column (the prediction included): the drift heat map's data."""
+    return [
+        {"window": name, "column": column, **values, "score_over_threshold": values["score"] / values["threshold"]}
+        for name, result in windows.items()
+        for column, values in {**result["columns"], "(prediction)": result["prediction_drift"]}.items()
+    ]
