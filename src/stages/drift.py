@@ -27,7 +27,7 @@ def main(log):
 
     drift.start_importing_evidently()  # overlaps the reading below
     params = load_params(args.params).drift
-    schema = FeatureSchema.from_json(Path(args.model_schema).read_text(encoding="utf-8"))
+    schema = FeatureSchema.read(args.model_schema)
     reference, current = pd.read_parquet(args.reference), pd.read_parquet(args.current)
     log.info("reference %s; current %s", describe(reference), describe(current))
 

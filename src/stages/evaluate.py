@@ -27,7 +27,7 @@ def main(log):
     args = parser.parse_args()
 
     params = load_params(args.params).evaluate
-    schema = FeatureSchema.from_json(Path(args.model_schema).read_text(encoding="utf-8"))
+    schema = FeatureSchema.read(args.model_schema)
     booster = model_from_text(Path(args.model).read_text(encoding="utf-8"))
     table = pd.read_parquet(args.features)
     log.info("read %s from %s", describe(table), args.features)

@@ -25,7 +25,7 @@ def main(log):
     args = parser.parse_args()
 
     params = load_params(args.params)
-    schema = FeatureSchema.from_json(Path(args.model_schema).read_text(encoding="utf-8"))
+    schema = FeatureSchema.read(args.model_schema)
     model_text = Path(args.model).read_text(encoding="utf-8")
     booster, version = model_from_text(model_text), model_version(model_text)
     source = params.monitor.current_source

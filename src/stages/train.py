@@ -23,8 +23,7 @@ def main(log):
     args = parser.parse_args()
 
     params = load_params(args.params).train
-    with open(args.schema, encoding="utf-8") as handle:
-        schema = FeatureSchema.from_json(handle.read())
+    schema = FeatureSchema.read(args.schema)
     table = pd.read_parquet(args.features)
     log.info("read %s from %s", describe(table), args.features)
     trained = train_model(table[schema.feature_names], table[schema.target], params)
