@@ -12,11 +12,13 @@ tests, and a sample draws the same picture.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
-import os
+import multiprocessing
 import re
-import threading
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +34,7 @@ from mlpipe.split import time_values
 log = logging.getLogger(__name__)
 
 # Evidently is imported where it is used, not here: importing it takes seconds, and the
-# drift stage overlaps that import (in the report thread) with computing the verdicts.
+# drift stage overlaps that import (in report worker processes) with reading and verdicts.
 NUMERICAL, CATEGORICAL = "numerical", "categorical"
 
 
@@ -198,9 +200,9 @@ def window_drift(reference: pd.DataFrame, current: pd.DataFrame, columns: Monito
         )
         return column_drift(reference[name], current[name], kind, method, threshold, key)
 
-    # Columns are independent and the heavy parts (sorting, counting) release the GIL.
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        per_column = dict(zip(columns.all, pool.map(one, columns.all)))
+    # One column after another: the cores are shared with the report workers, which are the
+    # drift stage's critical path (threads here measurably slowed their Evidently import).
+    per_column = {name: one(name) for name in columns.all}
     drifted = [name for name in columns.features if per_column[name]["drifted"]]
     share = len(drifted) / len(columns.features)
     result = {
@@ -233,26 +235,56 @@ def sample_rows(table: pd.DataFrame, size: int, seed: int) -> pd.DataFrame:
 
 def import_evidently() -> None:
     """Import what `report_html` and `evidently_test` need (seconds of work: start it early)."""
-    import evidently.legacy.calculations.stattests.registry  # noqa: F401
-    import evidently.presets  # noqa: F401
+    # The import builds about a thousand pydantic models; garbage collections during it find
+    # nothing to free and cost about a quarter of its time.
+    gc.disable()
+    try:
+        import evidently.legacy.calculations.stattests.registry  # noqa: F401
+        import evidently.presets  # noqa: F401
+    finally:
+        gc.enable()
 
 
-def start_importing_evidently() -> threading.Thread:
-    """Begin Evidently's multi-second import in the background, e.g. while the data is read."""
-    thread = threading.Thread(target=import_evidently, name="import-evidently", daemon=True)
-    thread.start()
-    return thread
+def _ready() -> None:
+    """A no-op task: submitting one makes the pool start its workers (which import Evidently)."""
+
+
+@contextlib.contextmanager
+def report_workers(count: int) -> Iterator[Executor]:
+    """Worker processes that draw HTML reports, each importing Evidently as it starts.
+
+    Enter this before reading the data: the multi-second import then runs on another core
+    while the caller reads and computes verdicts, without competing for its GIL. Workers are
+    forked (inheriting pandas and friends already imported) when the pool is created, before
+    the caller starts any thread, so they cannot inherit a held lock. On an error they are
+    stopped at once rather than left to finish their import.
+    """
+    pool = ProcessPoolExecutor(max_workers=count, mp_context=multiprocessing.get_context("fork"), initializer=import_evidently)
+    pool.submit(_ready)  # with "fork", the first submit starts every worker
+    try:
+        yield pool
+    except BaseException:
+        for worker in multiprocessing.active_children():
+            worker.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+
+
+def report_sample(table: pd.DataFrame, columns: MonitoredColumns, params: DriftParams) -> pd.DataFrame:
+    """The seeded sample of the monitored columns that a report is drawn from."""
+    return sample_rows(table[columns.all], params.report_sample_size, params.seed).reset_index(drop=True)
 
 
 def report_html(reference: pd.DataFrame, current: pd.DataFrame, columns: MonitoredColumns, params: DriftParams) -> str:
-    """Evidently's DataDriftPreset on seeded samples, as a standalone HTML page."""
+    """Evidently's DataDriftPreset on seeded samples (`report_sample`), as a standalone HTML page."""
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
     definition = DataDefinition(numerical_columns=columns.numerical, categorical_columns=columns.categorical)
 
     def dataset(table: pd.DataFrame) -> Dataset:
-        frame = sample_rows(table[columns.all], params.report_sample_size, params.seed).reset_index(drop=True)
+        frame = report_sample(table, columns, params)
         for name in columns.categorical:
             frame[name] = frame[name].astype(str).where(frame[name].notna(), None)
         return Dataset.from_pandas(frame, data_definition=definition)
@@ -284,28 +316,28 @@ def stable_ids(html: str) -> str:
     return _RANDOM_ID.sub(replace, html)
 
 
-def monitor(reference: pd.DataFrame, current: pd.DataFrame, schema: FeatureSchema, params: DriftParams,
+def monitor(reference: pd.DataFrame, current: pd.DataFrame, schema: FeatureSchema, params: DriftParams, reporter: Executor,
             on_window=lambda name, result: None) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     """Verdicts and an HTML report for every window in `params.windows`.
 
-    The reports (and Evidently's import, started first) run in a second thread while the
-    verdicts are computed in this one: the two overlap on separate cores. `on_window` is
-    called with each window's verdicts as they are ready (for progress logging).
+    The reports are drawn by `reporter` (see `report_workers`) from samples, while the verdicts
+    are computed here on every row. `on_window` is called with each window's verdicts as they
+    are ready (for progress logging).
     """
-    with ThreadPoolExecutor(max_workers=1) as reporter:
-        reporter.submit(import_evidently)
-        columns = monitored_columns(schema, current)
-        check_current(current, reference, columns)
-        selected = {name: window_rows(current, schema.time_column, name, window) for name, window in params.windows.items()}
-        for name, rows in selected.items():
-            if rows.empty:
-                raise DataError(f"drift.windows.{name} selects no rows of the current table: adjust its start/end")
-        pending = {name: reporter.submit(report_html, reference, rows, columns, params) for name, rows in selected.items()}
-        windows = {}
-        for name, rows in selected.items():
-            windows[name] = window_drift(reference, rows, columns, params)
-            on_window(name, windows[name])
-        return windows, {name: future.result() for name, future in pending.items()}
+    columns = monitored_columns(schema, current)
+    check_current(current, reference, columns)
+    selected = {name: window_rows(current, schema.time_column, name, window) for name, window in params.windows.items()}
+    for name, rows in selected.items():
+        if rows.empty:
+            raise DataError(f"drift.windows.{name} selects no rows of the current table: adjust its start/end")
+    reference_sample = report_sample(reference, columns, params)
+    pending = {name: reporter.submit(report_html, reference_sample, report_sample(rows, columns, params), columns, params)
+               for name, rows in selected.items()}
+    windows = {}
+    for name, rows in selected.items():
+        windows[name] = window_drift(reference, rows, columns, params)
+        on_window(name, windows[name])
+    return windows, {name: future.result() for name, future in pending.items()}
 
 
 def score_records(windows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,6 +1,7 @@
 """drift: compare each current window with the reference period; write verdicts, plot data and HTML reports."""
 
 import argparse
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -25,17 +26,18 @@ def main(log):
     parser.add_argument("--reports-dir", required=True, type=Path)
     args = parser.parse_args()
 
-    drift.start_importing_evidently()  # overlaps the reading below
     params = load_params(args.params).drift
     schema = FeatureSchema.read(args.model_schema)
-    reference, current = pd.read_parquet(args.reference), pd.read_parquet(args.current)
-    log.info("reference %s; current %s", describe(reference), describe(current))
 
     def progress(name, result):
         log.info("window %s: %d rows, %d of %d features drifted, prediction %s", name, result["rows"], result["drifted_features"],
                  len(result["columns"]), "drifted" if result["prediction_drift"]["drifted"] else "stable")
 
-    windows, reports = drift.monitor(reference, current, schema, params, on_window=progress)
+    # The report workers start (and import Evidently) before the reading, which they overlap.
+    with drift.report_workers(min(len(params.windows), os.cpu_count() or 1)) as reporter:
+        reference, current = pd.read_parquet(args.reference), pd.read_parquet(args.current)
+        log.info("reference %s; current %s", describe(reference), describe(current))
+        windows, reports = drift.monitor(reference, current, schema, params, reporter, on_window=progress)
     retrain, reasons = retrain_verdict(windows, read_json(args.evaluation)["test"]["roc_auc"], params.max_auc_drop)
     log.info("retrain recommended: %s%s", retrain, "".join(f"\n  - {reason}" for reason in reasons))
     log_written(
