@@ -367,7 +367,7 @@ def bench_size(copy: Path, env: dict[str, str], python: str, data_source: str, r
     full, bare = median_run(quiet_runs(full_runs, gate.threshold)), median_run(quiet_runs(bare_runs, gate.threshold))
     noop = quiet_runs(noop_runs, gate.threshold)
     evaluation = json.loads((copy / "metrics/evaluation.json").read_text(encoding="utf-8"))
-    trained = json.loads((copy / "metrics/train.json").read_text(encoding="utf-8"))
+    trained = json.loads((copy / "metrics/train/metrics.json").read_text(encoding="utf-8"))
     bare_model = bare_result(bare)
     return {
         "data_source": data_source,

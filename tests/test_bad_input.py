@@ -13,7 +13,7 @@ SPLIT = ("split", "--validated", "data/validated/dataset.parquet", "--train", "d
          "--test", "data/split/new_test.parquet")
 TRAIN = ("train", "--features", "data/features/train.parquet", "--schema", "data/features/schema.json",
          "--model", "models/new_model.txt", "--model-schema", "models/new_schema.json",
-         "--metrics", "metrics/new_train.json", "--curve", "metrics/plots/new_curve.json")
+         "--record", "metrics/new_train", "--tuning", "metrics/new_tuning.json", "--tuning-plot", "metrics/plots/new_tuning.json")
 
 
 def assert_one_line_error(run, *fragments: str) -> None:
@@ -95,7 +95,7 @@ def test_negative_learning_rate(repo):
     repo.set_params(train={"learning_rate": -0.1})
     run = repo.stage(*TRAIN)
     assert_one_line_error(run, "train.learning_rate", "greater than 0", "-0.1")
-    assert_nothing_written(repo, "models/new_model.txt", "metrics/new_train.json")
+    assert_nothing_written(repo, "models/new_model.txt", "metrics/new_train", "metrics/new_tuning.json")
 
 
 def test_unknown_split_strategy(repo):

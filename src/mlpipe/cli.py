@@ -62,7 +62,13 @@ def log_written(log: logging.Logger, *paths: str | Path) -> None:
 
 
 def _size(path: Path) -> str:
-    size = float(path.stat().st_size)
+    if path.is_dir():
+        files = [file for file in path.rglob("*") if file.is_file()]
+        return f"{_bytes(sum(file.stat().st_size for file in files))} in {len(files)} files"
+    return _bytes(path.stat().st_size)
+
+
+def _bytes(size: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if size < 1024 or unit == "GB":
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"

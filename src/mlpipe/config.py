@@ -104,6 +104,48 @@ class TrainParams(Section):
         return self
 
 
+TUNABLE = ("learning_rate", "num_leaves", "max_depth", "min_child_samples", "reg_alpha", "reg_lambda",
+           "subsample", "colsample_bytree")
+INTEGER_PARAMS = {"num_leaves", "max_depth", "min_child_samples"}
+
+
+class SearchRange(Section):
+    """One dimension of the search: a range (sampled on a log scale with `log: true`) or a list of choices."""
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: list[Scalar] | None = None
+
+    @model_validator(mode="after")
+    def _range_or_choices(self) -> SearchRange:
+        if self.choices is not None:
+            if self.low is not None or self.high is not None or not self.choices:
+                raise ValueError("give either choices (a non-empty list) or low/high, not both")
+        elif self.low is None or self.high is None or self.low >= self.high:
+            raise ValueError("a range needs low < high")
+        elif self.log and self.low <= 0:
+            raise ValueError("a log-scale range needs low > 0")
+        return self
+
+
+class TuneParams(Section):
+    enabled: bool = False
+    n_trials: int = Field(20, ge=1)
+    folds: int = Field(3, ge=2, le=20)
+    metric: Literal["roc_auc", "log_loss"] = "roc_auc"
+    seed: int = 42
+    space: dict[str, SearchRange] = {}
+
+    @model_validator(mode="after")
+    def _space_names_train_keys(self) -> TuneParams:
+        for name in self.space:
+            if name not in TUNABLE:
+                raise ValueError(f"space.{name} is not tunable; choose from {', '.join(TUNABLE)}")
+        if self.enabled and not self.space:
+            raise ValueError("enabled: true needs at least one entry in space")
+        return self
+
+
 class EvaluateParams(Section):
     threshold: float = Field(0.5, gt=0, lt=1)
     calibration_bins: int = Field(10, ge=2)
@@ -142,6 +184,24 @@ class DriftParams(Section):
         return self
 
 
+class Guard(Section):
+    """A metric that must not get worse by more than `max_drop` (or `max_rise` for losses)."""
+    file: str = Field(min_length=1)
+    key: str = Field(min_length=1)
+    max_drop: float | None = Field(None, ge=0)
+    max_rise: float | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _one_direction(self) -> Guard:
+        if (self.max_drop is None) == (self.max_rise is None):
+            raise ValueError("a guard needs exactly one of max_drop (higher is better) or max_rise (lower is better)")
+        return self
+
+
+class ReviewParams(Section):
+    guards: list[Guard] = [Guard(file="metrics/evaluation.json", key="test.roc_auc", max_drop=0.005)]
+
+
 class Params(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
@@ -150,16 +210,18 @@ class Params(BaseModel):
     split: SplitParams = SplitParams(strategy="random")
     features: FeaturesParams = FeaturesParams()
     train: TrainParams = TrainParams()
+    tune: TuneParams = TuneParams()
     evaluate: EvaluateParams = EvaluateParams()
     monitor: MonitorParams = MonitorParams()
     drift: DriftParams = DriftParams()
+    review: ReviewParams = ReviewParams()
 
     @property
     def validation(self) -> ValidateParams:
         return self.validate_
 
 
-SECTIONS = ("data", "validate", "split", "features", "train", "evaluate", "monitor", "drift")
+SECTIONS = ("data", "validate", "split", "features", "train", "tune", "evaluate", "monitor", "drift", "review")
 
 
 def parse_params(raw: Any, origin: str = "params.yaml") -> Params:

@@ -54,6 +54,10 @@ def lightgbm_params(train: TrainParams) -> dict[str, Any]:
     }
 
 
+def categorical_columns(features: pd.DataFrame) -> list[str]:
+    return [name for name in features.columns if isinstance(features[name].dtype, pd.CategoricalDtype)]
+
+
 def train_model(features: pd.DataFrame, target: pd.Series, params: TrainParams) -> TrainedModel:
     """Fit LightGBM; with a validation slice, early-stop on it and optionally refit on all rows.
 
@@ -61,7 +65,7 @@ def train_model(features: pd.DataFrame, target: pd.Series, params: TrainParams) 
     validation slice chooses the model size without costing the final model any data.
     """
     settings = lightgbm_params(params)
-    categorical = [name for name in features.columns if isinstance(features[name].dtype, pd.CategoricalDtype)]
+    categorical = categorical_columns(features)
     summary: dict[str, Any] = {"train_rows": len(features)}
     curve: list[dict[str, float]] = []
     rounds = params.n_estimators

@@ -11,6 +11,7 @@ from mlpipe.config import load_params
 from mlpipe.io import read_json, write_json
 from mlpipe.model import feature_importance, model_from_text, predict_proba
 from mlpipe.schema import FeatureSchema
+from mlpipe.tracking import read_training_curve
 
 
 def main(log):
@@ -19,8 +20,7 @@ def main(log):
     parser.add_argument("--model", required=True)
     parser.add_argument("--model-schema", required=True)
     parser.add_argument("--features", required=True)
-    parser.add_argument("--train-metrics", required=True)
-    parser.add_argument("--curve", required=True)
+    parser.add_argument("--train-record", required=True, help="the train stage's DVCLive folder")
     parser.add_argument("--metrics", required=True)
     parser.add_argument("--plots-dir", required=True, type=Path)
     parser.add_argument("--figures-dir", required=True, type=Path)
@@ -39,7 +39,8 @@ def main(log):
         log.info("%s: ROC-AUC %s, PR-AUC %s, log-loss %.4f on %d rows", name, _fmt(values["roc_auc"]), _fmt(values["pr_auc"]), values["log_loss"], values["rows"])
     tables = evaluation.curve_tables(y, proba, params, (schema.negative_label, schema.positive_label))
     tables["feature_importance"] = feature_importance(booster).to_dict("records")
-    figures = plots.evaluation_figures(report, tables, read_json(args.curve), read_json(args.train_metrics).get("best_iteration"))
+    curve, best_iteration = read_training_curve(args.train_record), read_json(Path(args.train_record) / "metrics.json").get("best_iteration")
+    figures = plots.evaluation_figures(report, tables, curve, best_iteration)
     log_written(
         log,
         write_json(report, args.metrics),

@@ -1,0 +1,50 @@
+"""The training record in DVCLive's layout, so `dvc exp show` and `dvc plots` read it as is.
+
+    <dir>/params.yaml                          the LightGBM parameters actually used
+    <dir>/metrics.json                         summary: rows, trees chosen, validation loss, ...
+    <dir>/plots/metrics/training/logloss.tsv   the training curve, one row per boosting round
+    <dir>/plots/metrics/validation/logloss.tsv
+
+The folder is written whole to a staging folder and swapped into place, so a crash leaves
+the previous record untouched. Steps are set explicitly rather than with `next_step()`,
+which rewrites every file each round; values are rounded like every other metric here.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+from mlpipe.io import atomic_dir, rounded
+
+CURVES = {"training": "train_logloss", "validation": "validation_logloss"}
+
+
+def write_training_record(directory: str | Path, params: dict[str, Any], curve: list[dict[str, Any]],
+                          summary: dict[str, Any]) -> Path:
+    from dvclive import Live  # imported here: it pulls in DVC, which only this writer needs
+
+    with atomic_dir(directory) as staging:
+        with Live(dir=str(staging), save_dvc_exp=False, dvcyaml=None, report=None) as live:
+            live.log_params(rounded(params))
+            for point in curve:
+                live.step = point["iteration"]
+                for name, column in CURVES.items():
+                    live.log_metric(f"{name}/logloss", rounded(point[column]))
+            live.summary.update(rounded(summary))
+        (staging / "plots" / "metrics").mkdir(parents=True, exist_ok=True)  # exists even without a curve
+    return Path(directory)
+
+
+def read_training_curve(directory: str | Path) -> list[dict[str, Any]]:
+    """The curve back as records ({iteration, train_logloss, validation_logloss}), [] when none was logged."""
+    columns: dict[str, dict[int, float]] = {}
+    for name, column in CURVES.items():
+        path = Path(directory) / "plots" / "metrics" / name / "logloss.tsv"
+        if not path.exists():
+            return []
+        with path.open(encoding="utf-8", newline="") as handle:
+            columns[column] = {int(row["step"]): float(row["logloss"]) for row in csv.DictReader(handle, delimiter="\t")}
+    steps = sorted(columns["train_logloss"])
+    return [{"iteration": step, **{column: values[step] for column, values in columns.items()}} for step in steps]
