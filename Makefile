@@ -9,7 +9,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 PIP := $(BIN)/python -m pip --disable-pip-version-check --quiet
 
-.PHONY: help setup repro test bench dag metrics monitor clean
+.PHONY: help setup repro test bench dag metrics monitor sweep review clean
 
 help:
 	@echo "make repro   build .venv if needed, then run the pipeline (dvc repro)"
@@ -18,6 +18,8 @@ help:
 	@echo "make dag     print the stage graph"
 	@echo "make metrics show the current metrics"
 	@echo "make monitor print the drift verdict; exits 1 when retraining is recommended"
+	@echo "make sweep   queue the GRID of experiments, run JOBS at a time, show them (dvc exp show)"
+	@echo "make review  write reports/review.md against BASE (default HEAD); exits 1 on a guarded regression"
 
 # A venv older than requirements.txt or pyproject.toml is stale: rebuild it from scratch
 # so that it holds exactly the pinned set.
@@ -48,6 +50,18 @@ metrics: setup
 # Reads metrics/drift.json as `dvc repro` left it; non-zero exit = retrain (for CI gates).
 monitor: setup
 	$(BIN)/python -m mlpipe.monitoring metrics/drift.json
+
+# The default sweep: 2 learning rates x 2 tree sizes. Override, e.g.
+#   make sweep GRID="train.learning_rate=0.02,0.05,0.1 train.min_child_samples=50,200" JOBS=2
+GRID ?= train.learning_rate=0.03,0.1 train.num_leaves=31,127
+JOBS ?= 2
+sweep: setup
+	$(BIN)/python -m mlpipe.experiments $(GRID) --jobs $(JOBS)
+
+# What a reviewer pastes into a pull request: make review BASE=main
+BASE ?= HEAD
+review: setup
+	$(BIN)/python -m mlpipe.review --base $(BASE)
 
 clean:
 	rm -rf $(VENV)

@@ -1,0 +1,85 @@
+"""Run a parameter sweep through DVC's experiment queue and wait for it: what `make sweep` runs.
+
+    python -m mlpipe.experiments train.learning_rate=0.03,0.1 train.num_leaves=31,127 --jobs 2
+
+Each argument becomes one `-S` of `dvc exp run --queue` (DVC expands the grid), then
+`dvc queue start -j N` runs them in background workers. This waits for exactly the
+experiments it queued, prints `dvc exp show --md`, and for each failed one prints the tail of
+`dvc queue logs`, where the stage's one-line `error: <stage>: ...` says why. It warns first
+about untracked files, which queued experiments do not see.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import time
+
+ACTIVE = {"Queued", "Running"}
+
+
+def dvc(*args: str, check: bool = True) -> str:
+    done = subprocess.run([sys.executable, "-m", "dvc", *args], capture_output=True, text=True)
+    if check and done.returncode != 0:
+        raise SystemExit(f"error: sweep: `dvc {' '.join(args)}` failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
+    return done.stdout + done.stderr
+
+
+def untracked_files() -> list[str]:
+    listed = subprocess.run(["git", "ls-files", "--others", "--exclude-standard"], capture_output=True, text=True, check=True)
+    return listed.stdout.split()
+
+
+def queued_names(output: str) -> list[str]:
+    return re.findall(r"Queued experiment '([^']+)'", output)
+
+
+def queue_statuses(output: str) -> dict[str, str]:
+    """Experiment name -> status, from `dvc queue status` (columns: task, name, created, status)."""
+    statuses = {}
+    for line in output.splitlines():
+        fields = line.split()
+        if len(fields) >= 4 and not line.startswith(("Task", "Worker")):
+            statuses[fields[1]] = fields[-1]
+    return statuses
+
+
+def sweep(overrides: list[str], jobs: int, poll_seconds: float = 3.0) -> int:
+    untracked = untracked_files()
+    if untracked:
+        print(f"warning: {len(untracked)} untracked files are invisible to queued experiments "
+              f"(git add them, or pass them with `dvc exp run --copy-paths`): {', '.join(untracked[:5])}", file=sys.stderr)
+    names = queued_names(dvc("exp", "run", "--queue", *(arg for override in overrides for arg in ("-S", override))))
+    print(f"queued {len(names)} experiments: {', '.join(names)}")
+    dvc("queue", "start", "-j", str(jobs))
+    started, reported = time.monotonic(), ""
+    while True:
+        statuses = queue_statuses(dvc("queue", "status"))
+        progress = ", ".join(f"{sum(statuses.get(n) == s for n in names)} {s.lower()}"
+                             for s in ("Success", "Failed", "Running", "Queued"))
+        if progress != reported:
+            print(f"[{time.monotonic() - started:5.0f}s] {progress}", flush=True)
+            reported = progress
+        if not any(statuses.get(name) in ACTIVE for name in names):
+            break
+        time.sleep(poll_seconds)
+    print(dvc("exp", "show", "--md", "--no-pager", "--only-changed", "--hide-queued"))
+    failed = [name for name in names if statuses.get(name) != "Success"]
+    for name in failed:
+        tail = dvc("queue", "logs", name, check=False).strip().splitlines()[-5:]
+        print(f"experiment {name} {statuses.get(name, 'vanished').lower()}; `dvc queue logs {name}` ends with:\n  " + "\n  ".join(tail), file=sys.stderr)
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Queue a parameter grid as DVC experiments, run it, and wait.")
+    parser.add_argument("overrides", nargs="+", help="params.yaml overrides, e.g. train.learning_rate=0.03,0.1")
+    parser.add_argument("--jobs", "-j", type=int, default=2, help="experiments run in parallel (dvc queue start -j)")
+    args = parser.parse_args(argv)
+    return sweep(args.overrides, args.jobs)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""The review report a reviewer pastes into a pull request, and the CI gate on guarded metrics.
+
+    python -m mlpipe.review --base main          # what `make review BASE=main` runs
+
+It asks DVC what changed between `--base` and the workspace (`dvc params diff`, `dvc metrics
+diff --all`, `dvc plots diff -o ...`), adds the drift verdict from metrics/drift.json, writes
+Markdown, and exits 1 when a metric named in `review.guards` got worse by more than its
+limit. The formatting and the guard check are plain functions of the diffs, so they can be
+tested (and reused) without running DVC.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlpipe.config import Guard, load_params
+from mlpipe.errors import PipelineError
+from mlpipe.io import write_text
+from mlpipe.monitoring import format_verdict
+
+Diff = dict[str, dict[str, dict[str, Any]]]  # file -> key -> {"old", "new", "diff"}
+
+
+@dataclass(frozen=True)
+class GuardResult:
+    guard: Guard
+    old: float | None
+    new: float | None
+
+    @property
+    def change(self) -> float | None:
+        return None if self.old is None or self.new is None else self.new - self.old
+
+    @property
+    def failed(self) -> bool:
+        if self.new is None:
+            return True  # a guarded metric that disappeared is a regression, not a pass
+        if self.change is None:
+            return False  # nothing to compare against on the base
+        if self.guard.max_drop is not None:
+            return -self.change > self.guard.max_drop
+        return self.change > self.guard.max_rise
+
+    def describe(self) -> str:
+        limit = f"drop ≤ {self.guard.max_drop}" if self.guard.max_drop is not None else f"rise ≤ {self.guard.max_rise}"
+        where = f"{self.guard.file}:{self.guard.key}"
+        if self.new is None:
+            return f"FAIL {where}: missing in the workspace (limit: {limit})"
+        if self.change is None:
+            return f"pass {where}: {_number(self.new)} (new metric: nothing to compare on the base)"
+        verdict = "FAIL" if self.failed else "pass"
+        return f"{verdict} {where}: {_number(self.old)} -> {_number(self.new)} ({self.change:+.6f}; limit: {limit})"
+
+
+def check_guards(metrics_diff: Diff, guards: list[Guard]) -> list[GuardResult]:
+    results = []
+    for guard in guards:
+        entry = metrics_diff.get(guard.file, {}).get(guard.key, {})
+        results.append(GuardResult(guard, _as_float(entry.get("old")), _as_float(entry.get("new"))))
+    return results
+
+
+def render(base: str, params_diff: Diff, metrics_diff: Diff, guards: list[GuardResult],
+           drift: dict[str, Any] | None, plots: str) -> str:
+    lines = [f"# Review: workspace vs `{base}`", ""]
+    failed = [result for result in guards if result.failed]
+    lines += ["## Verdict", "", f"**{'REGRESSION' if failed else 'OK'}**: "
+              f"{len(failed)} of {len(guards)} guarded metrics beyond their limit (`review.guards` in params.yaml).", ""]
+    lines += [f"- {result.describe()}" for result in guards] + [""]
+
+    lines += ["## Params changed", ""]
+    changed_params = [(file, key, values) for file, entries in params_diff.items() for key, values in sorted(entries.items())]
+    if changed_params:
+        lines += ["| file | param | old | new |", "|---|---|---|---|"]
+        lines += [f"| {file} | `{key}` | {_cell(values.get('old'))} | {_cell(values.get('new'))} |" for file, key, values in changed_params]
+    else:
+        lines.append("No params changed.")
+    lines.append("")
+
+    lines += ["## Metrics", "", "Every metric DVC tracks; changed ones first in each file. Relative change is against the base.", ""]
+    for file, entries in metrics_diff.items():
+        changed = {key: values for key, values in entries.items() if values.get("old") != values.get("new")}
+        unchanged = {key: values for key, values in entries.items() if key not in changed}
+        lines += [f"### `{file}`: {len(changed)} changed, {len(unchanged)} unchanged", ""]
+        if changed:
+            lines += _metric_table(changed) + [""]
+        if unchanged:
+            lines += ["<details><summary>unchanged</summary>", ""] + _metric_table(unchanged) + ["", "</details>", ""]
+
+    if drift is not None:
+        lines += ["## Drift (workspace)", "", "```", format_verdict(drift), "```", ""]
+    lines += ["## Plots", "", f"Old and new plots side by side: `{plots}` (from `dvc plots diff {base}`).", ""]
+    return "\n".join(lines)
+
+
+def _metric_table(entries: dict[str, dict[str, Any]]) -> list[str]:
+    rows = ["| metric | old | new | change | relative |", "|---|---:|---:|---:|---:|"]
+    for key, values in sorted(entries.items()):
+        old, new = values.get("old"), values.get("new")
+        change = _as_float(new) - _as_float(old) if _as_float(old) is not None and _as_float(new) is not None else None
+        relative = f"{change / abs(_as_float(old)):+.2%}" if change is not None and _as_float(old) else ""
+        rows.append(f"| `{key}` | {_cell(old)} | {_cell(new)} | {'' if change is None else f'{change:+.6g}'} | {relative} |")
+    return rows
+
+
+def _as_float(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _number(value: float | None) -> str:
+    return "—" if value is None else f"{value:.6g}"
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "—"
+    return _number(value) if _as_float(value) is not None else f"`{json.dumps(value)}`"
+
+
+def dvc(*args: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "dvc", *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise PipelineError(f"`dvc {' '.join(args)}` failed: {(done.stderr.strip().splitlines() or ['no message'])[-1]}")
+    return done.stdout
+
+
+def dvc_json(*args: str) -> Any:
+    return json.loads(dvc(*args, "--json") or "{}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Write the review report and gate on guarded metrics.")
+    parser.add_argument("--base", required=True, help="git revision to compare the workspace with (branch, tag, commit)")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--output", default="reports/review.md", type=Path)
+    parser.add_argument("--plots-dir", default="reports/review_plots", type=Path)
+    parser.add_argument("--drift", default="metrics/drift.json", type=Path)
+    args = parser.parse_args(argv)
+    try:
+        guards = load_params(args.params).review.guards
+        params_diff = dvc_json("params", "diff", args.base)
+        metrics_diff = dvc_json("metrics", "diff", args.base, "--all")
+        dvc("plots", "diff", args.base, "-o", str(args.plots_dir))
+    except PipelineError as exc:
+        print(f"error: review: {exc}", file=sys.stderr)
+        return 2
+    plots_page = str(args.plots_dir / "index.html")
+    drift = json.loads(args.drift.read_text(encoding="utf-8")) if args.drift.exists() else None
+    results = check_guards(metrics_diff, guards)
+    write_text(render(args.base, params_diff, metrics_diff, results, drift, plots_page), args.output)
+    for result in results:
+        print(result.describe())
+    print(f"wrote {args.output}; plots: {plots_page}")
+    return 1 if any(result.failed for result in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
