@@ -1,0 +1,143 @@
+"""Sweep benchmark: four queued experiments run two at a time versus one after another. (A benchmark, not a test.)
+
+On a temporary git+DVC snapshot of this repository with the committed dataset:
+
+1. `dvc repro` once (the baseline every experiment starts from), timing each stage;
+2. the 2x2 grid of `make sweep` (train.learning_rate=0.03,0.1 x train.num_leaves=31,127)
+   queued with `dvc exp run --queue` and run with `dvc queue start -j 1`: wall time until
+   all four finish;
+3. the same grid queued again and run with `-j 2`.
+
+DVC's run-cache is emptied before each batch, so the second cannot restore the first's results.
+From each experiment's `dvc queue logs` it collects which stages ran, which were skipped and
+each stage's own time ("done in"), which shows that the upstream stages (ingest, validate,
+split, featurize) are paid once, in step 1, and never inside an experiment.
+Writes bench/results/sweep.{json,md}.
+
+    .venv/bin/python bench/sweep.py          # about five minutes
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from pipeline_overhead import snapshot_repository
+
+from mlpipe.experiments import queue_statuses, queued_names, worker_env
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+GRID = ["-S", "train.learning_rate=0.03,0.1", "-S", "train.num_leaves=31,127"]
+UPSTREAM = ["ingest", "validate", "split", "featurize"]
+
+
+def dvc(*args: str, cwd: Path, env: dict[str, str]) -> str:
+    done = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"dvc {' '.join(args)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    return done.stdout + done.stderr
+
+
+def stage_times(log: str) -> dict[str, float]:
+    return {stage: float(seconds) for stage, seconds in re.findall(r"^\S+ (\w+): done in ([\d.]+)s$", log, flags=re.M)}
+
+
+def run_batch(jobs: int, copy: Path, env: dict[str, str]) -> dict:
+    # Forget earlier results of the same params, so that every experiment really trains.
+    shutil.rmtree(copy / ".dvc" / "cache" / "runs", ignore_errors=True)
+    names = queued_names(dvc("exp", "run", "--queue", *GRID, cwd=copy, env=env))
+    started = time.perf_counter()
+    dvc("queue", "start", "-j", str(jobs), cwd=copy, env=worker_env(jobs, env))  # as `make sweep` starts them
+    while True:
+        statuses = queue_statuses(dvc("queue", "status", cwd=copy, env=env))
+        if all(statuses.get(name) not in ("Queued", "Running") for name in names):
+            break
+        time.sleep(1)
+    wall = time.perf_counter() - started
+    experiments = {}
+    for name in names:
+        log = dvc("queue", "logs", name, cwd=copy, env=env)
+        experiments[name] = {
+            "status": statuses.get(name),
+            "ran": re.findall(r"Running stage '([^']+)'", log),
+            "skipped": re.findall(r"Stage '([^']+)' didn't change, skipping", log),
+            "stage_seconds": stage_times(log),
+        }
+    print(f"-j {jobs}: {wall:.1f} s for {len(names)} experiments", flush=True)
+    return {"jobs": jobs, "wall_s": wall, "experiments": experiments}
+
+
+def main() -> None:
+    work = Path(tempfile.mkdtemp(prefix="mlpipe-sweep-"))
+    copy = work / "repo"
+    copy.mkdir()
+    snapshot = snapshot_repository(REPO, copy)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
+           "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@localhost", "GIT_COMMITTER_NAME": "bench",
+           "GIT_COMMITTER_EMAIL": "bench@localhost"}
+    env.pop("PYTHONPATH", None)
+    print(f"snapshot of {snapshot['head'][:12]} in {copy}", flush=True)
+
+    started = time.perf_counter()
+    baseline_log = dvc("repro", cwd=copy, env=env)
+    baseline = {"wall_s": time.perf_counter() - started, "stage_seconds": stage_times(baseline_log)}
+    subprocess.run(["git", "add", "-A"], cwd=copy, check=True)
+    subprocess.run(["git", "commit", "-q", "--allow-empty", "-m", "baseline"], cwd=copy, env=env, check=True)
+    print(f"baseline dvc repro: {baseline['wall_s']:.1f} s", flush=True)
+
+    serial, parallel = run_batch(1, copy, env), run_batch(2, copy, env)
+    upstream_paid = sum(baseline["stage_seconds"].get(stage, 0.0) for stage in UPSTREAM)
+    upstream_in_experiments = sum(seconds for batch in (serial, parallel) for exp in batch["experiments"].values()
+                                  for stage, seconds in exp["stage_seconds"].items() if stage in UPSTREAM)
+    result = {
+        "machine": {"cpus": os.cpu_count()},
+        "snapshot": snapshot,
+        "grid": " ".join(GRID),
+        "baseline": baseline,
+        "serial": serial,
+        "parallel": parallel,
+        "speedup_j2_over_j1": serial["wall_s"] / parallel["wall_s"],
+        "upstream_seconds_in_baseline": upstream_paid,
+        "upstream_seconds_in_experiments": upstream_in_experiments,
+        "every_experiment_skipped_upstream": all(exp["skipped"] == UPSTREAM for batch in (serial, parallel)
+                                                 for exp in batch["experiments"].values()),
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "sweep.json").write_text(json.dumps(result, indent=2) + "\n")
+
+    downstream = [stage for stage in baseline["stage_seconds"] if stage not in UPSTREAM]
+    lines = [
+        "# Sweep: four queued experiments, one at a time vs two at a time", "",
+        f"Grid `{result['grid']}` on the default dataset; {os.cpu_count()} CPUs; run-cache emptied before each batch.", "",
+        "| | wall time |", "|---|---:|",
+        f"| baseline `dvc repro` (all 8 stages) | {baseline['wall_s']:.1f} s |",
+        f"| 4 experiments, `dvc queue start -j 1` | {serial['wall_s']:.1f} s |",
+        f"| 4 experiments, `dvc queue start -j 2` | {parallel['wall_s']:.1f} s |",
+        f"| speed-up of -j 2 | **{result['speedup_j2_over_j1']:.2f}x** |", "",
+        f"Upstream stages ({', '.join(UPSTREAM)}): {upstream_paid:.1f} s in the baseline, "
+        f"{upstream_in_experiments:.1f} s inside the 8 experiments (every experiment skipped them: "
+        f"{result['every_experiment_skipped_upstream']}).", "",
+        "Per-stage time inside each stage (\"done in\", from the logs; median over the four experiments):", "",
+        "| stage | baseline | -j 1 | -j 2 |", "|---|---:|---:|---:|",
+    ]
+    for stage in UPSTREAM + downstream:
+        cells = [f"{baseline['stage_seconds'].get(stage, 0):.1f} s"]
+        for batch in (serial, parallel):
+            times = [exp["stage_seconds"][stage] for exp in batch["experiments"].values() if stage in exp["stage_seconds"]]
+            cells.append(f"{statistics.median(times):.1f} s" if times else "skipped")
+        lines.append(f"| {stage} | " + " | ".join(cells) + " |")
+    (RESULTS / "sweep.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
