@@ -4,7 +4,8 @@
 
 Each argument becomes one `-S` of `dvc exp run --queue` (DVC expands the grid), then
 `dvc queue start -j N` runs them in background workers. This waits for exactly the
-experiments it queued, prints `dvc exp show --md`, and for each failed one prints the tail of
+experiments it queued, prints `dvc exp show --md` narrowed to the swept params and the
+headline metrics, and for each failed one prints the tail of
 `dvc queue logs`, where the stage's one-line `error: <stage>: ...` says why. It warns first
 about untracked files, which queued experiments do not see.
 """
@@ -19,6 +20,7 @@ import sys
 import time
 
 ACTIVE = {"Queued", "Running"}
+HEADLINE = ["test.roc_auc", "test.log_loss", "best_iteration", "retrain_recommended"]
 
 
 def worker_env(jobs: int, base: dict[str, str] | None = None) -> dict[str, str]:
@@ -61,6 +63,14 @@ def queue_statuses(output: str) -> dict[str, str]:
     return statuses
 
 
+def comparison_command(overrides: list[str]) -> list[str]:
+    """`dvc exp show` narrowed to the swept params and the headline metrics, best ROC-AUC first."""
+    swept = [override.split("=", 1)[0].split(":")[-1] for override in overrides]
+    keep = "^(" + "|".join(re.escape(name) for name in ["Experiment", *swept, *HEADLINE]) + ")$"
+    return ["exp", "show", "--md", "--no-pager", "--hide-queued", "--drop", ".*", "--keep", keep,
+            "--sort-by", "test.roc_auc", "--sort-order", "desc"]
+
+
 def sweep(overrides: list[str], jobs: int, poll_seconds: float = 3.0) -> int:
     untracked = untracked_files()
     if untracked:
@@ -80,7 +90,7 @@ def sweep(overrides: list[str], jobs: int, poll_seconds: float = 3.0) -> int:
         if not any(statuses.get(name) in ACTIVE for name in names):
             break
         time.sleep(poll_seconds)
-    print(dvc("exp", "show", "--md", "--no-pager", "--only-changed", "--hide-queued"))
+    print(dvc(*comparison_command(overrides)))
     failed = [name for name in names if statuses.get(name) != "Success"]
     for name in failed:
         tail = dvc("queue", "logs", name, check=False).strip().splitlines()[-5:]

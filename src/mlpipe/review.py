@@ -84,7 +84,8 @@ def render(base: str, params_diff: Diff, metrics_diff: Diff, guards: list[GuardR
     lines.append("")
 
     lines += ["## Metrics", "", "Every metric DVC tracks; changed ones first in each file. Relative change is against the base.", ""]
-    for file, entries in metrics_diff.items():
+    guarded = {result.guard.file for result in guards}
+    for file, entries in sorted(metrics_diff.items(), key=lambda item: (item[0] not in guarded, item[0])):
         changed = {key: values for key, values in entries.items() if values.get("old") != values.get("new")}
         unchanged = {key: values for key, values in entries.items() if key not in changed}
         lines += [f"### `{file}`: {len(changed)} changed, {len(unchanged)} unchanged", ""]
