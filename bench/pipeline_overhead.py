@@ -2,8 +2,9 @@
 
 In one run, so that the ratios share the same machine conditions, it measures:
 
-1. a full `dvc repro -f` of a temporary git+DVC snapshot of this repository, on the
-   committed dataset: wall time, peak memory, per-stage times, and the DVC overhead
+1. a full `dvc repro -f evaluate` (every stage the bare script mirrors: ingest to evaluate;
+   predict and drift have no counterpart in it) of a temporary git+DVC snapshot of this
+   repository, on the committed dataset: wall time, peak memory, per-stage times, and the DVC overhead
    (total wall time minus the time spent inside the stages' own `main`);
 2. a no-op `dvc repro` right after it (median of --noop-repeats runs);
 3. bench/bare_lightgbm.py, the same model fitted by one plain script (the floor), run as a
@@ -55,6 +56,10 @@ import pandas as pd
 import psutil
 import yaml
 
+# The bare script reads, splits, trains and scores the test set: the stages up to `evaluate`.
+# Batch scoring and drift monitoring (predict, drift) have no counterpart in it, so they are
+# left out of the comparison (the no-op run still checks every stage).
+TRAINING_PIPELINE = "evaluate"
 REPO = Path(__file__).resolve().parents[1]
 BARE_SCRIPT = Path(__file__).resolve().parent / "bare_lightgbm.py"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -347,10 +352,14 @@ def bench_size(copy: Path, env: dict[str, str], python: str, data_source: str, r
                gate: QuietGate) -> dict:
     """Full `dvc repro -f`, no-op `dvc repro` (right after the first full run), bare script."""
     full_runs, bare_runs, noop_runs = [], [], []
+    # Every stage once first (unmeasured), so that after the forced training pipeline the
+    # monitoring stages are up to date too and the no-op run really has nothing to do.
+    print("  warm-up: dvc repro (all stages) ...", flush=True)
+    checked(measure(["dvc", "repro"], copy, env), "warm-up dvc repro")
     for repeat in range(repeats):
         print(f"  full dvc repro -f ({repeat + 1}/{repeats}) ...", flush=True)
         gate.wait()
-        full_runs.append(checked(measure(["dvc", "repro", "-f"], copy, env), "dvc repro -f"))
+        full_runs.append(checked(measure(["dvc", "repro", "-f", TRAINING_PIPELINE], copy, env), "dvc repro -f"))
         print(f"    {full_runs[-1].wall_s:.1f} s", flush=True)
         if repeat == 0:
             gate.wait()

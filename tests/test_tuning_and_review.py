@@ -143,3 +143,9 @@ def test_queue_output_parsing():
     status = ("Task     Name        Created    Status\n50dcccb  slant-mako  03:43 AM   Success\n"
               "9fea3d5  ample-glop  03:43 AM   Failed\n\nWorker status: 0 active, 0 idle\n")
     assert experiments.queue_statuses(status) == {"slant-mako": "Success", "ample-glop": "Failed"}
+
+
+def test_failure_reason_prefers_the_stage_error():
+    log = "Running stage 'train':\nerror: train: params.yaml: train.learning_rate: bad\nERROR: failed to reproduce 'train'\n"
+    assert experiments.failure_reason(log) == "error: train: params.yaml: train.learning_rate: bad"
+    assert experiments.failure_reason("Traceback...\nKeyError: 'x'\n") == "KeyError: 'x'"

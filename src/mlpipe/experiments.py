@@ -63,6 +63,13 @@ def queue_statuses(output: str) -> dict[str, str]:
     return statuses
 
 
+def failure_reason(log: str) -> str:
+    """The stage's own one-line error when there is one, else the log's last line."""
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    own = [line for line in lines if line.startswith("error: ")]
+    return own[-1] if own else (lines[-1] if lines else "no log")
+
+
 def comparison_command(overrides: list[str]) -> list[str]:
     """`dvc exp show` narrowed to the swept params and the headline metrics, best ROC-AUC first."""
     swept = [override.split("=", 1)[0].split(":")[-1] for override in overrides]
@@ -93,8 +100,8 @@ def sweep(overrides: list[str], jobs: int, poll_seconds: float = 3.0) -> int:
     print(dvc(*comparison_command(overrides)))
     failed = [name for name in names if statuses.get(name) != "Success"]
     for name in failed:
-        tail = dvc("queue", "logs", name, check=False).strip().splitlines()[-5:]
-        print(f"experiment {name} {statuses.get(name, 'vanished').lower()}; `dvc queue logs {name}` ends with:\n  " + "\n  ".join(tail), file=sys.stderr)
+        print(f"experiment {name} {statuses.get(name, 'vanished').lower()}: {failure_reason(dvc('queue', 'logs', name, check=False))}"
+              f" (full log: dvc queue logs {name})", file=sys.stderr)
     return 1 if failed else 0
 
 
