@@ -9,7 +9,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 PIP := $(BIN)/python -m pip --disable-pip-version-check --quiet
 
-.PHONY: help setup repro test bench dag metrics monitor sweep review clean
+.PHONY: help setup repro test bench dag metrics monitor sweep review push pull clean
 
 help:
 	@echo "make repro   build .venv if needed, then run the pipeline (dvc repro)"
@@ -20,6 +20,8 @@ help:
 	@echo "make monitor print the drift verdict; exits 1 when retraining is recommended"
 	@echo "make sweep   queue the GRID of experiments, run JOBS at a time, show them (dvc exp show)"
 	@echo "make review  write reports/review.md against BASE (default HEAD); exits 1 on a guarded regression"
+	@echo "make push    dvc push: data, models and reports to the default remote (REMOTE=name for another)"
+	@echo "make pull    dvc pull: fetch them back into the workspace"
 
 # A venv older than requirements.txt or pyproject.toml is stale: rebuild it from scratch
 # so that it holds exactly the pinned set.
@@ -62,6 +64,14 @@ sweep: setup
 BASE ?= HEAD
 review: setup
 	$(BIN)/python -m mlpipe.review --base $(BASE)
+
+# The default remote is a folder beside the clone (see .dvc/config); REMOTE=s3 for another one.
+REMOTE ?=
+push: setup
+	dvc push $(if $(REMOTE),-r $(REMOTE))
+
+pull: setup
+	dvc pull $(if $(REMOTE),-r $(REMOTE))
 
 clean:
 	rm -rf $(VENV)

@@ -1,0 +1,104 @@
+"""DVC remotes for real: the committed default (a local folder) and S3 through a real S3 API
+server on loopback (moto's ThreadedMotoServer, as dvc-s3's own tests use)."""
+
+import shutil
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.integration
+
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def cached_outputs(repo) -> list[Path]:
+    """Workspace paths of every output DVC caches (the ones a pull must bring back); outputs
+    declared `cache: false` live in git instead."""
+    in_git = set()
+    for stage in yaml.safe_load((repo.path / "dvc.yaml").read_text())["stages"].values():
+        for key in ("outs", "metrics", "plots"):
+            for entry in stage.get(key, []) or []:
+                if isinstance(entry, dict):
+                    name, options = next(iter(entry.items()))
+                    if options and options.get("cache") is False:
+                        in_git.add(name)
+    return [repo.path / out["path"] for stage in repo.lock()["stages"].values()
+            for out in stage.get("outs", []) if out["path"] not in in_git]
+
+
+def wipe_cache_and_outputs(repo) -> list[Path]:
+    outputs = cached_outputs(repo)
+    for path in outputs:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    shutil.rmtree(repo.path / ".dvc" / "cache")
+    return outputs
+
+
+def assert_restored(repo, outputs: list[Path], digests: dict[Path, bytes]) -> None:
+    assert all(path.exists() for path in outputs)
+    assert {path: _digest(path) for path in outputs} == digests
+    assert "Data and pipelines are up to date" in repo.dvc("status").stdout
+    assert repo.dvc("repro").stages_run == []
+
+
+def _digest(path: Path) -> bytes:
+    files = sorted(path.rglob("*")) if path.is_dir() else [path]
+    return b"".join(file.read_bytes() for file in files if file.is_file())
+
+
+def test_default_local_remote_round_trip(repo):
+    listed = repo.dvc("remote", "list").stdout.split()
+    assert listed[0] == "local" and repo.dvc("remote", "default").stdout.strip() == "local"
+    remote = (repo.path / ".dvc" / listed[1]).resolve()
+    assert not remote.is_relative_to(repo.path), "the default remote must live outside the work tree"
+
+    venv = Path(sys.executable).parent.parent
+    make = ["make", "-o", str(venv / ".installed-from-requirements"), f"VENV={venv}"]
+    repo.run(*make, "push")
+    assert any(remote.rglob("*")), "make push wrote nothing to the remote"
+    outputs = cached_outputs(repo)
+    digests = {path: _digest(path) for path in outputs}
+    wipe_cache_and_outputs(repo)
+    repo.run(*make, "pull")
+    assert_restored(repo, outputs, digests)
+
+
+@pytest.fixture
+def s3_endpoint():
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+def test_push_to_s3_wipe_everything_pull_back(repo, s3_endpoint, monkeypatch):
+    import boto3
+
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)  # the dvc subprocesses inherit these: credentials never touch a file
+    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket="pipeline-cache")
+    repo.dvc("remote", "add", "s3", "s3://pipeline-cache/project")
+    repo.dvc("remote", "modify", "s3", "endpointurl", s3_endpoint)
+    assert "testing" not in (repo.path / ".dvc" / "config").read_text()
+
+    pushed = repo.dvc("push", "-r", "s3")
+    assert "pushed" in pushed.stdout
+    objects = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").list_objects_v2(Bucket="pipeline-cache")
+    assert objects["KeyCount"] > 0
+
+    outputs = cached_outputs(repo)
+    digests = {path: _digest(path) for path in outputs}
+    wipe_cache_and_outputs(repo)
+    assert "Data and pipelines are up to date" not in repo.dvc("status").stdout
+    repo.dvc("pull", "-r", "s3")
+    assert_restored(repo, outputs, digests)
