@@ -1,6 +1,7 @@
 """Reading sources and atomic writing."""
 
 import json
+import os
 
 import pandas as pd
 import pytest
@@ -108,3 +109,22 @@ def test_a_folder_of_batches_reads_as_one_table_tagged_by_file(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="holds no .csv or .parquet batch files"):
         read_batches(tmp_path / "empty")
+
+
+def test_temporaries_of_killed_writers_are_removed_but_live_ones_kept(tmp_path):
+    import subprocess
+
+    from mlpipe.io import write_text
+
+    dead = subprocess.Popen(["true"])  # its pid no longer runs once waited for
+    dead.wait()
+    stale = tmp_path / f".out.txt.{dead.pid}.tmp"
+    stale.write_text("half")
+    stale_dir = tmp_path / f".out.txt.{dead.pid}.old"
+    stale_dir.mkdir()
+    live = tmp_path / f".out.txt.{os.getppid()}.tmp"
+    live.write_text("someone else is writing")
+    write_text("whole", tmp_path / "out.txt")
+    assert (tmp_path / "out.txt").read_text() == "whole"
+    assert not stale.exists() and not stale_dir.exists()
+    assert live.exists()

@@ -11,7 +11,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -98,12 +97,39 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+def _temporary_name(target: Path, pid: int) -> Path:
+    return target.with_name(f".{target.name}.{pid}.tmp")
+
+
+def _remove_stale_temporaries(target: Path) -> None:
+    """Delete what writers of `target` that were killed (SIGKILL, power loss) left behind.
+
+    The writer's pid is in the name, so a temporary whose process still runs is left alone.
+    """
+    for stale in [*target.parent.glob(f".{target.name}.*.tmp"), *target.parent.glob(f".{target.name}.*.old")]:
+        pid = stale.name[len(target.name) + 2:-len(".tmp")]
+        if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+            continue
+        shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `target`; rename it onto `target` only on success."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    _remove_stale_temporaries(target)
+    temporary = _temporary_name(target, os.getpid())
     try:
         yield temporary
         with open(temporary, "rb+") as handle:
@@ -118,10 +144,10 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     """Yield an empty folder beside `target`; swap it in for `target` only on success."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; the result should look like any folder
+    _remove_stale_temporaries(target)
+    staging = _temporary_name(target, os.getpid())
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
     try:
         yield staging
         if target.exists():
