@@ -33,6 +33,20 @@ def assert_nothing_written(repo, *relative: str) -> None:
     assert leftovers == []
 
 
+def test_hashing_personal_data_without_a_salt(repo, monkeypatch):
+    monkeypatch.delenv("MLPIPE_PII_SALT", raising=False)
+    repo.set_params(data={"personal_columns": {"id": "hash"}})
+    assert_one_line_error(repo.stage(*INGEST), "data.personal_columns", "MLPIPE_PII_SALT", "is not set")
+    assert_nothing_written(repo, "data/raw/new.parquet")
+
+
+def test_misspelt_personal_column(repo, monkeypatch):
+    monkeypatch.setenv("MLPIPE_PII_SALT", "salt")
+    repo.set_params(data={"personal_columns": {"AGE": "drop"}})
+    assert_one_line_error(repo.stage(*INGEST), "data.personal_columns names 'AGE'", "did you mean 'AGEP'?")
+    assert_nothing_written(repo, "data/raw/new.parquet")
+
+
 def test_missing_source_file(repo):
     repo.set_params(data={"source": "data/no_such_file.parquet"})
     run = repo.stage(*INGEST)

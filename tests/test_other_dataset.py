@@ -11,18 +11,23 @@ from conftest import make_repo
 pytestmark = pytest.mark.integration
 
 
-def test_breast_cancer_csv_without_time_column_runs_end_to_end(tmp_path):
+def test_breast_cancer_csv_without_time_column_runs_end_to_end(tmp_path, monkeypatch):
     bunch = load_breast_cancer(as_frame=True)
     table = bunch.frame.rename(columns=lambda name: name.replace(" ", "_"))
     table["diagnosis"] = table.pop("target").map({0: "malignant", 1: "benign"})
     table.insert(0, "patient_id", range(1, len(table) + 1))
+    # Personal data that must never reach the cache in clear: hashed (kept as an identifier) or dropped.
+    table["email"] = [f"patient{i}@clinic.example" for i in table["patient_id"]]
+    table["full_name"] = [f"Jane Doe {i}" for i in table["patient_id"]]
+    monkeypatch.setenv("MLPIPE_PII_SALT", "a-test-salt-not-a-real-secret")
 
     repo = make_repo(tmp_path / "repo")
     table.to_csv(repo.path / "data" / "breast_cancer.csv", index=False)
     params = repo.params()
     params["data"] = {
         "source": "data/breast_cancer.csv", "format": None, "target": "diagnosis", "positive_label": "malignant",
-        "time_column": None, "id_columns": ["patient_id"], "drop_columns": [], "categorical_columns": None,
+        "time_column": None, "id_columns": ["patient_id", "email"], "drop_columns": [], "categorical_columns": None,
+        "personal_columns": {"email": "hash", "full_name": "drop"},
     }
     params["validate"] = {"max_bad_row_share": 0.01, "ranges": {"mean_radius": {"min": 0}}}
     params["split"] = {"strategy": "random", "test_size": 0.3, "stratify": True, "seed": 1}
@@ -43,3 +48,12 @@ def test_breast_cancer_csv_without_time_column_runs_end_to_end(tmp_path):
     confusion = json.loads((repo.path / "metrics" / "plots" / "confusion.json").read_text())
     assert {row["actual"] for row in confusion} == {"malignant", "benign"}
     assert not (repo.path / "reports" / "figures" / "roc_auc_by_period.png").exists()
+
+    raw = pd.read_parquet(repo.path / "data" / "raw" / "dataset.parquet")
+    assert "full_name" not in raw.columns
+    assert raw["email"].str.fullmatch(r"[0-9a-f]{64}").all() and raw["email"].is_unique
+    for path in [*(repo.path / ".dvc" / "cache").rglob("*"), *(repo.path / "data").rglob("*.parquet"), *(repo.path / "models").rglob("*")]:
+        if path.is_file() and path.name != "breast_cancer.csv":
+            content = path.read_bytes()
+            assert b"clinic.example" not in content and b"Jane Doe" not in content, path
+

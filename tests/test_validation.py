@@ -86,3 +86,18 @@ def test_mostly_null_column_is_fatal():
     frame = table(extra=[None, None, None, None, 1, None], t=[2015] * 6)
     with pytest.raises(DataError, match="column 'extra' is 83.3% null"):
         validate_table(frame, DATA, RULES)
+
+
+def test_personal_columns_are_dropped_or_salted_hashed():
+    import hashlib
+
+    from mlpipe.privacy import protect_personal_columns
+
+    table = pd.DataFrame({"email": ["a@x.org", None, "a@x.org"], "name": ["A", "B", "C"], "age": [30, 40, 50]})
+    protected = protect_personal_columns(table, {"email": "hash", "name": "drop"}, "pepper", "SALT")
+    assert list(protected.columns) == ["email", "age"]
+    assert protected["email"][0] == hashlib.sha256(b"peppera@x.org").hexdigest()
+    assert protected["email"][0] == protected["email"][2] and protected["email"][1] is None
+    other = protect_personal_columns(table, {"email": "hash"}, "another salt", "SALT")
+    assert other["email"][0] != protected["email"][0]
+    assert table["email"][0] == "a@x.org"  # the input is not modified

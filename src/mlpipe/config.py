@@ -34,6 +34,8 @@ class DataParams(Section):
     id_columns: list[str] = []
     drop_columns: list[str] = []
     categorical_columns: list[str] | None = None
+    personal_columns: dict[str, Literal["drop", "hash"]] = {}
+    salt_env: str = Field("MLPIPE_PII_SALT", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
 
     @property
     def declared_columns(self) -> dict[str, list[str]]:
