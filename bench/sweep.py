@@ -32,19 +32,13 @@ from pathlib import Path
 
 from pipeline_overhead import snapshot_repository
 
+from mlpipe.dvc_cli import dvc
 from mlpipe.experiments import queue_statuses, queued_names, worker_env
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 GRID = ["-S", "train.learning_rate=0.03,0.1", "-S", "train.num_leaves=31,127"]
 UPSTREAM = ["ingest", "validate", "split", "featurize"]
-
-
-def dvc(*args: str, cwd: Path, env: dict[str, str]) -> str:
-    done = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"dvc {' '.join(args)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
-    return done.stdout + done.stderr
 
 
 def stage_times(log: str) -> dict[str, float]:

@@ -19,6 +19,9 @@ import subprocess
 import sys
 import time
 
+from mlpipe.dvc_cli import dvc
+from mlpipe.errors import PipelineError
+
 ACTIVE = {"Queued", "Running"}
 HEADLINE = ["test.roc_auc", "test.log_loss", "best_iteration", "retrain_recommended"]
 
@@ -35,13 +38,6 @@ def worker_env(jobs: int, base: dict[str, str] | None = None) -> dict[str, str]:
     if jobs > 1:
         env.setdefault("OMP_WAIT_POLICY", "passive")
     return env
-
-
-def dvc(*args: str, check: bool = True, env: dict[str, str] | None = None) -> str:
-    done = subprocess.run([sys.executable, "-m", "dvc", *args], capture_output=True, text=True, env=env)
-    if check and done.returncode != 0:
-        raise SystemExit(f"error: sweep: `dvc {' '.join(args)}` failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
-    return done.stdout + done.stderr
 
 
 def untracked_files() -> list[str]:
@@ -110,7 +106,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="+", help="params.yaml overrides, e.g. train.learning_rate=0.03,0.1")
     parser.add_argument("--jobs", "-j", type=int, default=2, help="experiments run in parallel (dvc queue start -j)")
     args = parser.parse_args(argv)
-    return sweep(args.overrides, args.jobs)
+    try:
+        return sweep(args.overrides, args.jobs)
+    except PipelineError as exc:
+        print(f"error: sweep: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

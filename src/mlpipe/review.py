@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mlpipe.config import Guard, load_params
+from mlpipe.dvc_cli import dvc
 from mlpipe.errors import PipelineError
 from mlpipe.io import write_text
 from mlpipe.monitoring import format_verdict
@@ -122,13 +122,6 @@ def _cell(value: Any) -> str:
     if value is None:
         return "—"
     return _number(value) if _as_float(value) is not None else f"`{json.dumps(value)}`"
-
-
-def dvc(*args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "dvc", *args], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise PipelineError(f"`dvc {' '.join(args)}` failed: {(done.stderr.strip().splitlines() or ['no message'])[-1]}")
-    return done.stdout
 
 
 def dvc_json(*args: str) -> Any:
