@@ -128,3 +128,25 @@ def test_temporaries_of_killed_writers_are_removed_but_live_ones_kept(tmp_path):
     assert (tmp_path / "out.txt").read_text() == "whole"
     assert not stale.exists() and not stale_dir.exists()
     assert live.exists()
+
+
+def test_folder_source_concatenates_partitions_in_name_order(tmp_path):
+    from mlpipe.io import read_source
+
+    pd.DataFrame({"a": [3], "b": ["z"]}).to_parquet(tmp_path / "part-2.parquet")
+    pd.DataFrame({"b": ["x", "y"], "a": [1, 2]}).to_csv(tmp_path / "part-1.csv", index=False)
+    (tmp_path / "notes.txt").write_text("ignored")
+    table = read_source(tmp_path)
+    assert table.to_dict("list") == {"b": ["x", "y", "z"], "a": [1, 2, 3]}
+    assert read_source(tmp_path, pattern="*.parquet").to_dict("list") == {"a": [3], "b": ["z"]}
+
+
+def test_partitions_that_disagree_on_columns_are_an_error(tmp_path):
+    from mlpipe.io import read_source
+
+    pd.DataFrame({"a": [1], "b": [2]}).to_csv(tmp_path / "p1.csv", index=False)
+    pd.DataFrame({"a": [1], "c": [2]}).to_csv(tmp_path / "p2.csv", index=False)
+    with pytest.raises(DataError, match=r"partition '.*p2.csv' does not match 'p1.csv': missing columns \['b'\], extra \['c'\]"):
+        read_source(tmp_path)
+    with pytest.raises(DataError, match="holds no .csv or .parquet batch files matching 'x-\\*'"):
+        read_source(tmp_path, pattern="x-*")

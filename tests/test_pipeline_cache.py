@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 
 pytestmark = pytest.mark.integration
@@ -107,3 +108,24 @@ def test_new_batch_in_the_incoming_folder_reruns_only_scoring_and_drift(repo):
     report = json.loads((repo.path / "metrics" / "drift.json").read_text())
     assert report["windows"]["all"]["rows"] == 3000  # both batches, 1,500 rows each
     assert repo.dvc("repro").stages_run == []
+
+
+def test_new_partition_in_the_training_source_folder_reruns_only_what_it_affects(repo):
+    """data.source as a folder: a new partition of a later year changes the test period only."""
+    parts = repo.path / "data" / "parts"
+    parts.mkdir()
+    table = pd.read_parquet(repo.path / "data" / "employment_ma.parquet")
+    for year in (2015, 2016, 2017):
+        table[table["year"] == year].to_parquet(parts / f"year={year}.parquet", index=False)
+    repo.set_params(data={"source": "data/parts", "pattern": "year=*.parquet"}, drift={"windows": {"all": {}}})
+    repo.dvc("repro")
+    repo.commit("training data as partitions")
+
+    # Part of 2018 only, so that no earlier run (DVC's run-cache) has seen this table.
+    table[table["year"] == 2018].head(1000).to_parquet(parts / "year=2018.parquet", index=False)
+    run = repo.dvc("repro")
+    # train's inputs (the 2015 rows and the schema learned from them) are unchanged: DVC skips it.
+    assert run.stages_run == ["ingest", "validate", "split", "featurize", "evaluate", "predict", "drift"]
+    assert "Stage 'train' didn't change" in run.stdout
+    rows = json.loads((repo.path / "metrics" / "evaluation.json").read_text())["by_period"]
+    assert set(rows) == {"2016", "2017", "2018"}

@@ -28,6 +28,7 @@ class Section(BaseModel):
 class DataParams(Section):
     source: str = Field(min_length=1)
     format: Literal["csv", "parquet"] | None = None
+    pattern: str | None = None
     target: str = Field(min_length=1)
     positive_label: Scalar
     time_column: str | None = None

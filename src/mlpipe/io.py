@@ -41,7 +41,7 @@ def read_table(source: str | Path, fmt: str | None = None) -> pd.DataFrame:
     if not path.exists():
         raise DataError(f"data source '{path}' does not exist; check data.source in params.yaml")
     if path.is_dir():
-        raise DataError(f"data source '{path}' is a directory; point data.source at a {fmt} file")
+        raise DataError(f"'{path}' is a directory, not a {fmt} file")
     try:
         if fmt == "csv":
             table = pd.read_csv(path, low_memory=False, encoding="utf-8")
@@ -60,6 +60,32 @@ def read_table(source: str | Path, fmt: str | None = None) -> pd.DataFrame:
     return table
 
 
+def partition_files(folder: Path, pattern: str | None = None) -> list[Path]:
+    """The CSV/Parquet files of a folder (matching `pattern` when given), sorted by name."""
+    candidates = folder.glob(pattern) if pattern else folder.iterdir()
+    files = sorted(p for p in candidates if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in FORMATS)
+    if not files:
+        matching = f" matching '{pattern}'" if pattern else ""
+        raise DataError(f"folder '{folder}' holds no .csv or .parquet batch files{matching}")
+    return files
+
+
+def read_source(source: str | Path, fmt: str | None = None, pattern: str | None = None) -> pd.DataFrame:
+    """Read one file, or a folder of partition files (all CSV/Parquet files, or those matching
+    `pattern`) concatenated in name order. Partitions must agree on their columns."""
+    path = Path(source)
+    if not path.is_dir():
+        return read_table(path, fmt)
+    files = partition_files(path, pattern)
+    tables = [read_table(file, fmt) for file in files]
+    expected = list(tables[0].columns)
+    for file, table in zip(files[1:], tables[1:]):
+        if set(table.columns) != set(expected):
+            missing, extra = sorted(set(expected) - set(table.columns)), sorted(set(table.columns) - set(expected))
+            raise DataError(f"partition '{file}' does not match '{files[0].name}': missing columns {missing}, extra {extra}")
+    return pd.concat([table[expected] for table in tables], ignore_index=True)
+
+
 def read_batches(source: str | Path, fmt: str | None = None) -> pd.DataFrame:
     """Read one file, or every CSV/Parquet file in a folder (sorted by name) as one table.
 
@@ -69,10 +95,7 @@ def read_batches(source: str | Path, fmt: str | None = None) -> pd.DataFrame:
     path = Path(source)
     if not path.is_dir():
         return read_table(path, fmt)
-    files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in FORMATS)
-    if not files:
-        raise DataError(f"folder '{path}' holds no .csv or .parquet batch files")
-    return pd.concat([read_table(file, fmt).assign(**{BATCH_COLUMN: file.name}) for file in files], ignore_index=True)
+    return pd.concat([read_table(file, fmt).assign(**{BATCH_COLUMN: file.name}) for file in partition_files(path)], ignore_index=True)
 
 
 def normalise_columns(table: pd.DataFrame, origin: str) -> pd.DataFrame:

@@ -1,11 +1,12 @@
-"""ingest: read the source named in params.data, normalise column names and dtypes, write raw Parquet."""
+"""ingest: read the source named in params.data (a file or a folder of partitions), drop or hash personal
+columns, normalise column names and dtypes, write raw Parquet."""
 
 import argparse
 import os
 
 from mlpipe.cli import describe, log_written, run_stage
 from mlpipe.config import load_params
-from mlpipe.io import normalise_columns, read_table, write_parquet
+from mlpipe.io import normalise_columns, read_source, write_parquet
 from mlpipe.privacy import protect_personal_columns
 
 
@@ -16,7 +17,7 @@ def main(log):
     args = parser.parse_args()
 
     data = load_params(args.params).data
-    table = normalise_columns(read_table(data.source, data.format), origin=data.source)
+    table = normalise_columns(read_source(data.source, data.format, data.pattern), origin=data.source)
     log.info("read %s from %s", describe(table), data.source)
     if data.personal_columns:
         table = protect_personal_columns(table, data.personal_columns, os.environ.get(data.salt_env), data.salt_env)
