@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import http.server
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,3 +144,79 @@ def repo(built_repo, tmp_path) -> Repo:
 def fresh_repo(tmp_path, sample) -> Repo:
     """A copy of the project on the sample that has never been reproduced."""
     return make_repo(tmp_path / "repo", sample)
+
+
+def unused_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+class S3Server:
+    """A real S3 API server on loopback (moto's ThreadedMotoServer, as dvc-s3's own tests use)."""
+
+    def __init__(self, endpoint: str):
+        self.endpoint = endpoint
+
+    def client(self):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    def reject_all_credentials(self) -> None:
+        """From now on every request must be signed by a key the server's IAM knows; none is."""
+        from moto import settings
+
+        settings.INITIAL_NO_AUTH_ACTION_COUNT = 0
+
+
+@pytest.fixture
+def s3_server(monkeypatch):
+    """The server, with test credentials in this process's environment (which the dvc and stage
+    subprocesses inherit): credentials never touch a file."""
+    from moto import settings
+    from moto.server import ThreadedMotoServer
+
+    for name, value in S3_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    port = unused_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    no_auth = settings.INITIAL_NO_AUTH_ACTION_COUNT
+    try:
+        yield S3Server(f"http://127.0.0.1:{port}")
+    finally:
+        settings.INITIAL_NO_AUTH_ACTION_COUNT = no_auth
+        server.stop()
+
+
+class _StaticFilesWithETag(http.server.SimpleHTTPRequestHandler):
+    """Serves a folder like nginx does for static files: with an ETag, which DVC records."""
+
+    def end_headers(self):
+        path = Path(self.translate_path(self.path))
+        if path.is_file():
+            self.send_header("ETag", f'"{hashlib.md5(path.read_bytes()).hexdigest()}"')
+        super().end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def http_server(tmp_path):
+    """(base URL, served folder): a real HTTP server on loopback."""
+    folder = tmp_path / "www"
+    folder.mkdir()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_StaticFilesWithETag, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", folder
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -42,7 +42,7 @@ def closure(script: str) -> set[str]:
 
 @pytest.mark.parametrize("stage", sorted(PIPELINE))
 def test_code_deps_are_exactly_the_files_the_stage_runs(stage):
-    spec = PIPELINE[stage]
+    spec = PIPELINE[stage].get("do", PIPELINE[stage])  # a foreach stage declares its body under `do`
     assert spec["cmd"].startswith("PYTHONPATH=src python src/stages/"), "stages must import the library of the checkout they run in"
     script = spec["cmd"].split()[2]
     assert script == f"src/stages/{stage}.py"
@@ -60,6 +60,7 @@ def test_every_stage_script_has_a_stage_and_library_never_imports_stages():
 
 def test_metrics_and_plot_data_live_in_git_not_the_cache():
     for stage, spec in PIPELINE.items():
+        spec = spec.get("do", spec)
         for entry in spec.get("metrics", []) + [o for o in spec.get("outs", []) if isinstance(o, dict)]:
             (path, options), = entry.items()
             assert path.startswith("metrics/"), (stage, path)

@@ -2,7 +2,6 @@
 server on loopback (moto's ThreadedMotoServer, as dvc-s3's own tests use)."""
 
 import shutil
-import socket
 import sys
 from pathlib import Path
 
@@ -10,9 +9,6 @@ import pytest
 import yaml
 
 pytestmark = pytest.mark.integration
-
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-
 
 def cached_outputs(repo) -> list[Path]:
     """Workspace paths of every output DVC caches (the ones a pull must bring back); outputs
@@ -66,34 +62,15 @@ def test_default_local_remote_round_trip(repo):
     assert_restored(repo, outputs, digests)
 
 
-@pytest.fixture
-def s3_endpoint():
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
-def test_push_to_s3_wipe_everything_pull_back(repo, s3_endpoint, monkeypatch):
-    import boto3
-
-    for name, value in CREDENTIALS.items():
-        monkeypatch.setenv(name, value)  # the dvc subprocesses inherit these: credentials never touch a file
-    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket="pipeline-cache")
+def test_push_to_s3_wipe_everything_pull_back(repo, s3_server):
+    s3_server.client().create_bucket(Bucket="pipeline-cache")
     repo.dvc("remote", "add", "s3", "s3://pipeline-cache/project")
-    repo.dvc("remote", "modify", "s3", "endpointurl", s3_endpoint)
+    repo.dvc("remote", "modify", "s3", "endpointurl", s3_server.endpoint)
     assert "testing" not in (repo.path / ".dvc" / "config").read_text()
 
     pushed = repo.dvc("push", "-r", "s3")
     assert "pushed" in pushed.stdout
-    objects = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").list_objects_v2(Bucket="pipeline-cache")
+    objects = s3_server.client().list_objects_v2(Bucket="pipeline-cache")
     assert objects["KeyCount"] > 0
 
     outputs = cached_outputs(repo)

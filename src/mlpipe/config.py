@@ -19,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from mlpipe.errors import ConfigError
 
 Scalar = Union[bool, int, float, str]
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+SNAPSHOT_NAME = r"^[A-Za-z0-9_-]+$"
 
 
 class Section(BaseModel):
@@ -36,7 +38,7 @@ class DataParams(Section):
     drop_columns: list[str] = []
     categorical_columns: list[str] | None = None
     personal_columns: dict[str, Literal["drop", "hash"]] = {}
-    salt_env: str = Field("MLPIPE_PII_SALT", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    salt_env: str = Field("MLPIPE_PII_SALT", pattern=ENV_NAME)
 
     @property
     def declared_columns(self) -> dict[str, list[str]]:
@@ -49,6 +51,24 @@ class DataParams(Section):
             "data.categorical_columns": self.categorical_columns or [],
         }
         return {key: columns for key, columns in named.items() if columns}
+
+
+class SqlSnapshot(Section):
+    """A SQL query (or a whole table) whose rows the snapshot stage writes to Parquet on every `dvc repro`."""
+    url: str = Field(min_length=1)
+    query: str | None = None
+    table: str | None = None
+    order_by: list[str] | None = None
+    password_env: str | None = Field(None, pattern=ENV_NAME)
+
+    @model_validator(mode="after")
+    def _query_or_table_and_no_password(self) -> SqlSnapshot:
+        if (self.query is None) == (self.table is None):
+            raise ValueError("give exactly one of query (an SQL SELECT) or table (a table name)")
+        if re.match(r"^[^:/]+://[^/@:]*:[^/@]+@", self.url):
+            raise ValueError("the url holds a password, and params.yaml is committed: remove it and name "
+                             "the environment variable that holds it in password_env")
+        return self
 
 
 class Bounds(Section):
@@ -218,13 +238,21 @@ class Params(BaseModel):
     monitor: MonitorParams = MonitorParams()
     drift: DriftParams = DriftParams()
     review: ReviewParams = ReviewParams()
+    sql_snapshots: dict[str, SqlSnapshot] = {}
+
+    @model_validator(mode="after")
+    def _snapshot_names_fit_file_names(self) -> Params:
+        for name in self.sql_snapshots:
+            if not re.fullmatch(SNAPSHOT_NAME, name):
+                raise ValueError(f"sql_snapshots name {name!r} must use only letters, digits, '_' and '-' (it names a stage and a file)")
+        return self
 
     @property
     def validation(self) -> ValidateParams:
         return self.validate_
 
 
-SECTIONS = ("data", "validate", "split", "features", "train", "tune", "evaluate", "monitor", "drift", "review")
+SECTIONS = ("data", "sql_snapshots", "validate", "split", "features", "train", "tune", "evaluate", "monitor", "drift", "review")
 
 
 def parse_params(raw: Any, origin: str = "params.yaml") -> Params:

@@ -11,3 +11,9 @@ class ConfigError(PipelineError):
 
 class DataError(PipelineError):
     """A data source or table is missing, unreadable or does not fit the declared schema."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (libraries' messages can run to pages)."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -7,21 +7,23 @@ half-written file for DVC to cache.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePosixPath
+from typing import Any, BinaryIO
 
 import pandas as pd
 
-from mlpipe.errors import DataError
+from mlpipe.errors import DataError, first_line
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 BATCH_COLUMN = "batch"
+URL_SCHEMES = ("http", "https", "s3")
 
 
 def infer_format(source: str | Path, declared: str | None = None) -> str:
@@ -34,29 +36,37 @@ def infer_format(source: str | Path, declared: str | None = None) -> str:
     raise DataError(f"cannot tell the format of '{source}' from its name; set data.format to csv or parquet")
 
 
+def is_url(source: str | Path) -> bool:
+    return "://" in str(source)
+
+
 def read_table(source: str | Path, fmt: str | None = None) -> pd.DataFrame:
-    """Read a CSV or Parquet file into a DataFrame; every failure is a one-line DataError."""
+    """Read a local CSV or Parquet file into a DataFrame; every failure is a one-line DataError."""
     path = Path(source)
     fmt = infer_format(path, fmt)
     if not path.exists():
         raise DataError(f"data source '{path}' does not exist; check data.source in params.yaml")
     if path.is_dir():
         raise DataError(f"'{path}' is a directory, not a {fmt} file")
+    return _parse(path, fmt, str(path))
+
+
+def _parse(readable: Path | BinaryIO, fmt: str, name: str) -> pd.DataFrame:
     try:
         if fmt == "csv":
-            table = pd.read_csv(path, low_memory=False, encoding="utf-8")
+            table = pd.read_csv(readable, low_memory=False, encoding="utf-8")
         else:
-            table = pd.read_parquet(path)
+            table = pd.read_parquet(readable)
     except UnicodeDecodeError as exc:
-        raise DataError(f"'{path}' is not UTF-8 text (byte {exc.start}): re-save it as UTF-8") from None
+        raise DataError(f"'{name}' is not UTF-8 text (byte {exc.start}): re-save it as UTF-8") from None
     except pd.errors.EmptyDataError:
-        raise DataError(f"'{path}' is empty: it holds no header and no rows") from None
+        raise DataError(f"'{name}' is empty: it holds no header and no rows") from None
     except pd.errors.ParserError as exc:
-        raise DataError(f"'{path}' is not a well-formed CSV: {_first_line(exc)}") from None
+        raise DataError(f"'{name}' is not a well-formed CSV: {first_line(exc)}") from None
     except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read '{path}' as {fmt}: {_first_line(exc)}") from None
+        raise DataError(f"cannot read '{name}' as {fmt}: {first_line(exc)}") from None
     if table.empty:
-        raise DataError(f"'{path}' has no rows: the pipeline needs data to train on")
+        raise DataError(f"'{name}' has no rows: the pipeline needs data to train on")
     return table
 
 
@@ -65,25 +75,97 @@ def partition_files(folder: Path, pattern: str | None = None) -> list[Path]:
     candidates = folder.glob(pattern) if pattern else folder.iterdir()
     files = sorted(p for p in candidates if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in FORMATS)
     if not files:
-        matching = f" matching '{pattern}'" if pattern else ""
-        raise DataError(f"folder '{folder}' holds no .csv or .parquet batch files{matching}")
+        raise DataError(_no_partitions(folder, pattern))
     return files
+
+
+def _no_partitions(folder: str | Path, pattern: str | None) -> str:
+    matching = f" matching '{pattern}'" if pattern else ""
+    return f"folder '{folder}' holds no .csv or .parquet batch files{matching}"
 
 
 def read_source(source: str | Path, fmt: str | None = None, pattern: str | None = None) -> pd.DataFrame:
     """Read one file, or a folder of partition files (all CSV/Parquet files, or those matching
-    `pattern`) concatenated in name order. Partitions must agree on their columns."""
-    path = Path(source)
-    if not path.is_dir():
-        return read_table(path, fmt)
-    files = partition_files(path, pattern)
-    tables = [read_table(file, fmt) for file in files]
-    expected = list(tables[0].columns)
-    for file, table in zip(files[1:], tables[1:]):
+    `pattern`) concatenated in name order; local, or at an http(s):// or s3:// URL.
+    Partitions must agree on their columns."""
+    if is_url(source):
+        named = read_remote(str(source), fmt, pattern)
+    else:
+        path = Path(source)
+        if not path.is_dir():
+            return read_table(path, fmt)
+        named = [(str(file), read_table(file, fmt)) for file in partition_files(path, pattern)]
+    return _concat_partitions(named)
+
+
+def _concat_partitions(named: list[tuple[str, pd.DataFrame]]) -> pd.DataFrame:
+    first_name, first = named[0]
+    expected = list(first.columns)
+    for name, table in named[1:]:
         if set(table.columns) != set(expected):
             missing, extra = sorted(set(expected) - set(table.columns)), sorted(set(table.columns) - set(expected))
-            raise DataError(f"partition '{file}' does not match '{files[0].name}': missing columns {missing}, extra {extra}")
-    return pd.concat([table[expected] for table in tables], ignore_index=True)
+            raise DataError(f"partition '{name}' does not match '{first_name}': missing columns {missing}, extra {extra}")
+    return pd.concat([table[expected] for _, table in named], ignore_index=True)
+
+
+def read_remote(url: str, fmt: str | None = None, pattern: str | None = None) -> list[tuple[str, pd.DataFrame]]:
+    """Read the file at `url`, or every partition file under it, through fsspec: `(url, table)` pairs.
+
+    Credentials and endpoints come from the environment the way each filesystem reads them
+    (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, AWS_PROFILE for s3://), never
+    from params.yaml, which is committed.
+    """
+    scheme = url.split("://", 1)[0].lower()
+    if scheme not in URL_SCHEMES:
+        raise DataError(
+            f"data.source '{url}': the scheme '{scheme}://' is not supported; use a local path, "
+            f"{', '.join(s + '://' for s in URL_SCHEMES)}, or read a database through sql_snapshots"
+        )
+    import fsspec
+
+    with _remote_errors(url):
+        # A fresh filesystem per read: fsspec's cached instances would keep an old endpoint,
+        # credentials and directory listing in a long-running process (the service, a Dask worker).
+        filesystem, root = fsspec.core.url_to_fs(url, skip_instance_cache=True)
+        protocol = url[: len(scheme) + 3]
+        if scheme in ("http", "https") or not filesystem.isdir(root):
+            locations = [root]
+        else:
+            found = filesystem.glob(f"{root.rstrip('/')}/{pattern}") if pattern else filesystem.ls(root, detail=False)
+            locations = sorted(p for p in found if PurePosixPath(p).suffix.lower() in FORMATS
+                               and not PurePosixPath(p).name.startswith("."))
+            if not locations:
+                raise DataError(_no_partitions(url, pattern))
+        named = []
+        for location in locations:
+            name = location if location.startswith(protocol) else protocol + location
+            # Whole-object reads: plain HTTP servers need not support the range requests that
+            # seeking inside a Parquet file would make.
+            content = io.BytesIO(filesystem.cat_file(location))
+            named.append((name, _parse(content, infer_format(PurePosixPath(location), fmt), name)))
+    return named
+
+
+@contextmanager
+def _remote_errors(url: str) -> Iterator[None]:
+    """Turn a filesystem's failures into one line that names the source and the cause."""
+    try:
+        yield
+    except DataError:
+        raise
+    except FileNotFoundError:
+        raise DataError(f"data source '{url}' does not exist or the server cannot be reached; check data.source") from None
+    except PermissionError as exc:
+        raise DataError(
+            f"access to '{url}' was denied ({first_line(exc)}): check the credentials in the environment "
+            "(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE for s3://)"
+        ) from None
+    except ImportError as exc:
+        raise DataError(f"reading '{url}' needs a package that is not installed: {first_line(exc)}") from None
+    except Exception as exc:  # noqa: BLE001 - botocore/aiohttp raise their own hierarchies
+        if type(exc).__name__ == "NoCredentialsError":
+            raise DataError(f"no credentials for '{url}': set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) in the environment") from None
+        raise DataError(f"cannot read '{url}': {first_line(exc)}") from None
 
 
 def read_batches(source: str | Path, fmt: str | None = None) -> pd.DataFrame:
@@ -113,11 +195,6 @@ def normalise_columns(table: pd.DataFrame, origin: str) -> pd.DataFrame:
         if isinstance(table[column].dtype, pd.CategoricalDtype):
             table[column] = table[column].astype(table[column].cat.categories.dtype)
     return table.reset_index(drop=True)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def _temporary_name(target: Path, pid: int) -> Path:
