@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import unused_port
 
 pytestmark = pytest.mark.integration
 
@@ -79,3 +80,41 @@ def test_push_to_s3_wipe_everything_pull_back(repo, s3_server):
     assert "Data and pipelines are up to date" not in repo.dvc("status").stdout
     repo.dvc("pull", "-r", "s3")
     assert_restored(repo, outputs, digests)
+
+
+def test_s3_remote_down_or_rejecting_credentials_loses_nothing(repo, s3_server):
+    """A failed push or pull is one DVC error line and a non-zero exit; the local cache and the
+    objects already on the remote are untouched, and the next pull restores everything."""
+    s3_server.client().create_bucket(Bucket="pipeline-cache")
+    repo.dvc("remote", "add", "s3", "s3://pipeline-cache/project")
+    repo.dvc("remote", "modify", "s3", "endpointurl", s3_server.endpoint)
+    repo.dvc("push", "-r", "s3")
+    on_remote = {o["Key"]: o["ETag"] for o in s3_server.client().list_objects_v2(Bucket="pipeline-cache")["Contents"]}
+    cache = repo.path / ".dvc" / "cache"
+    cached = {path: path.read_bytes() for path in cache.rglob("*") if path.is_file()}
+
+    s3_server.reject_all_credentials()
+    rejected = repo.dvc("push", "-r", "s3", check=False)
+    assert rejected.returncode != 0 and "Traceback" not in rejected.stdout + rejected.stderr
+    assert "Forbidden" in rejected.stderr or "denied" in rejected.stderr.lower()
+    assert {path: path.read_bytes() for path in cache.rglob("*") if path.is_file()} == cached
+    outputs = cached_outputs(repo)
+    digests = {path: _digest(path) for path in outputs}
+    wipe_cache_and_outputs(repo)
+    refused = repo.dvc("pull", "-r", "s3", check=False)
+    assert refused.returncode != 0 and "Traceback" not in refused.stdout + refused.stderr
+
+    repo.dvc("remote", "modify", "s3", "endpointurl", f"http://127.0.0.1:{unused_port()}")
+    down = repo.dvc("pull", "-r", "s3", check=False)
+    assert down.returncode != 0 and "Traceback" not in down.stdout + down.stderr
+    assert "Could not connect to the endpoint URL" in down.stderr
+
+    from moto import settings
+
+    settings.INITIAL_NO_AUTH_ACTION_COUNT = float("inf")
+    repo.dvc("remote", "modify", "s3", "endpointurl", s3_server.endpoint)
+    assert {o["Key"]: o["ETag"] for o in s3_server.client().list_objects_v2(Bucket="pipeline-cache")["Contents"]} == on_remote
+    repo.dvc("pull", "-r", "s3")
+    assert_restored(repo, outputs, digests)
+    restored = {path: path.read_bytes() for path in cache.rglob("*") if path.is_file()}
+    assert restored and all(cached[path] == content for path, content in restored.items())
