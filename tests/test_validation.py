@@ -1,14 +1,14 @@
-"""Validation: fatal column problems, quarantined rows with reasons."""
+"""Validation: the data contract (pandera) — fatal whole-table rules, quarantined rows with the rules they broke."""
 
 import pandas as pd
 import pytest
 
-from mlpipe.config import DataParams, ValidateParams
-from mlpipe.errors import DataError
+from mlpipe.config import DataParams, ValidateParams, parse_params
+from mlpipe.errors import ConfigError, DataError
 from mlpipe.validation import REASON_COLUMN, validate_table
 
 DATA = DataParams(source="t.csv", target="y", positive_label="yes", time_column="t", id_columns=["id"])
-RULES = ValidateParams(max_bad_row_share=0.9, ranges={"age": {"min": 0, "max": 120}})
+RULES = ValidateParams(max_bad_row_share=0.9, columns={"age": {"min": 0, "max": 120}})
 
 
 def table(**overrides):
@@ -22,35 +22,92 @@ def table(**overrides):
     return pd.DataFrame(base)
 
 
-def test_bad_rows_are_quarantined_with_every_reason_and_counted():
+def reasons(result) -> dict:
+    return dict(zip(result.quarantine["id"], result.quarantine[REASON_COLUMN]))
+
+
+def test_bad_rows_are_quarantined_with_every_rule_and_counted():
     frame = table(id=[1, 2, 3, 4, 5, 2])
     result = validate_table(frame, DATA, RULES)
     assert list(result.clean["id"]) == [1, 2]
-    reasons = dict(zip(result.quarantine["id"], result.quarantine[REASON_COLUMN]))
-    assert reasons == {3: "out_of_range:age", 4: "missing_time", 5: "missing_target", 2: "duplicate_id"}
-    assert result.report["quarantined_by_reason"] == {
-        "missing_target": 1, "missing_time": 1, "duplicate_id": 1, "out_of_range:age": 1,
+    assert reasons(result) == {3: "age:in_range(0, 120)", 4: "t:not_null", 5: "y:not_null", 2: "id:unique"}
+    assert result.report["failures_by_rule"] == {
+        "age:in_range(0, 120)": 1, "y:not_null": 1, "t:not_null": 1, "id:unique": 1,
     }
     assert result.report["rows_in"] == 6 and result.report["rows_out"] == 2 and result.report["rows_quarantined"] == 4
     # nothing lost: every input row is in exactly one of the two outputs
     assert len(result.clean) + len(result.quarantine) == len(frame)
 
 
-def test_a_row_failing_several_checks_lists_them_all():
+def test_a_row_breaking_several_rules_lists_them_all():
     frame = table(t=[2015, 2015, None, 2016, 2016, 2016])
     result = validate_table(frame, DATA, RULES)
-    assert "missing_time; out_of_range:age" in set(result.quarantine[REASON_COLUMN])
+    assert "age:in_range(0, 120); t:not_null" in set(result.quarantine[REASON_COLUMN])
 
 
-def test_text_in_a_ranged_column_is_out_of_range():
+def test_every_rule_kind_of_the_contract():
+    rules = ValidateParams(max_bad_row_share=0.9, columns={
+        "sex": {"allowed": ["f", "m"], "nullable": False},
+        "score": {"min": 0},
+        "code": {"unique": True},
+    })
+    frame = table(sex=["f", "m", "x", None, "f", "m"], score=[1.5, -0.5, 2, 3, 4, 5],
+                  code=["a", "b", "c", "d", "e", "a"], t=[2015] * 6, y=["yes", "no"] * 3)
+    result = validate_table(frame, DATA, rules)
+    assert reasons(result) == {2: "score:>=(0)", 3: "sex:allowed['f', 'm']", 4: "sex:not_null", 6: "code:unique"}
+    assert result.report["failures_by_rule"]["y:not_null"] == 0, "rules nobody breaks are reported as 0"
+
+
+def test_declared_dtype_casts_and_quarantines_what_would_not_survive_the_cast():
+    rules = ValidateParams(max_bad_row_share=0.9, columns={"n": {"dtype": "int64"}})
+    frame = table(n=["7", "2.5", "3", "three", 5.0, "6"], t=[2015] * 6, y=["yes", "no"] * 3)
+    result = validate_table(frame, DATA, rules)
+    assert reasons(result) == {2: "n:dtype(int64)", 4: "n:dtype(int64)"}
+    assert result.clean["n"].dtype == "int64" and list(result.clean["n"]) == [7, 3, 5, 6]
+    assert list(result.quarantine["n"]) == ["2.5", "three"], "quarantined rows keep their original values"
+
+
+def test_text_in_a_ranged_column_is_quarantined_and_the_column_becomes_numeric():
     frame = table(age=[30, 40, "old", 50, 60, 70], t=[2015] * 6, y=["yes", "no"] * 3)
     result = validate_table(frame, DATA, RULES)
-    assert list(result.quarantine[REASON_COLUMN]) == ["out_of_range:age"]
+    assert list(result.quarantine[REASON_COLUMN]) == ["age:dtype(float64)"]
+    assert result.clean["age"].dtype == "float64"
+
+
+def test_composite_id_columns_must_be_unique_together():
+    data = DataParams(source="t.csv", target="y", positive_label="yes", id_columns=["id", "t"])
+    frame = table(id=[1, 1, 2, 2, 3, 3], t=[2015, 2016, 2015, 2015, 2015, 2016], y=["yes", "no"] * 3)
+    result = validate_table(frame, data, RULES)
+    assert reasons(result) == {2: "id,t:unique"}
+
+
+def test_row_count_bounds_are_fatal_and_name_the_key():
+    with pytest.raises(DataError, match=r"the table has 6 rows, outside validate.rows.min=10"):
+        validate_table(table(), DATA, ValidateParams(max_bad_row_share=0.9, rows={"min": 10}))
+    with pytest.raises(DataError, match=r"outside validate.rows.max=5"):
+        validate_table(table(), DATA, ValidateParams(max_bad_row_share=0.9, rows={"max": 5}))
+
+
+def test_a_column_null_limit_overrides_the_default_and_is_named():
+    frame = table(note=[None, "x", "y", "z", "w", "v"])
+    validate_table(frame, DATA, RULES)  # 17% null is under the 50% default
+    with pytest.raises(DataError, match=r"column 'note' is 16.7% null, above validate.columns.note.max_null_share=0.1"):
+        validate_table(frame, DATA, ValidateParams(max_bad_row_share=0.9, columns={"note": {"max_null_share": 0.1}}))
+
+
+def test_contract_params_are_checked_when_loaded():
+    base = {"data": {"source": "t.csv", "target": "y", "positive_label": 1}}
+    with pytest.raises(ConfigError, match=r"validate.columns.age: .*'integer' is not a pandas dtype"):
+        parse_params({**base, "validate": {"columns": {"age": {"dtype": "integer"}}}})
+    with pytest.raises(ConfigError, match=r"validate.columns.age: min must not exceed max"):
+        parse_params({**base, "validate": {"columns": {"age": {"min": 5, "max": 1}}}})
+    with pytest.raises(ConfigError, match=r"unknown key 'validate.columns.age.range'"):
+        parse_params({**base, "validate": {"columns": {"age": {"range": [0, 1]}}}})
 
 
 def test_too_many_bad_rows_fails_naming_the_limit():
     with pytest.raises(DataError, match="validate.max_bad_row_share=0.1"):
-        validate_table(table(), DATA, ValidateParams(max_bad_row_share=0.1, ranges=RULES.ranges))
+        validate_table(table(), DATA, ValidateParams(max_bad_row_share=0.1, columns=RULES.columns))
 
 
 def test_non_binary_target_is_fatal():
@@ -80,6 +137,8 @@ def test_missing_column_suggests_the_closest_name():
     data = DataParams(source="t.csv", target="y", positive_label="yes", categorical_columns=["agee"])
     with pytest.raises(DataError, match="column 'agee' named in data.categorical_columns .* did you mean 'age'"):
         validate_table(table(), data, RULES)
+    with pytest.raises(DataError, match="column 'Age' named in validate.columns .* did you mean 'age'"):
+        validate_table(table(), DATA, ValidateParams(columns={"Age": {"min": 0}}))
 
 
 def test_mostly_null_column_is_fatal():

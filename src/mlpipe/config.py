@@ -71,16 +71,43 @@ class SqlSnapshot(Section):
         return self
 
 
-class Bounds(Section):
+class ColumnContract(Section):
+    """What one column must look like. dtype, min/max, allowed, nullable and unique are checked row
+    by row (failing rows are quarantined); max_null_share is checked on the whole column (fatal)."""
+    dtype: str | None = None
     min: float | None = None
     max: float | None = None
+    allowed: list[Scalar] | None = None
+    nullable: bool = True
+    unique: bool = False
+    max_null_share: float | None = Field(None, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ColumnContract:
+        if self.dtype is not None:
+            import pandas as pd
+
+            try:
+                pd.api.types.pandas_dtype(self.dtype)
+            except TypeError:
+                raise ValueError(f"dtype {self.dtype!r} is not a pandas dtype (int64, float64, str, bool, datetime64[ns], ...)") from None
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError("min must not exceed max")
+        if self.allowed is not None and not self.allowed:
+            raise ValueError("allowed needs at least one value")
+        return self
+
+
+class RowCountBounds(Section):
+    min: int | None = Field(None, ge=0)
+    max: int | None = Field(None, ge=1)
 
 
 class ValidateParams(Section):
     max_bad_row_share: float = Field(0.01, ge=0, le=1)
     max_null_share: float = Field(0.5, ge=0, le=1)
-    required_columns: list[str] = []
-    ranges: dict[str, Bounds] = {}
+    rows: RowCountBounds = RowCountBounds()
+    columns: dict[str, ColumnContract] = {}
 
 
 class SplitParams(Section):

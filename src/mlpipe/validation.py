@@ -1,9 +1,17 @@
-"""Data validation: fatal checks on the table's shape, row-level checks that quarantine.
+"""Data validation: the data contract in `validate.*`, enforced with pandera.
 
-Column-level problems (a missing column, a non-binary target, a column that is mostly null)
-make the whole table unusable and raise `DataError`. Row-level problems (a missing label, a
-duplicate id, a value outside its declared range) move just those rows to a quarantine table
-with the reason, so nothing is silently dropped.
+Three outcomes, in order:
+- The table as a whole breaks the contract (a column named in params is missing, the target is
+  not binary, a column is more null than allowed, the row count is out of bounds): `DataError`,
+  one line, the stage fails. Nothing downstream could be trusted.
+- Rows break row rules (a value that cannot take the declared dtype, lies outside min/max, is
+  not an allowed category, is null where the contract forbids it, or repeats a unique key): those
+  rows move to the quarantine table with the name of every rule they broke. Nothing is dropped
+  silently; every rule's failure count is reported, zeros included, so a diff shows new problems.
+- Too many rows quarantined (`validate.max_bad_row_share`): `DataError`.
+
+Besides the declared contract, data.* implies rules of its own: the target and the time column
+are never null, and the id columns are unique.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from mlpipe.config import DataParams, ValidateParams
+from mlpipe.config import ColumnContract, DataParams, ValidateParams
 from mlpipe.errors import DataError
 from mlpipe.schema import label_matches
 
@@ -31,8 +39,7 @@ class ValidationResult:
 def check_columns(table: pd.DataFrame, data: DataParams, validation: ValidateParams) -> None:
     """Every column named in params must exist; suggest the closest name when it does not."""
     named = dict(data.declared_columns)
-    named["validate.required_columns"] = validation.required_columns
-    named["validate.ranges"] = list(validation.ranges)
+    named["validate.columns"] = list(validation.columns)
     present = list(table.columns)
     for key, columns in named.items():
         for column in columns:
@@ -58,24 +65,33 @@ def check_target(target: pd.Series, positive_label: Any) -> None:
         )
 
 
+def column_contracts(data: DataParams, validation: ValidateParams) -> dict[str, ColumnContract]:
+    """The declared per-column contract, tightened by what data.* implies."""
+    contracts = dict(validation.columns)
+
+    def tighten(column: str, **rules: Any) -> None:
+        contracts[column] = contracts.get(column, ColumnContract()).model_copy(update=rules)
+
+    tighten(data.target, nullable=False)
+    if data.time_column:
+        tighten(data.time_column, nullable=False)
+    if len(data.id_columns) == 1:
+        tighten(data.id_columns[0], unique=True)
+    return contracts
+
+
 def validate_table(table: pd.DataFrame, data: DataParams, validation: ValidateParams) -> ValidationResult:
     check_columns(table, data, validation)
     check_target(table[data.target], data.positive_label)
-
+    contracts = column_contracts(data, validation)
     null_share = table.isna().mean()
-    too_null = null_share[null_share > validation.max_null_share]
-    if not too_null.empty:
-        column, share = too_null.index[0], float(too_null.iloc[0])
-        raise DataError(
-            f"column '{column}' is {share:.1%} null, above validate.max_null_share={validation.max_null_share}: "
-            "fix the source, add the column to data.drop_columns, or raise the limit"
-        )
+    check_table_rules(table, validation, contracts, null_share)
 
-    row_checks = _row_checks(table, data, validation)
-    failures = pd.DataFrame(row_checks, index=table.index)
-    bad = failures.any(axis=1)
-    flagged = failures[bad]
-    reasons = pd.Series(["; ".join(failures.columns[row]) for row in flagged.to_numpy()], index=flagged.index, dtype=object)
+    coerced, coercion_failures = coerce_dtypes(table, contracts)
+    row_failures = {**coercion_failures, **row_rule_failures(coerced, contracts, data.id_columns)}
+    failed = pd.DataFrame({rule: rows.reindex(table.index, fill_value=False) for rule, rows in row_failures.items()})
+    bad = failed.any(axis=1)
+    reasons = pd.Series(["; ".join(failed.columns[row]) for row in failed[bad].to_numpy()], index=table.index[bad], dtype=object)
 
     bad_share = float(bad.mean())
     report = {
@@ -83,33 +99,129 @@ def validate_table(table: pd.DataFrame, data: DataParams, validation: ValidatePa
         "rows_out": int((~bad).sum()),
         "rows_quarantined": int(bad.sum()),
         "bad_row_share": bad_share,
-        "quarantined_by_reason": {reason: int(failed.sum()) for reason, failed in row_checks.items()},
+        "failures_by_rule": {rule: int(rows.sum()) for rule, rows in failed.items()},
         "null_share": {column: float(share) for column, share in null_share.items() if share > 0},
     }
     if bad_share > validation.max_bad_row_share:
-        worst = max(report["quarantined_by_reason"].items(), key=lambda item: item[1])[0]
+        worst = max(report["failures_by_rule"].items(), key=lambda item: item[1])[0]
         raise DataError(
             f"{bad_share:.2%} of rows fail validation (most: {worst}), above "
             f"validate.max_bad_row_share={validation.max_bad_row_share}: fix the source or raise the limit"
         )
     quarantine = table[bad].assign(**{REASON_COLUMN: reasons})
-    return ValidationResult(table[~bad].reset_index(drop=True), quarantine.reset_index(drop=True), report)
+    clean = coerced.loc[~bad[coerced.index]]
+    return ValidationResult(clean.reset_index(drop=True), quarantine.reset_index(drop=True), report)
 
 
-def _row_checks(table: pd.DataFrame, data: DataParams, validation: ValidateParams) -> dict[str, pd.Series]:
-    checks = {"missing_target": table[data.target].isna()}
-    if data.time_column:
-        checks["missing_time"] = table[data.time_column].isna()
-    if data.id_columns:
-        checks["duplicate_id"] = table.duplicated(subset=data.id_columns, keep="first")
-    for column, bounds in validation.ranges.items():
-        values = pd.to_numeric(table[column], errors="coerce")
-        outside = pd.Series(False, index=table.index)
-        if bounds.min is not None:
-            outside |= values < bounds.min
-        if bounds.max is not None:
-            outside |= values > bounds.max
-        # A non-numeric value in a ranged column is out of range too, not silently ignored.
-        outside |= values.isna() & table[column].notna()
-        checks[f"out_of_range:{column}"] = outside
-    return checks
+def check_table_rules(table: pd.DataFrame, validation: ValidateParams, contracts: dict[str, ColumnContract],
+                      null_share: pd.Series) -> None:
+    """The whole-table rules (row count, null share per column); the first broken one is fatal."""
+    import pandera.pandas as pa
+
+    limits = {column: validation.max_null_share for column in table.columns}
+    limits.update({column: contract.max_null_share for column, contract in contracts.items() if contract.max_null_share is not None})
+    bounds = validation.rows
+    schema = pa.DataFrameSchema(
+        {column: pa.Column(nullable=True, checks=pa.Check(lambda values, limit=limit: values.isna().mean() <= limit,
+                                                          element_wise=False, ignore_na=False, error=f"{column}:max_null_share"))
+         for column, limit in limits.items()},
+        checks=[pa.Check(lambda frame: bounds.min is None or len(frame) >= bounds.min, error="rows:min"),
+                pa.Check(lambda frame: bounds.max is None or len(frame) <= bounds.max, error="rows:max")],
+    )
+    failures = _failure_cases(schema, table)
+    if failures.empty:
+        return
+    rule = failures["check"].iloc[0]
+    if rule.startswith("rows:"):
+        limit = bounds.min if rule == "rows:min" else bounds.max
+        raise DataError(f"the table has {len(table):,} rows, outside validate.rows.{rule[5:]}={limit}: "
+                        "check the source (a partial export?) or change the bound")
+    column = rule.split(":")[0]
+    key = f"validate.columns.{column}.max_null_share" if contracts.get(column, ColumnContract()).max_null_share is not None \
+        else "validate.max_null_share"
+    raise DataError(
+        f"column '{column}' is {null_share[column]:.1%} null, above {key}={limits[column]}: "
+        "fix the source, add the column to data.drop_columns, or raise the limit"
+    )
+
+
+def coerce_dtypes(table: pd.DataFrame, contracts: dict[str, ColumnContract]) -> tuple[pd.DataFrame, dict[str, pd.Series]]:
+    """Cast each column with a declared dtype (and each ranged column that is not numeric) to its
+    dtype. Rows whose value cannot take it, or would change doing so (2.5 as an integer), fail
+    rule `column:dtype(...)`; the rest come back cast. Returns (cast rows that passed, failures)."""
+    import pandera.pandas as pa
+
+    targets = {column: contract.dtype for column, contract in contracts.items() if contract.dtype}
+    for column, contract in contracts.items():
+        ranged = contract.min is not None or contract.max is not None
+        if ranged and column not in targets and not pd.api.types.is_numeric_dtype(table[column]):
+            targets[column] = "float64"  # a range only means something for numbers
+    if not targets:
+        return table, {}
+    failures = {f"{column}:dtype({dtype})": pd.Series(False, index=table.index) for column, dtype in targets.items()}
+    cases = _failure_cases(pa.DataFrameSchema({c: pa.Column(d, coerce=True, nullable=True) for c, d in targets.items()}), table)
+    for column, rows in cases[cases["check"].str.startswith("coerce_dtype")].groupby("column")["index"]:
+        failures[f"{column}:dtype({targets[column]})"].loc[rows.to_numpy()] = True
+    unconvertible = pd.concat(failures.values(), axis=1).any(axis=1)
+    cast = pa.DataFrameSchema({c: pa.Column(d, coerce=True, nullable=True) for c, d in targets.items()}).validate(table[~unconvertible])
+    for column, dtype in targets.items():
+        if pd.api.types.is_numeric_dtype(pd.api.types.pandas_dtype(dtype)):
+            before = pd.to_numeric(table.loc[cast.index, column], errors="coerce")
+            changed = before.notna() & (before != cast[column].astype("float64"))
+            failures[f"{column}:dtype({dtype})"].loc[changed[changed].index] = True
+    lossy = pd.concat(failures.values(), axis=1).any(axis=1)
+    return cast.loc[~lossy[cast.index]], failures
+
+
+def row_rule_failures(table: pd.DataFrame, contracts: dict[str, ColumnContract], id_columns: list[str]) -> dict[str, pd.Series]:
+    """Rule name -> which rows of `table` break it, for every row rule (rules nobody breaks included)."""
+    import pandera.pandas as pa
+
+    columns, rules, by_check = {}, [], {}
+    for column, contract in contracts.items():
+        checks = []
+        if contract.min is not None or contract.max is not None:
+            low, high = contract.min, contract.max
+            if low is not None and high is not None:
+                checks.append(pa.Check.in_range(low, high, error=f"{column}:in_range({_number(low)}, {_number(high)})"))
+            elif low is not None:
+                checks.append(pa.Check.ge(low, error=f"{column}:>=({_number(low)})"))
+            else:
+                checks.append(pa.Check.le(high, error=f"{column}:<=({_number(high)})"))
+        if contract.allowed is not None:
+            checks.append(pa.Check.isin(contract.allowed, error=f"{column}:allowed{contract.allowed}"))
+        columns[column] = pa.Column(nullable=contract.nullable, unique=contract.unique, report_duplicates="exclude_first", checks=checks)
+        if not contract.nullable:
+            rules.append(by_check.setdefault((column, "not_nullable"), f"{column}:not_null"))
+        if contract.unique:
+            rules.append(by_check.setdefault((column, "field_uniqueness"), f"{column}:unique"))
+        rules.extend(check.error for check in checks)
+    composite = id_columns if len(id_columns) > 1 else None
+    if composite:
+        rules.append(f"{','.join(composite)}:unique")
+        by_check.update({(column, "multiple_fields_uniqueness"): rules[-1] for column in composite})
+    schema = pa.DataFrameSchema(columns, unique=composite, report_duplicates="exclude_first")
+
+    failures = {rule: pd.Series(False, index=table.index) for rule in rules}
+    cases = _failure_cases(schema, table)
+    for (column, check), rows in cases.groupby(["column", "check"], dropna=False)["index"]:
+        rule = by_check.get((column, check), check)
+        if rows.isna().any() or rule not in failures:
+            raise DataError(f"rule {rule} could not be checked on column '{column}': {cases['failure_case'].iloc[0]}")
+        failures[rule].loc[rows.to_numpy()] = True
+    return failures
+
+
+def _failure_cases(schema, table: pd.DataFrame) -> pd.DataFrame:
+    """pandera's failure cases (column, check, failure_case, index), empty when the table passes."""
+    import pandera.pandas as pa
+
+    try:
+        schema.validate(table, lazy=True)
+    except pa.errors.SchemaErrors as errors:
+        return errors.failure_cases
+    return pd.DataFrame(columns=["column", "check", "failure_case", "index"])
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)

@@ -1,4 +1,5 @@
-"""validate: check the raw table against params; quarantine bad rows with their reason; fail if too many."""
+"""validate: check the raw table against the data contract (params validate.*); quarantine rows that break
+a row rule, naming the rules; fail with one line when a whole-table rule breaks or too many rows do."""
 
 import argparse
 
@@ -23,9 +24,9 @@ def main(log):
     table = pd.read_parquet(args.raw)
     log.info("read %s from %s", describe(table), args.raw)
     result = validate_table(table, params.data, params.validation)
-    for reason, count in result.report["quarantined_by_reason"].items():
+    for rule, count in result.report["failures_by_rule"].items():
         if count:
-            log.info("quarantined %d rows: %s", count, reason)
+            log.info("quarantined %d rows breaking %s", count, rule)
     log.info("%s passed, %d quarantined", describe(result.clean), len(result.quarantine))
     log_written(
         log,
