@@ -1,6 +1,9 @@
-"""Faults: a stage killed with SIGKILL in the middle of writing its output."""
+"""Faults: broken source files and a stage killed with SIGKILL in the middle of writing its output.
+Each must fail loudly, lose nothing, and leave a workspace the next `dvc repro` recovers from.
+(S3 down or rejecting credentials and SQL errors: test_sources.py and test_remotes.py.)"""
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -60,3 +63,50 @@ def test_sigkill_mid_write_loses_nothing_and_the_next_repro_recovers(repo):
     # The same bytes as an uninterrupted run on the same data: the committed pipeline's hash.
     committed = yaml.safe_load((ROOT / "dvc.lock").read_text())["stages"]["ingest"]["outs"][0]
     assert repo.lock()["stages"]["ingest"]["outs"][0]["md5"] == committed["md5"]
+
+
+def outputs_digest(repo) -> dict[str, str]:
+    """Every output DVC recorded, path -> md5 (what an uninterrupted run produced)."""
+    return {out["path"]: out["md5"] for stage in repo.lock()["stages"].values() for out in stage.get("outs", [])}
+
+
+def corrupt_parquet(path: Path, sample) -> None:
+    path.with_suffix(".parquet").write_bytes(sample.to_parquet(index=False)[:-100] + b"garbage" * 10)
+
+
+def truncated_csv(path: Path, sample) -> None:
+    text = sample.to_csv(index=False)
+    path.with_suffix(".csv").write_text(text[: text.rindex("\n", 0, len(text) - 1) + 12])  # cut inside the last row
+
+
+def non_utf8_csv(path: Path, sample) -> None:
+    text = sample.to_csv(index=False).replace("AGEP", "\u00c2GEP", 1)
+    path.with_suffix(".csv").write_bytes(text.encode("latin-1"))
+
+
+@pytest.mark.parametrize(("fault", "message"), [
+    (corrupt_parquet, r"cannot read 'data/broken.parquet' as parquet: "),
+    (truncated_csv, r"'data/broken.csv' looks truncated: its last line has [0-9]+ of 19 fields and no line end"),
+    (non_utf8_csv, r"'data/broken.csv' is not UTF-8 text \(line 1, byte 8: 0xc2\): re-save it as UTF-8"),
+])
+def test_a_broken_source_fails_in_one_line_and_the_next_repro_recovers(repo, sample, fault, message):
+    before, cached_before = outputs_digest(repo), cache_files(repo)
+    good_source = repo.params()["data"]["source"]
+    broken = repo.path / "data" / "broken"
+    fault(broken, sample)
+    repo.set_params(data={"source": str(next(broken.parent.glob("broken.*")).relative_to(repo.path))})
+
+    failed = repo.dvc("repro", check=False)
+    assert failed.returncode != 0
+    errors = [line for line in failed.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith("error: ingest: ") and re.search(message, errors[0]), failed.stderr
+    assert "Traceback" not in failed.stdout + failed.stderr
+    assert failed.stages_run == ["ingest"], "nothing after the failed stage may run"
+    assert cached_before <= cache_files(repo), "a failure must never remove anything from the cache"
+    assert not list((repo.path / "data").rglob("*.tmp"))
+
+    repo.set_params(data={"source": good_source})
+    recovered = repo.dvc("repro")
+    assert set(recovered.stages_run) <= {"ingest"}, "only the stage whose output DVC removed may run again"
+    assert outputs_digest(repo) == before
+    assert "Data and pipelines are up to date" in repo.dvc("status").stdout

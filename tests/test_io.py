@@ -35,6 +35,7 @@ def test_reads_csv_and_parquet_alike(tmp_path):
         ("header.csv", b"a,b\n", "has no rows"),
         ("latin1.csv", "name,y\nJos\xe9,1\n".encode("latin-1"), "not UTF-8"),
         ("ragged.csv", b"a,b\n1,2\n3,4,5,6\n", "not a well-formed CSV"),
+        ("truncated.csv", b"a,b,c\n1,2,3\n4,5", "looks truncated: its last line has 2 of 3 fields"),
         ("corrupt.parquet", b"PAR1garbagePAR1", "cannot read"),
         ("truncated.parquet", None, "cannot read"),
     ],
@@ -51,6 +52,13 @@ def test_unreadable_sources_raise_one_line_data_errors(tmp_path, name, content, 
     assert fragment in str(caught.value)
     assert str(path) in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_a_csv_without_a_final_line_end_is_fine_when_its_last_row_is_whole(tmp_path):
+    (tmp_path / "t.csv").write_bytes(b"a,b,c\n1,2,3\n4,5,6")
+    assert read_table(tmp_path / "t.csv").shape == (2, 3)
+    (tmp_path / "q.csv").write_bytes(b'a,b\n1,"x,y"\n2,"z"')  # quoted commas are one field
+    assert read_table(tmp_path / "q.csv").shape == (2, 2)
 
 
 def test_directory_source_is_rejected(tmp_path):

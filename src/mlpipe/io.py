@@ -7,6 +7,7 @@ half-written file for DVC to cache.
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import math
@@ -15,7 +16,7 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO
+from typing import Any
 
 import pandas as pd
 
@@ -51,14 +52,14 @@ def read_table(source: str | Path, fmt: str | None = None) -> pd.DataFrame:
     return _parse(path, fmt, str(path))
 
 
-def _parse(readable: Path | BinaryIO, fmt: str, name: str) -> pd.DataFrame:
+def _parse(readable: Path | io.BytesIO, fmt: str, name: str) -> pd.DataFrame:
     try:
         if fmt == "csv":
             table = pd.read_csv(readable, low_memory=False, encoding="utf-8")
         else:
             table = pd.read_parquet(readable)
-    except UnicodeDecodeError as exc:
-        raise DataError(f"'{name}' is not UTF-8 text (byte {exc.start}): re-save it as UTF-8") from None
+    except UnicodeDecodeError:
+        raise DataError(f"'{name}' is not UTF-8 text ({_first_non_utf8(readable)}): re-save it as UTF-8") from None
     except pd.errors.EmptyDataError:
         raise DataError(f"'{name}' is empty: it holds no header and no rows") from None
     except pd.errors.ParserError as exc:
@@ -67,7 +68,41 @@ def _parse(readable: Path | BinaryIO, fmt: str, name: str) -> pd.DataFrame:
         raise DataError(f"cannot read '{name}' as {fmt}: {first_line(exc)}") from None
     if table.empty:
         raise DataError(f"'{name}' has no rows: the pipeline needs data to train on")
+    if fmt == "csv" and name.lower().endswith(".csv"):
+        _check_last_line_complete(readable, table.shape[1], name)
     return table
+
+
+def _first_non_utf8(readable: Path | io.BytesIO) -> str:
+    """Where the first byte that is not UTF-8 sits (pandas reports offsets within its read chunk)."""
+    content = readable.read_bytes() if isinstance(readable, Path) else readable.getvalue()
+    try:
+        content.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = content.count(b"\n", 0, exc.start) + 1
+        return f"line {line}, byte {exc.start}: 0x{content[exc.start]:02x}"
+    return "a byte sequence pandas could not decode"
+
+
+def _check_last_line_complete(readable: Path | io.BytesIO, n_columns: int, name: str) -> None:
+    """A CSV cut off mid-line (a partial copy or download) parses without complaint: pandas fills
+    the missing fields of the last row with nulls. Catch it: a last line without its newline and
+    with fewer fields than the header."""
+    if isinstance(readable, Path):
+        with open(readable, "rb") as handle:
+            handle.seek(max(0, handle.seek(0, os.SEEK_END) - 65536))
+            tail = handle.read()
+    else:
+        tail = readable.getvalue()[-65536:]
+    if not tail or tail.endswith(b"\n"):
+        return
+    last_line = tail.rsplit(b"\n", 1)[-1].decode("utf-8", errors="replace")
+    fields = next(csv.reader([last_line]), [])
+    if len(fields) < n_columns:
+        raise DataError(
+            f"'{name}' looks truncated: its last line has {len(fields)} of {n_columns} fields and no line end "
+            "(a partial copy or download?); copy or export it again"
+        )
 
 
 def partition_files(folder: Path, pattern: str | None = None) -> list[Path]:
@@ -104,7 +139,7 @@ def _concat_partitions(named: list[tuple[str, pd.DataFrame]]) -> pd.DataFrame:
     for name, table in named[1:]:
         if set(table.columns) != set(expected):
             missing, extra = sorted(set(expected) - set(table.columns)), sorted(set(table.columns) - set(expected))
-            raise DataError(f"partition '{name}' does not match '{first_name}': missing columns {missing}, extra {extra}")
+            raise DataError(f"partition '{name}' does not match '{first_name.rsplit('/', 1)[-1]}': missing columns {missing}, extra {extra}")
     return pd.concat([table[expected] for _, table in named], ignore_index=True)
 
 
