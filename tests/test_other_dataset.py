@@ -29,7 +29,8 @@ def test_breast_cancer_csv_without_time_column_runs_end_to_end(tmp_path, monkeyp
         "time_column": None, "id_columns": ["patient_id", "email"], "drop_columns": [], "categorical_columns": None,
         "personal_columns": {"email": "hash", "full_name": "drop"},
     }
-    params["validate"] = {"max_bad_row_share": 0.01, "columns": {"mean_radius": {"min": 0}}}
+    params["validate"] = {"max_bad_row_share": 0.01, "rows": {"min": 500, "max": 1000},
+                          "columns": {"mean_radius": {"min": 0}, "diagnosis": {"allowed": ["benign", "malignant"]}}}
     params["split"] = {"strategy": "random", "test_size": 0.3, "stratify": True, "seed": 1}
     params["train"].update(min_child_samples=10, num_leaves=15)
     params["drift"]["windows"] = {"all": {}}  # no time column: one window of every scored row
