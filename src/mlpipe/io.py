@@ -258,13 +258,18 @@ def _alive(pid: int) -> bool:
     return True
 
 
-@contextmanager
-def atomic_path(target: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `target`; rename it onto `target` only on success."""
+def _claim_temporary(target: str | Path) -> tuple[Path, Path]:
+    """(target, this process's temporary beside it), after clearing what killed writers left."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(target)
-    temporary = _temporary_name(target, os.getpid())
+    return target, _temporary_name(target, os.getpid())
+
+
+@contextmanager
+def atomic_path(target: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `target`; rename it onto `target` only on success."""
+    target, temporary = _claim_temporary(target)
     try:
         yield temporary
         with open(temporary, "rb+") as handle:
@@ -277,10 +282,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
 @contextmanager
 def atomic_dir(target: str | Path) -> Iterator[Path]:
     """Yield an empty folder beside `target`; swap it in for `target` only on success."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(target)
-    staging = _temporary_name(target, os.getpid())
+    target, staging = _claim_temporary(target)
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
