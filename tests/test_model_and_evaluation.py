@@ -90,6 +90,16 @@ def test_curve_tables_are_fixed_size_and_monotone():
     assert {row["actual"] for row in confusion} == {"no", "yes"}
 
 
+def test_interpolated_precision_is_the_best_precision_at_that_recall_or_higher():
+    # Four positives, so every achievable recall is on the 5-point grid; the flat stretches of
+    # recall (negatives between positives) are ties whose order once depended on the CPU.
+    y = np.array([1, 0, 0, 1, 0, 1, 0, 0, 1, 0])
+    p = np.array([0.95, 0.9, 0.85, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2])
+    achieved = [(y[p >= t].sum() / 4, y[p >= t].mean()) for t in p]
+    expected = [max(precision for recall, precision in achieved if recall >= r) for r in np.linspace(0, 1, 5)]
+    assert [point["precision"] for point in evaluation.precision_recall_points(y, p, 5)] == pytest.approx(expected)
+
+
 def test_periods_from_years_and_dates():
     years = evaluation.period_labels(pd.Series([2016, 2017, 2016], name="year"), "Y", 50)
     assert list(years) == ["2016", "2017", "2016"]

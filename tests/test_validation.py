@@ -67,6 +67,14 @@ def test_declared_dtype_casts_and_quarantines_what_would_not_survive_the_cast():
     assert list(result.quarantine["n"]) == ["2.5", "three"], "quarantined rows keep their original values"
 
 
+def test_a_bool_dtype_parses_words_and_quarantines_what_means_neither():
+    rules = ValidateParams(max_bad_row_share=0.9, columns={"flag": {"dtype": "bool"}})
+    frame = table(flag=["yes", "FALSE", "maybe", None, 1, True], t=[2015] * 6, y=["yes", "no"] * 3)
+    result = validate_table(frame, DATA, rules)
+    assert reasons(result) == {3: "flag:dtype(bool)", 4: "flag:dtype(bool)"}  # a bool cannot be null either
+    assert result.clean["flag"].dtype == bool and list(result.clean["flag"]) == [True, False, True, True]
+
+
 def test_text_in_a_ranged_column_is_quarantined_and_the_column_becomes_numeric():
     frame = table(age=[30, 40, "old", 50, 60, 70], t=[2015] * 6, y=["yes", "no"] * 3)
     result = validate_table(frame, DATA, RULES)

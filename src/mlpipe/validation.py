@@ -20,6 +20,7 @@ import difflib
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from mlpipe.config import ColumnContract, DataParams, ValidateParams
@@ -147,8 +148,9 @@ def check_table_rules(table: pd.DataFrame, validation: ValidateParams, contracts
 
 def coerce_dtypes(table: pd.DataFrame, contracts: dict[str, ColumnContract]) -> tuple[pd.DataFrame, dict[str, pd.Series]]:
     """Cast each column with a declared dtype (and each ranged column that is not numeric) to its
-    dtype. Rows whose value cannot take it, or would change doing so (2.5 as an integer), fail
-    rule `column:dtype(...)`; the rest come back cast. Returns (cast rows that passed, failures)."""
+    dtype. Rows whose value cannot take it, or would change doing so (2.5 as an integer, 'maybe'
+    or a null as a bool), fail rule `column:dtype(...)`; the rest come back cast.
+    Returns (cast rows that passed, failures)."""
     import pandera.pandas as pa
 
     targets = {column: contract.dtype for column, contract in contracts.items() if contract.dtype}
@@ -158,19 +160,40 @@ def coerce_dtypes(table: pd.DataFrame, contracts: dict[str, ColumnContract]) -> 
             targets[column] = "float64"  # a range only means something for numbers
     if not targets:
         return table, {}
-    failures = {f"{column}:dtype({dtype})": pd.Series(False, index=table.index) for column, dtype in targets.items()}
-    cases = _failure_cases(pa.DataFrameSchema({c: pa.Column(d, coerce=True, nullable=True) for c, d in targets.items()}), table)
-    for column, rows in cases[cases["check"].str.startswith("coerce_dtype")].groupby("column")["index"]:
-        failures[f"{column}:dtype({targets[column]})"].loc[rows.to_numpy()] = True
-    unconvertible = pd.concat(failures.values(), axis=1).any(axis=1)
-    cast = pa.DataFrameSchema({c: pa.Column(d, coerce=True, nullable=True) for c, d in targets.items()}).validate(table[~unconvertible])
+    failures = {column: pd.Series(False, index=table.index) for column in targets}
+    source = table.copy(deep=False)
     for column, dtype in targets.items():
-        if pd.api.types.is_numeric_dtype(pd.api.types.pandas_dtype(dtype)):
+        if pd.api.types.is_bool_dtype(pd.api.types.pandas_dtype(dtype)):
+            # A plain cast makes every non-empty string True and a null False; parse instead.
+            source[column] = table[column].map(_as_bool, na_action="ignore")
+            failures[column] |= ~source[column].map(lambda value: isinstance(value, bool))
+    schema = pa.DataFrameSchema({c: pa.Column(d, coerce=True, nullable=True) for c, d in targets.items()})
+    cases = _failure_cases(schema, source[~pd.concat(failures.values(), axis=1).any(axis=1)])
+    for column, rows in cases[cases["check"].str.startswith("coerce_dtype")].groupby("column")["index"]:
+        failures[column].loc[rows.to_numpy()] = True
+    cast = schema.validate(source[~pd.concat(failures.values(), axis=1).any(axis=1)])
+    for column, dtype in targets.items():
+        kind = pd.api.types.pandas_dtype(dtype)
+        if pd.api.types.is_numeric_dtype(kind) and not pd.api.types.is_bool_dtype(kind):
             before = pd.to_numeric(table.loc[cast.index, column], errors="coerce")
             changed = before.notna() & (before != cast[column].astype("float64"))
-            failures[f"{column}:dtype({dtype})"].loc[changed[changed].index] = True
+            failures[column].loc[changed[changed].index] = True
     lossy = pd.concat(failures.values(), axis=1).any(axis=1)
-    return cast.loc[~lossy[cast.index]], failures
+    return cast.loc[~lossy[cast.index]], {f"{column}:dtype({targets[column]})": rows for column, rows in failures.items()}
+
+
+TRUE_WORDS, FALSE_WORDS = {"true", "t", "yes", "y", "1"}, {"false", "f", "no", "n", "0"}
+
+
+def _as_bool(value: Any) -> Any:
+    """The bool a value unambiguously means (True, 1, 'yes', 'FALSE', ...); the value itself otherwise."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, float, np.integer, np.floating)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in TRUE_WORDS | FALSE_WORDS:
+        return value.strip().lower() in TRUE_WORDS
+    return value
 
 
 def row_rule_failures(table: pd.DataFrame, contracts: dict[str, ColumnContract], id_columns: list[str]) -> dict[str, pd.Series]:
