@@ -168,18 +168,22 @@ def coerce_dtypes(table: pd.DataFrame, contracts: dict[str, ColumnContract]) -> 
             source[column] = table[column].map(_as_bool, na_action="ignore")
             failures[column] |= ~source[column].map(lambda value: isinstance(value, bool))
     schema = pa.DataFrameSchema({c: pa.Column(d, coerce=True, nullable=True) for c, d in targets.items()})
-    cases = _failure_cases(schema, source[~pd.concat(failures.values(), axis=1).any(axis=1)])
+    cases = _failure_cases(schema, source[~_any_failed(failures)])
     for column, rows in cases[cases["check"].str.startswith("coerce_dtype")].groupby("column")["index"]:
         failures[column].loc[rows.to_numpy()] = True
-    cast = schema.validate(source[~pd.concat(failures.values(), axis=1).any(axis=1)])
+    cast = schema.validate(source[~_any_failed(failures)])
     for column, dtype in targets.items():
         kind = pd.api.types.pandas_dtype(dtype)
         if pd.api.types.is_numeric_dtype(kind) and not pd.api.types.is_bool_dtype(kind):
             before = pd.to_numeric(table.loc[cast.index, column], errors="coerce")
             changed = before.notna() & (before != cast[column].astype("float64"))
             failures[column].loc[changed[changed].index] = True
-    lossy = pd.concat(failures.values(), axis=1).any(axis=1)
-    return cast.loc[~lossy[cast.index]], {f"{column}:dtype({targets[column]})": rows for column, rows in failures.items()}
+    return cast.loc[~_any_failed(failures)[cast.index]], {f"{column}:dtype({targets[column]})": rows for column, rows in failures.items()}
+
+
+def _any_failed(failures: dict[str, pd.Series]) -> pd.Series:
+    """Per row: whether any of the rules failed."""
+    return pd.concat(failures.values(), axis=1).any(axis=1)
 
 
 TRUE_WORDS, FALSE_WORDS = {"true", "t", "yes", "y", "1"}, {"false", "f", "no", "n", "0"}
