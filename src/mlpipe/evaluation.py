@@ -89,13 +89,13 @@ def roc_points(y_true: np.ndarray, proba: np.ndarray, n_points: int) -> list[dic
 
 def precision_recall_points(y_true: np.ndarray, proba: np.ndarray, n_points: int) -> list[dict[str, float]]:
     precision, recall, _ = skm.precision_recall_curve(y_true, proba)
-    # sklearn returns recall non-increasing; reverse rather than argsort, whose order among
-    # tied recalls depends on the CPU's SIMD sort and so changed the curve between machines.
-    recall, precision = recall[::-1], precision[::-1]
-    # Interpolated precision: the best precision reachable at this recall or higher. Among tied
-    # recalls the first holds the maximum, so one point per recall leaves np.interp unambiguous.
-    best = np.maximum.accumulate(precision[::-1])[::-1]
-    recall, first = np.unique(recall, return_index=True)
+    # Interpolated precision: the best precision reachable at this recall or higher. sklearn's
+    # recall never rises along the array, so that is a running maximum; reversing (rather than
+    # argsort, whose order among tied recalls depends on the CPU's SIMD sort and so changed the
+    # curve between machines) puts recall in the rising order np.interp needs. Among tied
+    # recalls the first then holds the maximum, so one point per recall leaves no ambiguity.
+    best = np.maximum.accumulate(precision)[::-1]
+    recall, first = np.unique(recall[::-1], return_index=True)
     grid = np.linspace(0, 1, n_points)
     return [{"recall": float(r), "precision": float(p)} for r, p in zip(grid, np.interp(grid, recall, best[first]))]
 

@@ -160,10 +160,11 @@ def coerce_dtypes(table: pd.DataFrame, contracts: dict[str, ColumnContract]) -> 
             targets[column] = "float64"  # a range only means something for numbers
     if not targets:
         return table, {}
+    kinds = {column: pd.api.types.pandas_dtype(dtype) for column, dtype in targets.items()}
     failures = {column: pd.Series(False, index=table.index) for column in targets}
     source = table.copy(deep=False)
-    for column, dtype in targets.items():
-        if pd.api.types.is_bool_dtype(pd.api.types.pandas_dtype(dtype)):
+    for column, kind in kinds.items():
+        if pd.api.types.is_bool_dtype(kind):
             # A plain cast makes every non-empty string True and a null False; parse instead.
             source[column] = table[column].map(_as_bool, na_action="ignore")
             failures[column] |= ~source[column].map(lambda value: isinstance(value, bool))
@@ -172,8 +173,7 @@ def coerce_dtypes(table: pd.DataFrame, contracts: dict[str, ColumnContract]) -> 
     for column, rows in cases[cases["check"].str.startswith("coerce_dtype")].groupby("column")["index"]:
         failures[column].loc[rows.to_numpy()] = True
     cast = schema.validate(source[~_any_failed(failures)])
-    for column, dtype in targets.items():
-        kind = pd.api.types.pandas_dtype(dtype)
+    for column, kind in kinds.items():
         if pd.api.types.is_numeric_dtype(kind) and not pd.api.types.is_bool_dtype(kind):
             before = pd.to_numeric(table.loc[cast.index, column], errors="coerce")
             changed = before.notna() & (before != cast[column].astype("float64"))
@@ -186,7 +186,7 @@ def _any_failed(failures: dict[str, pd.Series]) -> pd.Series:
     return pd.concat(failures.values(), axis=1).any(axis=1)
 
 
-TRUE_WORDS, FALSE_WORDS = {"true", "t", "yes", "y", "1"}, {"false", "f", "no", "n", "0"}
+BOOL_WORDS = dict.fromkeys(("true", "t", "yes", "y", "1"), True) | dict.fromkeys(("false", "f", "no", "n", "0"), False)
 
 
 def _as_bool(value: Any) -> Any:
@@ -195,8 +195,8 @@ def _as_bool(value: Any) -> Any:
         return bool(value)
     if isinstance(value, (int, float, np.integer, np.floating)) and value in (0, 1):
         return bool(value)
-    if isinstance(value, str) and value.strip().lower() in TRUE_WORDS | FALSE_WORDS:
-        return value.strip().lower() in TRUE_WORDS
+    if isinstance(value, str):
+        return BOOL_WORDS.get(value.strip().lower(), value)
     return value
 
 
