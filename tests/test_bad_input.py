@@ -198,3 +198,31 @@ def test_unknown_stat_test_name(repo):
     repo.set_params(drift={"cat_method": "jensen"})
     assert_one_line_error(repo.stage(*DRIFT), "drift.cat_method", "unknown stat test 'jensen'")
     assert_nothing_written(repo, "metrics/new_drift.json")
+
+
+FEATURIZE = ("featurize", "--train", "data/split/train.parquet", "--test", "data/split/test.parquet",
+             "--train-out", "data/features/new_train.parquet", "--test-out", "data/features/new_test.parquet",
+             "--schema", "data/features/new_schema.json")
+
+
+def test_code_in_a_derived_feature_never_runs(repo, tmp_path):
+    marker = tmp_path / "pwned"
+    repo.set_params(features={"derived": {"X": f"AGEP + 0 * @logging.os.system('id > {marker}')"}})
+    assert_one_line_error(repo.stage(*FEATURIZE), "features.derived.X", "not a valid expression")
+    repo.set_params(features={"derived": {"X": "AGEP + 0 * __import__('os').system('id')"}})
+    assert_one_line_error(repo.stage(*FEATURIZE), "features.derived.X", "the call")
+    assert not marker.exists()
+    assert_nothing_written(repo, "data/features/new_train.parquet", "data/features/new_schema.json")
+
+
+def test_a_model_schema_carrying_code_is_refused_by_predict(repo, tmp_path):
+    import json
+
+    marker = tmp_path / "pwned"
+    schema_file = repo.path / "models" / "schema.json"
+    schema = json.loads(schema_file.read_text())
+    schema["derived"] = {"X": f"__import__('os').system('id > {marker}')"}
+    schema_file.write_text(json.dumps(schema))
+    assert_one_line_error(repo.stage(*PREDICT), "models/schema.json: derived.X", "the call")
+    assert not marker.exists()
+    assert_nothing_written(repo, "data/predictions/new_ref.parquet", "data/predictions/new_cur.parquet")

@@ -129,6 +129,13 @@ class FeaturesParams(Section):
     derived: dict[str, str] = {}
     max_categories: int = Field(100, ge=2)
 
+    @model_validator(mode="after")
+    def _derived_in_the_grammar(self) -> FeaturesParams:
+        from mlpipe.expressions import check_derived
+
+        check_derived(self.derived, "features.derived")
+        return self
+
 
 class TrainParams(Section):
     n_estimators: int = Field(1000, ge=1)
@@ -294,6 +301,8 @@ def parse_params(raw: Any, origin: str = "params.yaml") -> Params:
         return Params.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"{origin}: {describe_validation_error(exc)}") from None
+    except ConfigError as exc:  # raised by a section's own check (it already names the key)
+        raise ConfigError(f"{origin}: {exc}") from None
 
 
 def describe_validation_error(exc: ValidationError) -> str:

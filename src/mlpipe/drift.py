@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import logging
 import multiprocessing
 import re
@@ -294,7 +295,53 @@ def report_html(reference: pd.DataFrame, current: pd.DataFrame, columns: Monitor
         cat_threshold=params.cat_threshold, num_threshold=params.num_threshold,
     )
     snapshot = Report([preset]).run(current_data=dataset(current), reference_data=dataset(reference))
-    return stable_ids(snapshot.get_html_str(as_iframe=False))
+    return stable_ids(standalone_html(snapshot))
+
+
+# The one id the page's script and its data share; fixed, so the page is byte-identical run to run.
+_DASHBOARD_ID = "metric_" + "0" * 32
+
+
+def standalone_html(snapshot) -> str:
+    """The snapshot as one HTML page, as `snapshot.get_html_str(as_iframe=False)` draws it (this
+    mirrors evidently.core.metric_types.render_widgets), except that the data is escaped JSON.
+
+    Evidently 0.7 writes the report's data with a plain `json.dumps` into a `<script>` block, so a
+    category value or a column name holding `</script><script>...` ends the block and runs as
+    script when someone opens the report. Here every `<`, `>` and `&` in the data is written as a
+    `\\u003c`-style escape, which JSON and JavaScript read back as the same character and which
+    cannot end a script block. Everything else is Evidently's own template.
+    """
+    from evidently.legacy.model.dashboard import DashboardInfo
+    from evidently.legacy.model.widget import AdditionalGraphInfo, BaseWidgetInfo
+    from evidently.legacy.renderers.html_widgets import group_widget
+    from evidently.legacy.utils.dashboard import TemplateParams, file_html_template
+
+    widgets = [group_widget(title="", widgets=snapshot._widgets), *snapshot._tests_widgets]
+    additional_graphs = {}
+    for widget in widgets:
+        for graph in widget.get_additional_graphs():
+            info = graph.params if isinstance(graph, AdditionalGraphInfo) else graph
+            additional_graphs[str(graph.id)] = info.dict() if isinstance(info, BaseWidgetInfo) else info
+    dashboard = DashboardInfo(name="Report", widgets=widgets).dict()
+    for widget in dashboard["widgets"]:
+        widget.pop("additionalGraphs", None)
+    page = file_html_template(TemplateParams(dashboard_id=_DASHBOARD_ID, dashboard_info=DashboardInfo(name="Report", widgets=[]),
+                                             additional_graphs={}, embed_data=False))
+    data = (f"<script>\n    var {_DASHBOARD_ID} = {script_json(dashboard)};\n"
+            f"    var additional_graphs_{_DASHBOARD_ID} = {script_json(additional_graphs)};\n</script>")
+    placeholder = "<!-- no embedded data -->"
+    if page.count(placeholder) != 1:
+        raise RuntimeError("Evidently's report template changed: re-check standalone_html against this Evidently version")
+    return page.replace(placeholder, data)
+
+
+def script_json(value: Any) -> str:
+    """JSON that is safe inside an HTML `<script>` block (as Django's json_script writes it)."""
+    from evidently.legacy.utils import NumpyEncoder
+
+    text = json.dumps(value, cls=NumpyEncoder)  # ensure_ascii: U+2028/U+2029 come out escaped too
+    return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
 
 
 # Evidently names widgets with random (uuid4) and time-based (uuid7) ids.

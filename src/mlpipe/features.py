@@ -12,24 +12,32 @@ import numpy as np
 import pandas as pd
 
 from mlpipe.config import DataParams, FeaturesParams
-from mlpipe.errors import ConfigError, DataError
+from mlpipe.errors import ConfigError, DataError, first_line
+from mlpipe.expressions import check_derived
 from mlpipe.schema import OTHER_LEVEL, FeatureSchema, FeatureSpec, category_strings, label_matches, to_levels
 
 log = logging.getLogger(__name__)
 
 
-def add_derived(table: pd.DataFrame, derived: dict[str, str]) -> pd.DataFrame:
-    """Evaluate each `name: expression` (pandas `DataFrame.eval` syntax) in declaration order."""
+def add_derived(table: pd.DataFrame, derived: dict[str, str], key: str = "features.derived") -> pd.DataFrame:
+    """Add each `name: expression` column (see `mlpipe.expressions`) in declaration order, so a
+    later expression may use an earlier one."""
     if not derived:
         return table
     table = table.copy()
-    for name, expression in derived.items():
+    for name, expression in check_derived(derived, key).items():
+        missing = [column for column in expression.columns if column not in table.columns]
+        if missing:
+            raise ConfigError(f"{key}.{name}: '{expression.text}' uses column(s) {missing} that the table does not have")
         try:
-            table[name] = table.eval(expression, engine="python")
-        except Exception as exc:  # noqa: BLE001 - any parse or evaluation failure is the user's expression
-            raise ConfigError(f"features.derived.{name}: cannot evaluate '{expression}': {exc}") from None
+            values = expression.evaluate(table)
+        except (TypeError, ValueError) as exc:  # e.g. arithmetic on text
+            raise ConfigError(f"{key}.{name}: cannot evaluate '{expression.text}': {first_line(exc)}") from None
+        if np.ndim(values) == 0:
+            raise ConfigError(f"{key}.{name}: '{expression.text}' gives one constant, not a value per row: use a column")
+        table[name] = values
         if not pd.api.types.is_numeric_dtype(table[name]) and not pd.api.types.is_bool_dtype(table[name]):
-            raise ConfigError(f"features.derived.{name}: '{expression}' must give a number or a boolean per row")
+            raise ConfigError(f"{key}.{name}: '{expression.text}' must give a number or a boolean per row")
     return table
 
 
@@ -101,7 +109,7 @@ def make_features(table: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
     missing = [name for name in schema.input_columns if name not in table.columns]
     if missing:
         raise DataError(f"input is missing feature column(s) {missing} required by the model's feature schema")
-    table = add_derived(table, schema.derived)
+    table = add_derived(table, schema.derived, key="the model schema's derived")
     columns = {}
     for spec in schema.features:
         values = table[spec.name]

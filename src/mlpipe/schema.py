@@ -14,6 +14,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from mlpipe.errors import DataError, first_line
+
 OTHER_LEVEL = "__other__"
 # Columns a scored table adds to its inputs (see scoring.score_table).
 PROBABILITY = "probability"
@@ -62,16 +64,35 @@ class FeatureSchema:
 
     @classmethod
     def read(cls, path: str | Path) -> FeatureSchema:
-        return cls.from_json(Path(path).read_text(encoding="utf-8"))
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise DataError(f"feature schema '{path}' does not exist: run `dvc repro train` (or `dvc pull`) first") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DataError(f"cannot read feature schema '{path}': {first_line(exc)}") from None
+        return cls.from_json(text, origin=str(path))
 
     @classmethod
-    def from_json(cls, text: str) -> FeatureSchema:
-        raw = json.loads(text)
-        raw["features"] = tuple(
-            FeatureSpec(**{**spec, "categories": tuple(spec["categories"])}) for spec in raw["features"]
-        )
-        raw["id_columns"] = tuple(raw["id_columns"])
-        return cls(**raw)
+    def from_json(cls, text: str, origin: str = "the feature schema") -> FeatureSchema:
+        """Parse and check a schema. Its derived expressions are checked against the grammar before
+        anything can evaluate them: a schema may come from a remote, and must not carry code."""
+        try:
+            raw = json.loads(text)
+            if not isinstance(raw.get("derived", {}), dict):
+                raise TypeError("derived must map names to expressions")
+            raw["features"] = tuple(
+                FeatureSpec(**{**spec, "categories": tuple(spec["categories"])}) for spec in raw["features"]
+            )
+            raw["id_columns"] = tuple(raw["id_columns"])
+            schema = cls(**raw)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise DataError(f"'{origin}' is not a feature schema written by this pipeline ({first_line(exc)}): "
+                            "rerun `dvc repro train` or pull the model again") from None
+        from mlpipe.expressions import check_derived
+
+        check_derived(schema.derived, f"{origin}: derived")
+        return schema
 
 
 def label_matches(values: pd.Series, label: Any) -> pd.Series:
