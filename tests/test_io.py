@@ -61,6 +61,14 @@ def test_a_csv_without_a_final_line_end_is_fine_when_its_last_row_is_whole(tmp_p
     assert read_table(tmp_path / "q.csv").shape == (2, 2)
 
 
+def test_a_repeated_csv_header_is_an_error_not_a_renamed_column(tmp_path):
+    (tmp_path / "dup.csv").write_text("id,DIS,AGE,DIS\n1,0,30,1\n2,1,40,0\n")
+    with pytest.raises(DataError, match=r"'.*dup.csv' has repeated column names in its header: \['DIS'\]"):
+        read_table(tmp_path / "dup.csv")
+    (tmp_path / "fine.csv").write_text("id,DIS.1,DIS\n1,0,1\n")  # a name that merely looks mangled is fine
+    assert list(read_table(tmp_path / "fine.csv").columns) == ["id", "DIS.1", "DIS"]
+
+
 def test_directory_source_is_rejected(tmp_path):
     (tmp_path / "d.csv").mkdir()
     with pytest.raises(DataError, match="is a directory"):

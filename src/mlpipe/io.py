@@ -68,9 +68,22 @@ def _parse(readable: Path | io.BytesIO, fmt: str, name: str) -> pd.DataFrame:
         raise DataError(f"cannot read '{name}' as {fmt}: {first_line(exc)}") from None
     if table.empty:
         raise DataError(f"'{name}' has no rows: the pipeline needs data to train on")
-    if fmt == "csv" and name.lower().endswith(".csv"):
-        _check_last_line_complete(readable, table.shape[1], name)
+    if fmt == "csv":
+        _check_header_unique(readable, name)
+        if name.lower().endswith(".csv"):
+            _check_last_line_complete(readable, table.shape[1], name)
     return table
+
+
+def _check_header_unique(readable: Path | io.BytesIO, name: str) -> None:
+    """pandas renames a repeated CSV header (`DIS`, `DIS.1`), so the model would silently train on
+    whichever copy kept the plain name. Read the header as it is written and refuse repeats."""
+    if isinstance(readable, io.BytesIO):
+        readable.seek(0)
+    header = pd.read_csv(readable, header=None, nrows=1, dtype=str, keep_default_na=False, encoding="utf-8").iloc[0].tolist()
+    repeated = sorted({column for column in header if header.count(column) > 1})
+    if repeated:
+        raise DataError(f"'{name}' has repeated column names in its header: {repeated}; rename or remove the copies")
 
 
 def _first_non_utf8(readable: Path | io.BytesIO) -> str:
