@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
+from mlpipe.credentials import mask_credentials
 from mlpipe.errors import PipelineError
 
 
@@ -27,7 +28,7 @@ def run_stage(name: str, main: Callable[[logging.Logger], None]) -> None:
     try:
         main(log)
     except PipelineError as exc:
-        print(f"error: {name}: {exc}", file=sys.stderr)
+        print(f"error: {name}: {mask_credentials(str(exc))}", file=sys.stderr)
         _exit(1)
     except KeyboardInterrupt:
         print(f"error: {name}: interrupted; nothing was written", file=sys.stderr)

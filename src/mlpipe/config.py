@@ -65,9 +65,15 @@ class SqlSnapshot(Section):
     def _query_or_table_and_no_password(self) -> SqlSnapshot:
         if (self.query is None) == (self.table is None):
             raise ValueError("give exactly one of query (an SQL SELECT) or table (a table name)")
-        if re.match(r"^[^:/]+://[^/@:]*:[^/@]+@", self.url):
-            raise ValueError("the url holds a password, and params.yaml is committed: remove it and name "
-                             "the environment variable that holds it in password_env")
+        from mlpipe.credentials import credentials_in_url
+
+        try:
+            found = credentials_in_url(self.url)  # messages never quote the url: it may hold the secret
+        except ValueError as exc:
+            raise ValueError(f"url {exc}") from None
+        if found:
+            raise ValueError(f"the url holds a secret ({', '.join(found)}), and params.yaml is committed: remove it "
+                             "and name the environment variable that holds the password in password_env")
         return self
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from mlpipe.credentials import parse_url, redact_url, scrub
 from mlpipe.errors import DataError, first_line
 
 # The drivers this project pins or documents, named in the hint when one is missing.
@@ -27,26 +28,26 @@ def read_query(url: str, *, query: str | None = None, table: str | None = None,
     from sqlalchemy import exc as sa_errors
 
     try:
-        address = sa.engine.make_url(url)
-    except sa_errors.ArgumentError:
-        raise DataError(f"'{url}' is not a SQLAlchemy database URL (dialect://user@host/database)") from None
+        address = parse_url(url)
+    except ValueError as exc:
+        raise DataError(f"the database URL {exc}") from None
     if password is not None:
         address = address.set(password=password)
-    shown = address.render_as_string(hide_password=True)
+    shown = redact_url(address)
     _check_sqlite_file(address)
     try:
         engine = sa.create_engine(address)
     except (sa_errors.NoSuchModuleError, ImportError) as exc:
         package = DRIVER_PACKAGES.get(address.get_backend_name(), "the database driver")
-        raise DataError(f"cannot open '{shown}': {first_line(exc)}; install {package}") from None
+        raise DataError(f"cannot open '{shown}': {scrub(first_line(exc), password)}; install {package}") from None
     statement = sa.text(query) if query is not None else sa.select(sa.text("*")).select_from(sa.table(table))
     try:
         with engine.connect() as connection:
             result = pd.read_sql_query(statement, connection)
     except sa_errors.DBAPIError as exc:
-        raise DataError(f"the query on '{shown}' failed: {first_line(exc.orig)}") from None
+        raise DataError(f"the query on '{shown}' failed: {scrub(first_line(exc.orig), password)}") from None
     except sa_errors.SQLAlchemyError as exc:
-        raise DataError(f"the query on '{shown}' failed: {first_line(exc)}") from None
+        raise DataError(f"the query on '{shown}' failed: {scrub(first_line(exc), password)}") from None
     finally:
         engine.dispose()
     if result.empty:
