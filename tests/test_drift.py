@@ -175,3 +175,62 @@ def test_value_count_distances_equal_evidentlys_own_tests(period, seed):
         assert ours["method"] == test.name, name
         assert ours["score"] == pytest.approx(float(theirs.drift_score), rel=1e-9, abs=1e-12), name
         assert ours["drifted"] == bool(theirs.drifted), name
+
+
+def test_infinite_values_in_the_current_rows_are_a_finding_not_a_stable_column(period):
+    schema, table = period
+    reference, current = halves(table)
+    current = current.assign(AGEP=current["AGEP"].where(current.index % 2 == 0, np.inf))
+    result = verdict(schema, reference, current)
+    assert result["columns"]["AGEP"]["drifted"] is True and result["columns"]["AGEP"]["score"] is None
+    assert "current values are infinite" in result["columns"]["AGEP"]["finding"]
+    retrain, reasons = retrain_verdict({"w": result}, None, 0.02)
+    assert retrain and any("column AGEP:" in reason and "infinite" in reason for reason in reasons)
+
+
+def test_a_feature_with_no_value_in_the_current_rows_is_a_finding_and_the_report_still_draws(period):
+    schema, table = period
+    reference, current = halves(table)
+    current = current.assign(AGEP=np.nan, MAR=pd.Categorical([None] * len(current), categories=current["MAR"].cat.categories))
+    columns = drift.monitored_columns(schema, current)
+    result = drift.window_drift(reference, current, columns, PARAMS)
+    for name in ("AGEP", "MAR"):
+        assert result["columns"][name]["drifted"] is True
+        assert result["columns"][name]["finding"] == "no usable value in the current rows (all missing or not finite)"
+    cells = {record["column"]: record for record in drift.score_records({"w": result})}
+    assert cells["AGEP"]["score_over_threshold"] is None and cells["SCHL"]["score_over_threshold"] is not None
+    html = drift.report_html(reference, current, columns, DriftParams(report_sample_size=500))
+    assert "SCHL" in html and "AGEP" not in html  # drawn without the columns Evidently cannot draw
+
+
+def test_a_test_period_whose_labels_hold_one_class_is_a_retrain_reason(period):
+    schema, table = period
+    reference, current = halves(table)
+    current = current[current["employed"] == 1].reset_index(drop=True)
+    result = verdict(schema, reference, current)
+    assert result["roc_auc"] is None and result["target_drift"]["drifted"] is True
+    retrain, reasons = retrain_verdict({"w": result}, 0.9, 0.02)
+    assert retrain
+    assert any("target drift" in reason for reason in reasons)
+    assert any("ROC-AUC cannot be computed" in reason for reason in reasons)
+
+
+def test_memory_does_not_depend_on_the_longest_category_value(period):
+    """Two 50 KB cells among 6,000 rows: a fixed-width string array would take 6,000 x 50,000 x 4 bytes."""
+    import tracemalloc
+
+    schema, table = period
+    reference, current = (part.head(3000).copy() for part in halves(table))
+    long_value = "z" * 50_000
+    levels = [*current["MAR"].cat.categories, long_value]
+    for part in (reference, current):
+        mar = part["MAR"].astype(object)
+        mar.iloc[[5, 10]] = long_value
+        part["MAR"] = pd.Categorical(mar, categories=levels)
+    columns = drift.monitored_columns(schema, current)
+    tracemalloc.start()
+    drift.window_drift(reference, current, columns, PARAMS)
+    drift.report_sample(current, columns, PARAMS).pipe(drift._drawable_values, columns)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 100 * 2**20, f"{peak / 2**20:.0f} MB"

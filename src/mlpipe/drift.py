@@ -29,7 +29,7 @@ from scipy.spatial import distance
 
 from mlpipe.config import DriftParams, DriftWindow
 from mlpipe.errors import ConfigError, DataError
-from mlpipe.schema import PROBABILITY, FeatureSchema
+from mlpipe.schema import PROBABILITY, FeatureSchema, category_strings
 from mlpipe.split import time_values
 
 log = logging.getLogger(__name__)
@@ -94,10 +94,19 @@ DEFAULT_THRESHOLD = 0.1  # of both wasserstein and jensenshannon
 
 
 def column_drift(reference: pd.Series, current: pd.Series, kind: str, method: str | None, threshold: float | None, key: str) -> dict[str, Any]:
-    """Evidently's stat test for one column (`kind` is "numerical" or "categorical"), on all rows."""
-    reference, current = reference.dropna(), current.dropna()
-    if kind == CATEGORICAL:
-        reference, current = category_values(reference), category_values(current)
+    """Evidently's stat test for one column (`kind` is "numerical" or "categorical"), on all rows.
+
+    A test that cannot run (no usable value on one side) or gives no finite score is a finding:
+    the column counts as drifted and says why, never silently as stable.
+    """
+    if kind == NUMERICAL:
+        infinite = _count_infinite(current)
+        if infinite and not _count_infinite(reference):
+            return _finding(kind, f"{infinite:,} of {len(current):,} current values are infinite, and the reference has none")
+    reference, current = usable_values(reference, kind), usable_values(current, kind)
+    for side, values in (("reference", reference), ("current", current)):
+        if values.empty:
+            return _finding(kind, f"no usable value in the {side} rows (all missing or not finite)")
     if method is None and len(reference) > LARGE_SAMPLE_ROWS:
         if kind == NUMERICAL and _continuous(reference):
             # Many distinct values: counting them gains nothing, sorting does the job.
@@ -105,8 +114,24 @@ def column_drift(reference: pd.Series, current: pd.Series, kind: str, method: st
         else:
             name, score = default_distance(reference.value_counts(), current.value_counts(), kind)
         limit = DEFAULT_THRESHOLD if threshold is None else threshold
-        return _verdict(kind, name, score, limit, score >= limit)
-    return evidently_test(reference, current, kind, method, threshold, key)
+        verdict = _verdict(kind, name, score, limit, score >= limit)
+    else:
+        verdict = evidently_test(reference, current, kind, method, threshold, key)
+    if not np.isfinite(verdict["score"]):
+        return _finding(kind, f"the {verdict['method']} score could not be computed", verdict["method"])
+    return verdict
+
+
+def _count_infinite(values: pd.Series) -> int:
+    return int(np.isinf(values.dropna().to_numpy(dtype=float)).sum())
+
+
+def usable_values(values: pd.Series, kind: str) -> pd.Series:
+    """The values a stat test can use: present, finite numbers, and categories as text."""
+    if kind == CATEGORICAL:
+        return category_values(values.dropna())
+    numbers = values.dropna()
+    return numbers[np.isfinite(numbers.to_numpy(dtype=float))]
 
 
 def evidently_test(reference: pd.Series, current: pd.Series, kind: str, method: str | None, threshold: float | None, key: str) -> dict[str, Any]:
@@ -129,6 +154,10 @@ def _verdict(kind: str, method: str, score: float, threshold: float, drifted: bo
     return {"kind": kind, "method": method, "score": float(score), "threshold": float(threshold), "drifted": bool(drifted)}
 
 
+def _finding(kind: str, reason: str, method: str | None = None) -> dict[str, Any]:
+    return {"kind": kind, "method": method, "score": None, "threshold": None, "drifted": True, "finding": reason}
+
+
 def _continuous(values: pd.Series) -> bool:
     """More than 1,000 distinct values among the first 10,000: certainly more than five, and
     too many for value counts to be cheaper than sorting."""
@@ -136,10 +165,10 @@ def _continuous(values: pd.Series) -> bool:
 
 
 def category_values(values: pd.Series) -> pd.Series:
-    """Categories as text, converting each distinct value once (fast on millions of rows)."""
-    if isinstance(values.dtype, pd.CategoricalDtype):
-        return values.cat.rename_categories([str(c) for c in values.cat.categories]).astype(str)
-    return values.astype(str)
+    """Categories as text, each distinct value converted once (fast on millions of rows), in an
+    object column: `astype(str)` on a categorical builds a fixed-width array of rows x the longest
+    value, and two 200 KB cells in 6,000 rows took gigabytes."""
+    return category_strings(values).astype(object)
 
 
 def default_distance(reference_counts: pd.Series, current_counts: pd.Series, kind: str) -> tuple[str, float]:
@@ -278,24 +307,35 @@ def report_sample(table: pd.DataFrame, columns: MonitoredColumns, params: DriftP
 
 
 def report_html(reference: pd.DataFrame, current: pd.DataFrame, columns: MonitoredColumns, params: DriftParams) -> str:
-    """Evidently's DataDriftPreset on seeded samples (`report_sample`), as a standalone HTML page."""
+    """Evidently's DataDriftPreset on seeded samples (`report_sample`), as a standalone HTML page.
+
+    A column with no usable value on one side (all missing or not finite) is left out of the
+    page: Evidently cannot draw it, and the verdicts already report it as a finding.
+    """
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
-    definition = DataDefinition(numerical_columns=columns.numerical, categorical_columns=columns.categorical)
-
-    def dataset(table: pd.DataFrame) -> Dataset:
-        frame = report_sample(table, columns, params)
-        for name in columns.categorical:
-            frame[name] = frame[name].astype(str).where(frame[name].notna(), None)
-        return Dataset.from_pandas(frame, data_definition=definition)
-
+    frames = {name: _drawable_values(report_sample(table, columns, params), columns)
+              for name, table in (("reference_data", reference), ("current_data", current))}
+    drawn = [name for name in columns.all if all(frame[name].notna().any() for frame in frames.values())]
+    definition = DataDefinition(numerical_columns=[name for name in columns.numerical if name in drawn],
+                                categorical_columns=[name for name in columns.categorical if name in drawn])
     preset = DataDriftPreset(
-        columns=columns.all, drift_share=params.drift_share, cat_method=params.cat_method, num_method=params.num_method,
+        columns=drawn, drift_share=params.drift_share, cat_method=params.cat_method, num_method=params.num_method,
         cat_threshold=params.cat_threshold, num_threshold=params.num_threshold,
     )
-    snapshot = Report([preset]).run(current_data=dataset(current), reference_data=dataset(reference))
-    return stable_ids(standalone_html(snapshot))
+    datasets = {name: Dataset.from_pandas(frame[drawn], data_definition=definition) for name, frame in frames.items()}
+    return stable_ids(standalone_html(Report([preset]).run(**datasets)))
+
+
+def _drawable_values(frame: pd.DataFrame, columns: MonitoredColumns) -> pd.DataFrame:
+    """Categories as text (missing as None, as Evidently expects) and infinities as missing."""
+    frame = frame.copy()
+    for name in columns.categorical:
+        frame[name] = category_values(frame[name]).where(frame[name].notna(), None)
+    for name in columns.numerical:
+        frame[name] = frame[name].replace([np.inf, -np.inf], np.nan)
+    return frame
 
 
 # The one id the page's script and its data share; fixed, so the page is byte-identical run to run.
@@ -388,9 +428,11 @@ def monitor(reference: pd.DataFrame, current: pd.DataFrame, schema: FeatureSchem
 
 
 def score_records(windows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per window and column (the prediction included): the drift heat map's data."""
+    """One row per window and column (the prediction included): the drift heat map's data.
+    A finding (a score that could not be computed) has no ratio: its cell stays empty."""
     return [
-        {"window": name, "column": column, **values, "score_over_threshold": values["score"] / values["threshold"]}
+        {"window": name, "column": column, **values,
+         "score_over_threshold": None if values["score"] is None else values["score"] / values["threshold"]}
         for name, result in windows.items()
         for column, values in {**result["columns"], "(prediction)": result["prediction_drift"]}.items()
     ]

@@ -10,13 +10,23 @@ from typing import Any
 
 
 def retrain_verdict(windows: dict[str, dict[str, Any]], test_auc: float | None, max_auc_drop: float) -> tuple[bool, list[str]]:
-    """Retrain on dataset drift in any window, or when a labelled window's ROC-AUC fell more than
-    `max_auc_drop` below the test ROC-AUC. Adds each window's `auc_change` as it goes."""
+    """Retrain on dataset drift or target drift in any window, when a labelled window's ROC-AUC fell
+    more than `max_auc_drop` below the test ROC-AUC or cannot be computed, and on every finding (a
+    column whose drift could not be measured). Adds each window's `auc_change` as it goes."""
     reasons = []
     for name, result in windows.items():
         if result["dataset_drift"]:
             reasons.append(f"window {name}: dataset drift ({result['drifted_features']} of "
                            f"{len(result['columns'])} features drifted: {', '.join(result['drifted_columns'])})")
+        monitored = {**result["columns"], "(prediction)": result["prediction_drift"]}
+        if "target_drift" in result:
+            monitored["(target)"] = result["target_drift"]
+            if result["target_drift"]["drifted"] and "finding" not in result["target_drift"]:
+                reasons.append(f"window {name}: target drift (the label distribution moved: {result['target_drift']['method']} "
+                               f"{result['target_drift']['score']:.4f} >= {result['target_drift']['threshold']})")
+        reasons.extend(f"window {name}: column {column}: {values['finding']}" for column, values in monitored.items() if "finding" in values)
+        if "target_drift" in result and result.get("roc_auc") is None:
+            reasons.append(f"window {name}: ROC-AUC cannot be computed (its labels hold one class), so the model's accuracy is unknown")
         if test_auc is not None and result.get("roc_auc") is not None:
             result["auc_change"] = result["roc_auc"] - test_auc
             if -result["auc_change"] > max_auc_drop:
