@@ -1,9 +1,10 @@
 """Validation: the data contract (pandera) — fatal whole-table rules, quarantined rows with the rules they broke."""
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from mlpipe.config import DataParams, ValidateParams, parse_params
+from mlpipe.config import ColumnContract, DataParams, ValidateParams, parse_params
 from mlpipe.errors import ConfigError, DataError
 from mlpipe.validation import REASON_COLUMN, validate_table
 
@@ -33,6 +34,7 @@ def test_bad_rows_are_quarantined_with_every_rule_and_counted():
     assert reasons(result) == {3: "age:in_range(0, 120)", 4: "t:not_null", 5: "y:not_null", 2: "id:unique"}
     assert result.report["failures_by_rule"] == {
         "age:in_range(0, 120)": 1, "y:not_null": 1, "t:not_null": 1, "id:unique": 1,
+        "t:finite": 0, "y:max_length(1000)": 0,  # rules every float and text column gets
     }
     assert result.report["rows_in"] == 6 and result.report["rows_out"] == 2 and result.report["rows_quarantined"] == 4
     # nothing lost: every input row is in exactly one of the two outputs
@@ -168,3 +170,21 @@ def test_personal_columns_are_dropped_or_salted_hashed():
     other = protect_personal_columns(table, {"email": "hash"}, "another salt", "SALT")
     assert other["email"][0] != protected["email"][0]
     assert table["email"][0] == "a@x.org"  # the input is not modified
+
+
+def test_infinite_numbers_and_over_long_text_are_quarantined_by_default():
+    frame = pd.DataFrame({
+        "id": range(6), "t": [1.0] * 6, "y": ["a", "b"] * 3,
+        "x": [1.0, np.inf, -np.inf, np.nan, 2.0, 3.0],
+        "note": ["ok", "z" * 1001, None, "fine", "z" * 1000, "x"],
+    })
+    loose = ValidateParams(max_bad_row_share=1.0)
+    result = validate_table(frame, DataParams(source="s", target="y", positive_label="a"), loose)
+    assert reasons(result) == {1: "x:finite; note:max_length(1000)", 2: "x:finite"}
+    assert result.report["failures_by_rule"]["x:finite"] == 2 and result.report["failures_by_rule"]["note:max_length(1000)"] == 1
+    assert list(result.clean["id"]) == [0, 3, 4, 5]
+
+    allowed = ValidateParams(max_bad_row_share=1.0, max_text_length=5000,
+                             columns={"x": ColumnContract(finite=False), "note": ColumnContract(max_length=2)})
+    result = validate_table(frame, DataParams(source="s", target="y", positive_label="a"), allowed)
+    assert reasons(result) == {1: "note:max_length(2)", 3: "note:max_length(2)", 4: "note:max_length(2)"}

@@ -87,6 +87,8 @@ class ColumnContract(Section):
     nullable: bool = True
     unique: bool = False
     max_null_share: float | None = Field(None, ge=0, le=1)
+    finite: bool = True                        # numbers must be finite (no inf or -inf)
+    max_length: int | None = Field(None, ge=1)  # text: longest value in characters (default validate.max_text_length)
 
     @model_validator(mode="after")
     def _consistent(self) -> ColumnContract:
@@ -112,6 +114,7 @@ class RowCountBounds(Section):
 class ValidateParams(Section):
     max_bad_row_share: float = Field(0.01, ge=0, le=1)
     max_null_share: float = Field(0.5, ge=0, le=1)
+    max_text_length: int = Field(1000, ge=1)
     rows: RowCountBounds = RowCountBounds()
     columns: dict[str, ColumnContract] = {}
 

@@ -89,7 +89,7 @@ def validate_table(table: pd.DataFrame, data: DataParams, validation: ValidatePa
     check_table_rules(table, validation, contracts, null_share)
 
     coerced, coercion_failures = coerce_dtypes(table, contracts)
-    row_failures = {**coercion_failures, **row_rule_failures(coerced, contracts, data.id_columns)}
+    row_failures = {**coercion_failures, **row_rule_failures(coerced, contracts, data.id_columns, validation.max_text_length)}
     failed = pd.DataFrame({rule: rows.reindex(table.index, fill_value=False) for rule, rows in row_failures.items()})
     bad = failed.any(axis=1)
     reasons = pd.Series(["; ".join(failed.columns[row]) for row in failed[bad].to_numpy()], index=table.index[bad], dtype=object)
@@ -200,13 +200,20 @@ def _as_bool(value: Any) -> Any:
     return value
 
 
-def row_rule_failures(table: pd.DataFrame, contracts: dict[str, ColumnContract], id_columns: list[str]) -> dict[str, pd.Series]:
-    """Rule name -> which rows of `table` break it, for every row rule (rules nobody breaks included)."""
+def row_rule_failures(table: pd.DataFrame, contracts: dict[str, ColumnContract], id_columns: list[str],
+                      max_text_length: int) -> dict[str, pd.Series]:
+    """Rule name -> which rows of `table` break it, for every row rule (rules nobody breaks included).
+
+    Besides the declared rules, every column gets the rules its values imply: numbers finite
+    (unless its contract says `finite: false`) and text no longer than `max_length` (default
+    `validate.max_text_length`), since one huge cell can exhaust memory downstream.
+    """
     import pandera.pandas as pa
 
     columns, rules, by_check = {}, [], {}
-    for column, contract in contracts.items():
-        checks = []
+    for column in [*contracts, *(name for name in table.columns if name not in contracts)]:
+        contract = contracts.get(column, ColumnContract())
+        checks = implied_checks(table[column], contract, max_text_length)
         if contract.min is not None or contract.max is not None:
             low, high = contract.min, contract.max
             if low is not None and high is not None:
@@ -217,6 +224,8 @@ def row_rule_failures(table: pd.DataFrame, contracts: dict[str, ColumnContract],
                 checks.append(pa.Check.le(high, error=f"{column}:<=({_number(high)})"))
         if contract.allowed is not None:
             checks.append(pa.Check.isin(contract.allowed, error=f"{column}:allowed{contract.allowed}"))
+        if not checks and column not in contracts:
+            continue
         columns[column] = pa.Column(nullable=contract.nullable, unique=contract.unique, report_duplicates="exclude_first", checks=checks)
         if not contract.nullable:
             rules.append(by_check.setdefault((column, "not_nullable"), f"{column}:not_null"))
@@ -237,6 +246,20 @@ def row_rule_failures(table: pd.DataFrame, contracts: dict[str, ColumnContract],
             raise DataError(f"rule {rule} could not be checked on column '{column}': {cases['failure_case'].iloc[0]}")
         failures[rule].loc[rows.to_numpy()] = True
     return failures
+
+
+def implied_checks(values: pd.Series, contract: ColumnContract, max_text_length: int) -> list:
+    """The finite-number and text-length rules a column's values call for."""
+    import pandera.pandas as pa
+
+    if pd.api.types.is_float_dtype(values) and contract.finite:
+        return [pa.Check(lambda column: pd.Series(np.isfinite(column.to_numpy(dtype=float, na_value=np.nan)), index=column.index)
+                         | column.isna(), error=f"{values.name}:finite")]
+    if pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values):
+        limit = contract.max_length or max_text_length
+        return [pa.Check(lambda column: column.map(lambda value: not isinstance(value, str) or len(value) <= limit),
+                         error=f"{values.name}:max_length({limit})")]
+    return []
 
 
 def _failure_cases(schema, table: pd.DataFrame) -> pd.DataFrame:
