@@ -109,6 +109,7 @@ def main() -> None:
               + [{"name": n, "kind": "categorical", "dtype": "object", "categories": sorted(set(reference[n]))} for n in CATEGORICAL]}
     (work / "schema.json").write_text(json.dumps(schema))
     (work / "evaluation.json").write_text(json.dumps({"test": {"roc_auc": None}}))
+    (work / "quality.json").write_text(json.dumps({"rows_in": args.rows, "rows_quarantined": 0, "bad_row_share": 0.0, "failures_by_rule": {}}))
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["drift"]["windows"] = {"all": {}}
     (work / "params.yaml").write_text(yaml.safe_dump(params))
@@ -118,7 +119,7 @@ def main() -> None:
     stage_command = [sys.executable, "src/stages/drift.py", "--params", str(work / "params.yaml"),
                      "--reference", str(work / "reference.parquet"), "--current", str(work / "current.parquet"),
                      "--model-schema", str(work / "schema.json"), "--evaluation", str(work / "evaluation.json"),
-                     "--metrics", str(work / "drift.json"), "--plot", str(work / "scores.json"), "--reports-dir", str(work / "reports")]
+                     "--current-quality", str(work / "quality.json"), "--metrics", str(work / "drift.json"), "--plot", str(work / "scores.json"), "--reports-dir", str(work / "reports")]
     # The stage is short enough to repeat: the median is steadier than one run on a noisy machine.
     runs = [timed(stage_command, env) for _ in range(args.repeats)]
     stage_times = sorted(wall for wall, _, _ in runs)

@@ -155,9 +155,11 @@ def test_dvc_repro_surfaces_the_error_and_recovers_once_params_are_fixed(repo):
 
 PREDICT = ("predict", "--model", "models/model.txt", "--model-schema", "models/schema.json", "--reference",
            "data/split/train.parquet", "--out-reference", "data/predictions/new_ref.parquet",
-           "--out-current", "data/predictions/new_cur.parquet")
+           "--out-current", "data/predictions/new_cur.parquet", "--quarantine", "data/quarantine/new_cur.parquet",
+           "--quality", "metrics/new_current_quality.json")
 DRIFT = ("drift", "--reference", "data/predictions/reference.parquet", "--current", "data/predictions/current.parquet",
          "--model-schema", "models/schema.json", "--evaluation", "metrics/evaluation.json",
+         "--current-quality", "metrics/current_quality.json",
          "--metrics", "metrics/new_drift.json", "--plot", "metrics/plots/new_drift.json", "--reports-dir", "reports/new_drift")
 
 
@@ -177,9 +179,36 @@ def test_current_table_missing_a_feature_column(repo):
     assert_nothing_written(repo, "data/predictions/new_ref.parquet", "data/predictions/new_cur.parquet")
 
 
-def test_current_table_with_text_in_a_numeric_column(repo):
+def test_current_rows_breaking_the_contract_are_quarantined_and_flagged_not_scored(repo):
+    """Batches meet the row rules of the data contract: bad rows go to the current quarantine with
+    their rule, the rest are scored, and the drift verdict says the batch broke the contract."""
+    import json
+
+    import pandas as pd
+
     current_batch(repo, "text_age.csv", lambda t: t.assign(AGEP=t["AGEP"].astype(str).where(t.index % 7 != 0, "unknown")))
-    assert_one_line_error(repo.stage(*PREDICT), "feature 'AGEP' must be numeric", "'unknown'")
+    run = repo.stage(*PREDICT)
+    assert run.returncode == 0, run.stderr
+    quarantine = pd.read_parquet(repo.path / "data" / "quarantine" / "new_cur.parquet")
+    scored = pd.read_parquet(repo.path / "data" / "predictions" / "new_cur.parquet")
+    assert set(quarantine["AGEP"]) == {"unknown"} and set(quarantine["quarantine_reason"]) == {"AGEP:dtype(int16)"}
+    assert len(quarantine) + len(scored) == len(pd.read_csv(repo.path / "data" / "text_age.csv"))
+    quality = json.loads((repo.path / "metrics" / "new_current_quality.json").read_text())
+    assert quality["rows_quarantined"] == len(quarantine) and quality["failures_by_rule"]["AGEP:dtype(int16)"] == len(quarantine)
+
+    drift_args = list(DRIFT)
+    drift_args[drift_args.index("--current-quality") + 1] = "metrics/new_current_quality.json"
+    assert repo.stage(*drift_args).returncode == 0
+    verdict = json.loads((repo.path / "metrics" / "new_drift.json").read_text())
+    assert verdict["retrain_recommended"] is True
+    assert any(reason.startswith(f"current data: {len(quarantine):,} of ") and "AGEP:dtype(int16)" in reason for reason in verdict["reasons"])
+
+
+def test_a_batch_whose_every_row_breaks_the_contract_is_one_clear_error(repo):
+    current_batch(repo, "all_bad.csv", lambda t: t.assign(AGEP=-5))
+    assert_one_line_error(repo.stage(*PREDICT), "every row of the current table (data/all_bad.csv) breaks the data contract",
+                          "AGEP:in_range(0, 120)")
+    assert_nothing_written(repo, "data/predictions/new_cur.parquet", "data/quarantine/new_cur.parquet")
 
 
 def test_empty_current_table(repo):

@@ -18,11 +18,15 @@ def test_breast_cancer_csv_without_time_column_runs_end_to_end(tmp_path, monkeyp
     table.insert(0, "patient_id", range(1, len(table) + 1))
     # Personal data that must never reach the cache in clear: hashed (kept as an identifier) or dropped.
     table["email"] = [f"patient{i}@clinic.example" for i in table["patient_id"]]
-    table["full_name"] = [f"Jane Doe {i}" for i in table["patient_id"]]
+    table["full_name"] = [f"Ada Quxley {i}" for i in table["patient_id"]]
     monkeypatch.setenv("MLPIPE_PII_SALT", "a-test-salt-not-a-real-secret")
 
     repo = make_repo(tmp_path / "repo")
     table.to_csv(repo.path / "data" / "breast_cancer.csv", index=False)
+    # A new batch, with the same personal columns, enters through the incoming folder (scored by predict).
+    (repo.path / "data" / "incoming").mkdir()
+    batch = table.sample(100, random_state=0).assign(email=lambda t: "new." + t["email"], full_name=lambda t: "John " + t["full_name"])
+    batch.to_csv(repo.path / "data" / "incoming" / "batch-001.csv", index=False)
     params = repo.params()
     params["data"] = {
         "source": "data/breast_cancer.csv", "format": None, "target": "diagnosis", "positive_label": "malignant",
@@ -34,6 +38,7 @@ def test_breast_cancer_csv_without_time_column_runs_end_to_end(tmp_path, monkeyp
     params["split"] = {"strategy": "random", "test_size": 0.3, "stratify": True, "seed": 1}
     params["train"].update(min_child_samples=10, num_leaves=15)
     params["drift"]["windows"] = {"all": {}}  # no time column: one window of every scored row
+    params["monitor"] = {"current_source": "data/incoming"}
     repo.set_params(**params)
     repo.commit("point the pipeline at breast cancer data")
 
@@ -53,8 +58,16 @@ def test_breast_cancer_csv_without_time_column_runs_end_to_end(tmp_path, monkeyp
     raw = pd.read_parquet(repo.path / "data" / "raw" / "dataset.parquet")
     assert "full_name" not in raw.columns
     assert raw["email"].str.fullmatch(r"[0-9a-f]{64}").all() and raw["email"].is_unique
-    for path in [*(repo.path / ".dvc" / "cache").rglob("*"), *(repo.path / "data").rglob("*.parquet"), *(repo.path / "models").rglob("*")]:
-        if path.is_file() and path.name != "breast_cancer.csv":
-            content = path.read_bytes()
-            assert b"clinic.example" not in content and b"Jane Doe" not in content, path
+    scored = pd.read_parquet(repo.path / "data" / "predictions" / "current.parquet")
+    assert len(scored) == 100 and scored["email"].str.fullmatch(r"[0-9a-f]{64}").all()
+    # Nothing but the sources themselves holds a clear value: no output, no cache object, no metric or report.
+    sources = {repo.path / "data" / "breast_cancer.csv", repo.path / "data" / "incoming" / "batch-001.csv"}
+    checked = 0
+    for folder in (".dvc/cache", "data", "models", "metrics", "reports"):
+        for path in (repo.path / folder).rglob("*"):
+            if path.is_file() and path not in sources:
+                content = path.read_bytes()
+                assert b"clinic.example" not in content and b"Quxley" not in content, path
+                checked += 1
+    assert checked > 30
 

@@ -188,3 +188,36 @@ def test_infinite_numbers_and_over_long_text_are_quarantined_by_default():
                              columns={"x": ColumnContract(finite=False), "note": ColumnContract(max_length=2)})
     result = validate_table(frame, DataParams(source="s", target="y", positive_label="a"), allowed)
     assert reasons(result) == {1: "note:max_length(2)", 3: "note:max_length(2)", 4: "note:max_length(2)"}
+
+
+def test_personal_rules_apply_on_every_entry_path_once():
+    from mlpipe.privacy import apply_personal_rules
+
+    data = DataParams(source="s", target="y", positive_label=1, personal_columns={"email": "hash", "full_name": "drop"})
+    batch = pd.DataFrame({"email": ["a@x.org", "b@x.org"], "full_name": ["A", "B"], "y": [1, 0]})
+    protected = apply_personal_rules(batch, data, "data/incoming", environ={"MLPIPE_PII_SALT": "pepper"})
+    assert list(protected.columns) == ["email", "y"] and protected["email"].str.fullmatch("[0-9a-f]{64}").all()
+    # Rows that already came through an entry path (a snapshot read again by ingest) are not hashed twice.
+    again = apply_personal_rules(protected, data, "data/snapshots/x.parquet", environ={"MLPIPE_PII_SALT": "pepper"})
+    pd.testing.assert_frame_equal(again, protected)
+    # A batch without the personal columns passes; one with a misspelt copy of them does not.
+    assert list(apply_personal_rules(batch[["y"]], data, "b", environ={}).columns) == ["y"]
+    with pytest.raises(DataError, match="names 'email', which is not in data/incoming; did you mean 'e_mail'"):
+        apply_personal_rules(batch.rename(columns={"email": "e_mail"}), data, "data/incoming", environ={"MLPIPE_PII_SALT": "p"})
+    with pytest.raises(ConfigError, match="MLPIPE_PII_SALT"):
+        apply_personal_rules(batch, data, "data/incoming", environ={})
+
+
+def test_rows_arriving_after_training_meet_the_row_rules_but_may_be_unlabelled_and_small():
+    from mlpipe.monitoring import quality_reasons
+    from mlpipe.validation import validate_rows
+
+    batch = pd.DataFrame({"id": [1, 2, 3, 3], "t": [2016, 2016, None, 2016], "y": [None, None, None, None],
+                          "age": [30, 500, 40, 50], "x": [1.0, 2.0, np.inf, 3.0]})
+    result = validate_rows(batch, DATA, RULES)
+    assert list(result.quarantine[REASON_COLUMN]) == ["age:in_range(0, 120)", "t:not_null; x:finite", "id:unique"]
+    assert list(result.clean["id"]) == [1] and len(result.clean) + len(result.quarantine) == len(batch)
+    assert result.report["bad_row_share"] == 0.75
+    (reason,) = quality_reasons(result.report, 0.01)
+    assert reason.startswith("current data: 3 of 4 rows (75.0%) broke the data contract") and "validate.max_bad_row_share=0.01" in reason
+    assert quality_reasons(validate_rows(batch.head(1), DATA, RULES).report, 0.01) == []

@@ -8,6 +8,7 @@ of a known section.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import re
 from pathlib import Path
@@ -327,14 +328,49 @@ def describe_validation_error(exc: ValidationError) -> str:
     return f"{key}: {message}" if key else message
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
+# What each params file held when this process read it, so that a stage can tell, before it
+# writes anything, whether the file changed under it (see `changes_since_read`).
+_READ: dict[Path, Any] = {}
+
+
+def read_params_file(path: str | Path) -> Any:
+    """The parsed YAML of a params file; one-line errors for a missing or malformed file."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"params file '{path}' not found: run from the repository root") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise ConfigError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    raw = read_params_file(path)
+    _READ[Path(path).resolve()] = copy.deepcopy(raw)
     return parse_params(raw, origin=str(path))
+
+
+def changes_since_read() -> list[str]:
+    """The keys whose values differ between each params file now and when `load_params` read it.
+
+    DVC records the params it finds in the file after a stage ends. A value changed while the
+    stage ran would be recorded though never used, and the next `dvc repro` would skip the stage.
+    """
+    changes = []
+    for path, then in _READ.items():
+        try:
+            now = read_params_file(path)
+        except ConfigError as exc:
+            changes.append(str(exc))
+            continue
+        changes.extend(f"{path.name}: {change}" for change in _differences(then, now))
+    return changes
+
+
+def _differences(then: Any, now: Any, key: str = "") -> list[str]:
+    if isinstance(then, dict) and isinstance(now, dict):
+        return [change for name in [*then, *(name for name in now if name not in then)]
+                for change in _differences(then.get(name, "<absent>"), now.get(name, "<absent>"), f"{key}.{name}".lstrip("."))]
+    return [] if then == now and type(then) is type(now) else [f"{key or '(the whole file)'} {then!r} -> {now!r}"]

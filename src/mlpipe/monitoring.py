@@ -35,6 +35,16 @@ def retrain_verdict(windows: dict[str, dict[str, Any]], test_auc: float | None, 
     return bool(reasons), reasons
 
 
+def quality_reasons(report: dict[str, Any], max_bad_row_share: float) -> list[str]:
+    """A reason to look when more of the current rows broke the data contract than training allows
+    (`validate.max_bad_row_share`): those rows were quarantined, not scored, and drift cannot see them."""
+    if report["bad_row_share"] <= max_bad_row_share:
+        return []
+    worst = max(report["failures_by_rule"].items(), key=lambda item: item[1])[0]
+    return [f"current data: {report['rows_quarantined']:,} of {report['rows_in']:,} rows ({report['bad_row_share']:.1%}) broke the "
+            f"data contract (most: {worst}), above validate.max_bad_row_share={max_bad_row_share}; see the current quarantine"]
+
+
 def format_verdict(report: dict[str, Any]) -> str:
     lines = []
     for name, result in report["windows"].items():

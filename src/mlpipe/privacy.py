@@ -1,20 +1,29 @@
-"""Personal data handling at ingest, before anything is cached or pushed.
+"""Personal data handling on every path by which rows enter the pipeline, before anything is
+cached or pushed: `ingest`, new batches scored by `predict`, SQL snapshots (and the service).
 
 Columns declared in `data.personal_columns` are either dropped or replaced by a salted
 SHA-256 of their value. The salt is a secret: it is read from an environment variable named
 in params (`data.salt_env`), never from a file in the repository, so the hashes cannot be
 reversed by hashing candidate values without it. The same salt gives the same hashes, which
-keeps joins, duplicate checks and DVC's cache working across runs.
+keeps joins, duplicate checks and DVC's cache working across runs and across entry paths.
 """
 
 from __future__ import annotations
 
 import difflib
 import hashlib
+import logging
+import os
+import re
+from collections.abc import Mapping
 
 import pandas as pd
 
+from mlpipe.config import DataParams
 from mlpipe.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 def salted_hash(values: pd.Series, salt: str) -> pd.Series:
@@ -24,18 +33,50 @@ def salted_hash(values: pd.Series, salt: str) -> pd.Series:
     return pd.Series(hashed, index=values.index, dtype="object", name=values.name)
 
 
-def protect_personal_columns(table: pd.DataFrame, rules: dict[str, str], salt: str | None, salt_env: str) -> pd.DataFrame:
-    """Drop or hash each column named in `rules` ({column: "drop" | "hash"})."""
-    missing = [column for column in rules if column not in table.columns]
-    if missing:
-        close = difflib.get_close_matches(missing[0], list(map(str, table.columns)), n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise DataError(f"data.personal_columns names '{missing[0]}', which is not in the table{hint}")
-    hashed = [column for column, action in rules.items() if action == "hash"]
+def is_hashed(values: pd.Series) -> bool:
+    """Whether every present value already is a SHA-256 hex digest (rows that came through an
+    earlier entry path, such as a snapshot read again by ingest): hashing again would change
+    the identifiers without protecting anything more."""
+    present = values.dropna()
+    return not present.empty and bool(present.map(lambda value: isinstance(value, str) and bool(_SHA256_HEX.fullmatch(value))).all())
+
+
+def protect_personal_columns(table: pd.DataFrame, rules: Mapping[str, str], salt: str | None, salt_env: str,
+                             origin: str = "the table") -> pd.DataFrame:
+    """Drop or hash each column named in `rules` ({column: "drop" | "hash"}) that `table` holds.
+
+    A declared column may be absent (a batch or a snapshot that does not carry it, or one an
+    earlier entry path dropped), but a column whose name is close to a declared one is refused:
+    that is a misspelt rule, and the data it should protect would pass in clear.
+    """
+    present = {column: action for column, action in rules.items() if column in table.columns}
+    for column in rules.keys() - present.keys():
+        close = difflib.get_close_matches(column, [str(name) for name in table.columns], n=1)
+        if close:
+            raise DataError(f"data.personal_columns names '{column}', which is not in {origin}; did you mean '{close[0]}'? "
+                            "Fix the name so that the column is protected")
+    hashed = [column for column, action in present.items() if action == "hash" and not is_hashed(table[column])]
     if hashed and not salt:
         raise ConfigError(f"data.personal_columns hashes {hashed} but the environment variable {salt_env} (data.salt_env) "
                           f"is not set: export a long random secret in it (never commit it)")
-    protected = table.drop(columns=[column for column, action in rules.items() if action == "drop"])
+    protected = table.drop(columns=[column for column, action in present.items() if action == "drop"])
     for column in hashed:
         protected[column] = salted_hash(protected[column], salt)
+    return protected
+
+
+def apply_personal_rules(table: pd.DataFrame, data: DataParams, origin: str, environ: Mapping[str, str] = os.environ) -> pd.DataFrame:
+    """`data.personal_columns` applied to rows entering from `origin`; logs what was done to each column."""
+    if not data.personal_columns:
+        return table
+    protected = protect_personal_columns(table, data.personal_columns, environ.get(data.salt_env), data.salt_env, origin)
+    done = []
+    for column, action in data.personal_columns.items():
+        if column not in table.columns:
+            done.append(f"{column} absent")
+        elif action == "drop":
+            done.append(f"{column} dropped")
+        else:
+            done.append(f"{column} salted-hashed" if not table[column].equals(protected[column]) else f"{column} already hashed")
+    log.info("personal data from %s: %s", origin, ", ".join(done))
     return protected

@@ -82,36 +82,61 @@ def column_contracts(data: DataParams, validation: ValidateParams) -> dict[str, 
 
 
 def validate_table(table: pd.DataFrame, data: DataParams, validation: ValidateParams) -> ValidationResult:
+    """The whole contract on the table the model is trained and tested on."""
     check_columns(table, data, validation)
     check_target(table[data.target], data.positive_label)
     contracts = column_contracts(data, validation)
     null_share = table.isna().mean()
     check_table_rules(table, validation, contracts, null_share)
+    result = quarantine_rows(table, contracts, data.id_columns, validation.max_text_length)
+    result.report["null_share"] = {column: float(share) for column, share in null_share.items() if share > 0}
+    if result.report["bad_row_share"] > validation.max_bad_row_share:
+        raise DataError(
+            f"{result.report['bad_row_share']:.2%} of rows fail validation (most: {worst_rule(result.report)}), above "
+            f"validate.max_bad_row_share={validation.max_bad_row_share}: fix the source or raise the limit"
+        )
+    return result
 
+
+def validate_rows(table: pd.DataFrame, data: DataParams, validation: ValidateParams) -> ValidationResult:
+    """The contract's row rules on rows that arrive after training (batches to score, requests).
+
+    Whole-table rules do not apply: a batch may be small, unlabelled (the target may be missing),
+    or lack columns the model does not read. A high share of bad rows is reported, not fatal:
+    monitoring must go on and say so (see `monitoring.quality_reasons`).
+    """
+    contracts = {column: contract for column, contract in column_contracts(data, validation).items() if column in table.columns}
+    if data.target in contracts:
+        contracts[data.target] = contracts[data.target].model_copy(update={"nullable": True})
+    id_columns = [column for column in data.id_columns if column in table.columns]
+    return quarantine_rows(table, contracts, id_columns, validation.max_text_length)
+
+
+def quarantine_rows(table: pd.DataFrame, contracts: dict[str, ColumnContract], id_columns: list[str],
+                    max_text_length: int) -> ValidationResult:
+    """Rows that pass every row rule (cast to the declared dtypes), rows that break one with the
+    names of the rules they broke, and the counts per rule."""
     coerced, coercion_failures = coerce_dtypes(table, contracts)
-    row_failures = {**coercion_failures, **row_rule_failures(coerced, contracts, data.id_columns, validation.max_text_length)}
-    failed = pd.DataFrame({rule: rows.reindex(table.index, fill_value=False) for rule, rows in row_failures.items()})
+    row_failures = {**coercion_failures, **row_rule_failures(coerced, contracts, id_columns, max_text_length)}
+    failed = pd.DataFrame({rule: rows.reindex(table.index, fill_value=False) for rule, rows in row_failures.items()},
+                          index=table.index)
     bad = failed.any(axis=1)
     reasons = pd.Series(["; ".join(failed.columns[row]) for row in failed[bad].to_numpy()], index=table.index[bad], dtype=object)
-
-    bad_share = float(bad.mean())
     report = {
         "rows_in": len(table),
         "rows_out": int((~bad).sum()),
         "rows_quarantined": int(bad.sum()),
-        "bad_row_share": bad_share,
+        "bad_row_share": float(bad.mean()) if len(table) else 0.0,
         "failures_by_rule": {rule: int(rows.sum()) for rule, rows in failed.items()},
-        "null_share": {column: float(share) for column, share in null_share.items() if share > 0},
     }
-    if bad_share > validation.max_bad_row_share:
-        worst = max(report["failures_by_rule"].items(), key=lambda item: item[1])[0]
-        raise DataError(
-            f"{bad_share:.2%} of rows fail validation (most: {worst}), above "
-            f"validate.max_bad_row_share={validation.max_bad_row_share}: fix the source or raise the limit"
-        )
     quarantine = table[bad].assign(**{REASON_COLUMN: reasons})
     clean = coerced.loc[~bad[coerced.index]]
     return ValidationResult(clean.reset_index(drop=True), quarantine.reset_index(drop=True), report)
+
+
+def worst_rule(report: dict[str, Any]) -> str:
+    """The rule most rows broke."""
+    return max(report["failures_by_rule"].items(), key=lambda item: item[1])[0]
 
 
 def check_table_rules(table: pd.DataFrame, validation: ValidateParams, contracts: dict[str, ColumnContract],

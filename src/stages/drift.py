@@ -10,7 +10,7 @@ from mlpipe import drift
 from mlpipe.cli import describe, log_written, run_stage
 from mlpipe.config import load_params
 from mlpipe.io import read_json, write_json, write_text
-from mlpipe.monitoring import retrain_verdict
+from mlpipe.monitoring import quality_reasons, retrain_verdict
 from mlpipe.schema import FeatureSchema
 
 
@@ -21,12 +21,14 @@ def main(log):
     parser.add_argument("--current", required=True)
     parser.add_argument("--model-schema", required=True)
     parser.add_argument("--evaluation", required=True, help="metrics of the test period, for the ROC-AUC change")
+    parser.add_argument("--current-quality", required=True, help="the current rows' data-quality metrics (from predict)")
     parser.add_argument("--metrics", required=True)
     parser.add_argument("--plot", required=True)
     parser.add_argument("--reports-dir", required=True, type=Path)
     args = parser.parse_args()
 
-    params = load_params(args.params).drift
+    all_params = load_params(args.params)
+    params = all_params.drift
     schema = FeatureSchema.read(args.model_schema)
 
     def progress(name, result):
@@ -39,6 +41,8 @@ def main(log):
         log.info("reference %s; current %s", describe(reference), describe(current))
         windows, reports = drift.monitor(reference, current, schema, params, reporter, on_window=progress)
     retrain, reasons = retrain_verdict(windows, read_json(args.evaluation)["test"]["roc_auc"], params.max_auc_drop)
+    reasons += quality_reasons(read_json(args.current_quality), all_params.validation.max_bad_row_share)
+    retrain = bool(reasons)
     log.info("retrain recommended: %s%s", retrain, "".join(f"\n  - {reason}" for reason in reasons))
     log_written(
         log,

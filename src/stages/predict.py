@@ -8,10 +8,12 @@ import pandas as pd
 from mlpipe.cli import describe, log_written, run_stage
 from mlpipe.config import load_params
 from mlpipe.errors import DataError
-from mlpipe.io import normalise_columns, read_batches, write_parquet
+from mlpipe.io import normalise_columns, read_batches, write_json, write_parquet
 from mlpipe.model import model_from_text
+from mlpipe.privacy import apply_personal_rules
 from mlpipe.schema import FeatureSchema
 from mlpipe.scoring import model_version, score_table
+from mlpipe.validation import validate_rows, worst_rule
 
 
 def main(log):
@@ -22,6 +24,8 @@ def main(log):
     parser.add_argument("--reference", required=True)
     parser.add_argument("--out-reference", required=True)
     parser.add_argument("--out-current", required=True)
+    parser.add_argument("--quarantine", required=True, help="current rows that break the data contract, with the rules")
+    parser.add_argument("--quality", required=True, help="the current rows' data-quality metrics (JSON)")
     args = parser.parse_args()
 
     params = load_params(args.params)
@@ -29,7 +33,15 @@ def main(log):
     model_text = Path(args.model).read_text(encoding="utf-8")
     booster, version = model_from_text(model_text), model_version(model_text)
     source = params.monitor.current_source
-    current = normalise_columns(read_batches(source), origin=source)
+    # New rows enter here: the same personal-data rules and row rules as at ingest and validate.
+    current = apply_personal_rules(normalise_columns(read_batches(source), origin=source), params.data, origin=source)
+    checked = validate_rows(current, params.data, params.validation)
+    if len(checked.quarantine):
+        log.info("current: %d of %d rows quarantined (most: %s)", len(checked.quarantine), len(current), worst_rule(checked.report))
+    if checked.clean.empty:
+        raise DataError(f"every row of the current table ({source}) breaks the data contract (most: {worst_rule(checked.report)}): "
+                        "fix the batch or the contract in validate.*")
+    current = checked.clean
     reference = pd.read_parquet(args.reference)
     log.info("model %s; reference %s; current %s from %s", version[:12], describe(reference), describe(current), source)
     scored = {}
@@ -41,7 +53,8 @@ def main(log):
         log.info("%s: mean probability %.4f, %.1f%% labelled %s", name, scored[name]["probability"].mean(),
                  100 * (scored[name]["predicted_label"] == str(schema.positive_label)).mean(), schema.positive_label)
     # Both tables are scored before either is written: a bad current table leaves no outputs.
-    log_written(log, write_parquet(scored["reference"], args.out_reference), write_parquet(scored["current"], args.out_current))
+    log_written(log, write_parquet(scored["reference"], args.out_reference), write_parquet(scored["current"], args.out_current),
+                write_parquet(checked.quarantine, args.quarantine), write_json(checked.report, args.quality))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from mlpipe.cli import describe, log_written, run_stage
 from mlpipe.config import load_params
 from mlpipe.errors import ConfigError
 from mlpipe.io import normalise_columns, write_parquet
+from mlpipe.privacy import apply_personal_rules
 from mlpipe.sql import read_query
 
 
@@ -19,7 +20,8 @@ def main(log):
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
 
-    snapshots = load_params(args.params).sql_snapshots
+    params = load_params(args.params)
+    snapshots = params.sql_snapshots
     if args.name not in snapshots:
         raise ConfigError(f"sql_snapshots.{args.name} is not in {args.params}; declared: {sorted(snapshots)}")
     spec = snapshots[args.name]
@@ -29,8 +31,11 @@ def main(log):
         if password is None:
             raise ConfigError(f"sql_snapshots.{args.name}.password_env names {spec.password_env}, which is not set in the environment")
     table = read_query(spec.url, query=spec.query, table=spec.table, password=password, order_by=spec.order_by)
-    table = normalise_columns(table, origin=f"sql_snapshots.{args.name}")
-    log.info("read %s from sql_snapshots.%s", describe(table), args.name)
+    origin = f"sql_snapshots.{args.name}"
+    table = normalise_columns(table, origin=origin)
+    log.info("read %s from %s", describe(table), origin)
+    # The snapshot is cached and pushed: personal data is protected here, not only at ingest.
+    table = apply_personal_rules(table, params.data, origin=origin)
     log_written(log, write_parquet(table, args.out))
 
 
