@@ -98,3 +98,11 @@ def test_feature_table_encodes_target_and_keeps_meta_columns():
     out = feature_table(train_table(), schema)
     assert list(out.columns) == ["age", "city", "flag", "y", "id", "t"]
     assert list(out["y"]) == [1, 0, 0, 1]
+
+
+@pytest.mark.parametrize("name", ["a,b", "a:b", "[x]", "a\nb", "a\rb", "a\x01b", 'say "hi"'])
+def test_a_column_name_lightgbm_cannot_store_is_one_clear_error(name):
+    table = train_table().assign(**{name: [1.0, 2.0, 3.0, 4.0]})
+    with pytest.raises(DataError, match="cannot be a model feature: LightGBM cannot store"):
+        build_schema(table, DATA, FeaturesParams())
+    build_schema(train_table().assign(**{"a b é <i>": [1.0, 2.0, 3.0, 4.0]}), DATA, FeaturesParams())  # these are fine

@@ -7,6 +7,7 @@ identically to training, test, batch-scoring and serving inputs.
 from __future__ import annotations
 
 import logging
+import unicodedata
 
 import numpy as np
 import pandas as pd
@@ -41,6 +42,18 @@ def add_derived(table: pd.DataFrame, derived: dict[str, str], key: str = "featur
     return table
 
 
+# LightGBM refuses these in a feature name, and a line break or control character would corrupt
+# its text model file, which stores the names on one line.
+_UNFIT_IN_FEATURE_NAME = set(',:[]{}"')
+
+
+def check_feature_name(name: str) -> None:
+    unfit = sorted({char for char in str(name) if char in _UNFIT_IN_FEATURE_NAME or unicodedata.category(char).startswith("C")})
+    if unfit:
+        raise DataError(f"column {name!r} cannot be a model feature: LightGBM cannot store the character(s) {unfit} in a name; "
+                        "rename it in the source or add it to data.drop_columns")
+
+
 def is_inferred_categorical(values: pd.Series) -> bool:
     return not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values)
 
@@ -50,6 +63,8 @@ def build_schema(train: pd.DataFrame, data: DataParams, features: FeaturesParams
     table = add_derived(train, features.derived)
     excluded = {data.target, *data.id_columns, *data.drop_columns, *([data.time_column] if data.time_column else [])}
     names = [column for column in table.columns if column not in excluded]
+    for name in names:
+        check_feature_name(name)
     if not names:
         raise ConfigError("no feature columns left after removing data.target, data.id_columns, data.time_column and data.drop_columns")
     if data.categorical_columns is None:
