@@ -1,7 +1,9 @@
 """params.yaml parsing: defaults, and errors that name the offending key."""
 
 import pytest
+import yaml
 
+from conftest import ROOT
 from mlpipe.config import load_params, parse_params
 from mlpipe.errors import ConfigError
 
@@ -69,3 +71,28 @@ def test_params_are_immutable():
     params = parse_params(MINIMAL)
     with pytest.raises(Exception):
         params.train.learning_rate = 1.0  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("section, key, value, message", [
+    ("train", "num_leaves", True, "train.num_leaves: expected a number, got True"),
+    ("validate", "max_bad_row_share", False, "validate.max_bad_row_share: expected a number, got False"),
+    ("drift", "num_threshold", True, "drift.num_threshold: expected a number, got True"),
+    ("evaluate", "period", "H", "evaluate.period: Input should be 'Y', 'Q', 'M', 'W' or 'D' (got 'H')"),
+    ("data", "id_columns", ["employed"], "column 'employed' is both data.target and data.id_columns"),
+    ("data", "id_columns", ["year"], "column 'year' is both data.time_column and data.id_columns"),
+    ("data", "categorical_columns", ["id", "MAR"], "column 'id' is both data.id_columns and data.categorical_columns"),
+    ("data", "pattern", "../*.csv", "data.pattern: '../*.csv' must match files inside data.source"),
+    ("data", "pattern", "/etc/*", "data.pattern: '/etc/*' must match files inside data.source"),
+])
+def test_malformed_values_the_check_used_to_let_through(section, key, value, message):
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw[section][key] = value
+    with pytest.raises(ConfigError) as raised:
+        parse_params(raw)
+    assert message in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_yaml_exponents_without_a_dot_still_read_as_numbers():
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text().replace("learning_rate: 0.05", "learning_rate: 1e-3"))
+    assert raw["train"]["learning_rate"] == "1e-3"  # PyYAML's reading
+    assert parse_params(raw).train.learning_rate == 0.001

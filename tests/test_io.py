@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from mlpipe.errors import DataError
-from mlpipe.io import atomic_path, infer_format, normalise_columns, read_table, write_json, write_parquet
+from mlpipe.io import atomic_path, infer_format, normalise_columns, partition_files, read_table, write_json, write_parquet
 
 
 def test_format_is_inferred_from_suffix_or_taken_as_declared(tmp_path):
@@ -166,3 +166,16 @@ def test_partitions_that_disagree_on_columns_are_an_error(tmp_path):
         read_source(tmp_path)
     with pytest.raises(DataError, match="holds no .csv or .parquet batch files matching 'x-\\*'"):
         read_source(tmp_path, pattern="x-*")
+
+
+def test_a_partition_that_resolves_outside_its_folder_is_refused(tmp_path):
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    pd.DataFrame({"a": [1]}).to_csv(folder / "part-1.csv", index=False)
+    pd.DataFrame({"a": [2]}).to_csv(tmp_path / "secret.csv", index=False)
+    assert len(partition_files(folder)) == 1
+    with pytest.raises(DataError, match="resolves outside the folder"):
+        partition_files(folder, "../*.csv")
+    (folder / "part-2.csv").symlink_to(tmp_path / "secret.csv")
+    with pytest.raises(DataError, match="part-2.csv' resolves outside the folder"):
+        partition_files(folder)

@@ -11,7 +11,9 @@ from __future__ import annotations
 import copy
 import difflib
 import re
-from pathlib import Path
+import types
+import typing
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal, Union
 
 import yaml
@@ -20,12 +22,34 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from mlpipe.errors import ConfigError
 
 Scalar = Union[bool, int, float, str]
+
+
+def _is_number_annotation(annotation: Any) -> bool:
+    """int, float, or an optional one (not a Scalar, which admits booleans on purpose)."""
+    options = set(typing.get_args(annotation)) if typing.get_origin(annotation) in (Union, types.UnionType) else {annotation}
+    return bool(options) and options <= {int, float, type(None)} and bool(options - {type(None)})
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 SNAPSHOT_NAME = r"^[A-Za-z0-9_-]+$"
 
 
+# A model-level check names its field by starting its message with this mark and the field's name.
+FIELD_MARK = "@field:"
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_for_a_number(cls, raw: Any) -> Any:
+        # pydantic's lax mode reads `true` as 1 for an int or float field; strict mode would also
+        # refuse "1e-3", which is how PyYAML reads an exponent without a dot. Refuse only bools.
+        if isinstance(raw, dict):
+            for name, field in cls.model_fields.items():
+                value = raw.get(field.alias or name)
+                if isinstance(value, bool) and _is_number_annotation(field.annotation):
+                    raise ValueError(f"{FIELD_MARK}{field.alias or name}: expected a number, got {value!r}")
+        return raw
 
 
 class DataParams(Section):
@@ -40,6 +64,32 @@ class DataParams(Section):
     categorical_columns: list[str] | None = None
     personal_columns: dict[str, Literal["drop", "hash"]] = {}
     salt_env: str = Field("MLPIPE_PII_SALT", pattern=ENV_NAME)
+
+    @model_validator(mode="after")
+    def _roles_do_not_clash(self) -> DataParams:
+        dropped_personal = [column for column, action in self.personal_columns.items() if action == "drop"]
+        clashes = [
+            ("target", [self.target], "id_columns", self.id_columns),
+            ("target", [self.target], "drop_columns", self.drop_columns),
+            ("target", [self.target], "categorical_columns", self.categorical_columns or []),
+            ("target", [self.target], "personal_columns (drop)", dropped_personal),
+            ("time_column", [self.time_column] if self.time_column else [], "id_columns", self.id_columns),
+            ("time_column", [self.time_column] if self.time_column else [], "personal_columns (drop)", dropped_personal),
+            ("id_columns", self.id_columns, "categorical_columns", self.categorical_columns or []),
+        ]
+        for first, first_columns, second, second_columns in clashes:
+            both = [column for column in first_columns if column in second_columns]
+            if both:
+                raise ValueError(f"column '{both[0]}' is both data.{first} and data.{second}: a column plays one role; remove it from one")
+        return self
+
+    @model_validator(mode="after")
+    def _pattern_stays_in_the_folder(self) -> DataParams:
+        # A pattern that leaves data.source would read files DVC does not track as this stage's input.
+        if self.pattern is not None and (PurePosixPath(self.pattern).is_absolute() or ".." in PurePosixPath(self.pattern).parts
+                                         or "\\" in self.pattern):
+            raise ValueError(f"{FIELD_MARK}pattern: {self.pattern!r} must match files inside data.source (no absolute path, no '..')")
+        return self
 
     @property
     def declared_columns(self) -> dict[str, list[str]]:
@@ -217,7 +267,7 @@ class EvaluateParams(Section):
     threshold: float = Field(0.5, gt=0, lt=1)
     calibration_bins: int = Field(10, ge=2)
     curve_points: int = Field(101, ge=11)
-    period: str = "Y"
+    period: Literal["Y", "Q", "M", "W", "D"] = "Y"
     max_periods: int = Field(50, ge=1)
 
 
@@ -319,6 +369,9 @@ def describe_validation_error(exc: ValidationError) -> str:
     first = exc.errors()[0]
     key = ".".join(str(part) for part in first["loc"] if not str(part).startswith("function-after"))
     message = first["msg"].removeprefix("Value error, ")
+    if message.startswith(FIELD_MARK):
+        field, _, message = message.removeprefix(FIELD_MARK).partition(": ")
+        return f"{key}.{field}: {message}" if key else f"{field}: {message}"
     if first["type"] == "extra_forbidden":
         return f"unknown key '{key}' (check its spelling)"
     if first["type"] == "missing":

@@ -124,6 +124,12 @@ def partition_files(folder: Path, pattern: str | None = None) -> list[Path]:
     files = sorted(p for p in candidates if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in FORMATS)
     if not files:
         raise DataError(_no_partitions(folder, pattern))
+    inside = folder.resolve()
+    for file in files:
+        # DVC hashes the folder as the stage's input: a file that resolves elsewhere is not part of it.
+        if not file.resolve().is_relative_to(inside):
+            raise DataError(f"partition '{file}' resolves outside the folder '{folder}' (a link or a pattern that leaves it); "
+                            "copy the file into the folder instead")
     return files
 
 
