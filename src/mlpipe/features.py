@@ -48,6 +48,8 @@ _UNFIT_IN_FEATURE_NAME = set(',:[]{}"')
 
 
 def check_feature_name(name: str) -> None:
+    if not str(name).strip():
+        raise DataError("a column without a name cannot be a model feature: name it in the source or drop it")
     unfit = sorted({char for char in str(name) if char in _UNFIT_IN_FEATURE_NAME or unicodedata.category(char).startswith("C")})
     if unfit:
         raise DataError(f"column {name!r} cannot be a model feature: LightGBM cannot store the character(s) {unfit} in a name; "

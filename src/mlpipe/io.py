@@ -241,6 +241,8 @@ def normalise_columns(table: pd.DataFrame, origin: str) -> pd.DataFrame:
     whatever category order the source file carried must not leak into the model.
     """
     names = [str(column).strip() for column in table.columns]
+    if "" in names:
+        raise DataError(f"'{origin}' has a column without a name (column {names.index('') + 1}): name it in the source")
     duplicated = sorted({name for name in names if names.count(name) > 1})
     if duplicated:
         raise DataError(f"'{origin}' has duplicate column names after stripping spaces: {duplicated}")

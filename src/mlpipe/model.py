@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from mlpipe.config import TrainParams
+from mlpipe.errors import DataError
 from mlpipe.schema import FeatureSchema
 from mlpipe.split import stratified_mask
 
@@ -69,8 +70,11 @@ def train_model(features: pd.DataFrame, target: pd.Series, params: TrainParams) 
     summary: dict[str, Any] = {"train_rows": len(features)}
     curve: list[dict[str, float]] = []
     rounds = params.n_estimators
+    if len(features) == 0 or target.nunique() < 2:
+        raise DataError(f"the training set has {len(features)} rows and {target.nunique()} class(es): LightGBM needs rows of both classes")
     if params.validation_fraction:
         is_valid = stratified_mask(target, len(target), params.validation_fraction, params.seed)
+        _check_validation_slice(target, is_valid, params.validation_fraction)
         fit_features, fit_target = features[~is_valid], target[~is_valid]
         fit_set = lgb.Dataset(fit_features, fit_target, categorical_feature=categorical, free_raw_data=False)
         valid_set = fit_set.create_valid(features[is_valid], target[is_valid])
@@ -105,6 +109,17 @@ def train_model(features: pd.DataFrame, target: pd.Series, params: TrainParams) 
         log.info("fitted %d trees on all %d training rows in %.1fs", rounds, len(features), time.perf_counter() - started)
     summary["n_trees"] = rounds
     return TrainedModel(booster=booster, curve=curve, summary=summary)
+
+
+def _check_validation_slice(target: pd.Series, is_valid: np.ndarray, fraction: float) -> None:
+    """Early stopping needs a held-out slice, and a fitted part, that are not empty."""
+    held_out, kept = int(is_valid.sum()), int((~is_valid).sum())
+    if held_out == 0 or kept == 0 or target[~is_valid].nunique() < 2:
+        raise DataError(
+            f"the training set has {len(target)} rows ({target.value_counts().min()} in its smaller class): too few to hold out "
+            f"train.validation_fraction={fraction} for early stopping ({held_out} rows) and fit on the rest; use more data, "
+            "or set train.validation_fraction: 0 and train.early_stopping_rounds: 0"
+        )
 
 
 def model_to_text(booster: lgb.Booster) -> str:
