@@ -110,3 +110,31 @@ def test_a_broken_source_fails_in_one_line_and_the_next_repro_recovers(repo, sam
     assert set(recovered.stages_run) <= {"ingest"}, "only the stage whose output DVC removed may run again"
     assert outputs_digest(repo) == before
     assert "Data and pipelines are up to date" in repo.dvc("status").stdout
+
+
+def test_params_changed_while_train_runs_fail_it_and_dvc_records_nothing(repo):
+    """The issue's reproduction: before the fix, dvc.lock recorded 0.2 for a model trained with 0.06."""
+    model = repo.path / "models" / "model.txt"
+    model_before, lock_before = model.read_bytes(), (repo.path / "dvc.lock").read_text()
+    repo.set_params(train={"learning_rate": 0.06, "n_estimators": 3000, "early_stopping_rounds": 0, "validation_fraction": 0})
+    env = {**tool_env(), "PYTHONPATH": str(repo.path / "src")}
+    process = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "train"], cwd=repo.path, env=env, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in process.stdout:  # the stage logs as it goes; it has read its params once it reads its data
+            if "train: read" in line:
+                break
+        params = repo.path / "params.yaml"
+        params.write_text(params.read_text().replace("learning_rate: 0.06", "learning_rate: 0.2"))
+        stdout, stderr = process.communicate(timeout=300)
+    finally:
+        process.kill()
+    assert process.returncode != 0
+    assert "error: train: params changed while the stage ran (params.yaml: train.learning_rate 0.06 -> 0.2)" in stderr
+    # DVC removes a stage's outputs before running it; the failed run put no new model in their place.
+    assert not model.exists() and (repo.path / "dvc.lock").read_text() == lock_before
+    assert [path for path in repo.path.rglob("*.tmp") if ".git" not in path.parts] == []
+    repo.dvc("checkout", "models/model.txt")
+    assert model.read_bytes() == model_before
+    assert repo.dvc("repro", "train").stages_run == ["train"]  # DVC knows the model is stale
+    assert "learning_rate: 0.2" in (repo.path / "metrics" / "train" / "params.yaml").read_text()

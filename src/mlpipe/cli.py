@@ -16,8 +16,10 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
+from mlpipe.config import changes_since_read
 from mlpipe.credentials import mask_credentials
-from mlpipe.errors import PipelineError
+from mlpipe.errors import ConfigError, PipelineError
+from mlpipe.io import after_commit, output_transaction
 
 
 def run_stage(name: str, main: Callable[[logging.Logger], None]) -> None:
@@ -26,7 +28,8 @@ def run_stage(name: str, main: Callable[[logging.Logger], None]) -> None:
     log = logging.getLogger(name)
     started = time.perf_counter()
     try:
-        main(log)
+        with output_transaction(before_commit=params_unchanged):
+            main(log)
     except PipelineError as exc:
         print(f"error: {name}: {mask_credentials(str(exc))}", file=sys.stderr)
         _exit(1)
@@ -35,6 +38,16 @@ def run_stage(name: str, main: Callable[[logging.Logger], None]) -> None:
         _exit(130)
     log.info("done in %.1fs", time.perf_counter() - started)
     _exit(0)
+
+
+def params_unchanged() -> None:
+    """Refuse to write when params.yaml changed while the stage ran: DVC would record the new
+    values for outputs made with the old ones, and the next `dvc repro` would skip the stage."""
+    changes = changes_since_read()
+    if changes:
+        shown = "; ".join(changes[:3]) + (f"; and {len(changes) - 3} more" if len(changes) > 3 else "")
+        raise ConfigError(f"params changed while the stage ran ({shown}); nothing was written: run it again "
+                          "(queue experiments with `dvc exp run --queue` to edit params while others run)")
 
 
 def _exit(code: int) -> None:
@@ -56,10 +69,13 @@ def describe(table: pd.DataFrame) -> str:
 
 
 def log_written(log: logging.Logger, *paths: str | Path) -> None:
-    """Log each output with its size, and its row count when it is a table."""
-    for path in map(Path, paths):
-        rows = f"{pq.read_metadata(path).num_rows:,} rows, " if path.suffix == ".parquet" else ""
-        log.info("wrote %s (%s%s)", path, rows, _size(path))
+    """Log each output with its size, and its row count when it is a table, once it is in place."""
+    def report() -> None:
+        for path in map(Path, paths):
+            rows = f"{pq.read_metadata(path).num_rows:,} rows, " if path.suffix == ".parquet" else ""
+            log.info("wrote %s (%s%s)", path, rows, _size(path))
+
+    after_commit(report)
 
 
 def _size(path: Path) -> str:

@@ -13,6 +13,10 @@ class DataError(PipelineError):
     """A data source or table is missing, unreadable or does not fit the declared schema."""
 
 
+class OutputError(PipelineError):
+    """An output cannot be written (disk full, file-size limit, permissions)."""
+
+
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (libraries' messages can run to pages)."""
     text = str(exc).strip().splitlines()

@@ -2,7 +2,8 @@
 
 Every writer goes through `atomic_path`: the bytes land in a temporary file beside the
 target and are renamed into place only when complete, so a crash or a kill never leaves a
-half-written file for DVC to cache.
+half-written file for DVC to cache. A stage's outputs are put in place together, at the end
+of its `output_transaction`, so a failure leaves none of them changed.
 """
 
 from __future__ import annotations
@@ -12,15 +13,16 @@ import io
 import json
 import math
 import os
+import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pandas as pd
 
-from mlpipe.errors import DataError, first_line
+from mlpipe.errors import DataError, OutputError, first_line
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 BATCH_COLUMN = "batch"
@@ -287,36 +289,110 @@ def _claim_temporary(target: str | Path) -> tuple[Path, Path]:
     return target, _temporary_name(target, os.getpid())
 
 
+# The outputs of the running stage that wait to be put in place together (see `output_transaction`):
+# (temporary, target) pairs, and what to do once they are in place. None outside a transaction.
+_staged: list[tuple[Path, Path]] | None = None
+_after_commit: list[Callable[[], None]] = []
+
+
+@contextmanager
+def output_transaction(before_commit: Callable[[], None] = lambda: None) -> Iterator[None]:
+    """Write a stage's outputs all or nothing.
+
+    Inside the block every `atomic_path` / `atomic_dir` write stays in its temporary. When the
+    block ends, `before_commit` runs (a last check, such as params not changed under the stage),
+    then every output is renamed into place, then the `after_commit` callbacks run. If the
+    block, a write or the check fails, no output is touched and the temporaries are removed.
+    """
+    global _staged
+    _staged, _after_commit[:] = [], []
+    try:
+        yield
+        before_commit()
+        for temporary, target in _staged:
+            _put_in_place(temporary, target)
+        for callback in _after_commit:
+            callback()
+    finally:
+        for temporary, _ in _staged:
+            _remove(temporary)
+        _staged, _after_commit[:] = None, []
+
+
+def after_commit(callback: Callable[[], None]) -> None:
+    """Run `callback` once the outputs are in place: at the end of the open transaction, or now."""
+    if _staged is None:
+        callback()
+    else:
+        _after_commit.append(callback)
+
+
 @contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `target`; rename it onto `target` only on success."""
-    target, temporary = _claim_temporary(target)
-    try:
+    """Yield a temporary path beside `target`; rename it onto `target` only on success (at the end
+    of the open `output_transaction`, if there is one)."""
+    with _output_errors(target):
+        target, temporary = _claim_temporary(target)
+    with _output_errors(target), _removed_unless_staged(temporary):
         yield temporary
         with open(temporary, "rb+") as handle:
             os.fsync(handle.fileno())
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
+        _stage_or_put_in_place(temporary, target)
 
 
 @contextmanager
 def atomic_dir(target: str | Path) -> Iterator[Path]:
     """Yield an empty folder beside `target`; swap it in for `target` only on success."""
-    target, staging = _claim_temporary(target)
+    with _output_errors(target):
+        target, staging = _claim_temporary(target)
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    try:
+    with _output_errors(target), _removed_unless_staged(staging):
+        staging.mkdir()
         yield staging
-        if target.exists():
+        _stage_or_put_in_place(staging, target)
+
+
+def _stage_or_put_in_place(temporary: Path, target: Path) -> None:
+    if _staged is None:
+        _put_in_place(temporary, target)
+    else:
+        _staged.append((temporary, target))
+
+
+def _put_in_place(temporary: Path, target: Path) -> None:
+    with _output_errors(target):
+        if temporary.is_dir() and target.exists():
             retired = target.with_name(f".{target.name}.{os.getpid()}.old")
             os.replace(target, retired)
-            os.replace(staging, target)
+            os.replace(temporary, target)
             shutil.rmtree(retired)
         else:
-            os.replace(staging, target)
+            os.replace(temporary, target)
+
+
+@contextmanager
+def _removed_unless_staged(temporary: Path) -> Iterator[None]:
+    try:
+        yield
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if not any(temporary == staged for staged, _ in _staged or []):
+            _remove(temporary)
+
+
+def _remove(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+
+
+@contextmanager
+def _output_errors(target: Path) -> Iterator[None]:
+    """A full disk, a file-size limit, a read-only or forbidden folder: one line naming the output."""
+    try:
+        yield
+    except OSError as exc:
+        # pyarrow's errors carry the errno only in their text: "... Detail: [errno 27] File too large"
+        number = exc.errno or int(next(iter(re.findall(r"\[errno (\d+)\]", str(exc))), 0))
+        raise OutputError(f"cannot write '{target}': {os.strerror(number) if number else first_line(exc)}; "
+                          "free disk space, fix the folder's permissions or raise the file-size limit (ulimit -f)") from None
 
 
 def write_parquet(table: pd.DataFrame, target: str | Path) -> Path:
