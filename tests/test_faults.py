@@ -2,6 +2,7 @@
 Each must fail loudly, lose nothing, and leave a workspace the next `dvc repro` recovers from.
 (S3 down or rejecting credentials and SQL errors: test_sources.py and test_remotes.py.)"""
 
+import contextlib
 import os
 import re
 import shutil
@@ -138,3 +139,50 @@ def test_params_changed_while_train_runs_fail_it_and_dvc_records_nothing(repo):
     assert model.read_bytes() == model_before
     assert repo.dvc("repro", "train").stages_run == ["train"]  # DVC knows the model is stale
     assert "learning_rate: 0.2" in (repo.path / "metrics" / "train" / "params.yaml").read_text()
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:  # field 4 of /proc/<pid>/stat: the parent's pid
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_report_workers_die_with_a_killed_drift_stage_and_release_its_output(repo):
+    """kill -9 of the drift stage alone (what the OOM killer does): before the fix its forked report
+    workers lived on, holding stdout/stderr, so a caller reading the output to its end hung."""
+    from test_bad_input import DRIFT
+
+    env = {**tool_env(), "PYTHONPATH": str(repo.path / "src")}
+    stage = subprocess.Popen([sys.executable, f"src/stages/{DRIFT[0]}.py", *DRIFT[1:]], cwd=repo.path, env=env,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 60
+        while len(workers) < 2 and time.monotonic() < deadline and stage.poll() is None:
+            workers = children_of(stage.pid)
+            time.sleep(0.01)
+        assert len(workers) >= 2, "the stage never started its report workers"
+        os.kill(stage.pid, signal.SIGKILL)
+        stage.communicate(timeout=30)  # returns once every holder of the pipes has closed them
+        deadline = time.monotonic() + 10
+        while any(Path(f"/proc/{pid}").exists() and "zombie" not in _state(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [pid for pid in workers if Path(f"/proc/{pid}").exists() and "zombie" not in _state(pid)]
+    finally:
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        stage.kill()
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split("\n")[0]
+    except (OSError, IndexError):
+        return "zombie"

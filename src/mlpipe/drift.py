@@ -13,11 +13,16 @@ tests, and a sample draws the same picture.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 import json
 import logging
 import multiprocessing
+import os
 import re
+import signal
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -275,6 +280,43 @@ def import_evidently() -> None:
         gc.enable()
 
 
+def _start_report_worker(parent: int) -> None:
+    """A report worker's start: tie its life to the stage's, let go of the stage's output pipes,
+    then import Evidently.
+
+    A stage killed outright (the OOM killer, kill -9) cannot stop its workers; left alive, they
+    would hold its stdout and stderr open, and `dvc repro | tee`, CI or a caller reading the
+    output to its end would wait for ever. Results and errors travel through the pool's own
+    queues, so the worker needs neither stream.
+    """
+    _die_with(parent)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for stream in (0, 1, 2):
+        os.dup2(devnull, stream)
+    os.close(devnull)
+    import_evidently()
+
+
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def _die_with(parent: int) -> None:
+    """Have the kernel kill this process when `parent` dies (Linux), or watch for it (elsewhere)."""
+    try:
+        if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL) != 0:
+            raise OSError(ctypes.get_errno(), "prctl")
+    except (OSError, AttributeError):
+        threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
+
+
 def _ready() -> None:
     """A no-op task: submitting one makes the pool start its workers (which import Evidently)."""
 
@@ -287,9 +329,11 @@ def report_workers(count: int) -> Iterator[Executor]:
     while the caller reads and computes verdicts, without competing for its GIL. Workers are
     forked (inheriting pandas and friends already imported) when the pool is created, before
     the caller starts any thread, so they cannot inherit a held lock. On an error they are
-    stopped at once rather than left to finish their import.
+    stopped at once rather than left to finish their import; if the caller is killed, they die
+    with it (see `_start_report_worker`).
     """
-    pool = ProcessPoolExecutor(max_workers=count, mp_context=multiprocessing.get_context("fork"), initializer=import_evidently)
+    pool = ProcessPoolExecutor(max_workers=count, mp_context=multiprocessing.get_context("fork"),
+                               initializer=_start_report_worker, initargs=(os.getpid(),))
     pool.submit(_ready)  # with "fork", the first submit starts every worker
     try:
         yield pool
