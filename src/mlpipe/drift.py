@@ -33,7 +33,7 @@ import pandas as pd
 from scipy.spatial import distance
 
 from mlpipe.config import DriftParams, DriftWindow
-from mlpipe.errors import ConfigError, DataError
+from mlpipe.errors import ConfigError, DataError, first_line
 from mlpipe.schema import PROBABILITY, FeatureSchema, category_strings
 from mlpipe.split import time_values
 
@@ -122,7 +122,7 @@ def column_drift(reference: pd.Series, current: pd.Series, kind: str, method: st
         verdict = _verdict(kind, name, score, limit, score >= limit)
     else:
         verdict = evidently_test(reference, current, kind, method, threshold, key)
-    if not np.isfinite(verdict["score"]):
+    if "finding" not in verdict and not np.isfinite(verdict["score"]):
         return _finding(kind, f"the {verdict['method']} score could not be computed", verdict["method"])
     return verdict
 
@@ -151,7 +151,10 @@ def evidently_test(reference: pd.Series, current: pd.Series, kind: str, method: 
         raise ConfigError(f"{key}: unknown stat test '{method}' (Evidently knows e.g. wasserstein, ks, psi, jensenshannon, chisquare)") from None
     except Exception as exc:  # noqa: BLE001 - Evidently signals a method unfit for the column type this way
         raise ConfigError(f"{key}: stat test '{method}' cannot be used for {kind} column '{reference.name}': {exc}") from None
-    result = test(reference, current, column_type, threshold)
+    try:
+        result = test(reference, current, column_type, threshold)
+    except (ValueError, ZeroDivisionError) as exc:  # e.g. scipy's chi-square on a level the reference never had
+        return _finding(kind, f"the {test.name} score could not be computed: {first_line(exc)}", test.name)
     return _verdict(kind, test.name, result.drift_score, result.actual_threshold, result.drifted)
 
 
