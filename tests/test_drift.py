@@ -239,6 +239,8 @@ def test_memory_does_not_depend_on_the_longest_category_value(period):
 def test_a_stat_test_that_fails_on_small_data_is_a_finding():
     """Evidently's chi-square (its choice below 1,000 rows) raises on some small tables (found by
     tests/test_properties.py); the column is then a finding, not a traceback."""
-    reference = pd.Series(["0"] * 25 + ["-4850", "", "x"])
-    result = drift.column_drift(reference, pd.Series(["0", "0"]), drift.CATEGORICAL, None, None, "drift.cat_method")
+    levels = ["", "-4850", "0", "\x00"]  # as the model's schema fixes them
+    reference = pd.Series(pd.Categorical(["0"] * 25 + ["-4850", "", "\x00"], categories=levels))
+    current = pd.Series(pd.Categorical(["0", "0"], categories=levels))
+    result = drift.column_drift(reference, current, drift.CATEGORICAL, None, None, "drift.cat_method")
     assert result["drifted"] is True and result["finding"].startswith("the chisquare score could not be computed")
