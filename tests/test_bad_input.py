@@ -94,7 +94,8 @@ def test_missing_target_column(repo):
 
 
 def test_non_binary_target(repo):
-    repo.set_params(data={"target": "MAR"})
+    categorical = [column for column in repo.params()["data"]["categorical_columns"] if column != "MAR"]
+    repo.set_params(data={"target": "MAR", "categorical_columns": categorical})
     run = repo.stage(*VALIDATE)
     assert_one_line_error(run, "'MAR'", "binary", "5 distinct values")
     assert_nothing_written(repo, "data/validated/new.parquet")

@@ -108,3 +108,18 @@ def test_periods_from_years_and_dates():
     assert evaluation.period_labels(pd.Series(range(100), name="t"), "Y", 50) is None
     by = evaluation.metrics_by_period(np.array([0, 1, 0, 1]), np.array([0.2, 0.8, 0.3, 0.6]), pd.Series(["a", "a", "b", "b"]), 0.5)
     assert list(by) == ["a", "b"] and by["a"]["rows"] == 2
+
+
+@pytest.mark.parametrize("rows, params, message", [
+    (8, TrainParams(min_child_samples=1), "too few to hold out train.validation_fraction=0.1"),
+    (60, TrainParams(min_child_samples=40), "54 training rows are left to fit: a split needs train.min_child_samples=40"),
+    (1, TrainParams(validation_fraction=0, early_stopping_rounds=0), "1 rows and 1 class(es)"),
+])
+def test_a_training_set_too_small_is_one_line_before_lightgbm_runs(rows, params, message):
+    from mlpipe.errors import DataError
+
+    features = pd.DataFrame({"x": np.arange(rows, dtype=float)})
+    target = pd.Series(np.arange(rows) % 2, name="y")
+    with pytest.raises(DataError) as raised:
+        train_model(features, target, params)
+    assert message in str(raised.value) and "\n" not in str(raised.value)

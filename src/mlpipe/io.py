@@ -278,7 +278,16 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """A killed writer whose parent died too waits as a zombie until something reaps it (in a
+    container that may be never): it writes nothing more, so its temporaries are stale."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _claim_temporary(target: str | Path) -> tuple[Path, Path]:

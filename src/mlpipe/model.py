@@ -72,9 +72,15 @@ def train_model(features: pd.DataFrame, target: pd.Series, params: TrainParams) 
     rounds = params.n_estimators
     if len(features) == 0 or target.nunique() < 2:
         raise DataError(f"the training set has {len(features)} rows and {target.nunique()} class(es): LightGBM needs rows of both classes")
+    is_valid = stratified_mask(target, len(target), params.validation_fraction, params.seed)
     if params.validation_fraction:
-        is_valid = stratified_mask(target, len(target), params.validation_fraction, params.seed)
         _check_validation_slice(target, is_valid, params.validation_fraction)
+    fit_rows = int((~is_valid).sum())
+    if fit_rows < 2 * params.min_child_samples:
+        # LightGBM would not fail: it would fit trees without a single split, a constant model.
+        raise DataError(f"{fit_rows} training rows are left to fit: a split needs train.min_child_samples={params.min_child_samples} "
+                        "rows on each side, so every tree would be a constant; use more data or lower train.min_child_samples")
+    if params.validation_fraction:
         fit_features, fit_target = features[~is_valid], target[~is_valid]
         fit_set = lgb.Dataset(fit_features, fit_target, categorical_feature=categorical, free_raw_data=False)
         valid_set = fit_set.create_valid(features[is_valid], target[is_valid])
