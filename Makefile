@@ -37,8 +37,9 @@ setup: $(STAMP)
 repro: setup
 	dvc repro
 
+# One worker per core; --dist loadfile keeps each test file (and its session fixtures) in one worker.
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadfile
 
 bench: setup
 	$(BIN)/python bench/pipeline_overhead.py
