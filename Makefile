@@ -9,9 +9,10 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 PIP := $(BIN)/python -m pip --disable-pip-version-check --quiet
 
-.PHONY: help setup repro test bench dag metrics monitor sweep review push pull clean
+.PHONY: help setup init repro test bench dag metrics monitor sweep review push pull clean
 
 help:
+	@echo "make init    DATA=path/or/url TARGET=column [POSITIVE=label] [TIME=column] [FORCE=1]: point params.yaml at your table"
 	@echo "make repro   build .venv if needed, then run the pipeline (dvc repro)"
 	@echo "make test    build .venv if needed, then run the test suite"
 	@echo "make bench   time the pipeline against a bare script (writes bench/results/)"
@@ -33,6 +34,12 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+# Your own table: profiles it and rewrites the data-specific sections of params.yaml.
+init: setup
+	@test -n "$(DATA)" -a -n "$(TARGET)" || { echo "error: init: give DATA=path/or/url and TARGET=column" >&2; exit 2; }
+	$(BIN)/python -m mlpipe.tools.init --data "$(DATA)" --target "$(TARGET)" $(if $(POSITIVE),--positive "$(POSITIVE)") \
+		$(if $(TIME),--time "$(TIME)") $(if $(FORCE),--force)
 
 repro: setup
 	dvc repro
@@ -59,12 +66,12 @@ monitor: setup
 GRID ?= train.learning_rate=0.03,0.1 train.num_leaves=31,127
 JOBS ?= 2
 sweep: setup
-	$(BIN)/python -m mlpipe.experiments $(GRID) --jobs $(JOBS)
+	$(BIN)/python -m mlpipe.tools.experiments $(GRID) --jobs $(JOBS)
 
 # What a reviewer pastes into a pull request: make review BASE=main
 BASE ?= HEAD
 review: setup
-	$(BIN)/python -m mlpipe.review --base $(BASE)
+	$(BIN)/python -m mlpipe.tools.review --base $(BASE)
 
 # The default remote is a folder beside the clone (see .dvc/config); REMOTE=s3 for another one.
 REMOTE ?=

@@ -32,8 +32,8 @@ from pathlib import Path
 
 from pipeline_overhead import snapshot_repository
 
-from mlpipe.dvc_cli import dvc
-from mlpipe.experiments import queue_statuses, queued_names, worker_env
+from mlpipe.tools.dvc_cli import dvc
+from mlpipe.tools.experiments import queue_statuses, queued_names, worker_env
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"

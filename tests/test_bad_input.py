@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 pytestmark = pytest.mark.integration
@@ -183,7 +185,6 @@ def test_current_table_missing_a_feature_column(repo):
 def test_current_rows_breaking_the_contract_are_quarantined_and_flagged_not_scored(repo):
     """Batches meet the row rules of the data contract: bad rows go to the current quarantine with
     their rule, the rest are scored, and the drift verdict says the batch broke the contract."""
-    import json
 
     import pandas as pd
 
@@ -217,11 +218,22 @@ def test_empty_current_table(repo):
     assert_one_line_error(repo.stage(*PREDICT), "data/empty_batch.csv", "no rows")
 
 
-def test_drift_window_with_no_rows(repo):
+def test_a_drift_window_the_current_data_does_not_reach_is_reported_not_fatal(repo):
+    # Which periods new batches cover is not known in advance: an empty window is named in the
+    # verdict, and only when no window selects anything is that a reason to look.
+    repo.set_params(drift={"windows": {"2030": {"start": 2030, "end": 2030}, "all": {}}})
+    assert repo.stage(*DRIFT).returncode == 0
+    verdict = json.loads((repo.path / "metrics" / "new_drift.json").read_text())
+    assert verdict["empty_windows"] == {"2030": "selects no rows of the current data (start 2030, end 2030)"}
+    assert list(verdict["windows"]) == ["all"]
+    assert sorted(path.name for path in (repo.path / "reports" / "new_drift").iterdir()) == ["all.html"]
+    assert not any("no drift window" in reason for reason in verdict["reasons"])
+
     repo.set_params(drift={"windows": {"2030": {"start": 2030, "end": 2030}}})
-    run = repo.stage(*DRIFT)
-    assert_one_line_error(run, "drift.windows.2030 selects no rows")
-    assert_nothing_written(repo, "metrics/new_drift.json", "metrics/plots/new_drift.json", "reports/new_drift")
+    assert repo.stage(*DRIFT).returncode == 0
+    verdict = json.loads((repo.path / "metrics" / "new_drift.json").read_text())
+    assert verdict["retrain_recommended"] is True
+    assert "no drift window selects any current rows (2030): drift was not measured" in " ".join(verdict["reasons"])
 
 
 def test_unknown_stat_test_name(repo):
@@ -246,8 +258,6 @@ def test_code_in_a_derived_feature_never_runs(repo, tmp_path):
 
 
 def test_a_model_schema_carrying_code_is_refused_by_predict(repo, tmp_path):
-    import json
-
     marker = tmp_path / "pwned"
     schema_file = repo.path / "models" / "schema.json"
     schema = json.loads(schema_file.read_text())

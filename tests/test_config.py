@@ -42,6 +42,19 @@ def test_minimal_params_take_documented_defaults():
         ({"data": {"source": "t.csv", "target": "y"}}, ["missing required key 'data.positive_label'"]),
         (with_section(train={"early_stopping_rounds": 10, "validation_fraction": 0}), ["train.validation_fraction"]),
         (["not", "a", "mapping"], ["expected a mapping"]),
+        # Drift windows that could only fail after training fail in the params check every stage runs.
+        (with_section(drift={"windows": {"2016": {"start": 2016, "end": 2016}}}),
+         ["drift.windows.2016 has start/end but data.time_column is null", "all: {}"]),
+        (with_section(data={**MINIMAL["data"], "time_column": "year"}, drift={"windows": {"late": {"start": 2018, "end": 2016}}}),
+         ["drift.windows.late: start 2018 comes after end 2016", "swap them"]),
+        (with_section(data={**MINIMAL["data"], "time_column": "year"}, split={"strategy": "time", "train_until": 2015},
+                      drift={"windows": {"old": {"start": 2014, "end": 2015}}}),
+         ["drift.windows.old ends at 2015, inside the training period (split.train_until 2015)"]),
+        (with_section(data={**MINIMAL["data"], "time_column": "day"}, split={"strategy": "time", "train_until": "2020-06-30"},
+                      drift={"windows": {"q3": {"start": 2020, "end": 2021}}}),
+         ["drift.windows.q3.end 2021 and split.train_until '2020-06-30' are not the same kind of time"]),
+        (with_section(data={**MINIMAL["data"], "time_column": "day"}, drift={"windows": {"q3": {"start": "soon"}}}),
+         ["drift.windows.q3.start 'soon' is neither a number nor a date"]),
     ],
 )
 def test_invalid_values_name_the_key(raw, fragments):
@@ -51,6 +64,13 @@ def test_invalid_values_name_the_key(raw, fragments):
     assert "\n" not in message
     for fragment in fragments:
         assert fragment in message
+
+
+def test_date_windows_after_the_training_period_pass_the_check():
+    params = parse_params(with_section(data={**MINIMAL["data"], "time_column": "day"},
+                                       split={"strategy": "time", "train_until": "2020-06-30"},
+                                       drift={"windows": {"q3": {"start": "2020-07-01", "end": "2020-09-30"}, "all": {}}}))
+    assert list(params.drift.windows) == ["q3", "all"]
 
 
 def test_unrelated_top_level_sections_are_allowed():

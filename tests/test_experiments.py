@@ -24,7 +24,7 @@ def test_queued_sweep_runs_only_train_and_downstream_in_each_experiment(repo):
     repo.dvc("repro")
     repo.commit("baseline for the sweep")
 
-    run = repo.run(sys.executable, "-m", "mlpipe.experiments", "train.learning_rate=0.03,0.1", "train.num_leaves=4,31", "--jobs", "2")
+    run = repo.run(sys.executable, "-m", "mlpipe.tools.experiments", "train.learning_rate=0.03,0.1", "train.num_leaves=4,31", "--jobs", "2")
     names = re.search(r"queued 4 experiments: (.+)", run.stdout).group(1).split(", ")
     assert "| Experiment" in run.stdout  # dvc exp show --md
 
@@ -46,7 +46,7 @@ def test_queued_sweep_runs_only_train_and_downstream_in_each_experiment(repo):
     assert len(set(aucs.values())) == 4, aucs
 
     # A failing experiment says why in its queue log, in one line from the stage.
-    failing = repo.run(sys.executable, "-m", "mlpipe.experiments", "train.learning_rate=-1", "--jobs", "1", check=False)
+    failing = repo.run(sys.executable, "-m", "mlpipe.tools.experiments", "train.learning_rate=-1", "--jobs", "1", check=False)
     assert failing.returncode == 1
     assert "error: train: params.yaml: train.learning_rate: Input should be greater than 0" in failing.stderr
 

@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 from sklearn.datasets import make_classification
 
-from mlpipe import experiments, review, tuning
+from mlpipe import tuning
+from mlpipe.tools import experiments, review
 from mlpipe.config import ConfigError, Guard, TrainParams, TuneParams, parse_params
 from mlpipe.errors import DataError
 from mlpipe.tracking import read_training_curve, write_training_record

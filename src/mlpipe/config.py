@@ -341,9 +341,56 @@ class Params(BaseModel):
                 raise ValueError(f"sql_snapshots name {name!r} must use only letters, digits, '_' and '-' (it names a stage and a file)")
         return self
 
+    @model_validator(mode="after")
+    def _drift_windows_fit_the_data(self) -> Params:
+        """Windows that cannot select current rows fail here, in the params check every stage runs,
+        rather than in the drift stage after training."""
+        for name, window in self.drift.windows.items():
+            key = f"drift.windows.{name}"
+            bounds = {bound: value for bound, value in (("start", window.start), ("end", window.end)) if value is not None}
+            if not bounds:
+                continue
+            if not self.data.time_column:
+                raise ValueError(f"{key} has start/end but data.time_column is null: a table without a time column has "
+                                 "no periods; use a window without bounds (all: {}), or set data.time_column")
+            for bound, value in bounds.items():
+                if isinstance(value, str) and _time_order(value) is None:
+                    raise ValueError(f"{key}.{bound} {value!r} is neither a number nor a date (write dates as YYYY-MM-DD)")
+            if len(bounds) == 2 and not _comparable(window.start, window.end):
+                raise ValueError(f"{key}: start {window.start!r} and end {window.end!r} are not the same kind of time (a number and a date)")
+            if len(bounds) == 2 and _time_order(window.start) > _time_order(window.end):
+                raise ValueError(f"{key}: start {window.start!r} comes after end {window.end!r}, so it selects nothing: swap them")
+            if self.split.strategy == "time" and window.end is not None and self.split.train_until is not None:
+                if not _comparable(window.end, self.split.train_until):
+                    raise ValueError(f"{key}.end {window.end!r} and split.train_until {self.split.train_until!r} are not the same "
+                                     "kind of time (a number and a date): write both like the values of data.time_column")
+                end, train_until = _time_order(window.end), _time_order(self.split.train_until)
+                if end is not None and train_until is not None and end <= train_until:
+                    raise ValueError(f"{key} ends at {window.end!r}, inside the training period (split.train_until "
+                                     f"{self.split.train_until!r}): drift compares later rows with that period, so the window "
+                                     "selects nothing to compare; move it after split.train_until")
+        return self
+
     @property
     def validation(self) -> ValidateParams:
         return self.validate_
+
+
+def _comparable(first: Scalar, second: Scalar) -> bool:
+    """Two time bounds are comparable when both are numbers or both are text (dates)."""
+    return isinstance(first, str) == isinstance(second, str)
+
+
+def _time_order(value: Scalar):
+    """A time bound as something to compare: numbers as they are, text as a date (None when it is not one)."""
+    if isinstance(value, str):
+        import pandas as pd
+
+        try:
+            return pd.Timestamp(value)
+        except ValueError:
+            return None
+    return value
 
 
 SECTIONS = ("data", "sql_snapshots", "validate", "split", "features", "train", "tune", "evaluate", "monitor", "drift", "review")

@@ -452,7 +452,7 @@ def stable_ids(html: str) -> str:
 
 def monitor(reference: pd.DataFrame, current: pd.DataFrame, schema: FeatureSchema, params: DriftParams, reporter: Executor,
             on_window=lambda name, result: None) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
-    """Verdicts and an HTML report for every window in `params.windows`.
+    """Verdicts and an HTML report for every window in `params.windows` that selects current rows.
 
     The reports are drawn by `reporter` (see `report_workers`) from samples, while the verdicts
     are computed here on every row. `on_window` is called with each window's verdicts as they
@@ -461,9 +461,9 @@ def monitor(reference: pd.DataFrame, current: pd.DataFrame, schema: FeatureSchem
     columns = monitored_columns(schema, current)
     check_current(current, reference, columns)
     selected = {name: window_rows(current, schema.time_column, name, window) for name, window in params.windows.items()}
-    for name, rows in selected.items():
-        if rows.empty:
-            raise DataError(f"drift.windows.{name} selects no rows of the current table: adjust its start/end")
+    # New batches decide which periods the current data covers, so an empty window is not an
+    # error the user could have seen coming: it is left out, and `empty_windows` says so.
+    selected = {name: rows for name, rows in selected.items() if not rows.empty}
     reference_sample = report_sample(reference, columns, params)
     pending = {name: reporter.submit(report_html, reference_sample, report_sample(rows, columns, params), columns, params)
                for name, rows in selected.items()}
@@ -472,6 +472,12 @@ def monitor(reference: pd.DataFrame, current: pd.DataFrame, schema: FeatureSchem
         windows[name] = window_drift(reference, rows, columns, params)
         on_window(name, windows[name])
     return windows, {name: future.result() for name, future in pending.items()}
+
+
+def empty_windows(windows: dict[str, dict[str, Any]], params: DriftParams) -> dict[str, str]:
+    """The windows of `params` that selected no current rows, with their bounds, for the verdict."""
+    return {name: f"selects no rows of the current data (start {window.start}, end {window.end})"
+            for name, window in params.windows.items() if name not in windows}
 
 
 def score_records(windows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:

@@ -45,8 +45,18 @@ def quality_reasons(report: dict[str, Any], max_bad_row_share: float) -> list[st
             f"data contract (most: {worst}), above validate.max_bad_row_share={max_bad_row_share}; see the current quarantine"]
 
 
+def coverage_reasons(windows: dict[str, dict[str, Any]], empty: dict[str, str]) -> list[str]:
+    """A reason to look when no window selected any current rows: drift was not measured at all."""
+    if windows:
+        return []
+    return [f"no drift window selects any current rows ({', '.join(empty)}): drift was not measured; "
+            "set drift.windows to the periods the current data covers"]
+
+
 def format_verdict(report: dict[str, Any]) -> str:
     lines = []
+    for name, why in report.get("empty_windows", {}).items():
+        lines.append(f"{name:>8}: {why}")
     for name, result in report["windows"].items():
         auc = f", ROC-AUC {result['roc_auc']:.4f} ({result['auc_change']:+.4f})" if result.get("auc_change") is not None else ""
         drifted = ", ".join(result["drifted_columns"]) or "none"

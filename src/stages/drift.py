@@ -10,7 +10,7 @@ from mlpipe import drift
 from mlpipe.cli import describe, log_written, run_stage
 from mlpipe.config import load_params
 from mlpipe.io import read_json, write_json, write_text
-from mlpipe.monitoring import quality_reasons, retrain_verdict
+from mlpipe.monitoring import coverage_reasons, quality_reasons, retrain_verdict
 from mlpipe.schema import FeatureSchema
 
 
@@ -40,13 +40,17 @@ def main(log):
         reference, current = pd.read_parquet(args.reference), pd.read_parquet(args.current)
         log.info("reference %s; current %s", describe(reference), describe(current))
         windows, reports = drift.monitor(reference, current, schema, params, reporter, on_window=progress)
+    empty = drift.empty_windows(windows, params)
+    for name, why in empty.items():
+        log.warning("window %s %s: no verdict or report for it", name, why)
     retrain, reasons = retrain_verdict(windows, read_json(args.evaluation)["test"]["roc_auc"], params.max_auc_drop)
     reasons += quality_reasons(read_json(args.current_quality), all_params.validation.max_bad_row_share)
+    reasons += coverage_reasons(windows, empty)
     retrain = bool(reasons)
     log.info("retrain recommended: %s%s", retrain, "".join(f"\n  - {reason}" for reason in reasons))
     log_written(
         log,
-        write_json({"retrain_recommended": retrain, "reasons": reasons, "windows": windows}, args.metrics),
+        write_json({"retrain_recommended": retrain, "reasons": reasons, "empty_windows": empty, "windows": windows}, args.metrics),
         write_json(drift.score_records(windows), args.plot),
         *(write_text(html, args.reports_dir / f"{name}.html") for name, html in reports.items()),
     )

@@ -1,6 +1,6 @@
 """Run a parameter sweep through DVC's experiment queue and wait for it: what `make sweep` runs.
 
-    python -m mlpipe.experiments train.learning_rate=0.03,0.1 train.num_leaves=31,127 --jobs 2
+    python -m mlpipe.tools.experiments train.learning_rate=0.03,0.1 train.num_leaves=31,127 --jobs 2
 
 Each argument becomes one `-S` of `dvc exp run --queue` (DVC expands the grid), then
 `dvc queue start -j N` runs them in background workers. This waits for exactly the
@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 
-from mlpipe.dvc_cli import dvc
+from mlpipe.tools.dvc_cli import dvc
 from mlpipe.errors import PipelineError
 
 ACTIVE = {"Queued", "Running"}

@@ -1,6 +1,6 @@
 """The review report a reviewer pastes into a pull request, and the CI gate on guarded metrics.
 
-    python -m mlpipe.review --base main          # what `make review BASE=main` runs
+    python -m mlpipe.tools.review --base main          # what `make review BASE=main` runs
 
 It asks DVC what changed between `--base` and the workspace (`dvc params diff`, `dvc metrics
 diff --all`, `dvc plots diff -o ...`), adds the drift verdict from metrics/drift.json, writes
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mlpipe.config import Guard, load_params
-from mlpipe.dvc_cli import dvc
+from mlpipe.tools.dvc_cli import dvc
 from mlpipe.errors import PipelineError
 from mlpipe.io import write_text
 from mlpipe.monitoring import format_verdict

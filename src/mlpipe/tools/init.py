@@ -1,0 +1,224 @@
+"""Point the pipeline at your own table: what `make init DATA=... TARGET=...` runs.
+
+    python -m mlpipe.tools.init --data data/my_table.csv --target churned [--positive yes] [--time month] [--force]
+
+Profiles the table (`mlpipe.profiling`), prints one line per decision, and rewrites only the
+data-specific parts of params.yaml (data, validate.rows/columns, split cut-offs, drift windows
+and, for dates, evaluate.period), keeping every other key and every comment. A local source
+that git does not track is versioned with `dvc add` so that `dvc repro` and queued experiments
+see exactly the same bytes. Nothing is written when anything is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from mlpipe.config import parse_params
+from mlpipe.errors import ConfigError, DataError, PipelineError
+from mlpipe.io import is_url, normalise_columns, read_source, write_text
+from mlpipe.profiling import Profile, profile_table
+from mlpipe.tools.dvc_cli import dvc
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, help="a CSV or Parquet file, a folder of them, or an http(s)/s3 URL")
+    parser.add_argument("--target", required=True, help="the binary column to predict")
+    parser.add_argument("--positive", help="the target value counted as positive (asked when it cannot be told)")
+    parser.add_argument("--time", help="the column that orders rows in time (inferred when unambiguous)")
+    parser.add_argument("--format", choices=["csv", "parquet"], help="when the file name does not tell")
+    parser.add_argument("--force", action="store_true", help="overwrite uncommitted edits to params.yaml")
+    parser.add_argument("--params", default="params.yaml", type=Path)
+    args = parser.parse_args(argv)
+    try:
+        init(args.data, args.target, positive=args.positive, time_column=args.time, fmt=args.format,
+             params_path=args.params, force=args.force, ask=_ask if sys.stdin.isatty() else None)
+    except PipelineError as exc:
+        print(f"error: init: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _ask(question: str) -> str:
+    try:
+        return input(question).strip()
+    except EOFError:
+        raise DataError("no answer given: pass POSITIVE=<value>") from None
+
+
+def init(source: str, target: str, *, positive: str | None = None, time_column: str | None = None, fmt: str | None = None,
+         params_path: Path = Path("params.yaml"), force: bool = False, ask=None, out=print) -> Profile:
+    """Profile `source` and rewrite the data-specific sections of `params_path`; see the module doc."""
+    root = params_path.resolve().parent
+    if not params_path.exists():
+        raise ConfigError(f"'{params_path}' not found: run make init from the repository root")
+    if not force:
+        _refuse_uncommitted_edits(params_path)
+    local = None if is_url(source) else Path(source)
+    if local is not None and not local.exists():
+        raise DataError(f"DATA={source!r} does not exist: give the path of a CSV or Parquet file (or a folder of them) or a URL")
+    table = normalise_columns(read_source(source, fmt), origin=source)
+    out(f"read {len(table):,} rows x {table.shape[1]} columns from {source}")
+    profile = profile_table(table, target, positive=positive, time_column=time_column, ask=ask)
+
+    versioned_source, to_version, notes = source, None, []
+    if local is not None:
+        versioned_source, to_version = _repository_path(local, root)
+    text = rewrite_params(params_path.read_text(encoding="utf-8"), profile, versioned_source, fmt, out=lambda line: notes.append(line))
+    parse_params(_yaml().load(text), origin=str(params_path))  # what is written must pass the params check
+
+    for line in [*(f"  {decision}" for decision in profile.decisions), *notes]:
+        out(line)
+    for line in profile.warnings:
+        out(f"  warning: {line}")
+    if local is not None and local.resolve() != (root / versioned_source).resolve():
+        _copy(local, root / versioned_source)
+        out(f"  copied {source} to {versioned_source}: the pipeline reads data inside the repository")
+    write_text(text, params_path)
+    out(f"wrote {params_path} (data, validate, split, drift{', evaluate.period' if profile.period else ''}); "
+        "review it with `git diff params.yaml`")
+    if to_version:
+        dvc("add", to_version, cwd=root)
+        out(f"versioned {to_version} with `dvc add`: commit {to_version}.dvc and the .gitignore beside it "
+            "(queued experiments see only committed files)")
+    out("next: make repro")
+    return profile
+
+
+def _refuse_uncommitted_edits(params_path: Path) -> None:
+    done = subprocess.run(["git", "status", "--porcelain", "--", params_path.name], cwd=params_path.resolve().parent,
+                          capture_output=True, text=True)
+    if done.returncode == 0 and done.stdout.strip():
+        raise ConfigError(f"{params_path} has uncommitted edits: commit them, or pass FORCE=1 to overwrite its data sections")
+
+
+def _repository_path(local: Path, root: Path) -> tuple[str, str | None]:
+    """Where the pipeline reads the source (inside the repository), and the path to `dvc add`
+    when git does not already version it (None when it does, or DVC already tracks it)."""
+    try:
+        inside = local.resolve().relative_to(root)
+    except ValueError:
+        inside = Path("data") / local.name
+        if (root / inside).exists():
+            raise DataError(f"DATA={str(local)!r} is outside the repository and '{inside}' already exists: "
+                            "copy the file into data/ under a new name and pass that path") from None
+        return inside.as_posix(), inside.as_posix()
+    if (root / f"{inside}.dvc").exists():
+        return inside.as_posix(), None
+    tracked = subprocess.run(["git", "ls-files", "--error-unmatch", "--", str(inside)], cwd=root, capture_output=True)
+    return inside.as_posix(), None if tracked.returncode == 0 or _is_stage_output(inside, root) else inside.as_posix()
+
+
+def _is_stage_output(path: Path, root: Path) -> bool:
+    """Whether a stage of dvc.yaml writes `path` (a SQL snapshot, say): DVC versions it already."""
+    lock = root / "dvc.lock"
+    if not lock.exists():
+        return False
+    locked = _yaml().load(lock.read_text(encoding="utf-8")) or {}
+    return any(Path(out["path"]) in (path, *path.parents) for stage in locked.get("stages", {}).values()
+               for out in stage.get("outs", []))
+
+
+def _copy(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if source.is_dir():
+        shutil.copytree(source, target)
+    else:
+        shutil.copyfile(source, target)
+
+
+def _yaml():
+    from ruamel.yaml import YAML
+
+    yaml = YAML()
+    yaml.width = 4096  # keep one-line entries on one line
+    yaml.representer.add_representer(type(None), lambda representer, _: representer.represent_scalar("tag:yaml.org,2002:null", "null"))
+    return yaml
+
+
+def _flow(value: Any) -> Any:
+    """Nested lists and mappings written on one line, as params.yaml writes them."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    if isinstance(value, dict):
+        node = CommentedMap((key, _flow(item)) for key, item in value.items())
+    elif isinstance(value, list):
+        node = CommentedSeq(_flow(item) for item in value)
+    else:
+        return value
+    node.fa.set_flow_style()
+    return node
+
+
+def _section(document: Any, name: str) -> Any:
+    from ruamel.yaml.comments import CommentedMap
+
+    if not isinstance(document.get(name), dict):
+        document[name] = CommentedMap()
+    return document[name]
+
+
+def _replace_mapping(parent: Any, key: str, entries: dict[str, Any]) -> None:
+    """Replace the entries of parent[key] in place (its comments stay), each on one line."""
+    from ruamel.yaml.comments import CommentedMap
+
+    if not isinstance(parent.get(key), dict):
+        parent[key] = CommentedMap()
+    mapping = parent[key]
+    for name in list(mapping):
+        del mapping[name]
+    for name, value in entries.items():
+        mapping[name] = _flow(value)
+
+
+def rewrite_params(text: str, profile: Profile, source: str, fmt: str | None, out=print) -> str:
+    """params.yaml's text with the table's data-specific values put in; every other key and comment kept."""
+    yaml = _yaml()
+    document = yaml.load(text)
+    data = _section(document, "data")
+    for key, value in {"source": source, "format": fmt, "pattern": None, **profile.data}.items():
+        data[key] = _flow(value)
+    validate = _section(document, "validate")
+    rows = validate.get("rows")
+    if isinstance(rows, dict):
+        rows["min"] = profile.rows_min
+    else:
+        validate["rows"] = _flow({"min": profile.rows_min, "max": None})
+    _replace_mapping(validate, "columns", profile.contract)
+    split = _section(document, "split")
+    for key, value in profile.split.items():
+        split[key] = value
+    _replace_mapping(_section(document, "drift"), "windows", profile.windows)
+    if profile.period:
+        _section(document, "evaluate")["period"] = profile.period
+    features = _section(document, "features")
+    derived = dict(features.get("derived") or {})
+    kept = kept_derived(derived, profile.columns)
+    if kept != derived:
+        out(f"  features.derived: removed {', '.join(derived.keys() - kept.keys())} (they read columns this table does not have)")
+        _replace_mapping(features, "derived", kept)
+    out = io.StringIO()
+    yaml.dump(document, out)
+    return out.getvalue()
+
+
+def kept_derived(derived: dict[str, str], columns: list[str]) -> dict[str, str]:
+    """The derived features that read only columns of the table (or derived features before them)."""
+    from mlpipe.expressions import parse_expression
+
+    known, kept = set(columns), {}
+    for name, text in derived.items():
+        if set(parse_expression(text, f"features.derived.{name}").columns) <= known:
+            kept[name] = text
+            known.add(name)
+    return kept
+
+
+if __name__ == "__main__":
+    sys.exit(main())
