@@ -71,7 +71,8 @@ sweep: setup
 # What a reviewer pastes into a pull request: make review BASE=main
 BASE ?= HEAD
 review: setup
-	$(BIN)/python -m mlpipe.tools.review --base $(BASE)
+	$(BIN)/python -m mlpipe.tools.review --base $(BASE) --output reports/review.md --plots-dir reports/review_plots \
+		--drift metrics/drift.json
 
 # The default remote is a folder beside the clone (see .dvc/config); REMOTE=s3 for another one.
 REMOTE ?=

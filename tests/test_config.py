@@ -7,7 +7,7 @@ from conftest import ROOT
 from mlpipe.config import load_params, parse_params
 from mlpipe.errors import ConfigError
 
-MINIMAL = {"data": {"source": "t.csv", "target": "y", "positive_label": 1}}
+MINIMAL = {"data": {"source": "t.csv", "target": "y", "positive_label": 1}, "monitor": {"current_source": "new.csv"}}
 
 
 def with_section(**sections):
@@ -19,6 +19,20 @@ def test_shipped_params_file_is_valid():
     assert params.data.target == "employed"
     assert params.split.strategy == "time"
     assert params.train.seed == params.split.seed == 42
+
+
+def test_shipped_values_of_general_sections_are_the_code_defaults():
+    """One source of truth: params.yaml shows the defaults of every section that is not about the
+    default table, so a key removed from the file keeps its value."""
+    shipped, defaults = load_params("params.yaml"), parse_params(MINIMAL)
+    for section in ("features", "train", "tune", "evaluate"):
+        assert getattr(shipped, section) == getattr(defaults, section), section
+    assert shipped.drift.model_copy(update={"windows": defaults.drift.windows}) == defaults.drift
+    assert shipped.validate.model_copy(update={"rows": defaults.validate.rows, "columns": {}}) == defaults.validate
+
+
+def test_a_split_section_without_strategy_splits_like_no_section():
+    assert parse_params(with_section(split={"test_size": 0.3})).split.strategy == parse_params(MINIMAL).split.strategy == "random"
 
 
 def test_minimal_params_take_documented_defaults():
@@ -71,6 +85,15 @@ def test_date_windows_after_the_training_period_pass_the_check():
                                        split={"strategy": "time", "train_until": "2020-06-30"},
                                        drift={"windows": {"q3": {"start": "2020-07-01", "end": "2020-09-30"}, "all": {}}}))
     assert list(params.drift.windows) == ["q3", "all"]
+
+
+def test_params_reference_and_key_comments_are_generated_from_the_models():
+    from mlpipe.tools import params_doc
+
+    assert params_doc.main(["--check", "--output", str(ROOT / "docs" / "params.md"), "--params", str(ROOT / "params.yaml")]) == 0
+    reference = (ROOT / "docs" / "params.md").read_text()
+    assert "| `train.min_child_samples` | integer, ≥ 1 | `100` | minimum rows per leaf |" in reference
+    assert "### `validate.columns.<name>`" in reference
 
 
 def test_unrelated_top_level_sections_are_allowed():

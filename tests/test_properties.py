@@ -77,7 +77,7 @@ def through_the_pipeline(table: pd.DataFrame, raw_params: dict) -> None:
     params = parse_params(raw_params)
     table = normalise_columns(table, "t.csv")
     table = apply_personal_rules(table, params.data, "t.csv", environ={"MLPIPE_PII_SALT": "s"})
-    validated = validate_table(table, params.data, params.validation)
+    validated = validate_table(table, params.data, params.validate)
     assert len(validated.clean) + len(validated.quarantine) == len(table)
     train, test = split_table(validated.clean, params.split, params.data.time_column, params.data.target)
     schema = build_schema(train, params.data, params.features)
@@ -88,7 +88,7 @@ def through_the_pipeline(table: pd.DataFrame, raw_params: dict) -> None:
     proba = booster.predict(test_features[schema.feature_names])
     times = test_features[schema.time_column] if schema.time_column else None
     evaluation_report(test_features[schema.target].to_numpy(), proba, times, params.evaluate)
-    current = validate_rows(test, params.data, params.validation)
+    current = validate_rows(test, params.data, params.validate)
     if current.clean.empty:
         return
     reference = score_table(train, booster, schema, params.evaluate.threshold, "v")

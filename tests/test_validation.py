@@ -106,7 +106,7 @@ def test_a_column_null_limit_overrides_the_default_and_is_named():
 
 
 def test_contract_params_are_checked_when_loaded():
-    base = {"data": {"source": "t.csv", "target": "y", "positive_label": 1}}
+    base = {"data": {"source": "t.csv", "target": "y", "positive_label": 1}, "monitor": {"current_source": "new.csv"}}
     with pytest.raises(ConfigError, match=r"validate.columns.age: .*'integer' is not a pandas dtype"):
         parse_params({**base, "validate": {"columns": {"age": {"dtype": "integer"}}}})
     with pytest.raises(ConfigError, match=r"validate.columns.age: min must not exceed max"):

@@ -72,7 +72,10 @@ def format_verdict(report: dict[str, Any]) -> str:
 
 def main(argv: list[str]) -> int:
     """Print the verdict of a drift metrics file; exit 1 when retraining is recommended (for CI gates)."""
-    path = Path(argv[0] if argv else "metrics/drift.json")
+    if len(argv) != 1:
+        print("usage: python -m mlpipe.monitoring <drift metrics file>", file=sys.stderr)
+        return 2
+    path = Path(argv[0])
     if not path.exists():
         print(f"error: {path} does not exist: run `dvc repro drift` first", file=sys.stderr)
         return 2

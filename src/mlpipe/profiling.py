@@ -105,8 +105,9 @@ def _require_column(table: pd.DataFrame, column: str, option: str) -> None:
         import difflib
 
         close = difflib.get_close_matches(column, [str(name) for name in table.columns], n=1)
-        hint = f"did you mean '{close[0]}'?" if close else f"columns: {', '.join(map(str, table.columns[:20]))}"
-        raise DataError(f"{option}={column!r} is not a column of the table; {hint}")
+        shown = ", ".join(map(str, table.columns[:20])) + (", ..." if table.shape[1] > 20 else "")
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise DataError(f"{option}={column!r} is not a column of the table; {hint}columns: {shown}")
 
 
 def _plain(value: Any) -> Any:
@@ -164,19 +165,24 @@ def personal_columns(table: pd.DataFrame) -> dict[str, str]:
 
 
 def id_columns(table: pd.DataFrame) -> list[str]:
-    """Unique keys: integer or text columns with a distinct value in every row, named like an id
-    (any name for text: a text value in every row distinct cannot be a category)."""
+    """Unique keys: integer or text columns with a distinct value in every row, named like an id,
+    or text codes of any name (distinct values without spaces; with spaces it is free text)."""
     ids = []
     for column in table.columns:
         values = table[column]
         is_text = not pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values) \
             and not pd.api.types.is_datetime64_any_dtype(values)
         is_integer = pd.api.types.is_integer_dtype(values) and not pd.api.types.is_bool_dtype(values)
-        if not (is_text or (is_integer and ID_NAME.search(str(column)))):
+        named_like_an_id = bool(ID_NAME.search(str(column)))
+        if not ((is_integer and named_like_an_id) or (is_text and (named_like_an_id or _looks_like_codes(values)))):
             continue
         if len(values) > 1 and values.notna().all() and values.is_unique:
             ids.append(column)
     return ids
+
+
+def _looks_like_codes(values: pd.Series) -> bool:
+    return not values.dropna().astype(str).head(1000).str.contains(r"\s").any()
 
 
 def _is_time_like(values: pd.Series) -> bool:

@@ -44,7 +44,7 @@ def main(log):
     for name, why in empty.items():
         log.warning("window %s %s: no verdict or report for it", name, why)
     retrain, reasons = retrain_verdict(windows, read_json(args.evaluation)["test"]["roc_auc"], params.max_auc_drop)
-    reasons += quality_reasons(read_json(args.current_quality), all_params.validation.max_bad_row_share)
+    reasons += quality_reasons(read_json(args.current_quality), all_params.validate.max_bad_row_share)
     reasons += coverage_reasons(windows, empty)
     retrain = bool(reasons)
     log.info("retrain recommended: %s%s", retrain, "".join(f"\n  - {reason}" for reason in reasons))

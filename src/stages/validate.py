@@ -23,7 +23,7 @@ def main(log):
     params = load_params(args.params)
     table = pd.read_parquet(args.raw)
     log.info("read %s from %s", describe(table), args.raw)
-    result = validate_table(table, params.data, params.validation)
+    result = validate_table(table, params.data, params.validate)
     for rule, count in result.report["failures_by_rule"].items():
         if count:
             log.info("quarantined %d rows breaking %s", count, rule)

@@ -71,7 +71,7 @@ def init(source: str, target: str, *, positive: str | None = None, time_column: 
     if local is not None:
         versioned_source, to_version = _repository_path(local, root)
     text = rewrite_params(params_path.read_text(encoding="utf-8"), profile, versioned_source, fmt, out=lambda line: notes.append(line))
-    parse_params(_yaml().load(text), origin=str(params_path))  # what is written must pass the params check
+    parse_params(yaml_round_trip().load(text), origin=str(params_path))  # what is written must pass the params check
 
     for line in [*(f"  {decision}" for decision in profile.decisions), *notes]:
         out(line)
@@ -120,7 +120,7 @@ def _is_stage_output(path: Path, root: Path) -> bool:
     lock = root / "dvc.lock"
     if not lock.exists():
         return False
-    locked = _yaml().load(lock.read_text(encoding="utf-8")) or {}
+    locked = yaml_round_trip().load(lock.read_text(encoding="utf-8")) or {}
     return any(Path(out["path"]) in (path, *path.parents) for stage in locked.get("stages", {}).values()
                for out in stage.get("outs", []))
 
@@ -133,10 +133,13 @@ def _copy(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
-def _yaml():
+def yaml_round_trip():
+    """ruamel.yaml set to keep params.yaml as people write it: comments, order, one-line entries, `null`."""
     from ruamel.yaml import YAML
 
     yaml = YAML()
+    yaml.preserve_quotes = True
+    yaml.indent(mapping=2, sequence=4, offset=2)
     yaml.width = 4096  # keep one-line entries on one line
     yaml.representer.add_representer(type(None), lambda representer, _: representer.represent_scalar("tag:yaml.org,2002:null", "null"))
     return yaml
@@ -179,7 +182,7 @@ def _replace_mapping(parent: Any, key: str, entries: dict[str, Any]) -> None:
 
 def rewrite_params(text: str, profile: Profile, source: str, fmt: str | None, out=print) -> str:
     """params.yaml's text with the table's data-specific values put in; every other key and comment kept."""
-    yaml = _yaml()
+    yaml = yaml_round_trip()
     document = yaml.load(text)
     data = _section(document, "data")
     for key, value in {"source": source, "format": fmt, "pattern": None, **profile.data}.items():

@@ -132,9 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Write the review report and gate on guarded metrics.")
     parser.add_argument("--base", required=True, help="git revision to compare the workspace with (branch, tag, commit)")
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--output", default="reports/review.md", type=Path)
-    parser.add_argument("--plots-dir", default="reports/review_plots", type=Path)
-    parser.add_argument("--drift", default="metrics/drift.json", type=Path)
+    parser.add_argument("--output", required=True, type=Path, help="the review page (Markdown)")
+    parser.add_argument("--plots-dir", required=True, type=Path, help="where `dvc plots diff` writes its page")
+    parser.add_argument("--drift", required=True, type=Path, help="the drift stage's verdict, shown when it exists")
     args = parser.parse_args(argv)
     try:
         guards = load_params(args.params).review.guards

@@ -1,0 +1,208 @@
+"""`make init`: a table the project has never seen, profiled into params.yaml, then the whole pipeline.
+
+The end-to-end runs are what a new user does: `make init DATA=... TARGET=...` then `dvc repro`,
+in a throw-away git+DVC copy of the project, on three tables unlike the default one.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import ROOT, make_repo
+from mlpipe.errors import DataError
+from mlpipe.profiling import profile_table
+
+STAGES = ["ingest", "validate", "split", "featurize", "train", "evaluate", "predict", "drift"]
+
+
+def breast_cancer() -> pd.DataFrame:
+    """scikit-learn's breast-cancer table (shipped with the package): no time column, text labels."""
+    from sklearn.datasets import load_breast_cancer
+
+    table = load_breast_cancer(as_frame=True).frame
+    return table.assign(diagnosis=table.pop("target").map({0: "malignant", 1: "benign"}))
+
+
+def orders(rows: int = 3000, seed: int = 0) -> pd.DataFrame:
+    """Customers over two years: a date column, a text id, a category and a yes/no target."""
+    rng = np.random.default_rng(seed)
+    spend = rng.gamma(2.0, 50.0, rows).round(2)
+    visits = rng.poisson(4, rows)
+    region = rng.choice(["north", "south", "east", "west"], rows)
+    score = -1.0 + 0.015 * spend - 0.3 * visits + np.where(region == "north", 0.8, 0.0) + rng.normal(0, 1, rows)
+    return pd.DataFrame({
+        "customer_id": [f"C{number:06d}" for number in rng.permutation(rows)],
+        "order_date": pd.Timestamp("2022-01-01") + pd.to_timedelta(np.sort(rng.integers(0, 730, rows)), unit="D"),
+        "spend": spend, "visits": visits, "region": region,
+        "churned": np.where(score > 0, "yes", "no"),
+    })
+
+
+def contacts(rows: int = 2000, seed: int = 1) -> pd.DataFrame:
+    """Sign-ups with an e-mail address and a name beside the features."""
+    rng = np.random.default_rng(seed)
+    age = rng.integers(18, 80, rows)
+    income = rng.normal(40_000, 12_000, rows).round(0)
+    plan = rng.choice(["basic", "plus", "pro"], rows)
+    bought = (0.04 * (age - 45) + (income - 40_000) / 10_000 + np.where(plan == "pro", 1.0, 0.0) + rng.normal(0, 1, rows)) > 0
+    return pd.DataFrame({
+        "email": [f"person{number}@example.com" for number in range(rows)],
+        "full_name": [f"Person Number{number}" for number in range(rows)],
+        "age": age, "income": income, "plan": plan, "bought": bought.astype(int),
+    })
+
+
+def init(repo, *args: str, check: bool = True):
+    return repo.run(sys.executable, "-m", "mlpipe.tools.init", *args, check=check)
+
+
+def run_whole_pipeline(repo) -> dict:
+    """`dvc repro` on the initialised copy: every stage runs; the test metrics come back."""
+    run = repo.dvc("repro")
+    assert run.stages_run == STAGES, run.stdout
+    return json.loads((repo.path / "metrics" / "evaluation.json").read_text())["test"]
+
+
+@pytest.mark.integration
+def test_breast_cancer_table_without_time_column_and_with_text_labels(tmp_path):
+    repo = make_repo(tmp_path / "repo")
+    breast_cancer().to_csv(tmp_path / "breast_cancer.csv", index=False)  # outside the repository, as a download would be
+    done = init(repo, "--data", str(tmp_path / "breast_cancer.csv"), "--target", "diagnosis", "--positive", "malignant")
+    assert "time column: none (no date or year-like column)" in done.stdout
+    assert "split: stratified random" in done.stdout
+    params = repo.params()
+    assert params["data"]["source"] == "data/breast_cancer.csv"
+    assert params["data"]["positive_label"] == "malignant"
+    assert params["drift"]["windows"] == {"all": {}}
+    assert params["validate"]["columns"]["diagnosis"]["allowed"] == ["benign", "malignant"]
+    assert (repo.path / "data" / "breast_cancer.csv.dvc").exists(), "a local source outside git is versioned by dvc add"
+    repo.commit("my table")
+    assert run_whole_pipeline(repo)["roc_auc"] >= 0.97
+
+
+@pytest.mark.integration
+def test_table_with_a_date_column_and_a_text_id(tmp_path):
+    repo = make_repo(tmp_path / "repo")
+    orders().to_parquet(repo.path / "data" / "orders.parquet", index=False)
+    done = init(repo, "--data", "data/orders.parquet", "--target", "churned")
+    assert "positive label: 'yes'" in done.stdout
+    assert "time column: 'order_date' (the only date or year-like column)" in done.stdout
+    params = repo.params()
+    assert params["data"]["id_columns"] == ["customer_id"]
+    assert params["data"]["categorical_columns"] == ["region"]
+    assert params["split"] == {**params["split"], "strategy": "time", "train_until": "2023-06-30", "test_from": "2023-07-01"}
+    assert params["evaluate"]["period"] == "Q"
+    assert params["drift"]["windows"] == {"2023Q3": {"start": "2023-07-01", "end": "2023-09-30"},
+                                          "2023Q4": {"start": "2023-10-01", "end": "2023-12-31"}, "all": {}}
+    repo.commit("my table")
+    assert run_whole_pipeline(repo)["roc_auc"] >= 0.85
+    drift = json.loads((repo.path / "metrics" / "drift.json").read_text())
+    assert list(drift["windows"]) == ["2023Q3", "2023Q4", "all"]
+
+
+@pytest.mark.integration
+def test_csv_with_personal_looking_columns(tmp_path):
+    repo = make_repo(tmp_path / "repo")
+    table = contacts()
+    table.to_csv(repo.path / "data" / "contacts.csv", index=False)
+    done = init(repo, "--data", "data/contacts.csv", "--target", "bought")
+    assert "warning: column 'email' looks personal (its name 'email')" in done.stdout
+    assert "warning: column 'full_name' looks personal (its name 'full_name')" in done.stdout
+    assert repo.params()["data"]["personal_columns"] == {"email": "drop", "full_name": "drop"}
+    repo.commit("my table")
+    assert run_whole_pipeline(repo)["roc_auc"] >= 0.8
+    leaked = [path for folder in ("data", "models", "metrics", "reports") for path in (repo.path / folder).rglob("*")
+              if path.is_file() and path.name != "contacts.csv" and b"@example.com" in path.read_bytes()]
+    assert leaked == []
+
+
+def test_personal_values_are_found_by_their_look_as_well_as_their_name():
+    table = contacts().rename(columns={"email": "contact", "full_name": "who"})
+    table["reach"] = [f"+44 20 7946 {number:04d}" for number in range(len(table))]
+    profile = profile_table(table, "bought")
+    assert profile.data["personal_columns"] == {"contact": "drop", "reach": "drop"}
+    assert "who" in profile.data["drop_columns"], "a free-text column with a distinct value per row is not a category"
+
+
+def test_a_year_column_gives_one_window_per_test_year():
+    years = np.repeat(np.arange(2010, 2022), 100)
+    table = pd.DataFrame({"year": years, "x": np.arange(len(years)) % 7, "y": np.arange(len(years)) % 2})
+    profile = profile_table(table, "y")
+    assert profile.split == {"strategy": "time", "train_until": 2018, "test_from": 2019}
+    assert profile.windows == {"2019": {"start": 2019, "end": 2019}, "2020": {"start": 2020, "end": 2020},
+                               "2021": {"start": 2021, "end": 2021}, "all": {}}
+    assert profile.contract["year"] == {"dtype": "int64", "min": 2004, "nullable": False}, "the time column has no upper bound"
+
+
+def test_a_positive_label_that_cannot_be_told_is_asked_for():
+    table = breast_cancer()
+    with pytest.raises(DataError, match=r"cannot tell which value of 'diagnosis' is the positive class \(values: 'benign', 'malignant'\)"):
+        profile_table(table, "diagnosis")
+    profile = profile_table(table, "diagnosis", ask=lambda question: "malignant")
+    assert profile.data["positive_label"] == "malignant"
+
+
+@pytest.mark.parametrize(("make_input", "args", "fragments"), [
+    (None, ["--data", "data/no_such.csv", "--target", "y"], ["DATA='data/no_such.csv' does not exist"]),
+    (lambda: contacts(), ["--target", "bougth"], ["TARGET='bougth' is not a column of the table", "did you mean 'bought'?",
+                                                  "columns: email, full_name, age"]),
+    (lambda: contacts().assign(bought=np.arange(2000) % 3), ["--target", "bought"],
+     ["target 'bought' has 3 distinct value(s) (0, 1, 2)", "binary target"]),
+    (lambda: contacts().head(0), ["--target", "bought"], ["no rows"]),
+    (lambda: contacts(), ["--target", "bought", "--positive", "maybe"], ["POSITIVE='maybe' is not a value of 'bought'"]),
+])
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, make_input, args, fragments):
+    params = tmp_path / "params.yaml"
+    params.write_bytes((ROOT / "params.yaml").read_bytes())
+    if make_input is not None:
+        make_input().to_csv(tmp_path / "table.csv", index=False)
+        args = ["--data", "table.csv", *args]
+    done = subprocess.run([sys.executable, "-m", "mlpipe.tools.init", *args], cwd=tmp_path, capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: init: "), done.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+    assert params.read_bytes() == (ROOT / "params.yaml").read_bytes()
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(["params.yaml", *(["table.csv"] if make_input else [])])
+
+
+def test_uncommitted_edits_to_params_are_kept_unless_forced(tmp_path):
+    repo = make_repo(tmp_path / "repo")
+    contacts().to_csv(repo.path / "data" / "contacts.csv", index=False)
+    repo.set_params(train={"learning_rate": 0.1})
+    edited = (repo.path / "params.yaml").read_text()
+    refused = init(repo, "--data", "data/contacts.csv", "--target", "bought", check=False)
+    assert refused.returncode == 1
+    assert "params.yaml has uncommitted edits: commit them, or pass FORCE=1" in refused.stderr
+    assert (repo.path / "params.yaml").read_text() == edited
+    init(repo, "--data", "data/contacts.csv", "--target", "bought", "--force")
+    assert repo.params()["data"]["target"] == "bought"
+
+
+def test_every_other_section_and_its_comments_are_kept(tmp_path):
+    repo = make_repo(tmp_path / "repo")
+    contacts().to_csv(repo.path / "data" / "contacts.csv", index=False)
+    before = (repo.path / "params.yaml").read_text()
+    init(repo, "--data", "data/contacts.csv", "--target", "bought")
+    after = (repo.path / "params.yaml").read_text()
+    comments = [line.strip() for line in before.splitlines() if line.strip().startswith("#")]
+    assert [line for line in comments if line not in after] == []
+    for section in ("train", "tune", "evaluate", "monitor", "review", "features", "sql_snapshots"):
+        assert yaml.safe_load(after)[section] == yaml.safe_load(before)[section], section
+    assert "  learning_rate: 0.05\n" in after
+
+
+def test_make_init_passes_its_variables_to_the_module():
+    done = subprocess.run(["make", "-n", "init", "DATA=my data.csv", "TARGET=label", "POSITIVE=yes", "TIME=day", "FORCE=1"],
+                          cwd=ROOT, capture_output=True, text=True)
+    command = done.stdout.replace("\\\n\t", "")
+    assert '-m mlpipe.tools.init --data "my data.csv" --target "label" --positive "yes" --time "day" --force' in command
