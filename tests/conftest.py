@@ -66,6 +66,11 @@ class Repo:
     def dvc(self, *args: str, check: bool = True) -> Run:
         return self.run(sys.executable, "-m", "dvc", *args, check=check)
 
+    def make(self, target: str, *variables: str, check: bool = True) -> Run:
+        """`make <target>` as a user runs it, on this test's venv (never rebuilt: its stamp is marked old-but-fine)."""
+        venv = Path(sys.executable).parent.parent
+        return self.run("make", "-o", str(venv / ".installed-from-requirements"), target, *variables, f"VENV={venv}", check=check)
+
     def stage(self, name: str, *args: str) -> Run:
         """Run one stage script directly (as DVC would), without raising on failure."""
         return self.run(sys.executable, f"src/stages/{name}.py", *args, check=False)

@@ -3,7 +3,6 @@
 import json
 import re
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
@@ -70,9 +69,7 @@ def test_tuning_in_the_pipeline_feeds_train(repo):
 
 
 def make_review(repo, base: str):
-    """`make review` as a user runs it, on this test's venv (never rebuilt: its stamp is marked old-but-fine)."""
-    venv = Path(sys.executable).parent.parent
-    return repo.run("make", "-o", str(venv / ".installed-from-requirements"), "review", f"BASE={base}", f"VENV={venv}", check=False)
+    return repo.make("review", f"BASE={base}", check=False)
 
 
 def test_review_between_two_commits_then_the_regression_gate(repo):

@@ -31,6 +31,7 @@ PERSONAL_NAME = re.compile(
     re.IGNORECASE)
 EMAIL_VALUE = re.compile(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}")
 PHONE_VALUE = re.compile(r"\+?[\d\s().-]{7,20}")
+DATE_VALUE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}.*|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}")
 YEAR_RANGE = (1800, 2200)
 MAX_DRIFT_WINDOWS = 6
 PERIOD_CHOICES = ("Y", "Q", "M", "W", "D")  # coarsest first: the first giving enough periods wins
@@ -152,14 +153,14 @@ def personal_columns(table: pd.DataFrame) -> dict[str, str]:
             found[column] = f"its name '{name}'"
             continue
         values = table[column]
-        if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        if not (pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)):
             continue
         sample = values.dropna().astype(str).head(1000)
         if sample.empty:
             continue
         if sample.str.fullmatch(EMAIL_VALUE).mean() > 0.5:
             found[column] = "e-mail addresses"
-        elif sample.str.fullmatch(PHONE_VALUE).mean() > 0.5 and sample.str.count(r"\d").ge(7).mean() > 0.5:
+        elif (sample.str.fullmatch(PHONE_VALUE) & sample.str.count(r"\d").ge(7) & ~sample.str.fullmatch(DATE_VALUE)).mean() > 0.5:
             found[column] = "phone numbers"
     return found
 

@@ -146,17 +146,31 @@ def yaml_round_trip():
 
 
 def _flow(value: Any) -> Any:
-    """Nested lists and mappings written on one line, as params.yaml writes them."""
+    """Nested lists and mappings written on one line, as params.yaml writes them; text quoted
+    wherever a YAML 1.1 reader (PyYAML, DVC) would take it for something else (yes, on, 1e3)."""
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
     if isinstance(value, dict):
-        node = CommentedMap((key, _flow(item)) for key, item in value.items())
+        node = CommentedMap((_text(key), _flow(item)) for key, item in value.items())
     elif isinstance(value, list):
         node = CommentedSeq(_flow(item) for item in value)
     else:
-        return value
+        return _text(value)
     node.fa.set_flow_style()
     return node
+
+
+def _text(value: Any) -> Any:
+    import yaml
+    from ruamel.yaml.scalarstring import SingleQuotedScalarString
+
+    if not isinstance(value, str):
+        return value
+    try:
+        plain = yaml.safe_load(f"[{value}]")
+    except yaml.YAMLError:
+        plain = None
+    return value if plain == [value] else SingleQuotedScalarString(value)
 
 
 def _section(document: Any, name: str) -> Any:
@@ -196,7 +210,7 @@ def rewrite_params(text: str, profile: Profile, source: str, fmt: str | None, ou
     _replace_mapping(validate, "columns", profile.contract)
     split = _section(document, "split")
     for key, value in profile.split.items():
-        split[key] = value
+        split[key] = _flow(value)
     _replace_mapping(_section(document, "drift"), "windows", profile.windows)
     if profile.period:
         _section(document, "evaluate")["period"] = profile.period
