@@ -4,17 +4,19 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-from-requirements
+DEV_STAMP := $(VENV)/.installed-from-requirements-dev
 # Stage commands call `python`: make it the venv's, whatever the caller's PATH holds.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 PIP := $(BIN)/python -m pip --disable-pip-version-check --quiet
 
-.PHONY: help setup init repro test bench dag metrics monitor sweep review push pull clean
+.PHONY: help setup init repro test lint bench dag metrics monitor sweep review push pull clean
 
 help:
 	@echo "make init    DATA=path/or/url TARGET=column [POSITIVE=label] [TIME=column] [FORCE=1]: point params.yaml at your table"
 	@echo "make repro   build .venv if needed, then run the pipeline (dvc repro)"
-	@echo "make test    build .venv if needed, then run the test suite"
+	@echo "make test    build .venv (with the test tools) if needed, then run the test suite"
+	@echo "make lint    ruff check and ruff format --check"
 	@echo "make bench   time the pipeline against a bare script (writes bench/results/)"
 	@echo "make dag     print the stage graph"
 	@echo "make metrics show the current metrics"
@@ -35,6 +37,11 @@ $(STAMP): requirements.txt pyproject.toml
 
 setup: $(STAMP)
 
+# Test and lint tools (requirements-dev.txt) on top of the pipeline's own pins; `make repro` does not need them.
+$(DEV_STAMP): requirements-dev.txt $(STAMP)
+	$(PIP) install -r requirements.txt -r requirements-dev.txt
+	touch $(DEV_STAMP)
+
 # Your own table: profiles it and rewrites the data-specific sections of params.yaml.
 init: setup
 	@test -n "$(DATA)" -a -n "$(TARGET)" || { echo "error: init: give DATA=path/or/url and TARGET=column" >&2; exit 2; }
@@ -45,8 +52,12 @@ repro: setup
 	dvc repro
 
 # One worker per core; --dist loadfile keeps each test file (and its session fixtures) in one worker.
-test: setup
+test: $(DEV_STAMP)
 	$(BIN)/python -m pytest -n auto --dist loadfile
+
+lint: $(DEV_STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 
 bench: setup
 	$(BIN)/python bench/pipeline_overhead.py

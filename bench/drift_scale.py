@@ -104,22 +104,49 @@ def main() -> None:
     reference, current = make_table(args.rows, args.seed, False), make_table(args.rows, args.seed + 1, True)
     reference.to_parquet(work / "reference.parquet", index=False)
     current.to_parquet(work / "current.parquet", index=False)
-    schema = {"target": "y", "positive_label": 1, "negative_label": 0, "time_column": None, "id_columns": ["id"], "derived": {},
-              "features": [{"name": n, "kind": "numeric", "dtype": "float64", "categories": []} for n in NUMERIC]
-              + [{"name": n, "kind": "categorical", "dtype": "object", "categories": sorted(set(reference[n]))} for n in CATEGORICAL]}
+    schema = {
+        "target": "y",
+        "positive_label": 1,
+        "negative_label": 0,
+        "time_column": None,
+        "id_columns": ["id"],
+        "derived": {},
+        "features": [{"name": n, "kind": "numeric", "dtype": "float64", "categories": []} for n in NUMERIC]
+        + [{"name": n, "kind": "categorical", "dtype": "object", "categories": sorted(set(reference[n]))} for n in CATEGORICAL],
+    }
     (work / "schema.json").write_text(json.dumps(schema))
     (work / "evaluation.json").write_text(json.dumps({"test": {"roc_auc": None}}))
-    (work / "quality.json").write_text(json.dumps({"rows_in": args.rows, "rows_quarantined": 0, "bad_row_share": 0.0, "failures_by_rule": {}}))
+    (work / "quality.json").write_text(
+        json.dumps({"rows_in": args.rows, "rows_quarantined": 0, "bad_row_share": 0.0, "failures_by_rule": {}})
+    )
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["drift"]["windows"] = {"all": {}}
     (work / "params.yaml").write_text(yaml.safe_dump(params))
     print(f"{args.rows:,} + {args.rows:,} rows x {len(NUMERIC)} numeric + {len(CATEGORICAL)} categorical columns + probability in {work}")
 
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    stage_command = [sys.executable, "src/stages/drift.py", "--params", str(work / "params.yaml"),
-                     "--reference", str(work / "reference.parquet"), "--current", str(work / "current.parquet"),
-                     "--model-schema", str(work / "schema.json"), "--evaluation", str(work / "evaluation.json"),
-                     "--current-quality", str(work / "quality.json"), "--metrics", str(work / "drift.json"), "--plot", str(work / "scores.json"), "--reports-dir", str(work / "reports")]
+    stage_command = [
+        sys.executable,
+        "src/stages/drift.py",
+        "--params",
+        str(work / "params.yaml"),
+        "--reference",
+        str(work / "reference.parquet"),
+        "--current",
+        str(work / "current.parquet"),
+        "--model-schema",
+        str(work / "schema.json"),
+        "--evaluation",
+        str(work / "evaluation.json"),
+        "--current-quality",
+        str(work / "quality.json"),
+        "--metrics",
+        str(work / "drift.json"),
+        "--plot",
+        str(work / "scores.json"),
+        "--reports-dir",
+        str(work / "reports"),
+    ]
     # The stage is short enough to repeat: the median is steadier than one run on a noisy machine.
     runs = [timed(stage_command, env) for _ in range(args.repeats)]
     stage_times = sorted(wall for wall, _, _ in runs)
@@ -128,36 +155,69 @@ def main() -> None:
     ours_columns = {**ours["columns"], "probability": ours["prediction_drift"]}
     print(f"drift stage: median {stage_s:.1f} s of {', '.join(f'{t:.1f}' for t in stage_times)}, peak {stage_mb:.0f} MB")
 
-    plain_s, plain_mb, out = timed([sys.executable, "-c", EVIDENTLY_AS_IS, str(work / "reference.parquet"),
-                                    str(work / "current.parquet"), json.dumps(NUMERIC + ["probability"]), json.dumps(CATEGORICAL)], env)
+    plain_s, plain_mb, out = timed(
+        [
+            sys.executable,
+            "-c",
+            EVIDENTLY_AS_IS,
+            str(work / "reference.parquet"),
+            str(work / "current.parquet"),
+            json.dumps(NUMERIC + ["probability"]),
+            json.dumps(CATEGORICAL),
+        ],
+        env,
+    )
     theirs = json.loads(out.split("VERDICTS ", 1)[1])
     print(f"Evidently as-is: {plain_s:.1f} s, peak {plain_mb:.0f} MB")
 
     rows = []
     for column in NUMERIC + CATEGORICAL + ["probability"]:
-        rows.append({"column": column, "injected": SHIFTED.get(column, ""), "stage_score": ours_columns[column]["score"],
-                     "evidently_score": theirs[column]["score"], "stage_drifted": ours_columns[column]["drifted"],
-                     "evidently_drifted": theirs[column]["drifted"]})
+        rows.append(
+            {
+                "column": column,
+                "injected": SHIFTED.get(column, ""),
+                "stage_score": ours_columns[column]["score"],
+                "evidently_score": theirs[column]["score"],
+                "stage_drifted": ours_columns[column]["drifted"],
+                "evidently_drifted": theirs[column]["drifted"],
+            }
+        )
     agree = sum(r["stage_drifted"] == r["evidently_drifted"] for r in rows)
     result = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "rows_per_side": args.rows, "drift_stage_s": stage_s, "drift_stage_runs_s": stage_times, "drift_stage_peak_mb": stage_mb,
-        "evidently_as_is_s": plain_s, "evidently_as_is_peak_mb": plain_mb, "speedup": plain_s / stage_s,
-        "target_s": TARGET_SECONDS, "target_met": stage_s <= TARGET_SECONDS,
-        "verdict_agreement": f"{agree}/{len(rows)}", "columns": rows,
+        "rows_per_side": args.rows,
+        "drift_stage_s": stage_s,
+        "drift_stage_runs_s": stage_times,
+        "drift_stage_peak_mb": stage_mb,
+        "evidently_as_is_s": plain_s,
+        "evidently_as_is_peak_mb": plain_mb,
+        "speedup": plain_s / stage_s,
+        "target_s": TARGET_SECONDS,
+        "target_met": stage_s <= TARGET_SECONDS,
+        "verdict_agreement": f"{agree}/{len(rows)}",
+        "columns": rows,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "drift_scale.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [
-        "# Drift at scale", "",
-        f"{args.rows:,} reference + {args.rows:,} current rows, 20 features + probability; {os.cpu_count()} CPUs.", "",
-        "| | wall time | peak memory |", "|---|---:|---:|",
+        "# Drift at scale",
+        "",
+        f"{args.rows:,} reference + {args.rows:,} current rows, 20 features + probability; {os.cpu_count()} CPUs.",
+        "",
+        "| | wall time | peak memory |",
+        "|---|---:|---:|",
         f"| `drift` stage (whole process; median of {len(stage_times)} runs: {', '.join(f'{t:.1f}' for t in stage_times)} s) | {stage_s:.1f} s | {stage_mb:.0f} MB |",
-        f"| Evidently DataDriftPreset as-is | {plain_s:.1f} s | {plain_mb:.0f} MB |", "",
+        f"| Evidently DataDriftPreset as-is | {plain_s:.1f} s | {plain_mb:.0f} MB |",
+        "",
         f"Target ≤ {TARGET_SECONDS:.0f} s: {'met' if stage_s <= TARGET_SECONDS else 'NOT met'}. "
-        f"Verdict agreement: {agree}/{len(rows)} columns.", "",
-        "| column | injected shift | stage score | Evidently score | stage drifted | Evidently drifted |", "|---|---|---:|---:|---|---|",
-        *(f"| {r['column']} | {r['injected']} | {r['stage_score']:.5f} | {r['evidently_score']:.5f} | {r['stage_drifted']} | {r['evidently_drifted']} |" for r in rows),
+        f"Verdict agreement: {agree}/{len(rows)} columns.",
+        "",
+        "| column | injected shift | stage score | Evidently score | stage drifted | Evidently drifted |",
+        "|---|---|---:|---:|---|---|",
+        *(
+            f"| {r['column']} | {r['injected']} | {r['stage_score']:.5f} | {r['evidently_score']:.5f} | {r['stage_drifted']} | {r['evidently_drifted']} |"
+            for r in rows
+        ),
     ]
     (RESULTS / "drift_scale.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines[4:9]))

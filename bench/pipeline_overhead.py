@@ -90,8 +90,11 @@ class Run:
     lines: list[tuple[float, str]] = field(repr=False)  # (seconds since start, output line)
 
     def summary(self) -> dict:
-        return {key: round(value, 3) if isinstance(value, float) else value
-                for key, value in vars(self).items() if key not in ("lines", "command")}
+        return {
+            key: round(value, 3) if isinstance(value, float) else value
+            for key, value in vars(self).items()
+            if key not in ("lines", "command")
+        }
 
     def tail(self, count: int = 25) -> str:
         return "\n".join(line for _, line in self.lines[-count:])
@@ -129,8 +132,9 @@ def measure(command: list[str], cwd: Path, env: dict[str, str], interval: float 
     finished = threading.Event()
     busy_before, own_before = busy_cpu_seconds(), time.process_time()
     started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, errors="replace", start_new_session=True)
+    process = subprocess.Popen(
+        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", start_new_session=True
+    )
 
     def reap() -> None:
         _, status, usage = os.wait4(process.pid, 0)
@@ -157,9 +161,16 @@ def measure(command: list[str], cwd: Path, env: dict[str, str], interval: float 
     usage = outcome["usage"]
     tree_cpu = usage.ru_utime + usage.ru_stime
     others = busy_cpu_seconds() - busy_before - tree_cpu - (time.process_time() - own_before)
-    return Run(command=command, returncode=process.returncode, wall_s=wall, cpu_s=tree_cpu,
-               max_rss_single_mb=usage.ru_maxrss / 1024, peak_tree_rss_mb=peak / 2**20,
-               other_cpu_cores=max(others, 0.0) / wall, lines=lines)
+    return Run(
+        command=command,
+        returncode=process.returncode,
+        wall_s=wall,
+        cpu_s=tree_cpu,
+        max_rss_single_mb=usage.ru_maxrss / 1024,
+        peak_tree_rss_mb=peak / 2**20,
+        other_cpu_cores=max(others, 0.0) / wall,
+        lines=lines,
+    )
 
 
 @dataclass
@@ -192,8 +203,13 @@ class QuietGate:
         self.waited_s += time.perf_counter() - started
 
     def summary(self) -> dict:
-        return {"threshold_cores": self.threshold, "window_s": self.window_s, "max_wait_s": self.max_wait_s,
-                "total_waited_s": round(self.waited_s, 1), "gave_up_waiting": self.timeouts}
+        return {
+            "threshold_cores": self.threshold,
+            "window_s": self.window_s,
+            "max_wait_s": self.max_wait_s,
+            "total_waited_s": round(self.waited_s, 1),
+            "gave_up_waiting": self.timeouts,
+        }
 
 
 def checked(run: Run, what: str) -> Run:
@@ -276,14 +292,16 @@ def write_resampled(source: Path, target: Path, rows: int, seed: int, time_colum
     counts = np.floor(shares.to_numpy() * rows).astype(int)
     remainders = shares.to_numpy() * rows - counts
     counts[np.argsort(-remainders, kind="stable")[: rows - counts.sum()]] += 1  # largest remainders
-    parts = [table[table[time_column] == period].sample(n=int(count), replace=True, random_state=rng)
-             for period, count in zip(shares.index, counts)]
+    parts = [
+        table[table[time_column] == period].sample(n=int(count), replace=True, random_state=rng)
+        for period, count in zip(shares.index, counts, strict=True)
+    ]
     resampled = pd.concat(parts, ignore_index=True)
     for column in id_columns:
         resampled[column] = np.arange(len(resampled), dtype=table[column].dtype)
     target.parent.mkdir(parents=True, exist_ok=True)
     resampled.to_parquet(target, index=False, compression="zstd")
-    return {"rows": len(resampled), "seed": seed, "rows_by_period": {str(k): int(v) for k, v in zip(shares.index, counts)}}
+    return {"rows": len(resampled), "seed": seed, "rows_by_period": {str(k): int(v) for k, v in zip(shares.index, counts, strict=True)}}
 
 
 # --------------------------------------------------------------------------- one dataset size
@@ -311,9 +329,15 @@ def stage_breakdown(run: Run) -> dict:
     for index, stage in enumerate(stages):
         next_start = stages[index + 1]["running_at"] if index + 1 < len(stages) else run.wall_s
         process = stage["done_at"] - stage["running_at"]
-        rows.append({"stage": stage["stage"], "in_stage_s": stage["in_stage_s"], "process_s": round(process, 3),
-                     "startup_s": round(process - stage["in_stage_s"], 3),
-                     "dvc_after_s": round(next_start - stage["done_at"], 3)})
+        rows.append(
+            {
+                "stage": stage["stage"],
+                "in_stage_s": stage["in_stage_s"],
+                "process_s": round(process, 3),
+                "startup_s": round(process - stage["in_stage_s"], 3),
+                "dvc_after_s": round(next_start - stage["done_at"], 3),
+            }
+        )
     in_stages = sum(row["in_stage_s"] for row in rows)
     startup = sum(row["startup_s"] for row in rows)
     return {
@@ -348,8 +372,7 @@ def run_list(runs: list[Run]) -> list[dict]:
     return [{"wall_s": round(run.wall_s, 3), "other_cpu_cores": round(run.other_cpu_cores, 2)} for run in runs]
 
 
-def bench_size(copy: Path, env: dict[str, str], python: str, data_source: str, repeats: int, noop_repeats: int,
-               gate: QuietGate) -> dict:
+def bench_size(copy: Path, env: dict[str, str], python: str, data_source: str, repeats: int, noop_repeats: int, gate: QuietGate) -> dict:
     """Full `dvc repro -f`, no-op `dvc repro` (right after the first full run), bare script."""
     full_runs, bare_runs, noop_runs = [], [], []
     # Every stage once first (unmeasured), so that after the forced training pipeline the
@@ -368,8 +391,9 @@ def bench_size(copy: Path, env: dict[str, str], python: str, data_source: str, r
             print(f"  no-op dvc repro x{noop_repeats}: {[round(run.wall_s, 2) for run in noop_runs]}", flush=True)
         print(f"  bare script ({repeat + 1}/{repeats}) ...", flush=True)
         gate.wait()
-        bare_runs.append(checked(measure([python, str(BARE_SCRIPT), "--data", data_source, "--params", "params.yaml"], copy, env),
-                                 "bare script"))
+        bare_runs.append(
+            checked(measure([python, str(BARE_SCRIPT), "--data", data_source, "--params", "params.yaml"], copy, env), "bare script")
+        )
         print(f"    {bare_runs[-1].wall_s:.1f} s", flush=True)
 
     # The median over the runs the machine left alone (all runs if none was quiet).
@@ -389,8 +413,11 @@ def bench_size(copy: Path, env: dict[str, str], python: str, data_source: str, r
             "max_rss_single_mb": round(max(run.max_rss_single_mb for run in noop_runs), 1),
         },
         "bare": {**bare.summary(), "runs": run_list(bare_runs), **bare_model},
-        "pipeline_model": {"n_trees": trained.get("n_trees"), "roc_auc": evaluation["test"]["roc_auc"],
-                           "test_rows": evaluation["test"]["rows"]},
+        "pipeline_model": {
+            "n_trees": trained.get("n_trees"),
+            "roc_auc": evaluation["test"]["roc_auc"],
+            "test_rows": evaluation["test"]["rows"],
+        },
         "ratio": round(full.wall_s / bare.wall_s, 3),
     }
 
@@ -408,7 +435,7 @@ def machine_facts(bin_dir: Path) -> dict:
     cpuinfo = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
     cpu_model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), platform.processor())
     return {
-        "timestamp_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "timestamp_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "cpu_model": cpu_model,
         "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
@@ -425,13 +452,29 @@ def targets(sizes: dict) -> list[dict]:
     rows = []
     if "default" in sizes:
         noop = sizes["default"]["noop_repro"]["median_s"]
-        rows.append({"name": "no-op dvc repro (default size, median)", "value": noop, "unit": "s", "target": TARGET_NOOP_S,
-                     "met": noop <= TARGET_NOOP_S, "excess_pct": round(100 * (noop / TARGET_NOOP_S - 1), 1)})
+        rows.append(
+            {
+                "name": "no-op dvc repro (default size, median)",
+                "value": noop,
+                "unit": "s",
+                "target": TARGET_NOOP_S,
+                "met": noop <= TARGET_NOOP_S,
+                "excess_pct": round(100 * (noop / TARGET_NOOP_S - 1), 1),
+            }
+        )
     for size, limit in TARGET_RATIO.items():
         if size in sizes:
             ratio = sizes[size]["ratio"]
-            rows.append({"name": f"full repro / bare script ({size})", "value": ratio, "unit": "x", "target": limit,
-                         "met": ratio <= limit, "excess_pct": round(100 * (ratio / limit - 1), 1)})
+            rows.append(
+                {
+                    "name": f"full repro / bare script ({size})",
+                    "value": ratio,
+                    "unit": "x",
+                    "target": limit,
+                    "met": ratio <= limit,
+                    "excess_pct": round(100 * (ratio / limit - 1), 1),
+                }
+            )
     return rows
 
 
@@ -455,11 +498,15 @@ def markdown(report: dict) -> str:
     for row in report["targets"]:
         verdict = "met" if row["met"] else f"NOT met (+{row['excess_pct']}%)"
         out.append(f"| {row['name']} | {row['value']:.2f} {row['unit']} | ≤ {row['target']} {row['unit']} | {verdict} |")
-    out += ["", "## Figures", "",
-            "| size | rows | full `dvc repro -f` | bare script | ratio | DVC overhead | no-op repro "
-            "| peak RSS single / tree (pipeline) | peak RSS (bare) | other CPU load (pipeline / bare) "
-            "| ROC-AUC pipeline / bare | trees pipeline / bare |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    out += [
+        "",
+        "## Figures",
+        "",
+        "| size | rows | full `dvc repro -f` | bare script | ratio | DVC overhead | no-op repro "
+        "| peak RSS single / tree (pipeline) | peak RSS (bare) | other CPU load (pipeline / bare) "
+        "| ROC-AUC pipeline / bare | trees pipeline / bare |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for name, size in sizes.items():
         full, bare, model = size["full_repro"], size["bare"], size["pipeline_model"]
         out.append(
@@ -467,40 +514,71 @@ def markdown(report: dict) -> str:
             f"{size['breakdown']['dvc_overhead_s']:.1f} s | {size['noop_repro']['median_s']:.2f} s | "
             f"{full['max_rss_single_mb']:.0f} / {full['peak_tree_rss_mb']:.0f} MB | {bare['max_rss_single_mb']:.0f} MB | "
             f"{full['other_cpu_cores']:.2f} / {bare['other_cpu_cores']:.2f} cores | "
-            f"{model['roc_auc']:.4f} / {bare['roc_auc']:.4f} | {model['n_trees']} / {bare['n_trees']} |")
+            f"{model['roc_auc']:.4f} / {bare['roc_auc']:.4f} | {model['n_trees']} / {bare['n_trees']} |"
+        )
     gate = report["quiet_gate"]
-    noisy = [f"{name} {what}" for name, size in sizes.items() for what in ("full_repro", "bare")
-             if size[what]["other_cpu_cores"] > gate["threshold_cores"]]
-    out += ["", f"Before each run the benchmark waited for other processes to use < {gate['threshold_cores']} cores "
-            f"(waited {gate['total_waited_s']:.0f} s in total, gave up {gate['gave_up_waiting']} time(s)). "
-            + (f"**Noisy** (other load above the threshold during the run): {', '.join(noisy)}." if noisy
-               else "No measured run saw other load above the threshold.")]
+    noisy = [
+        f"{name} {what}"
+        for name, size in sizes.items()
+        for what in ("full_repro", "bare")
+        if size[what]["other_cpu_cores"] > gate["threshold_cores"]
+    ]
+    out += [
+        "",
+        f"Before each run the benchmark waited for other processes to use < {gate['threshold_cores']} cores "
+        f"(waited {gate['total_waited_s']:.0f} s in total, gave up {gate['gave_up_waiting']} time(s)). "
+        + (
+            f"**Noisy** (other load above the threshold during the run): {', '.join(noisy)}."
+            if noisy
+            else "No measured run saw other load above the threshold."
+        ),
+    ]
     for name, size in sizes.items():
         breakdown = size["breakdown"]
         total = size["full_repro"]["wall_s"]
-        out += ["", f"## Where the time goes: {name} ({size['rows']:,} rows, full repro {total:.1f} s)", "",
-                "| stage | in-stage (`done in`) | process (Running → done) | start-up + imports | DVC after the stage |",
-                "|---|---:|---:|---:|---:|"]
+        out += [
+            "",
+            f"## Where the time goes: {name} ({size['rows']:,} rows, full repro {total:.1f} s)",
+            "",
+            "| stage | in-stage (`done in`) | process (Running → done) | start-up + imports | DVC after the stage |",
+            "|---|---:|---:|---:|---:|",
+        ]
         for row in breakdown["stages"]:
-            out.append(f"| {row['stage']} | {row['in_stage_s']:.1f} s | {row['process_s']:.1f} s | "
-                       f"{row['startup_s']:.1f} s | {row['dvc_after_s']:.2f} s |")
+            out.append(
+                f"| {row['stage']} | {row['in_stage_s']:.1f} s | {row['process_s']:.1f} s | "
+                f"{row['startup_s']:.1f} s | {row['dvc_after_s']:.2f} s |"
+            )
         parts = breakdown["overhead_parts"]
-        out += ["", f"DVC overhead = total − Σ in-stage = {total:.1f} − {breakdown['sum_in_stage_s']:.1f} = "
-                f"**{breakdown['dvc_overhead_s']:.1f} s**: DVC start-up {parts['dvc_startup_s']:.1f} s, "
-                f"stage start-up + imports {parts['stage_startup_and_imports_s']:.1f} s, "
-                f"DVC between/after stages {parts['dvc_between_and_after_stages_s']:.1f} s.",
-                "", f"Bare script in-process timings (s): {size['bare']['timings']}",
-                "", "All runs (wall s @ other cores): " + "; ".join(
-                    f"{label} " + ", ".join(f"{run['wall_s']:.2f} @ {run['other_cpu_cores']:.2f}" for run in size[key]["runs"])
-                    for label, key in (("full", "full_repro"), ("bare", "bare"), ("no-op", "noop_repro")))]
+        out += [
+            "",
+            f"DVC overhead = total − Σ in-stage = {total:.1f} − {breakdown['sum_in_stage_s']:.1f} = "
+            f"**{breakdown['dvc_overhead_s']:.1f} s**: DVC start-up {parts['dvc_startup_s']:.1f} s, "
+            f"stage start-up + imports {parts['stage_startup_and_imports_s']:.1f} s, "
+            f"DVC between/after stages {parts['dvc_between_and_after_stages_s']:.1f} s.",
+            "",
+            f"Bare script in-process timings (s): {size['bare']['timings']}",
+            "",
+            "All runs (wall s @ other cores): "
+            + "; ".join(
+                f"{label} " + ", ".join(f"{run['wall_s']:.2f} @ {run['other_cpu_cores']:.2f}" for run in size[key]["runs"])
+                for label, key in (("full", "full_repro"), ("bare", "bare"), ("no-op", "noop_repro"))
+            ),
+        ]
     if report["snapshot"]["git_tracked_dvc_outputs_left_out"]:
-        out += ["", "## Warning", "",
-                "These cached DVC outputs are tracked by git, so `dvc repro` fails in a fresh clone "
-                "(\"output ... is already tracked by SCM\"); the benchmark left them out of its snapshot: "
-                + ", ".join(f"`{path}`" for path in report["snapshot"]["git_tracked_dvc_outputs_left_out"])]
-    out += ["", "Memory: *single* is ru_maxrss (largest single process of the tree, via wait4); *tree* is the largest "
-            "polled sum of RSS over the process tree. *Other CPU load* is CPU used by processes outside the benchmark "
-            "during the run (noise indicator)."]
+        out += [
+            "",
+            "## Warning",
+            "",
+            "These cached DVC outputs are tracked by git, so `dvc repro` fails in a fresh clone "
+            '("output ... is already tracked by SCM"); the benchmark left them out of its snapshot: '
+            + ", ".join(f"`{path}`" for path in report["snapshot"]["git_tracked_dvc_outputs_left_out"]),
+        ]
+    out += [
+        "",
+        "Memory: *single* is ru_maxrss (largest single process of the tree, via wait4); *tree* is the largest "
+        "polled sum of RSS over the process tree. *Other CPU load* is CPU used by processes outside the benchmark "
+        "during the run (noise indicator).",
+    ]
     return "\n".join(out) + "\n"
 
 
@@ -510,15 +588,24 @@ def markdown(report: dict) -> str:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--skip-1m", action="store_true", help="skip the 1,000,000-row part")
-    parser.add_argument("--repeats", type=int, default=1,
-                        help="full repro + bare runs per size; the median of the quiet runs is reported (default 1)")
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="full repro + bare runs per size; the median of the quiet runs is reported (default 1)"
+    )
     parser.add_argument("--noop-repeats", type=int, default=5, help="no-op repro runs; the median is reported (default 5)")
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows of the resampled dataset (default 1,000,000)")
     parser.add_argument("--seed", type=int, default=20240601, help="seed for the resample")
-    parser.add_argument("--quiet-below", type=float, default=0.25,
-                        help="before each run, wait until other processes use fewer cores than this (default 0.25)")
-    parser.add_argument("--max-wait", type=float, default=600,
-                        help="seconds to wait for a quiet machine before measuring anyway; 0 never waits (default 600)")
+    parser.add_argument(
+        "--quiet-below",
+        type=float,
+        default=0.25,
+        help="before each run, wait until other processes use fewer cores than this (default 0.25)",
+    )
+    parser.add_argument(
+        "--max-wait",
+        type=float,
+        default=600,
+        help="seconds to wait for a quiet machine before measuring anyway; 0 never waits (default 600)",
+    )
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
     parser.add_argument("--keep", action="store_true", help="keep the temporary repository and print its path")
     args = parser.parse_args()
@@ -539,8 +626,12 @@ def main() -> None:
     try:
         print(f"snapshot of {REPO} -> {copy}", flush=True)
         report["snapshot"] = snapshot_repository(REPO, copy)
-        env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1",
-               "PYTHONPATH": str(copy / "src")}
+        env = {
+            **os.environ,
+            "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+            "DVC_NO_ANALYTICS": "1",
+            "PYTHONPATH": str(copy / "src"),
+        }
         python = str(bin_dir / "python")
         data = yaml.safe_load((copy / "params.yaml").read_text(encoding="utf-8"))["data"]
         default_rows = len(pd.read_parquet(copy / data["source"], columns=[data["target"]]))
@@ -550,12 +641,16 @@ def main() -> None:
         report["sizes"] = {"default": {"rows": default_rows, **default}}
         if not args.skip_1m:
             print(f"resampling {args.rows:,} rows into {RESAMPLED_SOURCE}", flush=True)
-            resample = write_resampled(copy / data["source"], copy / RESAMPLED_SOURCE, args.rows, args.seed,
-                                       data["time_column"], data.get("id_columns") or [])
+            resample = write_resampled(
+                copy / data["source"], copy / RESAMPLED_SOURCE, args.rows, args.seed, data["time_column"], data.get("id_columns") or []
+            )
             set_data_source(copy / "params.yaml", RESAMPLED_SOURCE)
             print(f"{args.rows:,} rows", flush=True)
-            report["sizes"]["1m"] = {"rows": resample["rows"], "resample": resample,
-                                     **bench_size(copy, env, python, RESAMPLED_SOURCE, args.repeats, args.noop_repeats, gate)}
+            report["sizes"]["1m"] = {
+                "rows": resample["rows"],
+                "resample": resample,
+                **bench_size(copy, env, python, RESAMPLED_SOURCE, args.repeats, args.noop_repeats, gate),
+            }
     finally:
         if args.keep:
             print(f"kept {copy}")

@@ -75,9 +75,15 @@ def main() -> None:
     copy = work / "repo"
     copy.mkdir()
     snapshot = snapshot_repository(REPO, copy)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
-           "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@localhost", "GIT_COMMITTER_NAME": "bench",
-           "GIT_COMMITTER_EMAIL": "bench@localhost"}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "DVC_NO_ANALYTICS": "1",
+        "GIT_AUTHOR_NAME": "bench",
+        "GIT_AUTHOR_EMAIL": "bench@localhost",
+        "GIT_COMMITTER_NAME": "bench",
+        "GIT_COMMITTER_EMAIL": "bench@localhost",
+    }
     env.pop("PYTHONPATH", None)
     print(f"snapshot of {snapshot['head'][:12]} in {copy}", flush=True)
 
@@ -90,8 +96,13 @@ def main() -> None:
 
     serial, parallel = run_batch(1, copy, env), run_batch(2, copy, env)
     upstream_paid = sum(baseline["stage_seconds"].get(stage, 0.0) for stage in UPSTREAM)
-    upstream_in_experiments = sum(seconds for batch in (serial, parallel) for exp in batch["experiments"].values()
-                                  for stage, seconds in exp["stage_seconds"].items() if stage in UPSTREAM)
+    upstream_in_experiments = sum(
+        seconds
+        for batch in (serial, parallel)
+        for exp in batch["experiments"].values()
+        for stage, seconds in exp["stage_seconds"].items()
+        if stage in UPSTREAM
+    )
     result = {
         "machine": {"cpus": os.cpu_count()},
         "snapshot": snapshot,
@@ -102,26 +113,34 @@ def main() -> None:
         "speedup_j2_over_j1": serial["wall_s"] / parallel["wall_s"],
         "upstream_seconds_in_baseline": upstream_paid,
         "upstream_seconds_in_experiments": upstream_in_experiments,
-        "every_experiment_skipped_upstream": all(exp["skipped"] == UPSTREAM for batch in (serial, parallel)
-                                                 for exp in batch["experiments"].values()),
+        "every_experiment_skipped_upstream": all(
+            exp["skipped"] == UPSTREAM for batch in (serial, parallel) for exp in batch["experiments"].values()
+        ),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "sweep.json").write_text(json.dumps(result, indent=2) + "\n")
 
     downstream = [stage for stage in baseline["stage_seconds"] if stage not in UPSTREAM]
     lines = [
-        "# Sweep: four queued experiments, one at a time vs two at a time", "",
-        f"Grid `{result['grid']}` on the default dataset; {os.cpu_count()} CPUs; run-cache emptied before each batch.", "",
-        "| | wall time |", "|---|---:|",
+        "# Sweep: four queued experiments, one at a time vs two at a time",
+        "",
+        f"Grid `{result['grid']}` on the default dataset; {os.cpu_count()} CPUs; run-cache emptied before each batch.",
+        "",
+        "| | wall time |",
+        "|---|---:|",
         f"| baseline `dvc repro` (all 8 stages) | {baseline['wall_s']:.1f} s |",
         f"| 4 experiments, `dvc queue start -j 1` | {serial['wall_s']:.1f} s |",
         f"| 4 experiments, `dvc queue start -j 2` | {parallel['wall_s']:.1f} s |",
-        f"| speed-up of -j 2 | **{result['speedup_j2_over_j1']:.2f}x** |", "",
+        f"| speed-up of -j 2 | **{result['speedup_j2_over_j1']:.2f}x** |",
+        "",
         f"Upstream stages ({', '.join(UPSTREAM)}): {upstream_paid:.1f} s in the baseline, "
         f"{upstream_in_experiments:.1f} s inside the 8 experiments (every experiment skipped them: "
-        f"{result['every_experiment_skipped_upstream']}).", "",
-        "Per-stage time inside each stage (\"done in\", from the logs; median over the four experiments):", "",
-        "| stage | baseline | -j 1 | -j 2 |", "|---|---:|---:|---:|",
+        f"{result['every_experiment_skipped_upstream']}).",
+        "",
+        'Per-stage time inside each stage ("done in", from the logs; median over the four experiments):',
+        "",
+        "| stage | baseline | -j 1 | -j 2 |",
+        "|---|---:|---:|---:|",
     ]
     for stage in UPSTREAM + downstream:
         cells = [f"{baseline['stage_seconds'].get(stage, 0):.1f} s"]

@@ -30,8 +30,10 @@ def tool_env() -> dict[str, str]:
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.update(
         DVC_NO_ANALYTICS="1",
-        GIT_AUTHOR_NAME="pipeline tests", GIT_AUTHOR_EMAIL="tests@example.invalid",
-        GIT_COMMITTER_NAME="pipeline tests", GIT_COMMITTER_EMAIL="tests@example.invalid",
+        GIT_AUTHOR_NAME="pipeline tests",
+        GIT_AUTHOR_EMAIL="tests@example.invalid",
+        GIT_COMMITTER_NAME="pipeline tests",
+        GIT_COMMITTER_EMAIL="tests@example.invalid",
     )
     return env
 
@@ -95,8 +97,9 @@ class Repo:
 
 def project_files() -> list[str]:
     """Files a fresh clone would have, taken from the working tree (so uncommitted edits are tested too)."""
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-                            cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
     return [name for name in listed.split("\0") if name and (ROOT / name).is_file()]
 
 
@@ -117,9 +120,7 @@ def make_repo(destination: Path, data: pd.DataFrame | None = None) -> Repo:
 
 def employment_sample(rows_per_year: int = SAMPLE_ROWS_PER_YEAR, seed: int = 0) -> pd.DataFrame:
     table = pd.read_parquet(DEFAULT_DATA)
-    return (table.groupby("year", group_keys=False)
-            .sample(n=rows_per_year, random_state=seed)
-            .sort_values("id").reset_index(drop=True))
+    return table.groupby("year", group_keys=False).sample(n=rows_per_year, random_state=seed).sort_values("id").reset_index(drop=True)
 
 
 @pytest.fixture(scope="session")
@@ -169,8 +170,9 @@ class S3Server:
     def client(self):
         import boto3
 
-        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
-                            aws_access_key_id="testing", aws_secret_access_key="testing")
+        return boto3.client(
+            "s3", endpoint_url=self.endpoint, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+        )
 
     def reject_all_credentials(self) -> None:
         """From now on every request must be signed by a key the server's IAM knows; none is."""

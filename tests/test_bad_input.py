@@ -9,13 +9,43 @@ import pytest
 pytestmark = pytest.mark.integration
 
 INGEST = ("ingest", "--out", "data/raw/new.parquet")
-VALIDATE = ("validate", "--raw", "data/raw/dataset.parquet", "--out", "data/validated/new.parquet",
-            "--quarantine", "data/quarantine/new.parquet", "--metrics", "metrics/new_quality.json")
-SPLIT = ("split", "--validated", "data/validated/dataset.parquet", "--train", "data/split/new_train.parquet",
-         "--test", "data/split/new_test.parquet")
-TRAIN = ("train", "--features", "data/features/train.parquet", "--schema", "data/features/schema.json",
-         "--model", "models/new_model.txt", "--model-schema", "models/new_schema.json",
-         "--record", "metrics/new_train", "--tuning", "metrics/new_tuning.json", "--tuning-plot", "metrics/plots/new_tuning.json")
+VALIDATE = (
+    "validate",
+    "--raw",
+    "data/raw/dataset.parquet",
+    "--out",
+    "data/validated/new.parquet",
+    "--quarantine",
+    "data/quarantine/new.parquet",
+    "--metrics",
+    "metrics/new_quality.json",
+)
+SPLIT = (
+    "split",
+    "--validated",
+    "data/validated/dataset.parquet",
+    "--train",
+    "data/split/new_train.parquet",
+    "--test",
+    "data/split/new_test.parquet",
+)
+TRAIN = (
+    "train",
+    "--features",
+    "data/features/train.parquet",
+    "--schema",
+    "data/features/schema.json",
+    "--model",
+    "models/new_model.txt",
+    "--model-schema",
+    "models/new_schema.json",
+    "--record",
+    "metrics/new_train",
+    "--tuning",
+    "metrics/new_tuning.json",
+    "--tuning-plot",
+    "metrics/plots/new_tuning.json",
+)
 
 
 def assert_one_line_error(run, *fragments: str) -> None:
@@ -156,14 +186,42 @@ def test_dvc_repro_surfaces_the_error_and_recovers_once_params_are_fixed(repo):
     assert "up to date" in repo.dvc("status").stdout
 
 
-PREDICT = ("predict", "--model", "models/model.txt", "--model-schema", "models/schema.json", "--reference",
-           "data/split/train.parquet", "--out-reference", "data/predictions/new_ref.parquet",
-           "--out-current", "data/predictions/new_cur.parquet", "--quarantine", "data/quarantine/new_cur.parquet",
-           "--quality", "metrics/new_current_quality.json")
-DRIFT = ("drift", "--reference", "data/predictions/reference.parquet", "--current", "data/predictions/current.parquet",
-         "--model-schema", "models/schema.json", "--evaluation", "metrics/evaluation.json",
-         "--current-quality", "metrics/current_quality.json",
-         "--metrics", "metrics/new_drift.json", "--plot", "metrics/plots/new_drift.json", "--reports-dir", "reports/new_drift")
+PREDICT = (
+    "predict",
+    "--model",
+    "models/model.txt",
+    "--model-schema",
+    "models/schema.json",
+    "--reference",
+    "data/split/train.parquet",
+    "--out-reference",
+    "data/predictions/new_ref.parquet",
+    "--out-current",
+    "data/predictions/new_cur.parquet",
+    "--quarantine",
+    "data/quarantine/new_cur.parquet",
+    "--quality",
+    "metrics/new_current_quality.json",
+)
+DRIFT = (
+    "drift",
+    "--reference",
+    "data/predictions/reference.parquet",
+    "--current",
+    "data/predictions/current.parquet",
+    "--model-schema",
+    "models/schema.json",
+    "--evaluation",
+    "metrics/evaluation.json",
+    "--current-quality",
+    "metrics/current_quality.json",
+    "--metrics",
+    "metrics/new_drift.json",
+    "--plot",
+    "metrics/plots/new_drift.json",
+    "--reports-dir",
+    "reports/new_drift",
+)
 
 
 def current_batch(repo, name, transform):
@@ -203,13 +261,16 @@ def test_current_rows_breaking_the_contract_are_quarantined_and_flagged_not_scor
     assert repo.stage(*drift_args).returncode == 0
     verdict = json.loads((repo.path / "metrics" / "new_drift.json").read_text())
     assert verdict["retrain_recommended"] is True
-    assert any(reason.startswith(f"current data: {len(quarantine):,} of ") and "AGEP:dtype(int16)" in reason for reason in verdict["reasons"])
+    assert any(
+        reason.startswith(f"current data: {len(quarantine):,} of ") and "AGEP:dtype(int16)" in reason for reason in verdict["reasons"]
+    )
 
 
 def test_a_batch_whose_every_row_breaks_the_contract_is_one_clear_error(repo):
     current_batch(repo, "all_bad.csv", lambda t: t.assign(AGEP=-5))
-    assert_one_line_error(repo.stage(*PREDICT), "every row of the current table (data/all_bad.csv) breaks the data contract",
-                          "AGEP:in_range(0, 120)")
+    assert_one_line_error(
+        repo.stage(*PREDICT), "every row of the current table (data/all_bad.csv) breaks the data contract", "AGEP:in_range(0, 120)"
+    )
     assert_nothing_written(repo, "data/predictions/new_cur.parquet", "data/quarantine/new_cur.parquet")
 
 
@@ -242,9 +303,19 @@ def test_unknown_stat_test_name(repo):
     assert_nothing_written(repo, "metrics/new_drift.json")
 
 
-FEATURIZE = ("featurize", "--train", "data/split/train.parquet", "--test", "data/split/test.parquet",
-             "--train-out", "data/features/new_train.parquet", "--test-out", "data/features/new_test.parquet",
-             "--schema", "data/features/new_schema.json")
+FEATURIZE = (
+    "featurize",
+    "--train",
+    "data/split/train.parquet",
+    "--test",
+    "data/split/test.parquet",
+    "--train-out",
+    "data/features/new_train.parquet",
+    "--test-out",
+    "data/features/new_test.parquet",
+    "--schema",
+    "data/features/new_schema.json",
+)
 
 
 def test_code_in_a_derived_feature_never_runs(repo, tmp_path):

@@ -2,6 +2,7 @@
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from conftest import ROOT
 from mlpipe.config import load_params, parse_params
@@ -57,18 +58,34 @@ def test_minimal_params_take_documented_defaults():
         (with_section(train={"early_stopping_rounds": 10, "validation_fraction": 0}), ["train.validation_fraction"]),
         (["not", "a", "mapping"], ["expected a mapping"]),
         # Drift windows that could only fail after training fail in the params check every stage runs.
-        (with_section(drift={"windows": {"2016": {"start": 2016, "end": 2016}}}),
-         ["drift.windows.2016 has start/end but data.time_column is null", "all: {}"]),
-        (with_section(data={**MINIMAL["data"], "time_column": "year"}, drift={"windows": {"late": {"start": 2018, "end": 2016}}}),
-         ["drift.windows.late: start 2018 comes after end 2016", "swap them"]),
-        (with_section(data={**MINIMAL["data"], "time_column": "year"}, split={"strategy": "time", "train_until": 2015},
-                      drift={"windows": {"old": {"start": 2014, "end": 2015}}}),
-         ["drift.windows.old ends at 2015, inside the training period (split.train_until 2015)"]),
-        (with_section(data={**MINIMAL["data"], "time_column": "day"}, split={"strategy": "time", "train_until": "2020-06-30"},
-                      drift={"windows": {"q3": {"start": 2020, "end": 2021}}}),
-         ["drift.windows.q3.end 2021 and split.train_until '2020-06-30' are not the same kind of time"]),
-        (with_section(data={**MINIMAL["data"], "time_column": "day"}, drift={"windows": {"q3": {"start": "soon"}}}),
-         ["drift.windows.q3.start 'soon' is neither a number nor a date"]),
+        (
+            with_section(drift={"windows": {"2016": {"start": 2016, "end": 2016}}}),
+            ["drift.windows.2016 has start/end but data.time_column is null", "all: {}"],
+        ),
+        (
+            with_section(data={**MINIMAL["data"], "time_column": "year"}, drift={"windows": {"late": {"start": 2018, "end": 2016}}}),
+            ["drift.windows.late: start 2018 comes after end 2016", "swap them"],
+        ),
+        (
+            with_section(
+                data={**MINIMAL["data"], "time_column": "year"},
+                split={"strategy": "time", "train_until": 2015},
+                drift={"windows": {"old": {"start": 2014, "end": 2015}}},
+            ),
+            ["drift.windows.old ends at 2015, inside the training period (split.train_until 2015)"],
+        ),
+        (
+            with_section(
+                data={**MINIMAL["data"], "time_column": "day"},
+                split={"strategy": "time", "train_until": "2020-06-30"},
+                drift={"windows": {"q3": {"start": 2020, "end": 2021}}},
+            ),
+            ["drift.windows.q3.end 2021 and split.train_until '2020-06-30' are not the same kind of time"],
+        ),
+        (
+            with_section(data={**MINIMAL["data"], "time_column": "day"}, drift={"windows": {"q3": {"start": "soon"}}}),
+            ["drift.windows.q3.start 'soon' is neither a number nor a date"],
+        ),
     ],
 )
 def test_invalid_values_name_the_key(raw, fragments):
@@ -81,9 +98,13 @@ def test_invalid_values_name_the_key(raw, fragments):
 
 
 def test_date_windows_after_the_training_period_pass_the_check():
-    params = parse_params(with_section(data={**MINIMAL["data"], "time_column": "day"},
-                                       split={"strategy": "time", "train_until": "2020-06-30"},
-                                       drift={"windows": {"q3": {"start": "2020-07-01", "end": "2020-09-30"}, "all": {}}}))
+    params = parse_params(
+        with_section(
+            data={**MINIMAL["data"], "time_column": "day"},
+            split={"strategy": "time", "train_until": "2020-06-30"},
+            drift={"windows": {"q3": {"start": "2020-07-01", "end": "2020-09-30"}, "all": {}}},
+        )
+    )
     assert list(params.drift.windows) == ["q3", "all"]
 
 
@@ -112,21 +133,24 @@ def test_missing_and_malformed_params_files(tmp_path):
 
 def test_params_are_immutable():
     params = parse_params(MINIMAL)
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         params.train.learning_rate = 1.0  # type: ignore[misc]
 
 
-@pytest.mark.parametrize("section, key, value, message", [
-    ("train", "num_leaves", True, "train.num_leaves: expected a number, got True"),
-    ("validate", "max_bad_row_share", False, "validate.max_bad_row_share: expected a number, got False"),
-    ("drift", "num_threshold", True, "drift.num_threshold: expected a number, got True"),
-    ("evaluate", "period", "H", "evaluate.period: Input should be 'Y', 'Q', 'M', 'W' or 'D' (got 'H')"),
-    ("data", "id_columns", ["employed"], "column 'employed' is both data.target and data.id_columns"),
-    ("data", "id_columns", ["year"], "column 'year' is both data.time_column and data.id_columns"),
-    ("data", "categorical_columns", ["id", "MAR"], "column 'id' is both data.id_columns and data.categorical_columns"),
-    ("data", "pattern", "../*.csv", "data.pattern: '../*.csv' must match files inside data.source"),
-    ("data", "pattern", "/etc/*", "data.pattern: '/etc/*' must match files inside data.source"),
-])
+@pytest.mark.parametrize(
+    "section, key, value, message",
+    [
+        ("train", "num_leaves", True, "train.num_leaves: expected a number, got True"),
+        ("validate", "max_bad_row_share", False, "validate.max_bad_row_share: expected a number, got False"),
+        ("drift", "num_threshold", True, "drift.num_threshold: expected a number, got True"),
+        ("evaluate", "period", "H", "evaluate.period: Input should be 'Y', 'Q', 'M', 'W' or 'D' (got 'H')"),
+        ("data", "id_columns", ["employed"], "column 'employed' is both data.target and data.id_columns"),
+        ("data", "id_columns", ["year"], "column 'year' is both data.time_column and data.id_columns"),
+        ("data", "categorical_columns", ["id", "MAR"], "column 'id' is both data.id_columns and data.categorical_columns"),
+        ("data", "pattern", "../*.csv", "data.pattern: '../*.csv' must match files inside data.source"),
+        ("data", "pattern", "/etc/*", "data.pattern: '/etc/*' must match files inside data.source"),
+    ],
+)
 def test_malformed_values_the_check_used_to_let_through(section, key, value, message):
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw[section][key] = value

@@ -8,19 +8,24 @@ from mlpipe.errors import ConfigError, DataError
 from mlpipe.sql import read_query
 
 SECRET = "hun" + "ter2"  # assembled so that this file passes the repository's secret scan
-WITH_SECRETS = [template.replace("<PW>", SECRET) for template in (  # <PW> keeps the templates clear of the scan
-    "postgresql+psycopg://analyst:<PW>@db.internal/sales",
-    "postgresql+psycopg://analyst:<PW>/ab@db.internal/sales",  # a "/" in the password
-    "postgresql+psycopg://analyst@db.internal/sales?password=<PW>",
-    "postgresql+psycopg://analyst@db.internal/sales?sslmode=require&PassWord=<PW>",
-    "mysql+pymysql://analyst@db.internal/sales?passwd=<PW>",
-    "mssql+pyodbc:///?odbc_connect=DRIVER%3D%7BODBC%7D%3BSERVER%3Ddb%3BPWD%3D<PW>",
-)]
+WITH_SECRETS = [
+    template.replace("<PW>", SECRET)
+    for template in (  # <PW> keeps the templates clear of the scan
+        "postgresql+psycopg://analyst:<PW>@db.internal/sales",
+        "postgresql+psycopg://analyst:<PW>/ab@db.internal/sales",  # a "/" in the password
+        "postgresql+psycopg://analyst@db.internal/sales?password=<PW>",
+        "postgresql+psycopg://analyst@db.internal/sales?sslmode=require&PassWord=<PW>",
+        "mysql+pymysql://analyst@db.internal/sales?passwd=<PW>",
+        "mssql+pyodbc:///?odbc_connect=DRIVER%3D%7BODBC%7D%3BSERVER%3Ddb%3BPWD%3D<PW>",
+    )
+]
 
 
 def params_with(url: str) -> dict:
-    return {"data": {"source": "data/snapshots/sales.parquet", "target": "y", "positive_label": 1},
-            "sql_snapshots": {"sales": {"url": url, "table": "sales"}}}
+    return {
+        "data": {"source": "data/snapshots/sales.parquet", "target": "y", "positive_label": 1},
+        "sql_snapshots": {"sales": {"url": url, "table": "sales"}},
+    }
 
 
 @pytest.mark.parametrize("url", WITH_SECRETS)
@@ -34,8 +39,14 @@ def test_a_secret_anywhere_in_the_url_is_refused_and_never_echoed(url):
     assert SECRET not in redact_url(url) and SECRET not in mask_credentials(f"failed on {url}")
 
 
-@pytest.mark.parametrize("url", ["postgresql+psycopg://analyst@db.internal/sales?sslmode=require", "sqlite:///data/app.db",
-                                 "postgresql+psycopg://analyst@db.internal:5432/sales"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+psycopg://analyst@db.internal/sales?sslmode=require",
+        "sqlite:///data/app.db",
+        "postgresql+psycopg://analyst@db.internal:5432/sales",
+    ],
+)
 def test_urls_without_secrets_pass(url):
     assert credentials_in_url(url) == []
     assert parse_params(params_with(url)).sql_snapshots["sales"].url == url

@@ -13,8 +13,14 @@ from mlpipe.features import build_schema, encode_target, make_features
 from mlpipe.monitoring import format_verdict, retrain_verdict
 from mlpipe.schema import PROBABILITY
 
-DATA = DataParams(source="x", target="employed", positive_label=1, time_column="year", id_columns=["id"],
-                  categorical_columns=["MAR", "RELP", "ESP", "CIT", "MIG", "MIL", "ANC", "RAC1P"])
+DATA = DataParams(
+    source="x",
+    target="employed",
+    positive_label=1,
+    time_column="year",
+    id_columns=["id"],
+    categorical_columns=["MAR", "RELP", "ESP", "CIT", "MIG", "MIL", "ANC", "RAC1P"],
+)
 PARAMS = DriftParams()
 
 
@@ -166,7 +172,9 @@ def test_value_count_distances_equal_evidentlys_own_tests(period, seed):
     columns = drift.monitored_columns(schema, current)
     for name in columns.all:
         kind = ColumnType.Categorical if name in columns.categorical else ColumnType.Numerical
-        ours = drift.column_drift(reference[name], current[name], drift.CATEGORICAL if name in columns.categorical else drift.NUMERICAL, None, None, "k")
+        ours = drift.column_drift(
+            reference[name], current[name], drift.CATEGORICAL if name in columns.categorical else drift.NUMERICAL, None, None, "k"
+        )
         ref, cur = reference[name].dropna(), current[name].dropna()
         if kind == ColumnType.Categorical:
             ref, cur = ref.astype(str), cur.astype(str)

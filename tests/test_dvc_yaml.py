@@ -62,6 +62,6 @@ def test_metrics_and_plot_data_live_in_git_not_the_cache():
     for stage, spec in PIPELINE.items():
         spec = spec.get("do", spec)
         for entry in spec.get("metrics", []) + [o for o in spec.get("outs", []) if isinstance(o, dict)]:
-            (path, options), = entry.items()
+            ((path, options),) = entry.items()
             assert path.startswith("metrics/"), (stage, path)
             assert options == {"cache": False}, (stage, path)

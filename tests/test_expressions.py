@@ -48,27 +48,32 @@ def test_anything_outside_the_grammar_is_refused_naming_the_key_and_the_part(tex
 
 
 def test_params_with_code_in_a_derived_feature_are_refused_at_load():
-    raw = {"data": {"source": "t.csv", "target": "y", "positive_label": 1},
-           "features": {"derived": {"X": "AGEP + 0 * @logging.os.system('id > /tmp/pwned')"}}}
+    raw = {
+        "data": {"source": "t.csv", "target": "y", "positive_label": 1},
+        "features": {"derived": {"X": "AGEP + 0 * @logging.os.system('id > /tmp/pwned')"}},
+    }
     with pytest.raises(ConfigError, match=r"^params.yaml: features.derived.X: .* not a valid expression"):
         parse_params(raw)
     with pytest.raises(ConfigError, match="plain identifier"):
         FeaturesParams(derived={"a b": "a + 1"})
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("a ** 2", [1.0, 16.0, 81.0, np.nan]),
-    ("log1p(a) * 0 + sqrt(a)", [1.0, 2.0, 3.0, np.nan]),
-    ("clip(b, -1, 1)", [1, 0, -1, 1]),
-    ("where(b > 0, a, -a)", [1.0, -4.0, -9.0, np.nan]),
-    ("(b > 0) & (a < 5)", [True, False, False, False]),
-    ("b > 0 and not a > 5", [True, False, False, True]),
-    ("0 < b <= 2", [True, False, False, False]),
-    ("`odd name` * 10 + abs(b)", [12.0, 20.0, 33.0, 45.0]),
-    ("c == 'x'", [True, False, True, False]),
-    ("maximum(a, b) - minimum(a, b)", [1.0, 4.0, 12.0, np.nan]),
-    ("isnull(a) | (b == 0)", [False, True, False, True]),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("a ** 2", [1.0, 16.0, 81.0, np.nan]),
+        ("log1p(a) * 0 + sqrt(a)", [1.0, 2.0, 3.0, np.nan]),
+        ("clip(b, -1, 1)", [1, 0, -1, 1]),
+        ("where(b > 0, a, -a)", [1.0, -4.0, -9.0, np.nan]),
+        ("(b > 0) & (a < 5)", [True, False, False, False]),
+        ("b > 0 and not a > 5", [True, False, False, True]),
+        ("0 < b <= 2", [True, False, False, False]),
+        ("`odd name` * 10 + abs(b)", [12.0, 20.0, 33.0, 45.0]),
+        ("c == 'x'", [True, False, True, False]),
+        ("maximum(a, b) - minimum(a, b)", [1.0, 4.0, 12.0, np.nan]),
+        ("isnull(a) | (b == 0)", [False, True, False, True]),
+    ],
+)
 def test_the_grammar_computes_what_pandas_would(text, expected):
     values = add_derived(TABLE, {"out": text})["out"]
     np.testing.assert_array_equal(values.to_numpy(dtype=float), np.asarray(expected, dtype=float))

@@ -28,8 +28,15 @@ def kill_while_writing(repo, watched: Path, timeout: float = 120) -> None:
     """Start `dvc repro`, SIGKILL its whole process group the moment a temporary output file
     appears in `watched` (the stage is then inside its write), and wait for it to die."""
     env = {**tool_env(), "PYTHONPATH": str(repo.path / "src")}
-    process = subprocess.Popen([sys.executable, "-m", "dvc", "repro"], cwd=repo.path, env=env, stdin=subprocess.DEVNULL,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dvc", "repro"],
+        cwd=repo.path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
@@ -85,11 +92,14 @@ def non_utf8_csv(path: Path, sample) -> None:
     path.with_suffix(".csv").write_bytes(text.encode("latin-1"))
 
 
-@pytest.mark.parametrize(("fault", "message"), [
-    (corrupt_parquet, r"cannot read 'data/broken.parquet' as parquet: "),
-    (truncated_csv, r"'data/broken.csv' looks truncated: its last line has [0-9]+ of 19 fields and no line end"),
-    (non_utf8_csv, r"'data/broken.csv' is not UTF-8 text \(line 1, byte 8: 0xc2\): re-save it as UTF-8"),
-])
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        (corrupt_parquet, r"cannot read 'data/broken.parquet' as parquet: "),
+        (truncated_csv, r"'data/broken.csv' looks truncated: its last line has [0-9]+ of 19 fields and no line end"),
+        (non_utf8_csv, r"'data/broken.csv' is not UTF-8 text \(line 1, byte 8: 0xc2\): re-save it as UTF-8"),
+    ],
+)
 def test_a_broken_source_fails_in_one_line_and_the_next_repro_recovers(repo, sample, fault, message):
     before, cached_before = outputs_digest(repo), cache_files(repo)
     good_source = repo.params()["data"]["source"]
@@ -119,8 +129,15 @@ def test_params_changed_while_train_runs_fail_it_and_dvc_records_nothing(repo):
     model_before, lock_before = model.read_bytes(), (repo.path / "dvc.lock").read_text()
     repo.set_params(train={"learning_rate": 0.06, "n_estimators": 3000, "early_stopping_rounds": 0, "validation_fraction": 0})
     env = {**tool_env(), "PYTHONPATH": str(repo.path / "src")}
-    process = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "train"], cwd=repo.path, env=env, stdin=subprocess.DEVNULL,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dvc", "repro", "train"],
+        cwd=repo.path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         for line in process.stdout:  # the stage logs as it goes; it has read its params once it reads its data
             if "train: read" in line:
@@ -159,8 +176,14 @@ def test_report_workers_die_with_a_killed_drift_stage_and_release_its_output(rep
     from test_bad_input import DRIFT
 
     env = {**tool_env(), "PYTHONPATH": str(repo.path / "src")}
-    stage = subprocess.Popen([sys.executable, f"src/stages/{DRIFT[0]}.py", *DRIFT[1:]], cwd=repo.path, env=env,
-                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    stage = subprocess.Popen(
+        [sys.executable, f"src/stages/{DRIFT[0]}.py", *DRIFT[1:]],
+        cwd=repo.path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     workers: list[int] = []
     try:
         deadline = time.monotonic() + 60

@@ -13,11 +13,17 @@ DATA = DataParams(source="t", target="y", positive_label="yes", time_column="t",
 
 
 def train_table():
-    return pd.DataFrame({
-        "id": [1, 2, 3, 4], "t": [1, 1, 2, 2], "junk": [9, 9, 9, 9],
-        "age": [20.0, 30.0, np.nan, 50.0], "city": ["b", "a", "a", None], "flag": [True, False, True, True],
-        "y": ["yes", "no", "no", "yes"],
-    })
+    return pd.DataFrame(
+        {
+            "id": [1, 2, 3, 4],
+            "t": [1, 1, 2, 2],
+            "junk": [9, 9, 9, 9],
+            "age": [20.0, 30.0, np.nan, 50.0],
+            "city": ["b", "a", "a", None],
+            "flag": [True, False, True, True],
+            "y": ["yes", "no", "no", "yes"],
+        }
+    )
 
 
 def test_schema_excludes_target_ids_time_and_dropped_columns_and_infers_categoricals():

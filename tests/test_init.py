@@ -37,12 +37,16 @@ def orders(rows: int = 3000, seed: int = 0) -> pd.DataFrame:
     visits = rng.poisson(4, rows)
     region = rng.choice(["north", "south", "east", "west"], rows)
     score = -1.0 + 0.015 * spend - 0.3 * visits + np.where(region == "north", 0.8, 0.0) + rng.normal(0, 1, rows)
-    return pd.DataFrame({
-        "customer_id": [f"C{number:06d}" for number in rng.permutation(rows)],
-        "order_date": pd.Timestamp("2022-01-01") + pd.to_timedelta(np.sort(rng.integers(0, 730, rows)), unit="D"),
-        "spend": spend, "visits": visits, "region": region,
-        "churned": np.where(score > 0, "yes", "no"),
-    })
+    return pd.DataFrame(
+        {
+            "customer_id": [f"C{number:06d}" for number in rng.permutation(rows)],
+            "order_date": pd.Timestamp("2022-01-01") + pd.to_timedelta(np.sort(rng.integers(0, 730, rows)), unit="D"),
+            "spend": spend,
+            "visits": visits,
+            "region": region,
+            "churned": np.where(score > 0, "yes", "no"),
+        }
+    )
 
 
 def contacts(rows: int = 2000, seed: int = 1) -> pd.DataFrame:
@@ -52,11 +56,16 @@ def contacts(rows: int = 2000, seed: int = 1) -> pd.DataFrame:
     income = rng.normal(40_000, 12_000, rows).round(0)
     plan = rng.choice(["basic", "plus", "pro"], rows)
     bought = (0.04 * (age - 45) + (income - 40_000) / 10_000 + np.where(plan == "pro", 1.0, 0.0) + rng.normal(0, 1, rows)) > 0
-    return pd.DataFrame({
-        "email": [f"person{number}@example.com" for number in range(rows)],
-        "full_name": [f"Person Number{number}" for number in range(rows)],
-        "age": age, "income": income, "plan": plan, "bought": bought.astype(int),
-    })
+    return pd.DataFrame(
+        {
+            "email": [f"person{number}@example.com" for number in range(rows)],
+            "full_name": [f"Person Number{number}" for number in range(rows)],
+            "age": age,
+            "income": income,
+            "plan": plan,
+            "bought": bought.astype(int),
+        }
+    )
 
 
 def init(repo, *args: str, check: bool = True):
@@ -99,8 +108,11 @@ def test_table_with_a_date_column_and_a_text_id(tmp_path):
     assert params["data"]["categorical_columns"] == ["region"]
     assert params["split"] == {**params["split"], "strategy": "time", "train_until": "2023-06-30", "test_from": "2023-07-01"}
     assert params["evaluate"]["period"] == "Q"
-    assert params["drift"]["windows"] == {"2023Q3": {"start": "2023-07-01", "end": "2023-09-30"},
-                                          "2023Q4": {"start": "2023-10-01", "end": "2023-12-31"}, "all": {}}
+    assert params["drift"]["windows"] == {
+        "2023Q3": {"start": "2023-07-01", "end": "2023-09-30"},
+        "2023Q4": {"start": "2023-10-01", "end": "2023-12-31"},
+        "all": {},
+    }
     repo.commit("my table")
     assert run_whole_pipeline(repo)["roc_auc"] >= 0.85
     drift = json.loads((repo.path / "metrics" / "drift.json").read_text())
@@ -118,8 +130,12 @@ def test_csv_with_personal_looking_columns(tmp_path):
     assert repo.params()["data"]["personal_columns"] == {"email": "drop", "full_name": "drop"}
     repo.commit("my table")
     assert run_whole_pipeline(repo)["roc_auc"] >= 0.8
-    leaked = [path for folder in ("data", "models", "metrics", "reports") for path in (repo.path / folder).rglob("*")
-              if path.is_file() and path.name != "contacts.csv" and b"@example.com" in path.read_bytes()]
+    leaked = [
+        path
+        for folder in ("data", "models", "metrics", "reports")
+        for path in (repo.path / folder).rglob("*")
+        if path.is_file() and path.name != "contacts.csv" and b"@example.com" in path.read_bytes()
+    ]
     assert leaked == []
 
 
@@ -136,8 +152,12 @@ def test_a_year_column_gives_one_window_per_test_year():
     table = pd.DataFrame({"year": years, "x": np.arange(len(years)) % 7, "y": np.arange(len(years)) % 2})
     profile = profile_table(table, "y")
     assert profile.split == {"strategy": "time", "train_until": 2018, "test_from": 2019}
-    assert profile.windows == {"2019": {"start": 2019, "end": 2019}, "2020": {"start": 2020, "end": 2020},
-                               "2021": {"start": 2021, "end": 2021}, "all": {}}
+    assert profile.windows == {
+        "2019": {"start": 2019, "end": 2019},
+        "2020": {"start": 2020, "end": 2020},
+        "2021": {"start": 2021, "end": 2021},
+        "all": {},
+    }
     assert profile.contract["year"] == {"dtype": "int64", "min": 2004, "nullable": False}, "the time column has no upper bound"
 
 
@@ -149,23 +169,33 @@ def test_a_positive_label_that_cannot_be_told_is_asked_for():
     assert profile.data["positive_label"] == "malignant"
 
 
-@pytest.mark.parametrize(("make_input", "args", "fragments"), [
-    (None, ["--data", "data/no_such.csv", "--target", "y"], ["DATA='data/no_such.csv' does not exist"]),
-    (lambda: contacts(), ["--target", "bougth"], ["TARGET='bougth' is not a column of the table", "did you mean 'bought'?",
-                                                  "columns: email, full_name, age"]),
-    (lambda: contacts().assign(bought=np.arange(2000) % 3), ["--target", "bought"],
-     ["target 'bought' has 3 distinct value(s) (0, 1, 2)", "binary target"]),
-    (lambda: contacts().head(0), ["--target", "bought"], ["no rows"]),
-    (lambda: contacts(), ["--target", "bought", "--positive", "maybe"], ["POSITIVE='maybe' is not a value of 'bought'"]),
-])
+@pytest.mark.parametrize(
+    ("make_input", "args", "fragments"),
+    [
+        (None, ["--data", "data/no_such.csv", "--target", "y"], ["DATA='data/no_such.csv' does not exist"]),
+        (
+            lambda: contacts(),
+            ["--target", "bougth"],
+            ["TARGET='bougth' is not a column of the table", "did you mean 'bought'?", "columns: email, full_name, age"],
+        ),
+        (
+            lambda: contacts().assign(bought=np.arange(2000) % 3),
+            ["--target", "bought"],
+            ["target 'bought' has 3 distinct value(s) (0, 1, 2)", "binary target"],
+        ),
+        (lambda: contacts().head(0), ["--target", "bought"], ["no rows"]),
+        (lambda: contacts(), ["--target", "bought", "--positive", "maybe"], ["POSITIVE='maybe' is not a value of 'bought'"]),
+    ],
+)
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, make_input, args, fragments):
     params = tmp_path / "params.yaml"
     params.write_bytes((ROOT / "params.yaml").read_bytes())
     if make_input is not None:
         make_input().to_csv(tmp_path / "table.csv", index=False)
         args = ["--data", "table.csv", *args]
-    done = subprocess.run([sys.executable, "-m", "mlpipe.tools.init", *args], cwd=tmp_path, capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        [sys.executable, "-m", "mlpipe.tools.init", *args], cwd=tmp_path, capture_output=True, text=True, stdin=subprocess.DEVNULL
+    )
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: init: "), done.stderr
@@ -198,14 +228,19 @@ def test_every_other_section_and_its_comments_are_kept(tmp_path):
     assert [line for line in comments if line not in after] == []
     for section in ("train", "tune", "evaluate", "monitor", "review", "features", "sql_snapshots"):
         assert yaml.safe_load(after)[section] == yaml.safe_load(before)[section], section
+
     def block(text: str, start: str, end: str) -> str:
-        return text[text.index(start):text.index(end)]
+        return text[text.index(start) : text.index(end)]
 
     assert block(after, "\ntrain:", "\nevaluate:") == block(before, "\ntrain:", "\nevaluate:"), "untouched sections stay byte for byte"
 
 
 def test_make_init_passes_its_variables_to_the_module():
-    done = subprocess.run(["make", "-n", "init", "DATA=my data.csv", "TARGET=label", "POSITIVE=yes", "TIME=day", "FORCE=1"],
-                          cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run(
+        ["make", "-n", "init", "DATA=my data.csv", "TARGET=label", "POSITIVE=yes", "TIME=day", "FORCE=1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     command = done.stdout.replace("\\\n\t", "")
     assert '-m mlpipe.tools.init --data "my data.csv" --target "label" --positive "yes" --time "day" --force' in command

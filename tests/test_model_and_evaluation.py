@@ -1,5 +1,7 @@
 """Training determinism, persistence, scoring, and the metric tables."""
 
+from itertools import pairwise
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -80,9 +82,9 @@ def test_curve_tables_are_fixed_size_and_monotone():
     p = np.clip(y * 0.3 + rng.random(5000) * 0.7, 0, 1)
     roc = evaluation.roc_points(y, p, 101)
     assert len(roc) == 101 and roc[0]["fpr"] == 0 and roc[-1]["tpr"] == 1
-    assert all(a["tpr"] <= b["tpr"] for a, b in zip(roc, roc[1:]))
+    assert all(a["tpr"] <= b["tpr"] for a, b in pairwise(roc))
     pr = evaluation.precision_recall_points(y, p, 51)
-    assert len(pr) == 51 and all(a["precision"] >= b["precision"] for a, b in zip(pr, pr[1:]))
+    assert len(pr) == 51 and all(a["precision"] >= b["precision"] for a, b in pairwise(pr))
     calibration = evaluation.calibration_points(y, p, 10)
     assert sum(row["rows"] for row in calibration) == 5000
     confusion = evaluation.confusion_counts(y, p, 0.5, ("no", "yes"))
@@ -110,11 +112,14 @@ def test_periods_from_years_and_dates():
     assert list(by) == ["a", "b"] and by["a"]["rows"] == 2
 
 
-@pytest.mark.parametrize("rows, params, message", [
-    (8, TrainParams(min_child_samples=1), "too few to hold out train.validation_fraction=0.1"),
-    (60, TrainParams(min_child_samples=40), "54 training rows are left to fit: a split needs train.min_child_samples=40"),
-    (1, TrainParams(validation_fraction=0, early_stopping_rounds=0), "1 rows and 1 class(es)"),
-])
+@pytest.mark.parametrize(
+    "rows, params, message",
+    [
+        (8, TrainParams(min_child_samples=1), "too few to hold out train.validation_fraction=0.1"),
+        (60, TrainParams(min_child_samples=40), "54 training rows are left to fit: a split needs train.min_child_samples=40"),
+        (1, TrainParams(validation_fraction=0, early_stopping_rounds=0), "1 rows and 1 class(es)"),
+    ],
+)
 def test_a_training_set_too_small_is_one_line_before_lightgbm_runs(rows, params, message):
     from mlpipe.errors import DataError
 

@@ -14,10 +14,12 @@ PATTERNS = {
     # The password may hold '/' and ':' (a parser reads up to the last '@' before the host).
     "password in a URL": re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s/:@'\"]+:(?!\$\{|\*+@|<)[^\s@'\"]+@[^\s/'\"]+"),
     "password in a URL's query": re.compile(
-        r"(?i)(?:[?&;]|%3B|%26)[a-z_]*(?:password|passwd|pwd)\s*(?:=|%3D)(?!\$\{|\*+|<|%2A)[^&;\s'\"]{3,}"),
+        r"(?i)(?:[?&;]|%3B|%26)[a-z_]*(?:password|passwd|pwd)\s*(?:=|%3D)(?!\$\{|\*+|<|%2A)[^&;\s'\"]{3,}"
+    ),
     "private key": re.compile(r"-----BEGIN (?:RSA |EC |DSA |OPENSSH )?PRIVATE KEY-----"),
     "secret assigned in config": re.compile(
-        r"(?i)\b(?:password|passwd|secret_access_key|api_key|token)\s*[=:]\s*['\"](?!\$\{)[^'\"\s]{8,}['\"]"),
+        r"(?i)\b(?:password|passwd|secret_access_key|api_key|token)\s*[=:]\s*['\"](?!\$\{)[^'\"\s]{8,}['\"]"
+    ),
 }
 
 
@@ -46,28 +48,34 @@ def test_no_tracked_file_holds_a_credential():
 
 
 # The planted examples are assembled at run time so that this file itself stays clean.
-@pytest.mark.parametrize("planted", [
-    "key = " + "AKIA" + "IOSFODNN7EXAMPLE",
-    "aws_secret_access_key = " + "wJalrXUtnFEMI/K7MDENG/bPxRfiCY" + "EXAMPLEKEY",
-    "url: postgresql://admin:" + "hunter2" + "@db.example.com/prod",
-    "url: postgresql+psycopg://analyst:hun/" + "ter2@db.example.com/prod",
-    "url: postgresql+psycopg://analyst@db.example.com/prod?pass" + "word=hunter2",
-    "url: mssql+pyodbc:///?odbc_connect=DRIVER%3D%7BODBC%7D%3BP" + "WD%3Dhunter2",
-    "s3 endpoint https://user:" + "s3cr3t" + "@minio.local",
-    "-----BEGIN RSA " + "PRIVATE KEY-----",
-    "password: '" + "correct-horse-battery" + "'",
-])
+@pytest.mark.parametrize(
+    "planted",
+    [
+        "key = " + "AKIA" + "IOSFODNN7EXAMPLE",
+        "aws_secret_access_key = " + "wJalrXUtnFEMI/K7MDENG/bPxRfiCY" + "EXAMPLEKEY",
+        "url: postgresql://admin:" + "hunter2" + "@db.example.com/prod",
+        "url: postgresql+psycopg://analyst:hun/" + "ter2@db.example.com/prod",
+        "url: postgresql+psycopg://analyst@db.example.com/prod?pass" + "word=hunter2",
+        "url: mssql+pyodbc:///?odbc_connect=DRIVER%3D%7BODBC%7D%3BP" + "WD%3Dhunter2",
+        "s3 endpoint https://user:" + "s3cr3t" + "@minio.local",
+        "-----BEGIN RSA " + "PRIVATE KEY-----",
+        "password: '" + "correct-horse-battery" + "'",
+    ],
+)
 def test_the_scanner_catches_planted_secrets(planted):
     assert scan(planted)
 
 
-@pytest.mark.parametrize("harmless", [
-    "postgresql://user:${PGPASSWORD}@db.example.com/warehouse",
-    "dvc remote modify --local s3 secret_access_key ...",
-    "AWS_ACCESS_KEY_ID=testing",
-    "https://dvc.org/doc/command-reference/remote/modify",
-    "postgresql+psycopg://analyst@db.example.com/prod?sslmode=require",
-    "postgresql+psycopg://analyst:***@db.example.com/prod?password=***",
-])
+@pytest.mark.parametrize(
+    "harmless",
+    [
+        "postgresql://user:${PGPASSWORD}@db.example.com/warehouse",
+        "dvc remote modify --local s3 secret_access_key ...",
+        "AWS_ACCESS_KEY_ID=testing",
+        "https://dvc.org/doc/command-reference/remote/modify",
+        "postgresql+psycopg://analyst@db.example.com/prod?sslmode=require",
+        "postgresql+psycopg://analyst:***@db.example.com/prod?password=***",
+    ],
+)
 def test_the_scanner_leaves_placeholders_alone(harmless):
     assert scan(harmless) == []

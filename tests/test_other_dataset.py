@@ -29,12 +29,21 @@ def test_breast_cancer_csv_without_time_column_runs_end_to_end(tmp_path, monkeyp
     batch.to_csv(repo.path / "data" / "incoming" / "batch-001.csv", index=False)
     params = repo.params()
     params["data"] = {
-        "source": "data/breast_cancer.csv", "format": None, "target": "diagnosis", "positive_label": "malignant",
-        "time_column": None, "id_columns": ["patient_id", "email"], "drop_columns": [], "categorical_columns": None,
+        "source": "data/breast_cancer.csv",
+        "format": None,
+        "target": "diagnosis",
+        "positive_label": "malignant",
+        "time_column": None,
+        "id_columns": ["patient_id", "email"],
+        "drop_columns": [],
+        "categorical_columns": None,
         "personal_columns": {"email": "hash", "full_name": "drop"},
     }
-    params["validate"] = {"max_bad_row_share": 0.01, "rows": {"min": 500, "max": 1000},
-                          "columns": {"mean_radius": {"min": 0}, "diagnosis": {"allowed": ["benign", "malignant"]}}}
+    params["validate"] = {
+        "max_bad_row_share": 0.01,
+        "rows": {"min": 500, "max": 1000},
+        "columns": {"mean_radius": {"min": 0}, "diagnosis": {"allowed": ["benign", "malignant"]}},
+    }
     params["split"] = {"strategy": "random", "test_size": 0.3, "stratify": True, "seed": 1}
     params["train"].update(min_child_samples=10, num_leaves=15)
     params["drift"]["windows"] = {"all": {}}  # no time column: one window of every scored row
@@ -70,4 +79,3 @@ def test_breast_cancer_csv_without_time_column_runs_end_to_end(tmp_path, monkeyp
                 assert b"clinic.example" not in content and b"Quxley" not in content, path
                 checked += 1
     assert checked > 30
-

@@ -38,8 +38,7 @@ def test_train_param_change_reruns_train_and_downstream_only(repo):
 
 
 def test_split_param_change_reruns_split_and_downstream_not_ingest_or_validate(repo):
-    repo.set_params(split={"train_until": 2016, "test_from": 2017},
-                    drift={"windows": {"2017": {"start": 2017, "end": 2017}, "all": {}}})
+    repo.set_params(split={"train_until": 2016, "test_from": 2017}, drift={"windows": {"2017": {"start": 2017, "end": 2017}, "all": {}}})
     run = repo.dvc("repro")
     assert run.stages_run == ["split", "featurize", "train", "evaluate", "predict", "drift"]
     metrics = json.loads((repo.path / "metrics" / "evaluation.json").read_text())
@@ -83,8 +82,16 @@ def test_forced_repro_twice_gives_identical_hashes_for_every_output(repo):
 
 def test_outputs_hold_no_absolute_paths_or_timestamps(repo):
     tmp_root = str(repo.path)
-    for relative in ["models/schema.json", "models/model.txt", "metrics/evaluation.json", "metrics/train/metrics.json", "metrics/train/params.yaml", "metrics/tuning.json",
-                     "metrics/data_quality.json", "data/features/schema.json"]:
+    for relative in [
+        "models/schema.json",
+        "models/model.txt",
+        "metrics/evaluation.json",
+        "metrics/train/metrics.json",
+        "metrics/train/params.yaml",
+        "metrics/tuning.json",
+        "metrics/data_quality.json",
+        "data/features/schema.json",
+    ]:
         text = (repo.path / relative).read_text()
         assert tmp_root not in text, relative
         assert "/tmp" not in text, relative

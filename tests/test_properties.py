@@ -35,13 +35,27 @@ from mlpipe.scoring import score_table
 from mlpipe.split import split_table
 from mlpipe.validation import validate_rows, validate_table
 
-PROPERTY = settings(max_examples=int(__import__("os").environ.get("EXAMPLES", 100)), deadline=None, derandomize=not __import__("os").environ.get("EXAMPLES"), suppress_health_check=list(HealthCheck), print_blob=True)
+PROPERTY = settings(
+    max_examples=int(__import__("os").environ.get("EXAMPLES", 100)),
+    deadline=None,
+    derandomize=not __import__("os").environ.get("EXAMPLES"),
+    suppress_health_check=list(HealthCheck),
+    print_blob=True,
+)
 DEFAULT_PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 
-names = st.one_of(st.sampled_from(["x", "city", "DIS", "DIS.1", " x", "<b>", "é", "a b", "0", "", "a,b", "y "]),
-                  st.text(st.characters(codec="utf-8"), min_size=1, max_size=8))
-cells = st.one_of(st.none(), st.integers(-10**12, 10**12), st.floats(allow_nan=True, allow_infinity=True),
-                  st.text(max_size=5), st.sampled_from(["", "z" * 3000, "</script>", "1e400", "nan", "True"]), st.booleans())
+names = st.one_of(
+    st.sampled_from(["x", "city", "DIS", "DIS.1", " x", "<b>", "é", "a b", "0", "", "a,b", "y "]),
+    st.text(st.characters(codec="utf-8"), min_size=1, max_size=8),
+)
+cells = st.one_of(
+    st.none(),
+    st.integers(-(10**12), 10**12),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=5),
+    st.sampled_from(["", "z" * 3000, "</script>", "1e400", "nan", "True"]),
+    st.booleans(),
+)
 
 
 # Years, dates as text (one unparseable), and missing times: the split's cutoffs are 2015 / "2015-12-31".
@@ -53,17 +67,25 @@ def hostile_tables(draw) -> tuple[pd.DataFrame, dict]:
     """(table, data params): a target that may be binary or not, a time column, and odd extra columns."""
     rows = draw(st.sampled_from([0, 1, 3, 8, 40, 60, 90, 150]))
     targets = draw(st.sampled_from([["a", "b"], ["yes", "no"], [0, 1], [True, False], [0.0, 1.0, None], ["a"], ["a", "b", "c"]]))
-    table = pd.DataFrame({
-        "y": draw(st.lists(st.sampled_from(targets), min_size=rows, max_size=rows)),
-        "when": draw(st.lists(st.sampled_from(draw(st.sampled_from(TIMES))), min_size=rows, max_size=rows)),
-        "id": range(rows),
-        "signal": np.linspace(0, 1, rows),
-    })
+    table = pd.DataFrame(
+        {
+            "y": draw(st.lists(st.sampled_from(targets), min_size=rows, max_size=rows)),
+            "when": draw(st.lists(st.sampled_from(draw(st.sampled_from(TIMES))), min_size=rows, max_size=rows)),
+            "id": range(rows),
+            "signal": np.linspace(0, 1, rows),
+        }
+    )
     for name in draw(st.lists(names, max_size=3)):
         table[name] = draw(st.lists(cells, min_size=rows, max_size=rows))
-    data = {"source": "t.csv", "target": "y", "positive_label": targets[0] if targets[0] is not None else "a",
-            "time_column": draw(st.sampled_from(["when", None])), "id_columns": ["id"], "categorical_columns": None,
-            "train_until": 2015 if pd.api.types.is_numeric_dtype(table["when"]) else "2015-12-31"}
+    data = {
+        "source": "t.csv",
+        "target": "y",
+        "positive_label": targets[0] if targets[0] is not None else "a",
+        "time_column": draw(st.sampled_from(["when", None])),
+        "id_columns": ["id"],
+        "categorical_columns": None,
+        "train_until": 2015 if pd.api.types.is_numeric_dtype(table["when"]) else "2015-12-31",
+    }
     return table, data
 
 
@@ -103,8 +125,9 @@ def small_params(data: dict) -> dict:
     until = data.pop("train_until", 2015)
     raw["data"] = data
     raw["validate"] = {"max_bad_row_share": 0.5, "rows": {"min": None}}
-    raw["split"] = ({"strategy": "time", "train_until": until} if data["time_column"]
-                    else {"strategy": "random", "test_size": 0.3, "seed": 1})
+    raw["split"] = (
+        {"strategy": "time", "train_until": until} if data["time_column"] else {"strategy": "random", "test_size": 0.3, "seed": 1}
+    )
     raw["train"].update(n_estimators=20, min_child_samples=2)
     raw["drift"]["windows"] = {"all": {}}
     return raw
@@ -164,8 +187,15 @@ def leaves(tree, path=()):
         yield path
 
 
-wrong_values = st.one_of(st.booleans(), st.none(), st.integers(-10**9, 10**9), st.floats(allow_nan=True, allow_infinity=True),
-                         st.text(max_size=6), st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
+wrong_values = st.one_of(
+    st.booleans(),
+    st.none(),
+    st.integers(-(10**9), 10**9),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=6),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
 
 
 @PROPERTY
@@ -188,10 +218,27 @@ def test_any_params_leaf_replaced_by_a_wrong_value_is_accepted_or_named_in_one_l
 @pytest.mark.parametrize("rows", [0, 1, 2, 5, 12])
 def test_tiny_tables_are_one_line_errors_or_run(rows):
     rng = np.random.default_rng(rows)
-    table = pd.DataFrame({"y": ["a", "b"] * (rows // 2) + ["a"] * (rows % 2), "x": rng.normal(size=rows), "id": range(rows),
-                          "when": [2015] * (rows - rows // 3) + [2016] * (rows // 3)})
+    table = pd.DataFrame(
+        {
+            "y": ["a", "b"] * (rows // 2) + ["a"] * (rows % 2),
+            "x": rng.normal(size=rows),
+            "id": range(rows),
+            "when": [2015] * (rows - rows // 3) + [2016] * (rows // 3),
+        }
+    )
     try:
-        through_the_pipeline(table, small_params({"source": "t.csv", "target": "y", "positive_label": "a", "time_column": "when",
-                                                  "id_columns": ["id"], "categorical_columns": None}))
+        through_the_pipeline(
+            table,
+            small_params(
+                {
+                    "source": "t.csv",
+                    "target": "y",
+                    "positive_label": "a",
+                    "time_column": "when",
+                    "id_columns": ["id"],
+                    "categorical_columns": None,
+                }
+            ),
+        )
     except PipelineError as error:
         one_line(error)

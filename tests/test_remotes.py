@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from conftest import unused_port
 
 pytestmark = pytest.mark.integration
+
 
 def cached_outputs(repo) -> list[Path]:
     """Workspace paths of every output DVC caches (the ones a pull must bring back); outputs
@@ -22,8 +24,9 @@ def cached_outputs(repo) -> list[Path]:
                     name, options = next(iter(entry.items()))
                     if options and options.get("cache") is False:
                         in_git.add(name)
-    return [repo.path / out["path"] for stage in repo.lock()["stages"].values()
-            for out in stage.get("outs", []) if out["path"] not in in_git]
+    return [
+        repo.path / out["path"] for stage in repo.lock()["stages"].values() for out in stage.get("outs", []) if out["path"] not in in_git
+    ]
 
 
 def wipe_cache_and_outputs(repo) -> list[Path]:

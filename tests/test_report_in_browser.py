@@ -13,8 +13,15 @@ from mlpipe.schema import FeatureSchema, FeatureSpec
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 
 
 # Hostile text from outside: a category value in current data and a column name.
@@ -25,16 +32,23 @@ SCRIPT_IN_NAME = "<img src=x onerror=alert(1)>"
 def report_inputs(numeric: str = "age", hostile_level: str | None = None):
     rng = np.random.default_rng(0)
     levels = ("a", "b", "c")
-    schema = FeatureSchema(target="y", positive_label=1, negative_label=0, features=(
-        FeatureSpec(numeric, "numeric", "float64"), FeatureSpec("city", "categorical", "object", levels)))
+    schema = FeatureSchema(
+        target="y",
+        positive_label=1,
+        negative_label=0,
+        features=(FeatureSpec(numeric, "numeric", "float64"), FeatureSpec("city", "categorical", "object", levels)),
+    )
 
     def table(shift: float, cities: tuple[str, ...]) -> pd.DataFrame:
         n = 3000
-        return pd.DataFrame({
-            numeric: rng.normal(40 + shift, 10, n),
-            "city": pd.Categorical(rng.choice(cities, n, p=[0.5, 0.3, 0.2]), categories=cities),
-            "probability": rng.random(n), "y": rng.integers(0, 2, n),
-        })
+        return pd.DataFrame(
+            {
+                numeric: rng.normal(40 + shift, 10, n),
+                "city": pd.Categorical(rng.choice(cities, n, p=[0.5, 0.3, 0.2]), categories=cities),
+                "probability": rng.random(n),
+                "y": rng.integers(0, 2, n),
+            }
+        )
 
     reference, current = table(0, levels), table(8, (*levels[:2], hostile_level or levels[2]))
     return reference, current, drift.monitored_columns(schema, current)
@@ -103,8 +117,10 @@ def test_evidentlys_own_html_still_runs_the_planted_script(tmp_path):
 
     reference, current, columns = report_inputs(hostile_level=SCRIPT_IN_VALUE)
     definition = DataDefinition(numerical_columns=columns.numerical, categorical_columns=columns.categorical)
-    datasets = {name: Dataset.from_pandas(table.astype({"city": str, "y": str}), data_definition=definition)
-                for name, table in (("current_data", current), ("reference_data", reference))}
+    datasets = {
+        name: Dataset.from_pandas(table.astype({"city": str, "y": str}), data_definition=definition)
+        for name, table in (("current_data", current), ("reference_data", reference))
+    }
     html = Report([DataDriftPreset(columns=columns.all)]).run(**datasets).get_html_str(as_iframe=False)
     page, handles, _, dialogs = open_in_chromium(html, tmp_path, ready=None)
     page.wait_for_timeout(500)

@@ -93,8 +93,10 @@ def test_ingest_from_s3_that_is_down_or_rejects_credentials(repo, bucket, s3_ser
     failed = repo.dvc("repro", check=False)
     assert failed.returncode != 0 and "Traceback" not in failed.stdout + failed.stderr
     # DVC checks the external dependency's ETag before any stage runs; its own line names the stage.
-    assert failed.stderr.strip() == "ERROR: failed to reproduce 'ingest': Forbidden: An error occurred (403) " \
+    assert (
+        failed.stderr.strip() == "ERROR: failed to reproduce 'ingest': Forbidden: An error occurred (403) "
         "when calling the HeadObject operation: Forbidden"
+    )
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{unused_port()}")
     down = repo.stage("ingest", "--out", "data/raw/dataset.parquet")

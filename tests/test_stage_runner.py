@@ -49,9 +49,14 @@ def start_stage(tmp_path, rows: int = 10, limit_bytes: int | None = None) -> tup
 
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
 
-    process = subprocess.Popen([sys.executable, "-c", WAITING_STAGE, str(params), str(paths["go"]), str(out), str(rows)],
-                               env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, preexec_fn=limit_file_size if limit_bytes else None)
+    process = subprocess.Popen(
+        [sys.executable, "-c", WAITING_STAGE, str(params), str(paths["go"]), str(out), str(rows)],
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=limit_file_size if limit_bytes else None,
+    )
     deadline = time.monotonic() + 60
     while not (out / "ready").exists():
         assert process.poll() is None, process.communicate()
@@ -77,9 +82,11 @@ def test_params_changed_while_a_stage_runs_fail_it_and_nothing_is_written(tmp_pa
     paths["params"].write_text(text.replace("learning_rate: 0.05", "learning_rate: 0.2"))
     code, stdout, stderr = finish(process, paths)
     assert code == 1 and outputs(paths) == []
-    assert stderr.strip() == ("error: demo: params changed while the stage ran (params.yaml: train.learning_rate 0.05 -> 0.2); "
-                              "nothing was written: run it again (queue experiments with `dvc exp run --queue` to edit params "
-                              "while others run)")
+    assert stderr.strip() == (
+        "error: demo: params changed while the stage ran (params.yaml: train.learning_rate 0.05 -> 0.2); "
+        "nothing was written: run it again (queue experiments with `dvc exp run --queue` to edit params "
+        "while others run)"
+    )
     assert "wrote" not in stdout
 
 

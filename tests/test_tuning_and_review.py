@@ -6,9 +6,9 @@ import pytest
 from sklearn.datasets import make_classification
 
 from mlpipe import tuning
-from mlpipe.tools import experiments, review
 from mlpipe.config import ConfigError, Guard, TrainParams, TuneParams, parse_params
 from mlpipe.errors import DataError
+from mlpipe.tools import experiments, review
 from mlpipe.tracking import read_training_curve, write_training_record
 
 
@@ -21,11 +21,16 @@ def data():
 
 
 TRAIN = TrainParams(n_estimators=60, early_stopping_rounds=10, num_threads=1)
-TUNE = TuneParams(enabled=True, n_trials=4, folds=3, space={
-    "learning_rate": {"low": 0.02, "high": 0.3, "log": True},
-    "num_leaves": {"low": 4, "high": 64, "log": True},
-    "min_child_samples": {"choices": [10, 40]},
-})
+TUNE = TuneParams(
+    enabled=True,
+    n_trials=4,
+    folds=3,
+    space={
+        "learning_rate": {"low": 0.02, "high": 0.3, "log": True},
+        "num_leaves": {"low": 4, "high": 64, "log": True},
+        "min_child_samples": {"choices": [10, 40]},
+    },
+)
 
 
 def test_time_ordered_folds_validate_on_later_rows(data):
@@ -70,13 +75,16 @@ def test_a_different_seed_searches_differently(data):
     assert [t["params"] for t in first.trials] != [t["params"] for t in other.trials]
 
 
-@pytest.mark.parametrize("tune, message", [
-    ({"space": {"n_estimators": {"low": 10, "high": 20}}}, "space.n_estimators is not tunable"),
-    ({"space": {"learning_rate": {"low": 0, "high": 0.1, "log": True}}}, "log-scale range needs low > 0"),
-    ({"space": {"learning_rate": {"low": 0.2, "high": 0.1}}}, "low < high"),
-    ({"enabled": True, "space": {}}, "at least one entry in space"),
-    ({"n_trial": 3}, "unknown key 'tune.n_trial'"),
-])
+@pytest.mark.parametrize(
+    "tune, message",
+    [
+        ({"space": {"n_estimators": {"low": 10, "high": 20}}}, "space.n_estimators is not tunable"),
+        ({"space": {"learning_rate": {"low": 0, "high": 0.1, "log": True}}}, "log-scale range needs low > 0"),
+        ({"space": {"learning_rate": {"low": 0.2, "high": 0.1}}}, "low < high"),
+        ({"enabled": True, "space": {}}, "at least one entry in space"),
+        ({"n_trial": 3}, "unknown key 'tune.n_trial'"),
+    ],
+)
 def test_bad_tune_params_name_the_key(tune, message):
     with pytest.raises(ConfigError, match=message):
         parse_params({"data": {"source": "x.csv", "target": "y", "positive_label": 1}, "tune": tune})
@@ -110,12 +118,15 @@ METRICS_DIFF = {
 }
 
 
-@pytest.mark.parametrize("guard, failed", [
-    (Guard(file="metrics/evaluation.json", key="test.roc_auc", max_drop=0.005), True),
-    (Guard(file="metrics/evaluation.json", key="test.roc_auc", max_drop=0.01), False),
-    (Guard(file="metrics/evaluation.json", key="test.log_loss", max_rise=0.0), False),
-    (Guard(file="metrics/evaluation.json", key="test.missing", max_drop=0.01), True),
-])
+@pytest.mark.parametrize(
+    "guard, failed",
+    [
+        (Guard(file="metrics/evaluation.json", key="test.roc_auc", max_drop=0.005), True),
+        (Guard(file="metrics/evaluation.json", key="test.roc_auc", max_drop=0.01), False),
+        (Guard(file="metrics/evaluation.json", key="test.log_loss", max_rise=0.0), False),
+        (Guard(file="metrics/evaluation.json", key="test.missing", max_drop=0.01), True),
+    ],
+)
 def test_guards(guard, failed):
     [result] = review.check_guards(METRICS_DIFF, [guard])
     assert result.failed is failed
@@ -141,8 +152,10 @@ def test_review_markdown_lists_params_metric_deltas_and_the_verdict():
 def test_queue_output_parsing():
     queued = "Queueing with overrides '{...}'.\nQueued experiment 'slant-mako' for future execution.\nQueued experiment 'ample-glop' for future execution.\n"
     assert experiments.queued_names(queued) == ["slant-mako", "ample-glop"]
-    status = ("Task     Name        Created    Status\n50dcccb  slant-mako  03:43 AM   Success\n"
-              "9fea3d5  ample-glop  03:43 AM   Failed\n\nWorker status: 0 active, 0 idle\n")
+    status = (
+        "Task     Name        Created    Status\n50dcccb  slant-mako  03:43 AM   Success\n"
+        "9fea3d5  ample-glop  03:43 AM   Failed\n\nWorker status: 0 active, 0 idle\n"
+    )
     assert experiments.queue_statuses(status) == {"slant-mako": "Success", "ample-glop": "Failed"}
 
 

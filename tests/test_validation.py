@@ -24,7 +24,7 @@ def table(**overrides):
 
 
 def reasons(result) -> dict:
-    return dict(zip(result.quarantine["id"], result.quarantine[REASON_COLUMN]))
+    return dict(zip(result.quarantine["id"], result.quarantine[REASON_COLUMN], strict=True))
 
 
 def test_bad_rows_are_quarantined_with_every_rule_and_counted():
@@ -33,8 +33,12 @@ def test_bad_rows_are_quarantined_with_every_rule_and_counted():
     assert list(result.clean["id"]) == [1, 2]
     assert reasons(result) == {3: "age:in_range(0, 120)", 4: "t:not_null", 5: "y:not_null", 2: "id:unique"}
     assert result.report["failures_by_rule"] == {
-        "age:in_range(0, 120)": 1, "y:not_null": 1, "t:not_null": 1, "id:unique": 1,
-        "t:finite": 0, "y:max_length(1000)": 0,  # rules every float and text column gets
+        "age:in_range(0, 120)": 1,
+        "y:not_null": 1,
+        "t:not_null": 1,
+        "id:unique": 1,
+        "t:finite": 0,
+        "y:max_length(1000)": 0,  # rules every float and text column gets
     }
     assert result.report["rows_in"] == 6 and result.report["rows_out"] == 2 and result.report["rows_quarantined"] == 4
     # nothing lost: every input row is in exactly one of the two outputs
@@ -48,13 +52,21 @@ def test_a_row_breaking_several_rules_lists_them_all():
 
 
 def test_every_rule_kind_of_the_contract():
-    rules = ValidateParams(max_bad_row_share=0.9, columns={
-        "sex": {"allowed": ["f", "m"], "nullable": False},
-        "score": {"min": 0},
-        "code": {"unique": True},
-    })
-    frame = table(sex=["f", "m", "x", None, "f", "m"], score=[1.5, -0.5, 2, 3, 4, 5],
-                  code=["a", "b", "c", "d", "e", "a"], t=[2015] * 6, y=["yes", "no"] * 3)
+    rules = ValidateParams(
+        max_bad_row_share=0.9,
+        columns={
+            "sex": {"allowed": ["f", "m"], "nullable": False},
+            "score": {"min": 0},
+            "code": {"unique": True},
+        },
+    )
+    frame = table(
+        sex=["f", "m", "x", None, "f", "m"],
+        score=[1.5, -0.5, 2, 3, 4, 5],
+        code=["a", "b", "c", "d", "e", "a"],
+        t=[2015] * 6,
+        y=["yes", "no"] * 3,
+    )
     result = validate_table(frame, DATA, rules)
     assert reasons(result) == {2: "score:>=(0)", 3: "sex:allowed['f', 'm']", 4: "sex:not_null", 6: "code:unique"}
     assert result.report["failures_by_rule"]["y:not_null"] == 0, "rules nobody breaks are reported as 0"
@@ -173,19 +185,24 @@ def test_personal_columns_are_dropped_or_salted_hashed():
 
 
 def test_infinite_numbers_and_over_long_text_are_quarantined_by_default():
-    frame = pd.DataFrame({
-        "id": range(6), "t": [1.0] * 6, "y": ["a", "b"] * 3,
-        "x": [1.0, np.inf, -np.inf, np.nan, 2.0, 3.0],
-        "note": ["ok", "z" * 1001, None, "fine", "z" * 1000, "x"],
-    })
+    frame = pd.DataFrame(
+        {
+            "id": range(6),
+            "t": [1.0] * 6,
+            "y": ["a", "b"] * 3,
+            "x": [1.0, np.inf, -np.inf, np.nan, 2.0, 3.0],
+            "note": ["ok", "z" * 1001, None, "fine", "z" * 1000, "x"],
+        }
+    )
     loose = ValidateParams(max_bad_row_share=1.0)
     result = validate_table(frame, DataParams(source="s", target="y", positive_label="a"), loose)
     assert reasons(result) == {1: "x:finite; note:max_length(1000)", 2: "x:finite"}
     assert result.report["failures_by_rule"]["x:finite"] == 2 and result.report["failures_by_rule"]["note:max_length(1000)"] == 1
     assert list(result.clean["id"]) == [0, 3, 4, 5]
 
-    allowed = ValidateParams(max_bad_row_share=1.0, max_text_length=5000,
-                             columns={"x": ColumnContract(finite=False), "note": ColumnContract(max_length=2)})
+    allowed = ValidateParams(
+        max_bad_row_share=1.0, max_text_length=5000, columns={"x": ColumnContract(finite=False), "note": ColumnContract(max_length=2)}
+    )
     result = validate_table(frame, DataParams(source="s", target="y", positive_label="a"), allowed)
     assert reasons(result) == {1: "note:max_length(2)", 3: "note:max_length(2)", 4: "note:max_length(2)"}
 
@@ -212,8 +229,15 @@ def test_rows_arriving_after_training_meet_the_row_rules_but_may_be_unlabelled_a
     from mlpipe.monitoring import quality_reasons
     from mlpipe.validation import validate_rows
 
-    batch = pd.DataFrame({"id": [1, 2, 3, 3], "t": [2016, 2016, None, 2016], "y": [None, None, None, None],
-                          "age": [30, 500, 40, 50], "x": [1.0, 2.0, np.inf, 3.0]})
+    batch = pd.DataFrame(
+        {
+            "id": [1, 2, 3, 3],
+            "t": [2016, 2016, None, 2016],
+            "y": [None, None, None, None],
+            "age": [30, 500, 40, 50],
+            "x": [1.0, 2.0, np.inf, 3.0],
+        }
+    )
     result = validate_rows(batch, DATA, RULES)
     assert list(result.quarantine[REASON_COLUMN]) == ["age:in_range(0, 120)", "t:not_null; x:finite", "id:unique"]
     assert list(result.clean["id"]) == [1] and len(result.clean) + len(result.quarantine) == len(batch)

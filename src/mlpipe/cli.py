@@ -46,8 +46,10 @@ def params_unchanged() -> None:
     changes = changes_since_read()
     if changes:
         shown = "; ".join(changes[:3]) + (f"; and {len(changes) - 3} more" if len(changes) > 3 else "")
-        raise ConfigError(f"params changed while the stage ran ({shown}); nothing was written: run it again "
-                          "(queue experiments with `dvc exp run --queue` to edit params while others run)")
+        raise ConfigError(
+            f"params changed while the stage ran ({shown}); nothing was written: run it again "
+            "(queue experiments with `dvc exp run --queue` to edit params while others run)"
+        )
 
 
 def _exit(code: int) -> None:
@@ -70,6 +72,7 @@ def describe(table: pd.DataFrame) -> str:
 
 def log_written(log: logging.Logger, *paths: str | Path) -> None:
     """Log each output with its size, and its row count when it is a table, once it is in place."""
+
     def report() -> None:
         for path in map(Path, paths):
             rows = f"{pq.read_metadata(path).num_rows:,} rows, " if path.suffix == ".parquet" else ""

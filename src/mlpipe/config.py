@@ -22,13 +22,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from mlpipe.errors import ConfigError
 
-Scalar = Union[bool, int, float, str]
+Scalar = bool | int | float | str
 
 
 def _is_number_annotation(annotation: Any) -> bool:
     """int, float, or an optional one (not a Scalar, which admits booleans on purpose)."""
     options = set(typing.get_args(annotation)) if typing.get_origin(annotation) in (Union, types.UnionType) else {annotation}
     return bool(options) and options <= {int, float, type(None)} and bool(options - {type(None)})
+
+
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 SNAPSHOT_NAME = r"^[A-Za-z0-9_-]+$"
 
@@ -55,17 +57,37 @@ class Section(BaseModel):
 
 class DataParams(Section):
     """The table and the role of its columns. `make init` writes this section for your table."""
-    source: str = Field(min_length=1, description="the table: a CSV or Parquet file or a folder of them (a path relative to the repository root), or an s3:// or http(s):// URL")
-    format: Literal["csv", "parquet"] | None = Field(None, description="csv or parquet; null infers it from the file suffix (.csv, .csv.gz, .parquet, .pq)")
-    pattern: str | None = Field(None, description="for a folder source: a glob of the partition files to read, such as 'part-*.parquet'; null reads every CSV/Parquet file. Partitions are read in name order and must have the same columns; the glob may not leave the folder")
+
+    source: str = Field(
+        min_length=1,
+        description="the table: a CSV or Parquet file or a folder of them (a path relative to the repository root), or an s3:// or http(s):// URL",
+    )
+    format: Literal["csv", "parquet"] | None = Field(
+        None, description="csv or parquet; null infers it from the file suffix (.csv, .csv.gz, .parquet, .pq)"
+    )
+    pattern: str | None = Field(
+        None,
+        description="for a folder source: a glob of the partition files to read, such as 'part-*.parquet'; null reads every CSV/Parquet file. Partitions are read in name order and must have the same columns; the glob may not leave the folder",
+    )
     target: str = Field(min_length=1, description="the binary column to predict")
-    positive_label: Scalar = Field(description="the target value counted as positive: 1, true, 'yes', 'malignant'... (quote text: a bare yes is a boolean in YAML)")
-    time_column: str | None = Field(None, description="orders rows for a time split and per-period metrics: numbers (years) or dates; null for a table without time")
+    positive_label: Scalar = Field(
+        description="the target value counted as positive: 1, true, 'yes', 'malignant'... (quote text: a bare yes is a boolean in YAML)"
+    )
+    time_column: str | None = Field(
+        None, description="orders rows for a time split and per-period metrics: numbers (years) or dates; null for a table without time"
+    )
     id_columns: list[str] = Field([], description="row identifiers: duplicates are quarantined (id:unique), never used as features")
     drop_columns: list[str] = Field([], description="columns never used as features")
-    categorical_columns: list[str] | None = Field(None, description="columns LightGBM treats as categorical; null infers them (text and boolean columns)")
-    personal_columns: dict[str, Literal["drop", "hash"]] = Field({}, description="column: drop | hash (salted SHA-256), applied wherever rows enter (ingest, SQL snapshots, scored batches) before anything is cached, e.g. {email: hash, name: drop}")
-    salt_env: str = Field("MLPIPE_PII_SALT", pattern=ENV_NAME, description="the environment variable holding the hashing salt (a secret: never in a file)")
+    categorical_columns: list[str] | None = Field(
+        None, description="columns LightGBM treats as categorical; null infers them (text and boolean columns)"
+    )
+    personal_columns: dict[str, Literal["drop", "hash"]] = Field(
+        {},
+        description="column: drop | hash (salted SHA-256), applied wherever rows enter (ingest, SQL snapshots, scored batches) before anything is cached, e.g. {email: hash, name: drop}",
+    )
+    salt_env: str = Field(
+        "MLPIPE_PII_SALT", pattern=ENV_NAME, description="the environment variable holding the hashing salt (a secret: never in a file)"
+    )
 
     @model_validator(mode="after")
     def _roles_do_not_clash(self) -> DataParams:
@@ -88,8 +110,9 @@ class DataParams(Section):
     @model_validator(mode="after")
     def _pattern_stays_in_the_folder(self) -> DataParams:
         # A pattern that leaves data.source would read files DVC does not track as this stage's input.
-        if self.pattern is not None and (PurePosixPath(self.pattern).is_absolute() or ".." in PurePosixPath(self.pattern).parts
-                                         or "\\" in self.pattern):
+        if self.pattern is not None and (
+            PurePosixPath(self.pattern).is_absolute() or ".." in PurePosixPath(self.pattern).parts or "\\" in self.pattern
+        ):
             raise ValueError(f"{FIELD_MARK}pattern: {self.pattern!r} must match files inside data.source (no absolute path, no '..')")
         return self
 
@@ -108,10 +131,16 @@ class DataParams(Section):
 
 class SqlSnapshot(Section):
     """A SQL query (or a whole table) whose rows the snapshot stage writes to Parquet on every `dvc repro`."""
-    url: str = Field(min_length=1, description="SQLAlchemy URL without a password anywhere (user part, query or connection string), e.g. sqlite:///data/app.db, postgresql+psycopg://analyst@db:5432/sales")
+
+    url: str = Field(
+        min_length=1,
+        description="SQLAlchemy URL without a password anywhere (user part, query or connection string), e.g. sqlite:///data/app.db, postgresql+psycopg://analyst@db:5432/sales",
+    )
     query: str | None = Field(None, description="an SQL SELECT (give query or table)")
     table: str | None = Field(None, description="a table to read whole (give query or table)")
-    order_by: list[str] | None = Field(None, description="columns to sort rows by (then every other column, to break ties); null sorts by every column")
+    order_by: list[str] | None = Field(
+        None, description="columns to sort rows by (then every other column, to break ties); null sorts by every column"
+    )
     password_env: str | None = Field(None, pattern=ENV_NAME, description="the environment variable holding the password, e.g. PGPASSWORD")
 
     @model_validator(mode="after")
@@ -125,21 +154,31 @@ class SqlSnapshot(Section):
         except ValueError as exc:
             raise ValueError(f"url {exc}") from None
         if found:
-            raise ValueError(f"the url holds a secret ({', '.join(found)}), and params.yaml is committed: remove it "
-                             "and name the environment variable that holds the password in password_env")
+            raise ValueError(
+                f"the url holds a secret ({', '.join(found)}), and params.yaml is committed: remove it "
+                "and name the environment variable that holds the password in password_env"
+            )
         return self
 
 
 class ColumnContract(Section):
     """What one column must look like. dtype, min/max, allowed, nullable and unique are checked row
     by row (failing rows are quarantined); max_null_share is checked on the whole column (fatal)."""
-    dtype: str | None = Field(None, description="a pandas dtype (int64, float64, bool, str, datetime64[ns], ...): the column is cast to it; rows that cannot take it, or would change (2.5 as an integer), are quarantined")
-    min: float | None = Field(None, description="inclusive lower bound; rows below are quarantined (a ranged text column is read as numbers)")
+
+    dtype: str | None = Field(
+        None,
+        description="a pandas dtype (int64, float64, bool, str, datetime64[ns], ...): the column is cast to it; rows that cannot take it, or would change (2.5 as an integer), are quarantined",
+    )
+    min: float | None = Field(
+        None, description="inclusive lower bound; rows below are quarantined (a ranged text column is read as numbers)"
+    )
     max: float | None = Field(None, description="inclusive upper bound; rows above are quarantined")
     allowed: list[Scalar] | None = Field(None, description="the allowed values; rows with others are quarantined")
     nullable: bool = Field(True, description="false: rows with a missing value are quarantined")
     unique: bool = Field(False, description="true: repeats of an earlier value are quarantined")
-    max_null_share: float | None = Field(None, ge=0, le=1, description="fatal: this column more null than this share (null: validate.max_null_share)")
+    max_null_share: float | None = Field(
+        None, ge=0, le=1, description="fatal: this column more null than this share (null: validate.max_null_share)"
+    )
     finite: bool = Field(True, description="float columns: inf and -inf are quarantined; false lets them through")
     max_length: int | None = Field(None, ge=1, description="the longest text allowed, in characters (null: validate.max_text_length)")
 
@@ -170,9 +209,16 @@ class ValidateParams(Section):
     Row rules quarantine the rows that break them, with the rule names, and count them in the data
     quality metrics. `data.*` adds rules of its own: the target and the time column are never null
     and the id columns are unique. `make init` infers a contract for your table."""
+
     max_bad_row_share: float = Field(0.01, ge=0, le=1, description="fatal: more than this share of rows quarantined")
-    max_null_share: float = Field(0.5, ge=0, le=1, description="fatal: any column more null than this share (columns.<name>.max_null_share overrides)")
-    max_text_length: int = Field(1000, ge=1, description="text longer than this many characters is quarantined (columns.<name>.max_length overrides), so one huge cell cannot exhaust memory downstream")
+    max_null_share: float = Field(
+        0.5, ge=0, le=1, description="fatal: any column more null than this share (columns.<name>.max_null_share overrides)"
+    )
+    max_text_length: int = Field(
+        1000,
+        ge=1,
+        description="text longer than this many characters is quarantined (columns.<name>.max_length overrides), so one huge cell cannot exhaust memory downstream",
+    )
     rows: RowCountBounds = Field(RowCountBounds(), description="fatal: the table's row count outside {min, max}")
     columns: dict[str, ColumnContract] = Field({}, description="column: {rules}, every rule optional; every column named must exist")
 
@@ -180,9 +226,13 @@ class ValidateParams(Section):
 class SplitParams(Section):
     """How rows are divided into the training and the test set. `make init` chooses a time split
     that keeps about the last quarter of periods for testing when the table has a time column."""
+
     strategy: Literal["time", "random"] = Field("random", description="time (train on the past, test on the future) or random (stratified)")
     train_until: Scalar | None = Field(None, description="time: train on rows whose time is at or before this (a number or a date)")
-    test_from: Scalar | None = Field(None, description="time: test on rows whose time is at or after this (null: everything after train_until); rows between the two are in neither set")
+    test_from: Scalar | None = Field(
+        None,
+        description="time: test on rows whose time is at or after this (null: everything after train_until); rows between the two are in neither set",
+    )
     test_size: float = Field(0.2, gt=0, lt=1, description="random: the share of rows in the test set")
     stratify: bool = Field(True, description="random: keep the target's class balance in both sets")
     seed: int = Field(42, description="random: the shuffle seed")
@@ -197,8 +247,14 @@ class SplitParams(Section):
 class FeaturesParams(Section):
     """Columns computed from others, identically at training and scoring time, and category levels.
     Expressions are a declared grammar, never Python (see docs/security.md)."""
-    derived: dict[str, str] = Field({}, description="name: expression over columns in a declared grammar (arithmetic, comparisons, and/or/not, abs ceil clip exp expm1 floor isnull log log10 log1p log2 maximum minimum notnull round sign sqrt where; `odd name` in backticks), e.g. AGE_SQUARED: AGEP ** 2")
-    max_categories: int = Field(100, ge=2, description="levels kept per categorical column (the most frequent in training); rarer ones share one __other__ level")
+
+    derived: dict[str, str] = Field(
+        {},
+        description="name: expression over columns in a declared grammar (arithmetic, comparisons, and/or/not, abs ceil clip exp expm1 floor isnull log log10 log1p log2 maximum minimum notnull round sign sqrt where; `odd name` in backticks), e.g. AGE_SQUARED: AGEP ** 2",
+    )
+    max_categories: int = Field(
+        100, ge=2, description="levels kept per categorical column (the most frequent in training); rarer ones share one __other__ level"
+    )
 
     @model_validator(mode="after")
     def _derived_in_the_grammar(self) -> FeaturesParams:
@@ -211,6 +267,7 @@ class FeaturesParams(Section):
 class TrainParams(Section):
     """LightGBM: early stopping on a stratified validation slice of the training period, then a refit
     on the whole period with the chosen number of trees."""
+
     n_estimators: int = Field(1000, ge=1, description="upper bound on the number of trees; early stopping picks the number")
     learning_rate: float = Field(0.05, gt=0, le=1, description="shrinkage per tree")
     num_leaves: int = Field(31, ge=2, le=131072, description="leaves per tree")
@@ -221,11 +278,22 @@ class TrainParams(Section):
     subsample: float = Field(1.0, gt=0, le=1, description="row sampling per tree (active when subsample_freq > 0)")
     subsample_freq: int = Field(0, ge=0, description="resample rows every this many trees; 0 disables row sampling")
     colsample_bytree: float = Field(1.0, gt=0, le=1, description="feature sampling per tree")
-    early_stopping_rounds: int = Field(50, ge=0, description="stop after this many rounds without improvement of the validation log-loss; 0 disables")
-    validation_fraction: float = Field(0.1, ge=0, lt=1, description="stratified slice of the training period held out for early stopping; 0 trains on everything for n_estimators trees")
+    early_stopping_rounds: int = Field(
+        50, ge=0, description="stop after this many rounds without improvement of the validation log-loss; 0 disables"
+    )
+    validation_fraction: float = Field(
+        0.1,
+        ge=0,
+        lt=1,
+        description="stratified slice of the training period held out for early stopping; 0 trains on everything for n_estimators trees",
+    )
     refit_full: bool = Field(True, description="after early stopping, refit on the whole training period with the chosen number of trees")
     seed: int = Field(42, description="every LightGBM seed and the validation slice")
-    num_threads: int = Field(2, ge=1, description="fixed on purpose: LightGBM is deterministic for a given thread count, so results are byte-identical run to run")
+    num_threads: int = Field(
+        2,
+        ge=1,
+        description="fixed on purpose: LightGBM is deterministic for a given thread count, so results are byte-identical run to run",
+    )
 
     @model_validator(mode="after")
     def _early_stopping_needs_validation(self) -> TrainParams:
@@ -234,13 +302,13 @@ class TrainParams(Section):
         return self
 
 
-TUNABLE = ("learning_rate", "num_leaves", "max_depth", "min_child_samples", "reg_alpha", "reg_lambda",
-           "subsample", "colsample_bytree")
+TUNABLE = ("learning_rate", "num_leaves", "max_depth", "min_child_samples", "reg_alpha", "reg_lambda", "subsample", "colsample_bytree")
 INTEGER_PARAMS = {"num_leaves", "max_depth", "min_child_samples"}
 
 
 class SearchRange(Section):
     """One dimension of the search: a range (sampled on a log scale with `log: true`) or a list of choices."""
+
     low: float | None = Field(None, description="a range's lower end")
     high: float | None = Field(None, description="a range's upper end")
     log: bool = Field(False, description="sample the range on a log scale")
@@ -263,16 +331,29 @@ class TuneParams(Section):
     TPE sampler scores each candidate by k-fold cross-validation on the training period, one trial
     after another, so the same data and params give the same winner. The winner overrides the same
     keys of `train`; the parameters really used are in metrics/train/params.yaml."""
+
     enabled: bool = Field(False, description="true: search tune.space by cross-validation before training; the winner overrides train.*")
     n_trials: int = Field(20, ge=1, description="candidates tried")
-    folds: int = Field(3, ge=2, le=20, description="k of k-fold CV on the training period: time-ordered, expanding folds when data.time_column is set, stratified otherwise")
-    metric: Literal["roc_auc", "log_loss"] = Field("roc_auc", description="roc_auc (maximised) or log_loss (minimised), averaged over folds")
+    folds: int = Field(
+        3,
+        ge=2,
+        le=20,
+        description="k of k-fold CV on the training period: time-ordered, expanding folds when data.time_column is set, stratified otherwise",
+    )
+    metric: Literal["roc_auc", "log_loss"] = Field(
+        "roc_auc", description="roc_auc (maximised) or log_loss (minimised), averaged over folds"
+    )
     seed: int = Field(42, description="seeds Optuna's TPE sampler and the stratified folds: the same search every run")
     space: dict[str, SearchRange] = Field(
-        {"learning_rate": SearchRange(low=0.01, high=0.2, log=True), "num_leaves": SearchRange(low=15, high=255, log=True),
-         "min_child_samples": SearchRange(low=20, high=500, log=True), "reg_lambda": SearchRange(low=0.001, high=10.0, log=True),
-         "colsample_bytree": SearchRange(low=0.5, high=1.0)},
-        description="train.* keys to search: {low, high, log} ranges or {choices: [...]}")
+        {
+            "learning_rate": SearchRange(low=0.01, high=0.2, log=True),
+            "num_leaves": SearchRange(low=15, high=255, log=True),
+            "min_child_samples": SearchRange(low=20, high=500, log=True),
+            "reg_lambda": SearchRange(low=0.001, high=10.0, log=True),
+            "colsample_bytree": SearchRange(low=0.5, high=1.0),
+        },
+        description="train.* keys to search: {low, high, log} ranges or {choices: [...]}",
+    )
 
     @model_validator(mode="after")
     def _space_names_train_keys(self) -> TuneParams:
@@ -286,16 +367,23 @@ class TuneParams(Section):
 
 class EvaluateParams(Section):
     """Metrics and plot data on the test set, overall and per period."""
+
     threshold: float = Field(0.5, gt=0, lt=1, description="probability at or above which a row is labelled positive")
     calibration_bins: int = Field(10, ge=2, description="equal-width probability bins of the calibration plot")
     curve_points: int = Field(101, ge=11, description="resolution of the ROC and precision-recall plot data")
-    period: Literal["Y", "Q", "M", "W", "D"] = Field("Y", description="for a date time column: per-period metrics by Y, Q, M, W or D (numeric time columns are grouped by value)")
+    period: Literal["Y", "Q", "M", "W", "D"] = Field(
+        "Y", description="for a date time column: per-period metrics by Y, Q, M, W or D (numeric time columns are grouped by value)"
+    )
     max_periods: int = Field(50, ge=1, description="skip per-period metrics when there are more periods than this")
 
 
 class MonitorParams(Section):
     """What the predict stage scores and the drift stage monitors."""
-    current_source: str = Field(min_length=1, description="the table to score and monitor: a file, or a folder of batch files (their rows meet the personal-data rules and the contract's row rules)")
+
+    current_source: str = Field(
+        min_length=1,
+        description="the table to score and monitor: a file, or a folder of batch files (their rows meet the personal-data rules and the contract's row rules)",
+    )
 
 
 class DriftWindow(Section):
@@ -308,15 +396,22 @@ class DriftParams(Section):
     Evidently, and the retrain verdict. Windows are checked with the params: bounds need a time
     column and must end after split.train_until. A window the current data does not reach is named
     in the verdict."""
-    windows: dict[str, DriftWindow] = Field({"all": DriftWindow()}, description="name: {start, end} on data.time_column; {} covers every current row")
-    num_method: str | None = Field(None, description="Evidently stat test for numeric columns (wasserstein, ks, psi, ...); null: Evidently's choice")
+
+    windows: dict[str, DriftWindow] = Field(
+        {"all": DriftWindow()}, description="name: {start, end} on data.time_column; {} covers every current row"
+    )
+    num_method: str | None = Field(
+        None, description="Evidently stat test for numeric columns (wasserstein, ks, psi, ...); null: Evidently's choice"
+    )
     cat_method: str | None = Field(None, description="the same for categorical columns (jensenshannon, chisquare, psi, ...)")
     num_threshold: float | None = Field(None, gt=0, description="numeric drift threshold; null: the method's default")
     cat_threshold: float | None = Field(None, gt=0, description="categorical drift threshold; null: the method's default")
     drift_share: float = Field(0.5, gt=0, le=1, description="dataset drift when at least this share of feature columns drifts")
     report_sample_size: int = Field(10_000, ge=100, description="rows per side drawn (seeded) for the HTML report; verdicts use every row")
     seed: int = Field(42, description="seeds the report samples")
-    max_auc_drop: float = Field(0.02, ge=0, le=1, description="recommend retraining when a labelled window's ROC-AUC falls more than this below the test ROC-AUC")
+    max_auc_drop: float = Field(
+        0.02, ge=0, le=1, description="recommend retraining when a labelled window's ROC-AUC falls more than this below the test ROC-AUC"
+    )
 
     @model_validator(mode="after")
     def _windows_not_empty(self) -> DriftParams:
@@ -330,6 +425,7 @@ class DriftParams(Section):
 
 class Guard(Section):
     """A metric that must not get worse by more than `max_drop` (or `max_rise` for losses)."""
+
     file: str = Field(min_length=1, description="a metrics file, e.g. metrics/evaluation.json")
     key: str = Field(min_length=1, description="a dotted key in it, e.g. test.roc_auc")
     max_drop: float | None = Field(None, ge=0, description="higher is better: the largest fall allowed")
@@ -344,7 +440,10 @@ class Guard(Section):
 
 class ReviewParams(Section):
     """What `make review` guards when it compares the workspace with a git revision."""
-    guards: list[Guard] = Field([], description="metrics that must not get worse by more than their limit: make review exits 1 when one does, or disappears")
+
+    guards: list[Guard] = Field(
+        [], description="metrics that must not get worse by more than their limit: make review exits 1 when one does, or disappears"
+    )
 
 
 with warnings.catch_warnings():
@@ -353,10 +452,14 @@ with warnings.catch_warnings():
 
     class Params(BaseModel):
         """The whole of params.yaml."""
+
         model_config = ConfigDict(extra="allow", frozen=True)
 
         data: DataParams
-        sql_snapshots: dict[str, SqlSnapshot] = Field({}, description="name: {url, query | table, order_by, password_env}; one snapshot@name stage per entry writes data/snapshots/<name>.parquet on every dvc repro")
+        sql_snapshots: dict[str, SqlSnapshot] = Field(
+            {},
+            description="name: {url, query | table, order_by, password_env}; one snapshot@name stage per entry writes data/snapshots/<name>.parquet on every dvc repro",
+        )
         validate: ValidateParams = ValidateParams()
         split: SplitParams = SplitParams()
         features: FeaturesParams = FeaturesParams()
@@ -371,7 +474,9 @@ with warnings.catch_warnings():
         def _snapshot_names_fit_file_names(self) -> Params:
             for name in self.sql_snapshots:
                 if not re.fullmatch(SNAPSHOT_NAME, name):
-                    raise ValueError(f"sql_snapshots name {name!r} must use only letters, digits, '_' and '-' (it names a stage and a file)")
+                    raise ValueError(
+                        f"sql_snapshots name {name!r} must use only letters, digits, '_' and '-' (it names a stage and a file)"
+                    )
             return self
 
         @model_validator(mode="after")
@@ -384,24 +489,32 @@ with warnings.catch_warnings():
                 if not bounds:
                     continue
                 if not self.data.time_column:
-                    raise ValueError(f"{key} has start/end but data.time_column is null: a table without a time column has "
-                                     "no periods; use a window without bounds (all: {}), or set data.time_column")
+                    raise ValueError(
+                        f"{key} has start/end but data.time_column is null: a table without a time column has "
+                        "no periods; use a window without bounds (all: {}), or set data.time_column"
+                    )
                 for bound, value in bounds.items():
                     if isinstance(value, str) and _time_order(value) is None:
                         raise ValueError(f"{key}.{bound} {value!r} is neither a number nor a date (write dates as YYYY-MM-DD)")
                 if len(bounds) == 2 and not _comparable(window.start, window.end):
-                    raise ValueError(f"{key}: start {window.start!r} and end {window.end!r} are not the same kind of time (a number and a date)")
+                    raise ValueError(
+                        f"{key}: start {window.start!r} and end {window.end!r} are not the same kind of time (a number and a date)"
+                    )
                 if len(bounds) == 2 and _time_order(window.start) > _time_order(window.end):
                     raise ValueError(f"{key}: start {window.start!r} comes after end {window.end!r}, so it selects nothing: swap them")
                 if self.split.strategy == "time" and window.end is not None and self.split.train_until is not None:
                     if not _comparable(window.end, self.split.train_until):
-                        raise ValueError(f"{key}.end {window.end!r} and split.train_until {self.split.train_until!r} are not the same "
-                                         "kind of time (a number and a date): write both like the values of data.time_column")
+                        raise ValueError(
+                            f"{key}.end {window.end!r} and split.train_until {self.split.train_until!r} are not the same "
+                            "kind of time (a number and a date): write both like the values of data.time_column"
+                        )
                     end, train_until = _time_order(window.end), _time_order(self.split.train_until)
                     if end is not None and train_until is not None and end <= train_until:
-                        raise ValueError(f"{key} ends at {window.end!r}, inside the training period (split.train_until "
-                                         f"{self.split.train_until!r}): drift compares later rows with that period, so the window "
-                                         "selects nothing to compare; move it after split.train_until")
+                        raise ValueError(
+                            f"{key} ends at {window.end!r}, inside the training period (split.train_until "
+                            f"{self.split.train_until!r}): drift compares later rows with that period, so the window "
+                            "selects nothing to compare; move it after split.train_until"
+                        )
             return self
 
 
@@ -500,6 +613,9 @@ def changes_since_read() -> list[str]:
 
 def _differences(then: Any, now: Any, key: str = "") -> list[str]:
     if isinstance(then, dict) and isinstance(now, dict):
-        return [change for name in [*then, *(name for name in now if name not in then)]
-                for change in _differences(then.get(name, "<absent>"), now.get(name, "<absent>"), f"{key}.{name}".lstrip("."))]
+        return [
+            change
+            for name in [*then, *(name for name in now if name not in then)]
+            for change in _differences(then.get(name, "<absent>"), now.get(name, "<absent>"), f"{key}.{name}".lstrip("."))
+        ]
     return [] if then == now and type(then) is type(now) else [f"{key or '(the whole file)'} {then!r} -> {now!r}"]

@@ -54,8 +54,10 @@ def redact_url(url: Any) -> str:
         return "<a database URL that cannot be parsed>"
     query = {}
     for key, value in address.query.items():
-        items = tuple(MASK if _SECRET_KEY.search(key) else _SECRET_IN_VALUE.sub(lambda m: m.group(0).split("=")[0] + "=" + MASK, str(item))
-                      for item in _values(value))
+        items = tuple(
+            MASK if _SECRET_KEY.search(key) else _SECRET_IN_VALUE.sub(lambda m: m.group(0).split("=")[0] + "=" + MASK, str(item))
+            for item in _values(value)
+        )
         query[key] = items if len(items) > 1 else items[0]
     return address.set(query=query).render_as_string(hide_password=True).replace("%2A%2A%2A", MASK)
 
@@ -71,7 +73,8 @@ def scrub(message: str, *secrets: str | None) -> str:
 # For free text (error lines, logs): a password in a URL's user part, and secret-bearing parameters.
 _PASSWORD_IN_TEXT_URL = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/@:'\"]*:)[^\s@'\"]+@")
 _SECRET_PARAMETER_IN_TEXT = re.compile(
-    r"(?i)((?:[?&;]|%3B|%26)\s*[a-z_]*(?:pass|pwd|secret|token|api_?key)[a-z_]*\s*(?:=|%3D)\s*)(?:(?!%3B|%26)[^&;\s'\"])+")
+    r"(?i)((?:[?&;]|%3B|%26)\s*[a-z_]*(?:pass|pwd|secret|token|api_?key)[a-z_]*\s*(?:=|%3D)\s*)(?:(?!%3B|%26)[^&;\s'\"])+"
+)
 
 
 def mask_credentials(text: str) -> str:

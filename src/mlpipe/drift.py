@@ -98,7 +98,9 @@ LARGE_SAMPLE_ROWS = 1000
 DEFAULT_THRESHOLD = 0.1  # of both wasserstein and jensenshannon
 
 
-def column_drift(reference: pd.Series, current: pd.Series, kind: str, method: str | None, threshold: float | None, key: str) -> dict[str, Any]:
+def column_drift(
+    reference: pd.Series, current: pd.Series, kind: str, method: str | None, threshold: float | None, key: str
+) -> dict[str, Any]:
     """Evidently's stat test for one column (`kind` is "numerical" or "categorical"), on all rows.
 
     A test that cannot run (no usable value on one side) or gives no finite score is a finding:
@@ -139,7 +141,9 @@ def usable_values(values: pd.Series, kind: str) -> pd.Series:
     return numbers[np.isfinite(numbers.to_numpy(dtype=float))]
 
 
-def evidently_test(reference: pd.Series, current: pd.Series, kind: str, method: str | None, threshold: float | None, key: str) -> dict[str, Any]:
+def evidently_test(
+    reference: pd.Series, current: pd.Series, kind: str, method: str | None, threshold: float | None, key: str
+) -> dict[str, Any]:
     """Run Evidently's own stat test function on the rows (small data, or a method named in params)."""
     from evidently.legacy.calculations.stattests.registry import StatTestNotFoundError, get_stattest
     from evidently.legacy.core import ColumnType
@@ -148,7 +152,9 @@ def evidently_test(reference: pd.Series, current: pd.Series, kind: str, method: 
     try:
         test = get_stattest(reference, current, column_type, method)
     except StatTestNotFoundError:
-        raise ConfigError(f"{key}: unknown stat test '{method}' (Evidently knows e.g. wasserstein, ks, psi, jensenshannon, chisquare)") from None
+        raise ConfigError(
+            f"{key}: unknown stat test '{method}' (Evidently knows e.g. wasserstein, ks, psi, jensenshannon, chisquare)"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - Evidently signals a method unfit for the column type this way
         raise ConfigError(f"{key}: stat test '{method}' cannot be used for {kind} column '{reference.name}': {exc}") from None
     try:
@@ -230,10 +236,12 @@ def _normed_wasserstein(reference_counts: pd.Series, current_counts: pd.Series) 
 def window_drift(reference: pd.DataFrame, current: pd.DataFrame, columns: MonitoredColumns, params: DriftParams) -> dict[str, Any]:
     """Per-column verdicts, the dataset verdict over features, prediction and target drift, and
     ROC-AUC when the window is labelled."""
+
     def one(name: str) -> dict[str, Any]:
         kind = CATEGORICAL if name in columns.categorical else NUMERICAL
         method, threshold, key = (
-            (params.cat_method, params.cat_threshold, "drift.cat_method") if kind == CATEGORICAL
+            (params.cat_method, params.cat_threshold, "drift.cat_method")
+            if kind == CATEGORICAL
             else (params.num_method, params.num_threshold, "drift.num_method")
         )
         return column_drift(reference[name], current[name], kind, method, threshold, key)
@@ -335,8 +343,9 @@ def report_workers(count: int) -> Iterator[Executor]:
     stopped at once rather than left to finish their import; if the caller is killed, they die
     with it (see `_start_report_worker`).
     """
-    pool = ProcessPoolExecutor(max_workers=count, mp_context=multiprocessing.get_context("fork"),
-                               initializer=_start_report_worker, initargs=(os.getpid(),))
+    pool = ProcessPoolExecutor(
+        max_workers=count, mp_context=multiprocessing.get_context("fork"), initializer=_start_report_worker, initargs=(os.getpid(),)
+    )
     pool.submit(_ready)  # with "fork", the first submit starts every worker
     try:
         yield pool
@@ -362,14 +371,22 @@ def report_html(reference: pd.DataFrame, current: pd.DataFrame, columns: Monitor
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
-    frames = {name: _drawable_values(report_sample(table, columns, params), columns)
-              for name, table in (("reference_data", reference), ("current_data", current))}
+    frames = {
+        name: _drawable_values(report_sample(table, columns, params), columns)
+        for name, table in (("reference_data", reference), ("current_data", current))
+    }
     drawn = [name for name in columns.all if all(frame[name].notna().any() for frame in frames.values())]
-    definition = DataDefinition(numerical_columns=[name for name in columns.numerical if name in drawn],
-                                categorical_columns=[name for name in columns.categorical if name in drawn])
+    definition = DataDefinition(
+        numerical_columns=[name for name in columns.numerical if name in drawn],
+        categorical_columns=[name for name in columns.categorical if name in drawn],
+    )
     preset = DataDriftPreset(
-        columns=drawn, drift_share=params.drift_share, cat_method=params.cat_method, num_method=params.num_method,
-        cat_threshold=params.cat_threshold, num_threshold=params.num_threshold,
+        columns=drawn,
+        drift_share=params.drift_share,
+        cat_method=params.cat_method,
+        num_method=params.num_method,
+        cat_threshold=params.cat_threshold,
+        num_threshold=params.num_threshold,
     )
     datasets = {name: Dataset.from_pandas(frame[drawn], data_definition=definition) for name, frame in frames.items()}
     return stable_ids(standalone_html(Report([preset]).run(**datasets)))
@@ -413,10 +430,15 @@ def standalone_html(snapshot) -> str:
     dashboard = DashboardInfo(name="Report", widgets=widgets).dict()
     for widget in dashboard["widgets"]:
         widget.pop("additionalGraphs", None)
-    page = file_html_template(TemplateParams(dashboard_id=_DASHBOARD_ID, dashboard_info=DashboardInfo(name="Report", widgets=[]),
-                                             additional_graphs={}, embed_data=False))
-    data = (f"<script>\n    var {_DASHBOARD_ID} = {script_json(dashboard)};\n"
-            f"    var additional_graphs_{_DASHBOARD_ID} = {script_json(additional_graphs)};\n</script>")
+    page = file_html_template(
+        TemplateParams(
+            dashboard_id=_DASHBOARD_ID, dashboard_info=DashboardInfo(name="Report", widgets=[]), additional_graphs={}, embed_data=False
+        )
+    )
+    data = (
+        f"<script>\n    var {_DASHBOARD_ID} = {script_json(dashboard)};\n"
+        f"    var additional_graphs_{_DASHBOARD_ID} = {script_json(additional_graphs)};\n</script>"
+    )
     placeholder = "<!-- no embedded data -->"
     if page.count(placeholder) != 1:
         raise RuntimeError("Evidently's report template changed: re-check standalone_html against this Evidently version")
@@ -450,8 +472,14 @@ def stable_ids(html: str) -> str:
     return _RANDOM_ID.sub(replace, html)
 
 
-def monitor(reference: pd.DataFrame, current: pd.DataFrame, schema: FeatureSchema, params: DriftParams, reporter: Executor,
-            on_window=lambda name, result: None) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+def monitor(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    schema: FeatureSchema,
+    params: DriftParams,
+    reporter: Executor,
+    on_window=lambda name, result: None,
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     """Verdicts and an HTML report for every window in `params.windows` that selects current rows.
 
     The reports are drawn by `reporter` (see `report_workers`) from samples, while the verdicts
@@ -465,8 +493,10 @@ def monitor(reference: pd.DataFrame, current: pd.DataFrame, schema: FeatureSchem
     # error the user could have seen coming: it is left out, and `empty_windows` says so.
     selected = {name: rows for name, rows in selected.items() if not rows.empty}
     reference_sample = report_sample(reference, columns, params)
-    pending = {name: reporter.submit(report_html, reference_sample, report_sample(rows, columns, params), columns, params)
-               for name, rows in selected.items()}
+    pending = {
+        name: reporter.submit(report_html, reference_sample, report_sample(rows, columns, params), columns, params)
+        for name, rows in selected.items()
+    }
     windows = {}
     for name, rows in selected.items():
         windows[name] = window_drift(reference, rows, columns, params)
@@ -476,16 +506,23 @@ def monitor(reference: pd.DataFrame, current: pd.DataFrame, schema: FeatureSchem
 
 def empty_windows(windows: dict[str, dict[str, Any]], params: DriftParams) -> dict[str, str]:
     """The windows of `params` that selected no current rows, with their bounds, for the verdict."""
-    return {name: f"selects no rows of the current data (start {window.start}, end {window.end})"
-            for name, window in params.windows.items() if name not in windows}
+    return {
+        name: f"selects no rows of the current data (start {window.start}, end {window.end})"
+        for name, window in params.windows.items()
+        if name not in windows
+    }
 
 
 def score_records(windows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per window and column (the prediction included): the drift heat map's data.
     A finding (a score that could not be computed) has no ratio: its cell stays empty."""
     return [
-        {"window": name, "column": column, **values,
-         "score_over_threshold": None if values["score"] is None else values["score"] / values["threshold"]}
+        {
+            "window": name,
+            "column": column,
+            **values,
+            "score_over_threshold": None if values["score"] is None else values["score"] / values["threshold"],
+        }
         for name, result in windows.items()
         for column, values in {**result["columns"], "(prediction)": result["prediction_drift"]}.items()
     ]

@@ -84,7 +84,7 @@ def metrics_by_period(y_true: np.ndarray, proba: np.ndarray, periods: pd.Series,
 def roc_points(y_true: np.ndarray, proba: np.ndarray, n_points: int) -> list[dict[str, float]]:
     fpr, tpr, _ = skm.roc_curve(y_true, proba)
     grid = np.linspace(0, 1, n_points)
-    return [{"fpr": float(x), "tpr": float(y)} for x, y in zip(grid, np.interp(grid, fpr, tpr))]
+    return [{"fpr": float(x), "tpr": float(y)} for x, y in zip(grid, np.interp(grid, fpr, tpr), strict=True)]
 
 
 def precision_recall_points(y_true: np.ndarray, proba: np.ndarray, n_points: int) -> list[dict[str, float]]:
@@ -97,7 +97,7 @@ def precision_recall_points(y_true: np.ndarray, proba: np.ndarray, n_points: int
     best = np.maximum.accumulate(precision)[::-1]
     recall, first = np.unique(recall[::-1], return_index=True)
     grid = np.linspace(0, 1, n_points)
-    return [{"recall": float(r), "precision": float(p)} for r, p in zip(grid, np.interp(grid, recall, best[first]))]
+    return [{"recall": float(r), "precision": float(p)} for r, p in zip(grid, np.interp(grid, recall, best[first]), strict=True)]
 
 
 def calibration_points(y_true: np.ndarray, proba: np.ndarray, n_bins: int) -> list[dict[str, float]]:
@@ -105,7 +105,12 @@ def calibration_points(y_true: np.ndarray, proba: np.ndarray, n_bins: int) -> li
     frame = pd.DataFrame({"bin": bins, "y": y_true, "p": proba}).groupby("bin")
     table = frame.agg(mean_predicted=("p", "mean"), fraction_positive=("y", "mean"), rows=("y", "size"))
     return [
-        {"bin": int(b), "mean_predicted": float(row.mean_predicted), "fraction_positive": float(row.fraction_positive), "rows": int(row.rows)}
+        {
+            "bin": int(b),
+            "mean_predicted": float(row.mean_predicted),
+            "fraction_positive": float(row.fraction_positive),
+            "rows": int(row.rows),
+        }
         for b, row in table.iterrows()
     ]
 
@@ -116,5 +121,6 @@ def confusion_counts(y_true: np.ndarray, proba: np.ndarray, threshold: float, la
     y_true = np.asarray(y_true).astype(int)
     return [
         {"actual": str(labels[a]), "predicted": str(labels[p]), "count": int(((y_true == a) & (predicted == p)).sum())}
-        for a in (0, 1) for p in (0, 1)
+        for a in (0, 1)
+        for p in (0, 1)
     ]

@@ -48,22 +48,44 @@ def _notnull(values):
 
 # name: (number of arguments, function). Element-wise numpy functions keep a Series a Series.
 FUNCTIONS = {
-    "abs": (1, np.abs), "sqrt": (1, np.sqrt), "exp": (1, np.exp), "expm1": (1, np.expm1),
-    "log": (1, np.log), "log1p": (1, np.log1p), "log2": (1, np.log2), "log10": (1, np.log10),
-    "floor": (1, np.floor), "ceil": (1, np.ceil), "round": (1, np.round), "sign": (1, np.sign),
-    "isnull": (1, _isnull), "notnull": (1, _notnull),
-    "minimum": (2, np.minimum), "maximum": (2, np.maximum),
-    "clip": (3, _clip), "where": (3, _where),
+    "abs": (1, np.abs),
+    "sqrt": (1, np.sqrt),
+    "exp": (1, np.exp),
+    "expm1": (1, np.expm1),
+    "log": (1, np.log),
+    "log1p": (1, np.log1p),
+    "log2": (1, np.log2),
+    "log10": (1, np.log10),
+    "floor": (1, np.floor),
+    "ceil": (1, np.ceil),
+    "round": (1, np.round),
+    "sign": (1, np.sign),
+    "isnull": (1, _isnull),
+    "notnull": (1, _notnull),
+    "minimum": (2, np.minimum),
+    "maximum": (2, np.maximum),
+    "clip": (3, _clip),
+    "where": (3, _where),
 }
 
 _BINARY = {
-    ast.Add: np.add, ast.Sub: np.subtract, ast.Mult: np.multiply, ast.Div: np.true_divide,
-    ast.FloorDiv: np.floor_divide, ast.Mod: np.mod, ast.Pow: np.power,
-    ast.BitAnd: np.logical_and, ast.BitOr: np.logical_or,
+    ast.Add: np.add,
+    ast.Sub: np.subtract,
+    ast.Mult: np.multiply,
+    ast.Div: np.true_divide,
+    ast.FloorDiv: np.floor_divide,
+    ast.Mod: np.mod,
+    ast.Pow: np.power,
+    ast.BitAnd: np.logical_and,
+    ast.BitOr: np.logical_or,
 }
 _COMPARE = {
-    ast.Lt: np.less, ast.LtE: np.less_equal, ast.Gt: np.greater, ast.GtE: np.greater_equal,
-    ast.Eq: np.equal, ast.NotEq: np.not_equal,
+    ast.Lt: np.less,
+    ast.LtE: np.less_equal,
+    ast.Gt: np.greater,
+    ast.GtE: np.greater_equal,
+    ast.Eq: np.equal,
+    ast.NotEq: np.not_equal,
 }
 _UNARY = {ast.USub: np.negative, ast.UAdd: np.positive, ast.Not: np.logical_not, ast.Invert: np.logical_not}
 _BOOLEAN = {ast.And: np.logical_and, ast.Or: np.logical_or}
@@ -74,6 +96,7 @@ _SUMMARY = "arithmetic, comparisons, and/or/not, column names, literals and the 
 @dataclass(frozen=True)
 class Expression:
     """A checked expression: its text, its syntax tree and the columns it reads."""
+
     text: str
     tree: ast.Expression
     columns: tuple[str, ...]
@@ -101,7 +124,7 @@ def parse_expression(text: str, key: str) -> Expression:
     try:
         tree = ast.parse(source.strip(), mode="eval")
     except SyntaxError as exc:
-        where = f" near '{source.strip()[max(0, (exc.offset or 1) - 1):][:20]}'" if exc.offset else ""
+        where = f" near '{source.strip()[max(0, (exc.offset or 1) - 1) :][:20]}'" if exc.offset else ""
         raise ConfigError(f"{key}: '{text}' is not a valid expression{where}: use {_SUMMARY}") from None
     except (RecursionError, MemoryError, ValueError):
         raise ConfigError(f"{key}: '{text[:60]}' is nested too deeply to be an expression") from None
@@ -126,11 +149,29 @@ def _is_function_position(name: ast.Name, tree: ast.Expression) -> bool:
 
 def _forbidden(node: ast.AST) -> str | None:
     """Why `node` is outside the grammar, or None when it belongs to it."""
-    allowed = (ast.Expression, ast.Name, ast.Load, ast.Constant, ast.BinOp, ast.UnaryOp, ast.Compare, ast.BoolOp, ast.Call,
-               *_BINARY, *_COMPARE, *_UNARY, *_BOOLEAN)
+    allowed = (
+        ast.Expression,
+        ast.Name,
+        ast.Load,
+        ast.Constant,
+        ast.BinOp,
+        ast.UnaryOp,
+        ast.Compare,
+        ast.BoolOp,
+        ast.Call,
+        *_BINARY,
+        *_COMPARE,
+        *_UNARY,
+        *_BOOLEAN,
+    )
     if not isinstance(node, allowed):
-        kinds = {ast.Attribute: "attribute access", ast.Subscript: "indexing", ast.Lambda: "a lambda",
-                 ast.IfExp: "an if-expression (use where(...))", ast.MatMult: "the operator"}
+        kinds = {
+            ast.Attribute: "attribute access",
+            ast.Subscript: "indexing",
+            ast.Lambda: "a lambda",
+            ast.IfExp: "an if-expression (use where(...))",
+            ast.MatMult: "the operator",
+        }
         return kinds.get(type(node), f"the construct ({type(node).__name__})")
     if isinstance(node, ast.Constant) and not isinstance(node.value, (bool, int, float, str)):
         return "the literal"
@@ -177,7 +218,7 @@ class _Evaluator(ast.NodeVisitor):
 
     def visit_Compare(self, node: ast.Compare):
         left, result = self.visit(node.left), None
-        for operator, comparator in zip(node.ops, node.comparators):
+        for operator, comparator in zip(node.ops, node.comparators, strict=True):
             right = self.visit(comparator)
             outcome = _COMPARE[type(operator)](left, right)
             result = outcome if result is None else np.logical_and(result, outcome)

@@ -52,8 +52,10 @@ def check_feature_name(name: str) -> None:
         raise DataError("a column without a name cannot be a model feature: name it in the source or drop it")
     unfit = sorted({char for char in str(name) if char in _UNFIT_IN_FEATURE_NAME or unicodedata.category(char).startswith("C")})
     if unfit:
-        raise DataError(f"column {name!r} cannot be a model feature: LightGBM cannot store the character(s) {unfit} in a name; "
-                        "rename it in the source or add it to data.drop_columns")
+        raise DataError(
+            f"column {name!r} cannot be a model feature: LightGBM cannot store the character(s) {unfit} in a name; "
+            "rename it in the source or add it to data.drop_columns"
+        )
 
 
 def is_inferred_categorical(values: pd.Series) -> bool:
@@ -88,8 +90,8 @@ def build_schema(train: pd.DataFrame, data: DataParams, features: FeaturesParams
             )
     labels = train[data.target].dropna().unique().tolist()
     positives = label_matches(pd.Series(labels), data.positive_label)
-    negative = next(label for label, positive in zip(labels, positives) if not positive)
-    positive = next(label for label, positive in zip(labels, positives) if positive)
+    negative = next(label for label, positive in zip(labels, positives, strict=True) if not positive)
+    positive = next(label for label, positive in zip(labels, positives, strict=True) if positive)
     return FeatureSchema(
         target=data.target,
         positive_label=_plain(positive),
@@ -107,8 +109,13 @@ def _levels(values: pd.Series, max_categories: int) -> tuple[str, ...]:
         # Keep the most frequent levels (ties broken by name, for determinism); the rest share one level.
         ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
         kept = [level for level, _ in ranked[: max_categories - 1]]
-        log.info("feature %s: %d levels, keeping the %d most frequent and mapping the rest to %s",
-                 values.name, len(counts), len(kept), OTHER_LEVEL)
+        log.info(
+            "feature %s: %d levels, keeping the %d most frequent and mapping the rest to %s",
+            values.name,
+            len(counts),
+            len(kept),
+            OTHER_LEVEL,
+        )
         return tuple(sorted(kept)) + (OTHER_LEVEL,)
     return tuple(sorted(counts.index))
 

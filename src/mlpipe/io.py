@@ -130,8 +130,10 @@ def partition_files(folder: Path, pattern: str | None = None) -> list[Path]:
     for file in files:
         # DVC hashes the folder as the stage's input: a file that resolves elsewhere is not part of it.
         if not file.resolve().is_relative_to(inside):
-            raise DataError(f"partition '{file}' resolves outside the folder '{folder}' (a link or a pattern that leaves it); "
-                            "copy the file into the folder instead")
+            raise DataError(
+                f"partition '{file}' resolves outside the folder '{folder}' (a link or a pattern that leaves it); "
+                "copy the file into the folder instead"
+            )
     return files
 
 
@@ -160,7 +162,9 @@ def _concat_partitions(named: list[tuple[str, pd.DataFrame]]) -> pd.DataFrame:
     for name, table in named[1:]:
         if set(table.columns) != set(expected):
             missing, extra = sorted(set(expected) - set(table.columns)), sorted(set(table.columns) - set(expected))
-            raise DataError(f"partition '{name}' does not match '{first_name.rsplit('/', 1)[-1]}': missing columns {missing}, extra {extra}")
+            raise DataError(
+                f"partition '{name}' does not match '{first_name.rsplit('/', 1)[-1]}': missing columns {missing}, extra {extra}"
+            )
     return pd.concat([table[expected] for _, table in named], ignore_index=True)
 
 
@@ -188,8 +192,7 @@ def read_remote(url: str, fmt: str | None = None, pattern: str | None = None) ->
             locations = [root]
         else:
             found = filesystem.glob(f"{root.rstrip('/')}/{pattern}") if pattern else filesystem.ls(root, detail=False)
-            locations = sorted(p for p in found if PurePosixPath(p).suffix.lower() in FORMATS
-                               and not PurePosixPath(p).name.startswith("."))
+            locations = sorted(p for p in found if PurePosixPath(p).suffix.lower() in FORMATS and not PurePosixPath(p).name.startswith("."))
             if not locations:
                 raise DataError(_no_partitions(url, pattern))
         named = []
@@ -220,7 +223,9 @@ def _remote_errors(url: str) -> Iterator[None]:
         raise DataError(f"reading '{url}' needs a package that is not installed: {first_line(exc)}") from None
     except Exception as exc:  # noqa: BLE001 - botocore/aiohttp raise their own hierarchies
         if type(exc).__name__ == "NoCredentialsError":
-            raise DataError(f"no credentials for '{url}': set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) in the environment") from None
+            raise DataError(
+                f"no credentials for '{url}': set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) in the environment"
+            ) from None
         raise DataError(f"cannot read '{url}': {first_line(exc)}") from None
 
 
@@ -265,7 +270,7 @@ def _remove_stale_temporaries(target: Path) -> None:
     The writer's pid is in the name, so a temporary whose process still runs is left alone.
     """
     for stale in [*target.parent.glob(f".{target.name}.*.tmp"), *target.parent.glob(f".{target.name}.*.old")]:
-        pid = stale.name[len(target.name) + 2:-len(".tmp")]
+        pid = stale.name[len(target.name) + 2 : -len(".tmp")]
         if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
             continue
         shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
@@ -400,8 +405,10 @@ def _output_errors(target: Path) -> Iterator[None]:
     except OSError as exc:
         # pyarrow's errors carry the errno only in their text: "... Detail: [errno 27] File too large"
         number = exc.errno or int(next(iter(re.findall(r"\[errno (\d+)\]", str(exc))), 0))
-        raise OutputError(f"cannot write '{target}': {os.strerror(number) if number else first_line(exc)}; "
-                          "free disk space, fix the folder's permissions or raise the file-size limit (ulimit -f)") from None
+        raise OutputError(
+            f"cannot write '{target}': {os.strerror(number) if number else first_line(exc)}; "
+            "free disk space, fix the folder's permissions or raise the file-size limit (ulimit -f)"
+        ) from None
 
 
 def write_parquet(table: pd.DataFrame, target: str | Path) -> Path:

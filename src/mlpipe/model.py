@@ -78,8 +78,10 @@ def train_model(features: pd.DataFrame, target: pd.Series, params: TrainParams) 
     fit_rows = int((~is_valid).sum())
     if fit_rows < 2 * params.min_child_samples:
         # LightGBM would not fail: it would fit trees without a single split, a constant model.
-        raise DataError(f"{fit_rows} training rows are left to fit: a split needs train.min_child_samples={params.min_child_samples} "
-                        "rows on each side, so every tree would be a constant; use more data or lower train.min_child_samples")
+        raise DataError(
+            f"{fit_rows} training rows are left to fit: a split needs train.min_child_samples={params.min_child_samples} "
+            "rows on each side, so every tree would be a constant; use more data or lower train.min_child_samples"
+        )
     if params.validation_fraction:
         fit_features, fit_target = features[~is_valid], target[~is_valid]
         fit_set = lgb.Dataset(fit_features, fit_target, categorical_feature=categorical, free_raw_data=False)
@@ -93,21 +95,33 @@ def train_model(features: pd.DataFrame, target: pd.Series, params: TrainParams) 
         if params.early_stopping_rounds:
             callbacks.append(lgb.early_stopping(params.early_stopping_rounds, verbose=False))
         started = time.perf_counter()
-        booster = lgb.train(settings, fit_set, num_boost_round=params.n_estimators, valid_sets=[sample_set, valid_set],
-                            # "training" is LightGBM's name for the training data, so early stopping ignores the sample
-                            valid_names=["training", "validation"], callbacks=callbacks)
+        booster = lgb.train(
+            settings,
+            fit_set,
+            num_boost_round=params.n_estimators,
+            valid_sets=[sample_set, valid_set],
+            # "training" is LightGBM's name for the training data, so early stopping ignores the sample
+            valid_names=["training", "validation"],
+            callbacks=callbacks,
+        )
         rounds = booster.best_iteration or booster.current_iteration()
         curve = [
             {"iteration": i + 1, "train_logloss": train_loss, "validation_logloss": valid_loss}
-            for i, (train_loss, valid_loss) in enumerate(zip(history["training"]["binary_logloss"], history["validation"]["binary_logloss"]))
+            for i, (train_loss, valid_loss) in enumerate(
+                zip(history["training"]["binary_logloss"], history["validation"]["binary_logloss"], strict=True)
+            )
         ]
         summary.update(
             validation_rows=int(is_valid.sum()),
             best_iteration=rounds,
             validation_logloss=history["validation"]["binary_logloss"][rounds - 1],
         )
-        log.info("early stopping chose %d trees (validation logloss %.5f) in %.1fs",
-                 rounds, summary["validation_logloss"], time.perf_counter() - started)
+        log.info(
+            "early stopping chose %d trees (validation logloss %.5f) in %.1fs",
+            rounds,
+            summary["validation_logloss"],
+            time.perf_counter() - started,
+        )
     if not params.validation_fraction or params.refit_full:
         started = time.perf_counter()
         full_set = lgb.Dataset(features, target, categorical_feature=categorical)
@@ -143,10 +157,12 @@ def predict_proba(booster: lgb.Booster, features: pd.DataFrame, schema: FeatureS
 
 
 def feature_importance(booster: lgb.Booster) -> pd.DataFrame:
-    table = pd.DataFrame({
-        "feature": booster.feature_name(),
-        "gain": booster.feature_importance("gain"),
-        "splits": booster.feature_importance("split"),
-    })
+    table = pd.DataFrame(
+        {
+            "feature": booster.feature_name(),
+            "gain": booster.feature_importance("gain"),
+            "splits": booster.feature_importance("split"),
+        }
+    )
     table["gain_share"] = table["gain"] / max(table["gain"].sum(), 1e-12)
     return table.sort_values(["gain", "feature"], ascending=[False, True]).reset_index(drop=True)

@@ -16,22 +16,30 @@ def retrain_verdict(windows: dict[str, dict[str, Any]], test_auc: float | None, 
     reasons = []
     for name, result in windows.items():
         if result["dataset_drift"]:
-            reasons.append(f"window {name}: dataset drift ({result['drifted_features']} of "
-                           f"{len(result['columns'])} features drifted: {', '.join(result['drifted_columns'])})")
+            reasons.append(
+                f"window {name}: dataset drift ({result['drifted_features']} of "
+                f"{len(result['columns'])} features drifted: {', '.join(result['drifted_columns'])})"
+            )
         monitored = {**result["columns"], "(prediction)": result["prediction_drift"]}
         if "target_drift" in result:
             monitored["(target)"] = result["target_drift"]
             if result["target_drift"]["drifted"] and "finding" not in result["target_drift"]:
-                reasons.append(f"window {name}: target drift (the label distribution moved: {result['target_drift']['method']} "
-                               f"{result['target_drift']['score']:.4f} >= {result['target_drift']['threshold']})")
-        reasons.extend(f"window {name}: column {column}: {values['finding']}" for column, values in monitored.items() if "finding" in values)
+                reasons.append(
+                    f"window {name}: target drift (the label distribution moved: {result['target_drift']['method']} "
+                    f"{result['target_drift']['score']:.4f} >= {result['target_drift']['threshold']})"
+                )
+        reasons.extend(
+            f"window {name}: column {column}: {values['finding']}" for column, values in monitored.items() if "finding" in values
+        )
         if "target_drift" in result and result.get("roc_auc") is None:
             reasons.append(f"window {name}: ROC-AUC cannot be computed (its labels hold one class), so the model's accuracy is unknown")
         if test_auc is not None and result.get("roc_auc") is not None:
             result["auc_change"] = result["roc_auc"] - test_auc
             if -result["auc_change"] > max_auc_drop:
-                reasons.append(f"window {name}: ROC-AUC {result['roc_auc']:.4f} fell {-result['auc_change']:.4f} "
-                               f"below the test ROC-AUC {test_auc:.4f} (limit drift.max_auc_drop={max_auc_drop})")
+                reasons.append(
+                    f"window {name}: ROC-AUC {result['roc_auc']:.4f} fell {-result['auc_change']:.4f} "
+                    f"below the test ROC-AUC {test_auc:.4f} (limit drift.max_auc_drop={max_auc_drop})"
+                )
     return bool(reasons), reasons
 
 
@@ -41,16 +49,20 @@ def quality_reasons(report: dict[str, Any], max_bad_row_share: float) -> list[st
     if report["bad_row_share"] <= max_bad_row_share:
         return []
     worst = max(report["failures_by_rule"].items(), key=lambda item: item[1])[0]
-    return [f"current data: {report['rows_quarantined']:,} of {report['rows_in']:,} rows ({report['bad_row_share']:.1%}) broke the "
-            f"data contract (most: {worst}), above validate.max_bad_row_share={max_bad_row_share}; see the current quarantine"]
+    return [
+        f"current data: {report['rows_quarantined']:,} of {report['rows_in']:,} rows ({report['bad_row_share']:.1%}) broke the "
+        f"data contract (most: {worst}), above validate.max_bad_row_share={max_bad_row_share}; see the current quarantine"
+    ]
 
 
 def coverage_reasons(windows: dict[str, dict[str, Any]], empty: dict[str, str]) -> list[str]:
     """A reason to look when no window selected any current rows: drift was not measured at all."""
     if windows:
         return []
-    return [f"no drift window selects any current rows ({', '.join(empty)}): drift was not measured; "
-            "set drift.windows to the periods the current data covers"]
+    return [
+        f"no drift window selects any current rows ({', '.join(empty)}): drift was not measured; "
+        "set drift.windows to the periods the current data covers"
+    ]
 
 
 def format_verdict(report: dict[str, Any]) -> str:

@@ -110,7 +110,9 @@ def metric_by_period_figure(by_period: dict[str, dict[str, Any]], metric: str = 
     return figure
 
 
-def evaluation_figures(report: dict[str, Any], tables: dict[str, Records], curve: Records, best_iteration: int | None) -> dict[str, plt.Figure]:
+def evaluation_figures(
+    report: dict[str, Any], tables: dict[str, Records], curve: Records, best_iteration: int | None
+) -> dict[str, plt.Figure]:
     """Every evaluation figure by name, drawn from the report and the plot tables."""
     test = report["test"]
     figures = {

@@ -41,8 +41,9 @@ def is_hashed(values: pd.Series) -> bool:
     return not present.empty and bool(present.map(lambda value: isinstance(value, str) and bool(_SHA256_HEX.fullmatch(value))).all())
 
 
-def protect_personal_columns(table: pd.DataFrame, rules: Mapping[str, str], salt: str | None, salt_env: str,
-                             origin: str = "the table") -> pd.DataFrame:
+def protect_personal_columns(
+    table: pd.DataFrame, rules: Mapping[str, str], salt: str | None, salt_env: str, origin: str = "the table"
+) -> pd.DataFrame:
     """Drop or hash each column named in `rules` ({column: "drop" | "hash"}) that `table` holds.
 
     A declared column may be absent (a batch or a snapshot that does not carry it, or one an
@@ -53,12 +54,16 @@ def protect_personal_columns(table: pd.DataFrame, rules: Mapping[str, str], salt
     for column in rules.keys() - present.keys():
         close = difflib.get_close_matches(column, [str(name) for name in table.columns], n=1)
         if close:
-            raise DataError(f"data.personal_columns names '{column}', which is not in {origin}; did you mean '{close[0]}'? "
-                            "Fix the name so that the column is protected")
+            raise DataError(
+                f"data.personal_columns names '{column}', which is not in {origin}; did you mean '{close[0]}'? "
+                "Fix the name so that the column is protected"
+            )
     hashed = [column for column, action in present.items() if action == "hash" and not is_hashed(table[column])]
     if hashed and not salt:
-        raise ConfigError(f"data.personal_columns hashes {hashed} but the environment variable {salt_env} (data.salt_env) "
-                          f"is not set: export a long random secret in it (never commit it)")
+        raise ConfigError(
+            f"data.personal_columns hashes {hashed} but the environment variable {salt_env} (data.salt_env) "
+            f"is not set: export a long random secret in it (never commit it)"
+        )
     protected = table.drop(columns=[column for column, action in present.items() if action == "drop"])
     for column in hashed:
         protected[column] = salted_hash(protected[column], salt)

@@ -20,15 +20,20 @@ from mlpipe.split import time_values
 
 # Value pairs whose positive member is plain from the words themselves (compared lower-cased).
 OBVIOUS_POSITIVE = {
-    frozenset({"0", "1"}): "1", frozenset({"false", "true"}): "true", frozenset({"no", "yes"}): "yes",
-    frozenset({"n", "y"}): "y", frozenset({"f", "t"}): "t", frozenset({"negative", "positive"}): "positive",
+    frozenset({"0", "1"}): "1",
+    frozenset({"false", "true"}): "true",
+    frozenset({"no", "yes"}): "yes",
+    frozenset({"n", "y"}): "y",
+    frozenset({"f", "t"}): "t",
+    frozenset({"negative", "positive"}): "positive",
 }
 TIME_NAME = re.compile(r"(^|[_\s-])(date|time|year|period|month|day|timestamp|datetime|dt)($|[_\s-])", re.IGNORECASE)
 ID_NAME = re.compile(r"(^|[_\s-])(id|key|uuid|guid)$|^id([_\s-]|$)", re.IGNORECASE)
 PERSONAL_NAME = re.compile(
     r"e-?mail|phone|mobile|(^|[_\s-])(tel|fax|ssn|passport|address|street|zip|postcode|dob|birth_?date|ip)($|[_\s-])"
     r"|(^|[_\s-])((first|last|full|sur|given|family|middle|user|customer|patient|maiden)[_\s-]?)?name($|[_\s-])",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 EMAIL_VALUE = re.compile(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}")
 PHONE_VALUE = re.compile(r"\+?[\d\s().-]{7,20}")
 DATE_VALUE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}.*|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}")
@@ -42,6 +47,7 @@ FREE_TEXT_SHARE = 0.5  # a text column with more distinct values than this share
 @dataclass
 class Profile:
     """The params a table needs, and why: `decisions` are one line each, `warnings` need a look."""
+
     data: dict[str, Any]
     contract: dict[str, dict[str, Any]]
     rows_min: int
@@ -53,8 +59,7 @@ class Profile:
     warnings: list[str] = field(default_factory=list)
 
 
-def profile_table(table: pd.DataFrame, target: str, positive: str | None = None, time_column: str | None = None,
-                  ask=None) -> Profile:
+def profile_table(table: pd.DataFrame, target: str, positive: str | None = None, time_column: str | None = None, ask=None) -> Profile:
     """Infer the data-specific params of `table`. `positive` and `time_column` override the inference;
     `ask(question) -> answer` is called when the positive label cannot be told (None: an error)."""
     if table.empty or table.shape[1] == 0:
@@ -67,8 +72,10 @@ def profile_table(table: pd.DataFrame, target: str, positive: str | None = None,
 
     personal = personal_columns(table.drop(columns=[target]))
     for column, why in personal.items():
-        warnings.append(f"column '{column}' looks personal ({why}): data.personal_columns drops it at ingest; "
-                        f"change it to hash (a salted SHA-256, salt in $MLPIPE_PII_SALT) to keep it as a key")
+        warnings.append(
+            f"column '{column}' looks personal ({why}): data.personal_columns drops it at ingest; "
+            f"change it to hash (a salted SHA-256, salt in $MLPIPE_PII_SALT) to keep it as a key"
+        )
     usable = table.drop(columns=[target, *personal])
 
     chosen_time = _time_column(usable, time_column, decisions)
@@ -91,13 +98,22 @@ def profile_table(table: pd.DataFrame, target: str, positive: str | None = None,
     decisions.append(f"categorical columns: {', '.join(categorical) if categorical else 'none'} (text and boolean columns)")
 
     split, windows, period = _split_and_windows(table, target, chosen_time, decisions)
-    data = {"target": target, "positive_label": positive_label, "time_column": chosen_time, "id_columns": ids,
-            "drop_columns": drop, "categorical_columns": categorical, "personal_columns": {column: "drop" for column in personal}}
+    data = {
+        "target": target,
+        "positive_label": positive_label,
+        "time_column": chosen_time,
+        "id_columns": ids,
+        "drop_columns": drop,
+        "categorical_columns": categorical,
+        "personal_columns": {column: "drop" for column in personal},
+    }
     kept = table.drop(columns=list(personal))
     contract = inferred_contract(kept, target, labels, chosen_time, ids)
     rows_min = max(1, len(table) // 2)
-    decisions.append(f"contract: dtype and widened ranges for {len(contract)} columns (pandera's schema inference); "
-                     f"validate.rows.min {rows_min:,} (half of today's {len(table):,} rows, so a truncated file fails)")
+    decisions.append(
+        f"contract: dtype and widened ranges for {len(contract)} columns (pandera's schema inference); "
+        f"validate.rows.min {rows_min:,} (half of today's {len(table):,} rows, so a truncated file fails)"
+    )
     return Profile(data, contract, rows_min, split, windows, [str(c) for c in kept.columns], period, decisions, warnings)
 
 
@@ -120,8 +136,10 @@ def _binary_labels(values: pd.Series) -> list[Any]:
     labels = sorted((_plain(value) for value in values.dropna().unique()), key=str)
     if len(labels) != 2:
         shown = ", ".join(repr(label) for label in labels[:5]) + (", ..." if len(labels) > 5 else "")
-        raise DataError(f"target '{values.name}' has {len(labels)} distinct value(s) ({shown}); the pipeline predicts a "
-                        "binary target: choose a column with two values or map it to two first")
+        raise DataError(
+            f"target '{values.name}' has {len(labels)} distinct value(s) ({shown}); the pipeline predicts a "
+            "binary target: choose a column with two values or map it to two first"
+        )
     return labels
 
 
@@ -171,8 +189,11 @@ def id_columns(table: pd.DataFrame) -> list[str]:
     ids = []
     for column in table.columns:
         values = table[column]
-        is_text = not pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values) \
+        is_text = (
+            not pd.api.types.is_numeric_dtype(values)
+            and not pd.api.types.is_bool_dtype(values)
             and not pd.api.types.is_datetime64_any_dtype(values)
+        )
         is_integer = pd.api.types.is_integer_dtype(values) and not pd.api.types.is_bool_dtype(values)
         named_like_an_id = bool(ID_NAME.search(str(column)))
         if not ((is_integer and named_like_an_id) or (is_text and (named_like_an_id or _looks_like_codes(values)))):
@@ -239,8 +260,9 @@ def _time_text(value: Any) -> Any:
     return _plain(value)
 
 
-def _split_and_windows(table: pd.DataFrame, target: str, time_column: str | None,
-                       decisions: list[str]) -> tuple[dict[str, Any], dict[str, dict[str, Any]], str | None]:
+def _split_and_windows(
+    table: pd.DataFrame, target: str, time_column: str | None, decisions: list[str]
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]], str | None]:
     random_split = {"strategy": "random", "train_until": None, "test_from": None}
     if time_column is None:
         decisions.append("split: stratified random (no time column); drift window: all")
@@ -251,15 +273,17 @@ def _split_and_windows(table: pd.DataFrame, target: str, time_column: str | None
     if len(ordered) < 2:
         decisions.append(f"split: stratified random ('{time_column}' holds one period); drift window: all")
         return random_split, {"all": {}}, code
-    test_periods = ordered[-max(1, round(len(ordered) / 4)):]
+    test_periods = ordered[-max(1, round(len(ordered) / 4)) :]
     is_test = periods.isin(test_periods)
     if table.loc[is_test, target].nunique() < 2 or table.loc[~is_test, target].nunique() < 2:
         decisions.append("split: stratified random (a time split would leave one target class on a side); drift window: all")
         return random_split, {"all": {}}, code
     split = {"strategy": "time", "train_until": _time_text(times[~is_test].max()), "test_from": _time_text(times[is_test].min())}
     unit = {None: "period", "Y": "year", "Q": "quarter", "M": "month", "W": "week", "D": "day"}[code]
-    decisions.append(f"split: by time on '{time_column}': train until {split['train_until']}, test from {split['test_from']} "
-                     f"(the last {len(test_periods)} of {len(ordered)} {unit}s, about a quarter)")
+    decisions.append(
+        f"split: by time on '{time_column}': train until {split['train_until']}, test from {split['test_from']} "
+        f"(the last {len(test_periods)} of {len(ordered)} {unit}s, about a quarter)"
+    )
     windows = {}
     shown = test_periods[-MAX_DRIFT_WINDOWS:]
     for period in shown:
@@ -278,8 +302,9 @@ def _window_name(period: Any) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", text)
 
 
-def inferred_contract(table: pd.DataFrame, target: str, labels: list[Any], time_column: str | None,
-                      ids: list[str]) -> dict[str, dict[str, Any]]:
+def inferred_contract(
+    table: pd.DataFrame, target: str, labels: list[Any], time_column: str | None, ids: list[str]
+) -> dict[str, dict[str, Any]]:
     """A contract per column from pandera's schema inference, its ranges widened so that ordinary
     new data passes: half the observed span on each side, rounded outward, a non-negative column
     stays non-negative, the time column has no upper bound (new periods are expected) and id

@@ -81,14 +81,14 @@ class FeatureSchema:
             raw = json.loads(text)
             if not isinstance(raw.get("derived", {}), dict):
                 raise TypeError("derived must map names to expressions")
-            raw["features"] = tuple(
-                FeatureSpec(**{**spec, "categories": tuple(spec["categories"])}) for spec in raw["features"]
-            )
+            raw["features"] = tuple(FeatureSpec(**{**spec, "categories": tuple(spec["categories"])}) for spec in raw["features"])
             raw["id_columns"] = tuple(raw["id_columns"])
             schema = cls(**raw)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise DataError(f"'{origin}' is not a feature schema written by this pipeline ({first_line(exc)}): "
-                            "rerun `dvc repro train` or pull the model again") from None
+            raise DataError(
+                f"'{origin}' is not a feature schema written by this pipeline ({first_line(exc)}): "
+                "rerun `dvc repro train` or pull the model again"
+            ) from None
         from mlpipe.expressions import check_derived
 
         check_derived(schema.derived, f"{origin}: derived")

@@ -20,8 +20,14 @@ def model_version(model_text: str) -> str:
     return hashlib.md5(model_text.encode("utf-8")).hexdigest()
 
 
-def score_table(table: pd.DataFrame, booster: lgb.Booster, schema: FeatureSchema, threshold: float, version: str,
-                passthrough: tuple[str, ...] = (BATCH_COLUMN,)) -> pd.DataFrame:
+def score_table(
+    table: pd.DataFrame,
+    booster: lgb.Booster,
+    schema: FeatureSchema,
+    threshold: float,
+    version: str,
+    passthrough: tuple[str, ...] = (BATCH_COLUMN,),
+) -> pd.DataFrame:
     """Meta and passthrough columns (those present), the model's features, the 0/1 label when
     the table has one, then the probability of the positive label, the label at `threshold`
     and the model version."""

@@ -79,7 +79,11 @@ def stratified_mask(labels: pd.Series | None, n_rows: int, fraction: float, seed
     scikit-learn's import time out of the stages that only split.
     """
     rng = np.random.default_rng(seed)
-    groups = [np.arange(n_rows)] if labels is None else [np.flatnonzero(labels.to_numpy() == value) for value in sorted(labels.dropna().unique(), key=str)]
+    groups = (
+        [np.arange(n_rows)]
+        if labels is None
+        else [np.flatnonzero(labels.to_numpy() == value) for value in sorted(labels.dropna().unique(), key=str)]
+    )
     is_test = np.zeros(n_rows, dtype=bool)
     for rows in groups:
         chosen = rng.permutation(rows)[: int(round(fraction * len(rows)))]
@@ -90,6 +94,8 @@ def stratified_mask(labels: pd.Series | None, n_rows: int, fraction: float, seed
 def _describe(table: pd.DataFrame, split: SplitParams, time_column: str | None) -> str:
     if split.strategy == "time" and time_column:
         times = table[time_column]
-        return (f"data.time_column '{time_column}' spans {times.min()}..{times.max()}, "
-                f"split.train_until={split.train_until!r}, split.test_from={split.test_from!r}: move the cutoffs")
+        return (
+            f"data.time_column '{time_column}' spans {times.min()}..{times.max()}, "
+            f"split.train_until={split.train_until!r}, split.test_from={split.test_from!r}: move the cutoffs"
+        )
     return f"{len(table)} rows with split.test_size={split.test_size}: use more data or change split.test_size"

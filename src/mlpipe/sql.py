@@ -20,8 +20,9 @@ from mlpipe.errors import DataError, first_line
 DRIVER_PACKAGES = {"postgresql": "psycopg[binary]", "mysql": "pymysql", "mssql": "pyodbc"}
 
 
-def read_query(url: str, *, query: str | None = None, table: str | None = None,
-               password: str | None = None, order_by: list[str] | None = None) -> pd.DataFrame:
+def read_query(
+    url: str, *, query: str | None = None, table: str | None = None, password: str | None = None, order_by: list[str] | None = None
+) -> pd.DataFrame:
     """Run `query` (or read all of `table`) on the database at the SQLAlchemy `url`; rows come back
     sorted by `order_by`, or by every column when it is not given."""
     import sqlalchemy as sa

@@ -21,8 +21,7 @@ from mlpipe.io import atomic_dir, rounded
 CURVES = {"training": "train_logloss", "validation": "validation_logloss"}
 
 
-def write_training_record(directory: str | Path, params: dict[str, Any], curve: list[dict[str, Any]],
-                          summary: dict[str, Any]) -> Path:
+def write_training_record(directory: str | Path, params: dict[str, Any], curve: list[dict[str, Any]], summary: dict[str, Any]) -> Path:
     from dvclive import Live  # imported here: it pulls in DVC, which only this writer needs
 
     with atomic_dir(directory) as staging:

@@ -37,8 +37,15 @@ class TuningResult:
     trials: list[dict[str, Any]]
 
     def summary(self, tune: TuneParams) -> dict[str, Any]:
-        return {"enabled": True, "metric": tune.metric, "folds": tune.folds, "n_trials": len(self.trials),
-                "best_score": self.best_score, "best_params": self.best_params, "trials": self.trials}
+        return {
+            "enabled": True,
+            "metric": tune.metric,
+            "folds": tune.folds,
+            "n_trials": len(self.trials),
+            "best_score": self.best_score,
+            "best_params": self.best_params,
+            "trials": self.trials,
+        }
 
     def history(self) -> list[dict[str, Any]]:
         """Plot data: each trial's score and the best score so far."""
@@ -84,8 +91,14 @@ def suggest(trial: optuna.Trial, tune: TuneParams) -> dict[str, Any]:
     return chosen
 
 
-def search(features: pd.DataFrame, target: pd.Series, times: pd.Series | None, train: TrainParams, tune: TuneParams,
-           on_trial: Callable[[dict[str, Any], float], None] = lambda trial, seconds: None) -> TuningResult:
+def search(
+    features: pd.DataFrame,
+    target: pd.Series,
+    times: pd.Series | None,
+    train: TrainParams,
+    tune: TuneParams,
+    on_trial: Callable[[dict[str, Any], float], None] = lambda trial, seconds: None,
+) -> TuningResult:
     """Run `tune.n_trials` trials; parameters outside `tune.space` keep their `train` values."""
     folds = cv_folds(target, times, tune.folds, tune.seed)
     _, higher_is_better = METRICS[tune.metric]
@@ -100,13 +113,21 @@ def search(features: pd.DataFrame, target: pd.Series, times: pd.Series | None, t
             raise DataError(f"tune.space gives invalid train params {chosen}: {exc.errors()[0]['msg']}") from None
         mean, spread, rounds = cross_validate(features, target, candidate, folds, tune.metric)
         best = (max if higher_is_better else min)([*(t["score"] for t in trials), mean])
-        record = {"number": trial.number, "params": chosen, "score": mean, "score_std": spread, "best_iteration": rounds, "best_so_far": best}
+        record = {
+            "number": trial.number,
+            "params": chosen,
+            "score": mean,
+            "score_std": spread,
+            "best_iteration": rounds,
+            "best_so_far": best,
+        }
         trials.append(record)
         on_trial(record, time.perf_counter() - started)
         return mean
 
-    study = optuna.create_study(direction="maximize" if higher_is_better else "minimize",
-                                sampler=optuna.samplers.TPESampler(seed=tune.seed))
+    study = optuna.create_study(
+        direction="maximize" if higher_is_better else "minimize", sampler=optuna.samplers.TPESampler(seed=tune.seed)
+    )
     study.optimize(objective, n_trials=tune.n_trials)
     best = trials[study.best_trial.number]
     return TuningResult(best_params=best["params"], best_score=best["score"], trials=trials)

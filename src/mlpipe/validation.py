@@ -112,14 +112,14 @@ def validate_rows(table: pd.DataFrame, data: DataParams, validation: ValidatePar
     return quarantine_rows(table, contracts, id_columns, validation.max_text_length)
 
 
-def quarantine_rows(table: pd.DataFrame, contracts: dict[str, ColumnContract], id_columns: list[str],
-                    max_text_length: int) -> ValidationResult:
+def quarantine_rows(
+    table: pd.DataFrame, contracts: dict[str, ColumnContract], id_columns: list[str], max_text_length: int
+) -> ValidationResult:
     """Rows that pass every row rule (cast to the declared dtypes), rows that break one with the
     names of the rules they broke, and the counts per rule."""
     coerced, coercion_failures = coerce_dtypes(table, contracts)
     row_failures = {**coercion_failures, **row_rule_failures(coerced, contracts, id_columns, max_text_length)}
-    failed = pd.DataFrame({rule: rows.reindex(table.index, fill_value=False) for rule, rows in row_failures.items()},
-                          index=table.index)
+    failed = pd.DataFrame({rule: rows.reindex(table.index, fill_value=False) for rule, rows in row_failures.items()}, index=table.index)
     bad = failed.any(axis=1)
     reasons = pd.Series(["; ".join(failed.columns[row]) for row in failed[bad].to_numpy()], index=table.index[bad], dtype=object)
     report = {
@@ -139,8 +139,7 @@ def worst_rule(report: dict[str, Any]) -> str:
     return max(report["failures_by_rule"].items(), key=lambda item: item[1])[0]
 
 
-def check_table_rules(table: pd.DataFrame, validation: ValidateParams, contracts: dict[str, ColumnContract],
-                      null_share: pd.Series) -> None:
+def check_table_rules(table: pd.DataFrame, validation: ValidateParams, contracts: dict[str, ColumnContract], null_share: pd.Series) -> None:
     """The whole-table rules (row count, null share per column); the first broken one is fatal."""
     import pandera.pandas as pa
 
@@ -148,11 +147,22 @@ def check_table_rules(table: pd.DataFrame, validation: ValidateParams, contracts
     limits.update({column: contract.max_null_share for column, contract in contracts.items() if contract.max_null_share is not None})
     bounds = validation.rows
     schema = pa.DataFrameSchema(
-        {column: pa.Column(nullable=True, checks=pa.Check(lambda values, limit=limit: values.isna().mean() <= limit,
-                                                          element_wise=False, ignore_na=False, error=f"{column}:max_null_share"))
-         for column, limit in limits.items()},
-        checks=[pa.Check(lambda frame: bounds.min is None or len(frame) >= bounds.min, error="rows:min"),
-                pa.Check(lambda frame: bounds.max is None or len(frame) <= bounds.max, error="rows:max")],
+        {
+            column: pa.Column(
+                nullable=True,
+                checks=pa.Check(
+                    lambda values, limit=limit: values.isna().mean() <= limit,
+                    element_wise=False,
+                    ignore_na=False,
+                    error=f"{column}:max_null_share",
+                ),
+            )
+            for column, limit in limits.items()
+        },
+        checks=[
+            pa.Check(lambda frame: bounds.min is None or len(frame) >= bounds.min, error="rows:min"),
+            pa.Check(lambda frame: bounds.max is None or len(frame) <= bounds.max, error="rows:max"),
+        ],
     )
     failures = _failure_cases(schema, table)
     if failures.empty:
@@ -160,11 +170,16 @@ def check_table_rules(table: pd.DataFrame, validation: ValidateParams, contracts
     rule = failures["check"].iloc[0]
     if rule.startswith("rows:"):
         limit = bounds.min if rule == "rows:min" else bounds.max
-        raise DataError(f"the table has {len(table):,} rows, outside validate.rows.{rule[5:]}={limit}: "
-                        "check the source (a partial export?) or change the bound")
+        raise DataError(
+            f"the table has {len(table):,} rows, outside validate.rows.{rule[5:]}={limit}: "
+            "check the source (a partial export?) or change the bound"
+        )
     column = rule.split(":")[0]
-    key = f"validate.columns.{column}.max_null_share" if contracts.get(column, ColumnContract()).max_null_share is not None \
+    key = (
+        f"validate.columns.{column}.max_null_share"
+        if contracts.get(column, ColumnContract()).max_null_share is not None
         else "validate.max_null_share"
+    )
     raise DataError(
         f"column '{column}' is {null_share[column]:.1%} null, above {key}={limits[column]}: "
         "fix the source, add the column to data.drop_columns, or raise the limit"
@@ -225,8 +240,9 @@ def _as_bool(value: Any) -> Any:
     return value
 
 
-def row_rule_failures(table: pd.DataFrame, contracts: dict[str, ColumnContract], id_columns: list[str],
-                      max_text_length: int) -> dict[str, pd.Series]:
+def row_rule_failures(
+    table: pd.DataFrame, contracts: dict[str, ColumnContract], id_columns: list[str], max_text_length: int
+) -> dict[str, pd.Series]:
     """Rule name -> which rows of `table` break it, for every row rule (rules nobody breaks included).
 
     Besides the declared rules, every column gets the rules its values imply: numbers finite
@@ -278,12 +294,20 @@ def implied_checks(values: pd.Series, contract: ColumnContract, max_text_length:
     import pandera.pandas as pa
 
     if pd.api.types.is_float_dtype(values) and contract.finite:
-        return [pa.Check(lambda column: pd.Series(np.isfinite(column.to_numpy(dtype=float, na_value=np.nan)), index=column.index)
-                         | column.isna(), error=f"{values.name}:finite")]
+        return [
+            pa.Check(
+                lambda column: pd.Series(np.isfinite(column.to_numpy(dtype=float, na_value=np.nan)), index=column.index) | column.isna(),
+                error=f"{values.name}:finite",
+            )
+        ]
     if pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values):
         limit = contract.max_length or max_text_length
-        return [pa.Check(lambda column: column.map(lambda value: not isinstance(value, str) or len(value) <= limit),
-                         error=f"{values.name}:max_length({limit})")]
+        return [
+            pa.Check(
+                lambda column: column.map(lambda value: not isinstance(value, str) or len(value) <= limit),
+                error=f"{values.name}:max_length({limit})",
+            )
+        ]
     return []
 
 

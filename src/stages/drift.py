@@ -32,8 +32,14 @@ def main(log):
     schema = FeatureSchema.read(args.model_schema)
 
     def progress(name, result):
-        log.info("window %s: %d rows, %d of %d features drifted, prediction %s", name, result["rows"], result["drifted_features"],
-                 len(result["columns"]), "drifted" if result["prediction_drift"]["drifted"] else "stable")
+        log.info(
+            "window %s: %d rows, %d of %d features drifted, prediction %s",
+            name,
+            result["rows"],
+            result["drifted_features"],
+            len(result["columns"]),
+            "drifted" if result["prediction_drift"]["drifted"] else "stable",
+        )
 
     # The report workers start (and import Evidently) before the reading, which they overlap.
     with drift.report_workers(min(len(params.windows), os.cpu_count() or 1)) as reporter:

@@ -36,10 +36,20 @@ def main(log):
     times = table[schema.time_column] if schema.time_column else None
     report = evaluation.evaluation_report(y, proba, times, params)
     for name, values in {"test": report["test"], **report.get("by_period", {})}.items():
-        log.info("%s: ROC-AUC %s, PR-AUC %s, log-loss %.4f on %d rows", name, _fmt(values["roc_auc"]), _fmt(values["pr_auc"]), values["log_loss"], values["rows"])
+        log.info(
+            "%s: ROC-AUC %s, PR-AUC %s, log-loss %.4f on %d rows",
+            name,
+            _fmt(values["roc_auc"]),
+            _fmt(values["pr_auc"]),
+            values["log_loss"],
+            values["rows"],
+        )
     tables = evaluation.curve_tables(y, proba, params, (schema.negative_label, schema.positive_label))
     tables["feature_importance"] = feature_importance(booster).to_dict("records")
-    curve, best_iteration = read_training_curve(args.train_record), read_json(Path(args.train_record) / "metrics.json").get("best_iteration")
+    curve, best_iteration = (
+        read_training_curve(args.train_record),
+        read_json(Path(args.train_record) / "metrics.json").get("best_iteration"),
+    )
     figures = plots.evaluation_figures(report, tables, curve, best_iteration)
     log_written(
         log,

@@ -39,8 +39,10 @@ def main(log):
     if len(checked.quarantine):
         log.info("current: %d of %d rows quarantined (most: %s)", len(checked.quarantine), len(current), worst_rule(checked.report))
     if checked.clean.empty:
-        raise DataError(f"every row of the current table ({source}) breaks the data contract (most: {worst_rule(checked.report)}): "
-                        "fix the batch or the contract in validate.*")
+        raise DataError(
+            f"every row of the current table ({source}) breaks the data contract (most: {worst_rule(checked.report)}): "
+            "fix the batch or the contract in validate.*"
+        )
     current = checked.clean
     reference = pd.read_parquet(args.reference)
     log.info("model %s; reference %s; current %s from %s", version[:12], describe(reference), describe(current), source)
@@ -50,11 +52,21 @@ def main(log):
             scored[name] = score_table(table, booster, schema, params.evaluate.threshold, version)
         except DataError as exc:
             raise DataError(f"{name} table ({origin}): {exc}") from None
-        log.info("%s: mean probability %.4f, %.1f%% labelled %s", name, scored[name]["probability"].mean(),
-                 100 * (scored[name]["predicted_label"] == str(schema.positive_label)).mean(), schema.positive_label)
+        log.info(
+            "%s: mean probability %.4f, %.1f%% labelled %s",
+            name,
+            scored[name]["probability"].mean(),
+            100 * (scored[name]["predicted_label"] == str(schema.positive_label)).mean(),
+            schema.positive_label,
+        )
     # Both tables are scored before either is written: a bad current table leaves no outputs.
-    log_written(log, write_parquet(scored["reference"], args.out_reference), write_parquet(scored["current"], args.out_current),
-                write_parquet(checked.quarantine, args.quarantine), write_json(checked.report, args.quality))
+    log_written(
+        log,
+        write_parquet(scored["reference"], args.out_reference),
+        write_parquet(scored["current"], args.out_current),
+        write_parquet(checked.quarantine, args.quarantine),
+        write_json(checked.report, args.quality),
+    )
 
 
 if __name__ == "__main__":

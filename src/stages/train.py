@@ -38,8 +38,17 @@ def main(log):
         log.info("tuning: %d trials, %d-fold cross-validation on %s", params.tune.n_trials, params.tune.folds, params.tune.metric)
 
         def progress(trial, seconds):
-            log.info("trial %d/%d: %s %.5f ± %.5f (best %.5f) in %.1fs  %s", trial["number"] + 1, params.tune.n_trials, params.tune.metric,
-                     trial["score"], trial["score_std"], trial["best_so_far"], seconds, trial["params"])
+            log.info(
+                "trial %d/%d: %s %.5f ± %.5f (best %.5f) in %.1fs  %s",
+                trial["number"] + 1,
+                params.tune.n_trials,
+                params.tune.metric,
+                trial["score"],
+                trial["score_std"],
+                trial["best_so_far"],
+                seconds,
+                trial["params"],
+            )
 
         result = tuning.search(features, target, times, params.train, params.tune, on_trial=progress)
         log.info("tuning chose %s (%s %.5f)", result.best_params, params.tune.metric, result.best_score)

@@ -19,8 +19,8 @@ import subprocess
 import sys
 import time
 
-from mlpipe.tools.dvc_cli import dvc
 from mlpipe.errors import PipelineError
+from mlpipe.tools.dvc_cli import dvc
 
 ACTIVE = {"Queued", "Running"}
 HEADLINE = ["test.roc_auc", "test.log_loss", "best_iteration", "retrain_recommended"]
@@ -70,23 +70,38 @@ def comparison_command(overrides: list[str]) -> list[str]:
     """`dvc exp show` narrowed to the swept params and the headline metrics, best ROC-AUC first."""
     swept = [override.split("=", 1)[0].split(":")[-1] for override in overrides]
     keep = "^(" + "|".join(re.escape(name) for name in ["Experiment", *swept, *HEADLINE]) + ")$"
-    return ["exp", "show", "--md", "--no-pager", "--hide-queued", "--drop", ".*", "--keep", keep,
-            "--sort-by", "test.roc_auc", "--sort-order", "desc"]
+    return [
+        "exp",
+        "show",
+        "--md",
+        "--no-pager",
+        "--hide-queued",
+        "--drop",
+        ".*",
+        "--keep",
+        keep,
+        "--sort-by",
+        "test.roc_auc",
+        "--sort-order",
+        "desc",
+    ]
 
 
 def sweep(overrides: list[str], jobs: int, poll_seconds: float = 3.0) -> int:
     untracked = untracked_files()
     if untracked:
-        print(f"warning: {len(untracked)} untracked files are invisible to queued experiments "
-              f"(git add them, or pass them with `dvc exp run --copy-paths`): {', '.join(untracked[:5])}", file=sys.stderr)
+        print(
+            f"warning: {len(untracked)} untracked files are invisible to queued experiments "
+            f"(git add them, or pass them with `dvc exp run --copy-paths`): {', '.join(untracked[:5])}",
+            file=sys.stderr,
+        )
     names = queued_names(dvc("exp", "run", "--queue", *(arg for override in overrides for arg in ("-S", override))))
     print(f"queued {len(names)} experiments: {', '.join(names)}")
     dvc("queue", "start", "-j", str(jobs), env=worker_env(jobs))
     started, reported = time.monotonic(), ""
     while True:
         statuses = queue_statuses(dvc("queue", "status"))
-        progress = ", ".join(f"{sum(statuses.get(n) == s for n in names)} {s.lower()}"
-                             for s in ("Success", "Failed", "Running", "Queued"))
+        progress = ", ".join(f"{sum(statuses.get(n) == s for n in names)} {s.lower()}" for s in ("Success", "Failed", "Running", "Queued"))
         if progress != reported:
             print(f"[{time.monotonic() - started:5.0f}s] {progress}", flush=True)
             reported = progress
@@ -96,8 +111,11 @@ def sweep(overrides: list[str], jobs: int, poll_seconds: float = 3.0) -> int:
     print(dvc(*comparison_command(overrides)))
     failed = [name for name in names if statuses.get(name) != "Success"]
     for name in failed:
-        print(f"experiment {name} {statuses.get(name, 'vanished').lower()}: {failure_reason(dvc('queue', 'logs', name, check=False))}"
-              f" (full log: dvc queue logs {name})", file=sys.stderr)
+        print(
+            f"experiment {name} {statuses.get(name, 'vanished').lower()}: {failure_reason(dvc('queue', 'logs', name, check=False))}"
+            f" (full log: dvc queue logs {name})",
+            file=sys.stderr,
+        )
     return 1 if failed else 0
 
 

@@ -37,8 +37,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", default="params.yaml", type=Path)
     args = parser.parse_args(argv)
     try:
-        init(args.data, args.target, positive=args.positive, time_column=args.time, fmt=args.format,
-             params_path=args.params, force=args.force, ask=_ask if sys.stdin.isatty() else None)
+        init(
+            args.data,
+            args.target,
+            positive=args.positive,
+            time_column=args.time,
+            fmt=args.format,
+            params_path=args.params,
+            force=args.force,
+            ask=_ask if sys.stdin.isatty() else None,
+        )
     except PipelineError as exc:
         print(f"error: init: {exc}", file=sys.stderr)
         return 1
@@ -52,8 +60,18 @@ def _ask(question: str) -> str:
         raise DataError("no answer given: pass POSITIVE=<value>") from None
 
 
-def init(source: str, target: str, *, positive: str | None = None, time_column: str | None = None, fmt: str | None = None,
-         params_path: Path = Path("params.yaml"), force: bool = False, ask=None, out=print) -> Profile:
+def init(
+    source: str,
+    target: str,
+    *,
+    positive: str | None = None,
+    time_column: str | None = None,
+    fmt: str | None = None,
+    params_path: Path = Path("params.yaml"),
+    force: bool = False,
+    ask=None,
+    out=print,
+) -> Profile:
     """Profile `source` and rewrite the data-specific sections of `params_path`; see the module doc."""
     root = params_path.resolve().parent
     if not params_path.exists():
@@ -81,19 +99,24 @@ def init(source: str, target: str, *, positive: str | None = None, time_column: 
         _copy(local, root / versioned_source)
         out(f"  copied {source} to {versioned_source}: the pipeline reads data inside the repository")
     write_text(text, params_path)
-    out(f"wrote {params_path} (data, validate, split, drift{', evaluate.period' if profile.period else ''}); "
-        "review it with `git diff params.yaml`")
+    out(
+        f"wrote {params_path} (data, validate, split, drift{', evaluate.period' if profile.period else ''}); "
+        "review it with `git diff params.yaml`"
+    )
     if to_version:
         dvc("add", to_version, cwd=root)
-        out(f"versioned {to_version} with `dvc add`: commit {to_version}.dvc and the .gitignore beside it "
-            "(queued experiments see only committed files)")
+        out(
+            f"versioned {to_version} with `dvc add`: commit {to_version}.dvc and the .gitignore beside it "
+            "(queued experiments see only committed files)"
+        )
     out("next: make repro")
     return profile
 
 
 def _refuse_uncommitted_edits(params_path: Path) -> None:
-    done = subprocess.run(["git", "status", "--porcelain", "--", params_path.name], cwd=params_path.resolve().parent,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["git", "status", "--porcelain", "--", params_path.name], cwd=params_path.resolve().parent, capture_output=True, text=True
+    )
     if done.returncode == 0 and done.stdout.strip():
         raise ConfigError(f"{params_path} has uncommitted edits: commit them, or pass FORCE=1 to overwrite its data sections")
 
@@ -106,8 +129,10 @@ def _repository_path(local: Path, root: Path) -> tuple[str, str | None]:
     except ValueError:
         inside = Path("data") / local.name
         if (root / inside).exists():
-            raise DataError(f"DATA={str(local)!r} is outside the repository and '{inside}' already exists: "
-                            "copy the file into data/ under a new name and pass that path") from None
+            raise DataError(
+                f"DATA={str(local)!r} is outside the repository and '{inside}' already exists: "
+                "copy the file into data/ under a new name and pass that path"
+            ) from None
         return inside.as_posix(), inside.as_posix()
     if (root / f"{inside}.dvc").exists():
         return inside.as_posix(), None
@@ -121,8 +146,7 @@ def _is_stage_output(path: Path, root: Path) -> bool:
     if not lock.exists():
         return False
     locked = yaml_round_trip().load(lock.read_text(encoding="utf-8")) or {}
-    return any(Path(out["path"]) in (path, *path.parents) for stage in locked.get("stages", {}).values()
-               for out in stage.get("outs", []))
+    return any(Path(out["path"]) in (path, *path.parents) for stage in locked.get("stages", {}).values() for out in stage.get("outs", []))
 
 
 def _copy(source: Path, target: Path) -> None:

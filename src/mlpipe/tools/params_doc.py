@@ -97,8 +97,7 @@ def _type(annotation: Any) -> str:
     origin, arguments = typing.get_origin(annotation), typing.get_args(annotation)
     if origin in (Union, types.UnionType):
         options = [argument for argument in arguments if argument is not type(None)]
-        shown = " or ".join(_type(option) for option in options) if set(options) != set(typing.get_args(Scalar)) \
-            else _type(Scalar)
+        shown = " or ".join(_type(option) for option in options) if set(options) != set(typing.get_args(Scalar)) else _type(Scalar)
         return f"{shown} or null" if type(None) in arguments else shown
     if origin is Literal:
         return " \\| ".join(f"`{value}`" for value in arguments)
@@ -178,8 +177,11 @@ def _set_comment(mapping: Any, key: str, comment: str) -> None:
         token.value = f"# {comment}{newline}{rest}"
         return
     token.value = f"# {comment}{token.value}"  # a key without a comment, followed by blank lines
-    siblings = [other[2].column for name, other in mapping.ca.items.items() if name != key and other[2] is not None
-                and other[2].value.lstrip().startswith("#")]
+    siblings = [
+        other[2].column
+        for name, other in mapping.ca.items.items()
+        if name != key and other[2] is not None and other[2].value.lstrip().startswith("#")
+    ]
     if siblings:
         token.column = max(set(siblings), key=siblings.count)
 

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from mlpipe.config import Guard, load_params
-from mlpipe.tools.dvc_cli import dvc
 from mlpipe.errors import PipelineError
 from mlpipe.io import write_text
 from mlpipe.monitoring import format_verdict
+from mlpipe.tools.dvc_cli import dvc
 
 Diff = dict[str, dict[str, dict[str, Any]]]  # file -> key -> {"old", "new", "diff"}
 
@@ -66,12 +66,16 @@ def check_guards(metrics_diff: Diff, guards: list[Guard]) -> list[GuardResult]:
     return results
 
 
-def render(base: str, params_diff: Diff, metrics_diff: Diff, guards: list[GuardResult],
-           drift: dict[str, Any] | None, plots: str) -> str:
+def render(base: str, params_diff: Diff, metrics_diff: Diff, guards: list[GuardResult], drift: dict[str, Any] | None, plots: str) -> str:
     lines = [f"# Review: workspace vs `{base}`", ""]
     failed = [result for result in guards if result.failed]
-    lines += ["## Verdict", "", f"**{'REGRESSION' if failed else 'OK'}**: "
-              f"{len(failed)} of {len(guards)} guarded metrics beyond their limit (`review.guards` in params.yaml).", ""]
+    lines += [
+        "## Verdict",
+        "",
+        f"**{'REGRESSION' if failed else 'OK'}**: "
+        f"{len(failed)} of {len(guards)} guarded metrics beyond their limit (`review.guards` in params.yaml).",
+        "",
+    ]
     lines += [f"- {result.describe()}" for result in guards] + [""]
 
     lines += ["## Params changed", ""]
