@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import http.server
+import importlib.util
+import io
 import os
 import re
 import shutil
@@ -43,6 +46,8 @@ class Run:
     returncode: int
     stdout: str
     stderr: str
+    stage: str | None = None  # the stage that ran, for `Repo.stage` runs
+    changed: list[str] | None = None  # files the run created, changed or removed (`Repo.stage` runs)
 
     @property
     def stages_run(self) -> list[str]:
@@ -74,8 +79,39 @@ class Repo:
         return self.run("make", "-o", str(venv / ".installed-from-requirements"), target, *variables, f"VENV={venv}", check=check)
 
     def stage(self, name: str, *args: str) -> Run:
-        """Run one stage script directly (as DVC would), without raising on failure."""
-        return self.run(sys.executable, f"src/stages/{name}.py", *args, check=False)
+        """Run one stage on this copy as DVC would (same arguments, working directory, exit status,
+        stdout and stderr), without raising on failure.
+
+        In this process, through the harness's `execute`: the stage's logic and its one-line
+        errors are what is tested, and a new interpreter per call would cost seconds of imports.
+        The drift stage forks report workers, which a test process with threads must not do, so it
+        runs as its own process.
+        """
+        files = self.files()
+        if name in STAGES_WITH_WORKERS:
+            done = self.run(sys.executable, f"src/stages/{name}.py", *args, check=False)
+        else:
+            from mlpipe.cli import execute
+
+            stdout, stderr, before = io.StringIO(), io.StringIO(), Path.cwd()
+            os.chdir(self.path)
+            try:
+                with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+                    code = execute(stage_function(name), list(args))
+            finally:
+                os.chdir(before)
+            done = Run(code, stdout.getvalue(), stderr.getvalue())
+        after = self.files()
+        done.stage, done.changed = name, sorted(path for path in files.keys() | after.keys() if files.get(path) != after.get(path))
+        return done
+
+    def files(self) -> dict[str, tuple[int, int]]:
+        """Every file of the copy outside .git and .dvc, with its size and modification time."""
+        return {
+            path.relative_to(self.path).as_posix(): (path.stat().st_size, path.stat().st_mtime_ns)
+            for path in self.path.rglob("*")
+            if path.is_file() and not {".git", ".dvc"} & set(path.relative_to(self.path).parts)
+        }
 
     def params(self) -> dict:
         return yaml.safe_load((self.path / "params.yaml").read_text())
@@ -93,6 +129,18 @@ class Repo:
     def commit(self, message: str) -> None:
         self.run("git", "add", "-A")
         self.run("git", "commit", "-q", "-m", message)
+
+
+STAGES_WITH_WORKERS = {"drift"}
+
+
+@functools.cache
+def stage_function(name: str):
+    """The `run` function of src/stages/<name>.py (stage scripts are files, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"stage_{name}", ROOT / "src" / "stages" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.run
 
 
 def project_files() -> list[str]:

@@ -14,25 +14,22 @@ from conftest import ROOT
 from mlpipe.errors import ConfigError, OutputError
 from mlpipe.io import atomic_dir, output_transaction, write_parquet, write_text
 
-# A stage that reads params, waits for the test's signal (a file), then writes two outputs.
+# A stage that, once its params are read, signals it (a file), waits for the test's signal, then
+# writes two outputs. Saved as demo.py: the harness names a stage after its file.
 WAITING_STAGE = textwrap.dedent("""
-    import sys, time
+    import time
     from pathlib import Path
     import pandas as pd
     from mlpipe.cli import log_written, run_stage
-    from mlpipe.config import load_params
     from mlpipe.io import write_parquet, write_text
 
-    def main(log):
-        params, go, out = sys.argv[1:4]
-        load_params(params)
+    def run(params, log, *, go: Path, out: Path, rows: int):
         Path(out, "ready").write_text("")
-        while not Path(go).exists():
+        while not go.exists():
             time.sleep(0.01)
-        log_written(log, write_text("model", Path(out, "model.txt")),
-                    write_parquet(pd.DataFrame({"x": range(int(sys.argv[4]))}), Path(out, "table.parquet")))
+        log_written(log, write_text("model", out / "model.txt"), write_parquet(pd.DataFrame({"x": range(rows)}), out / "table.parquet"))
 
-    run_stage("demo", main)
+    run_stage(run)
 """)
 
 
@@ -49,8 +46,10 @@ def start_stage(tmp_path, rows: int = 10, limit_bytes: int | None = None) -> tup
 
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
 
+    script = tmp_path / "demo.py"
+    script.write_text(WAITING_STAGE)
     process = subprocess.Popen(
-        [sys.executable, "-c", WAITING_STAGE, str(params), str(paths["go"]), str(out), str(rows)],
+        [sys.executable, str(script), "--params", str(params), "--go", str(paths["go"]), "--out", str(out), "--rows", str(rows)],
         env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -1,4 +1,6 @@
-"""What every stage entry point shares: logging set-up, timing, and turning user errors into one line.
+"""The stage harness: what every stage entry point shares. A stage is a typed function; this
+module builds its command line, sets up logging and timing, writes its outputs all together,
+and turns user errors into one line.
 
 Logs go to stdout; stderr carries only the one-line error, so a failing stage says what to
 fix without a traceback wall. Unexpected exceptions (bugs) still show their traceback.
@@ -6,38 +8,74 @@ fix without a traceback wall. Unexpected exceptions (bugs) still show their trac
 
 from __future__ import annotations
 
+import argparse
+import inspect
 import logging
 import os
 import sys
 import time
+import typing
 from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
 
-from mlpipe.config import changes_since_read
+from mlpipe.config import changes_since_read, load_params
 from mlpipe.credentials import mask_credentials
 from mlpipe.errors import ConfigError, PipelineError
 from mlpipe.io import after_commit, output_transaction
 
 
-def run_stage(name: str, main: Callable[[logging.Logger], None]) -> None:
-    """Run a stage's `main(log)` and exit: 0 on success, 1 with one line on stderr on a user error."""
-    logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+def run_stage(stage: Callable[..., None]) -> None:
+    """The entry point of a stage script: `run_stage(run)` under `if __name__ == "__main__"`.
+
+    Builds the command line from `run`'s signature (see `execute`), runs it and exits: 0 on
+    success, 1 with one line on stderr on a user error, 130 when interrupted.
+    """
+    _exit(execute(stage, sys.argv[1:]))
+
+
+def execute(stage: Callable[..., None], argv: list[str]) -> int:
+    """Run a stage function `run(params, log, *, name: Path, ...)` with options parsed from `argv`.
+
+    Each keyword-only parameter becomes a required option (`model_schema` -> `--model-schema`) of
+    its annotated type, with the help text of `Annotated[Path, "help"]`; `--params` names the params
+    file (default params.yaml), loaded and checked before the stage starts. The stage's outputs are
+    put in place together at its end, and only if params.yaml did not change meanwhile. Returns
+    the exit status; tests call this in process.
+    """
+    name = Path(inspect.getfile(stage)).stem
+    arguments = vars(_parser(stage, name).parse_args(argv))
+    logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S", force=True)
     log = logging.getLogger(name)
     started = time.perf_counter()
     try:
         with output_transaction(before_commit=params_unchanged):
-            main(log)
+            params = load_params(arguments.pop("params"), fresh=True)
+            stage(params, log, **arguments)
     except PipelineError as exc:
         print(f"error: {name}: {mask_credentials(str(exc))}", file=sys.stderr)
-        _exit(1)
+        return 1
     except KeyboardInterrupt:
         print(f"error: {name}: interrupted; nothing was written", file=sys.stderr)
-        _exit(130)
+        return 130
     log.info("done in %.1fs", time.perf_counter() - started)
-    _exit(0)
+    return 0
+
+
+def _parser(stage: Callable[..., None], name: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"src/stages/{name}.py", description=inspect.getdoc(inspect.getmodule(stage)))
+    parser.add_argument("--params", default="params.yaml", type=Path, help="the params file (default: params.yaml)")
+    hints = typing.get_type_hints(stage, include_extras=True)
+    for parameter in inspect.signature(stage).parameters.values():
+        if parameter.kind is not inspect.Parameter.KEYWORD_ONLY:
+            continue
+        kind, *notes = typing.get_args(hints[parameter.name]) or (hints[parameter.name],)
+        parser.add_argument(
+            f"--{parameter.name.replace('_', '-')}", dest=parameter.name, type=kind, required=True, help=notes[0] if notes else None
+        )
+    return parser
 
 
 def params_unchanged() -> None:

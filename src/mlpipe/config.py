@@ -588,7 +588,11 @@ def read_params_file(path: str | Path) -> Any:
         raise ConfigError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
+def load_params(path: str | Path = "params.yaml", fresh: bool = False) -> Params:
+    """Read and check a params file. `fresh` starts a new record of what was read (a new stage run),
+    against which `changes_since_read` compares the files later."""
+    if fresh:
+        _READ.clear()
     raw = read_params_file(path)
     _READ[Path(path).resolve()] = copy.deepcopy(raw)
     return parse_params(raw, origin=str(path))

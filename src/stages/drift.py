@@ -1,35 +1,34 @@
 """drift: compare each current window with the reference period; write verdicts, plot data and HTML reports."""
 
-import argparse
 import os
+from logging import Logger
 from pathlib import Path
+from typing import Annotated
 
 import pandas as pd
 
 from mlpipe import drift
 from mlpipe.cli import describe, log_written, run_stage
-from mlpipe.config import load_params
+from mlpipe.config import Params
 from mlpipe.io import read_json, write_json, write_text
 from mlpipe.monitoring import coverage_reasons, quality_reasons, retrain_verdict
 from mlpipe.schema import FeatureSchema
 
 
-def main(log):
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--reference", required=True)
-    parser.add_argument("--current", required=True)
-    parser.add_argument("--model-schema", required=True)
-    parser.add_argument("--evaluation", required=True, help="metrics of the test period, for the ROC-AUC change")
-    parser.add_argument("--current-quality", required=True, help="the current rows' data-quality metrics (from predict)")
-    parser.add_argument("--metrics", required=True)
-    parser.add_argument("--plot", required=True)
-    parser.add_argument("--reports-dir", required=True, type=Path)
-    args = parser.parse_args()
-
-    all_params = load_params(args.params)
-    params = all_params.drift
-    schema = FeatureSchema.read(args.model_schema)
+def run(
+    params: Params,
+    log: Logger,
+    *,
+    reference: Path,
+    current: Path,
+    model_schema: Path,
+    evaluation: Annotated[Path, "metrics of the test period, for the ROC-AUC change"],
+    current_quality: Annotated[Path, "the current rows' data-quality metrics (from predict)"],
+    metrics: Path,
+    plot: Path,
+    reports_dir: Path,
+) -> None:
+    settings, schema = params.drift, FeatureSchema.read(model_schema)
 
     def progress(name, result):
         log.info(
@@ -42,25 +41,25 @@ def main(log):
         )
 
     # The report workers start (and import Evidently) before the reading, which they overlap.
-    with drift.report_workers(min(len(params.windows), os.cpu_count() or 1)) as reporter:
-        reference, current = pd.read_parquet(args.reference), pd.read_parquet(args.current)
-        log.info("reference %s; current %s", describe(reference), describe(current))
-        windows, reports = drift.monitor(reference, current, schema, params, reporter, on_window=progress)
-    empty = drift.empty_windows(windows, params)
+    with drift.report_workers(min(len(settings.windows), os.cpu_count() or 1)) as reporter:
+        reference_rows, current_rows = pd.read_parquet(reference), pd.read_parquet(current)
+        log.info("reference %s; current %s", describe(reference_rows), describe(current_rows))
+        windows, reports = drift.monitor(reference_rows, current_rows, schema, settings, reporter, on_window=progress)
+    empty = drift.empty_windows(windows, settings)
     for name, why in empty.items():
         log.warning("window %s %s: no verdict or report for it", name, why)
-    retrain, reasons = retrain_verdict(windows, read_json(args.evaluation)["test"]["roc_auc"], params.max_auc_drop)
-    reasons += quality_reasons(read_json(args.current_quality), all_params.validate.max_bad_row_share)
+    retrain, reasons = retrain_verdict(windows, read_json(evaluation)["test"]["roc_auc"], settings.max_auc_drop)
+    reasons += quality_reasons(read_json(current_quality), params.validate.max_bad_row_share)
     reasons += coverage_reasons(windows, empty)
     retrain = bool(reasons)
     log.info("retrain recommended: %s%s", retrain, "".join(f"\n  - {reason}" for reason in reasons))
     log_written(
         log,
-        write_json({"retrain_recommended": retrain, "reasons": reasons, "empty_windows": empty, "windows": windows}, args.metrics),
-        write_json(drift.score_records(windows), args.plot),
-        *(write_text(html, args.reports_dir / f"{name}.html") for name, html in reports.items()),
+        write_json({"retrain_recommended": retrain, "reasons": reasons, "empty_windows": empty, "windows": windows}, metrics),
+        write_json(drift.score_records(windows), plot),
+        *(write_text(html, reports_dir / f"{name}.html") for name, html in reports.items()),
     )
 
 
 if __name__ == "__main__":
-    run_stage("drift", main)
+    run_stage(run)

@@ -1,26 +1,22 @@
 """ingest: read the source named in params.data (a file or a folder of partitions), drop or hash personal
 columns, normalise column names and dtypes, write raw Parquet."""
 
-import argparse
+from logging import Logger
+from pathlib import Path
 
 from mlpipe.cli import describe, log_written, run_stage
-from mlpipe.config import load_params
+from mlpipe.config import Params
 from mlpipe.io import normalise_columns, read_source, write_parquet
 from mlpipe.privacy import apply_personal_rules
 
 
-def main(log):
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--out", required=True)
-    args = parser.parse_args()
-
-    data = load_params(args.params).data
+def run(params: Params, log: Logger, *, out: Path) -> None:
+    data = params.data
     table = normalise_columns(read_source(data.source, data.format, data.pattern), origin=data.source)
     log.info("read %s from %s", describe(table), data.source)
     table = apply_personal_rules(table, data, origin=data.source)
-    log_written(log, write_parquet(table, args.out))
+    log_written(log, write_parquet(table, out))
 
 
 if __name__ == "__main__":
-    run_stage("ingest", main)
+    run_stage(run)

@@ -1,12 +1,13 @@
 """predict: score the reference (training) period and the current table with the trained model."""
 
-import argparse
+from logging import Logger
 from pathlib import Path
+from typing import Annotated
 
 import pandas as pd
 
 from mlpipe.cli import describe, log_written, run_stage
-from mlpipe.config import load_params
+from mlpipe.config import Params
 from mlpipe.errors import DataError
 from mlpipe.io import normalise_columns, read_batches, write_json, write_parquet
 from mlpipe.model import model_from_text
@@ -16,21 +17,20 @@ from mlpipe.scoring import model_version, score_table
 from mlpipe.validation import validate_rows, worst_rule
 
 
-def main(log):
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--model-schema", required=True)
-    parser.add_argument("--reference", required=True)
-    parser.add_argument("--out-reference", required=True)
-    parser.add_argument("--out-current", required=True)
-    parser.add_argument("--quarantine", required=True, help="current rows that break the data contract, with the rules")
-    parser.add_argument("--quality", required=True, help="the current rows' data-quality metrics (JSON)")
-    args = parser.parse_args()
-
-    params = load_params(args.params)
-    schema = FeatureSchema.read(args.model_schema)
-    model_text = Path(args.model).read_text(encoding="utf-8")
+def run(
+    params: Params,
+    log: Logger,
+    *,
+    model: Path,
+    model_schema: Path,
+    reference: Path,
+    out_reference: Path,
+    out_current: Path,
+    quarantine: Annotated[Path, "current rows that break the data contract, with the rules"],
+    quality: Annotated[Path, "the current rows' data-quality metrics (JSON)"],
+) -> None:
+    schema = FeatureSchema.read(model_schema)
+    model_text = model.read_text(encoding="utf-8")
     booster, version = model_from_text(model_text), model_version(model_text)
     source = params.monitor.current_source
     # New rows enter here: the same personal-data rules and row rules as at ingest and validate.
@@ -43,31 +43,27 @@ def main(log):
             f"every row of the current table ({source}) breaks the data contract (most: {worst_rule(checked.report)}): "
             "fix the batch or the contract in validate.*"
         )
-    current = checked.clean
-    reference = pd.read_parquet(args.reference)
-    log.info("model %s; reference %s; current %s from %s", version[:12], describe(reference), describe(current), source)
+    tables = {"reference": (pd.read_parquet(reference), reference), "current": (checked.clean, source)}
+    log.info("model %s; reference %s; current %s from %s", version[:12], describe(tables["reference"][0]), describe(checked.clean), source)
     scored = {}
-    for name, table, origin in (("reference", reference, args.reference), ("current", current, source)):
+    for name, (table, origin) in tables.items():
         try:
             scored[name] = score_table(table, booster, schema, params.evaluate.threshold, version)
         except DataError as exc:
             raise DataError(f"{name} table ({origin}): {exc}") from None
+        labelled = (scored[name]["predicted_label"] == str(schema.positive_label)).mean()
         log.info(
-            "%s: mean probability %.4f, %.1f%% labelled %s",
-            name,
-            scored[name]["probability"].mean(),
-            100 * (scored[name]["predicted_label"] == str(schema.positive_label)).mean(),
-            schema.positive_label,
+            "%s: mean probability %.4f, %.1f%% labelled %s", name, scored[name]["probability"].mean(), 100 * labelled, schema.positive_label
         )
     # Both tables are scored before either is written: a bad current table leaves no outputs.
     log_written(
         log,
-        write_parquet(scored["reference"], args.out_reference),
-        write_parquet(scored["current"], args.out_current),
-        write_parquet(checked.quarantine, args.quarantine),
-        write_json(checked.report, args.quality),
+        write_parquet(scored["reference"], out_reference),
+        write_parquet(scored["current"], out_current),
+        write_parquet(checked.quarantine, quarantine),
+        write_json(checked.report, quality),
     )
 
 
 if __name__ == "__main__":
-    run_stage("predict", main)
+    run_stage(run)

@@ -1,40 +1,27 @@
 """validate: check the raw table against the data contract (params validate.*); quarantine rows that break
 a row rule, naming the rules; fail with one line when a whole-table rule breaks or too many rows do."""
 
-import argparse
+from logging import Logger
+from pathlib import Path
 
 import pandas as pd
 
 from mlpipe.cli import describe, log_written, run_stage
-from mlpipe.config import load_params
+from mlpipe.config import Params
 from mlpipe.io import write_json, write_parquet
 from mlpipe.validation import validate_table
 
 
-def main(log):
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--raw", required=True)
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--quarantine", required=True)
-    parser.add_argument("--metrics", required=True)
-    args = parser.parse_args()
-
-    params = load_params(args.params)
-    table = pd.read_parquet(args.raw)
-    log.info("read %s from %s", describe(table), args.raw)
+def run(params: Params, log: Logger, *, raw: Path, out: Path, quarantine: Path, metrics: Path) -> None:
+    table = pd.read_parquet(raw)
+    log.info("read %s from %s", describe(table), raw)
     result = validate_table(table, params.data, params.validate)
     for rule, count in result.report["failures_by_rule"].items():
         if count:
             log.info("quarantined %d rows breaking %s", count, rule)
     log.info("%s passed, %d quarantined", describe(result.clean), len(result.quarantine))
-    log_written(
-        log,
-        write_parquet(result.clean, args.out),
-        write_parquet(result.quarantine, args.quarantine),
-        write_json(result.report, args.metrics),
-    )
+    log_written(log, write_parquet(result.clean, out), write_parquet(result.quarantine, quarantine), write_json(result.report, metrics))
 
 
 if __name__ == "__main__":
-    run_stage("validate", main)
+    run_stage(run)
