@@ -35,8 +35,9 @@ work, with errors that name the key (`params.yaml: train.learning_rate: Input sh
 than 0 (got -0.1)`). An unknown key inside a section is an error (it catches typos); unrelated
 top-level sections are allowed unless they look like a typo of a known one (`trian`). Stages
 read keys by name (`params:` in dvc.yaml), so editing a comment or an unrelated key reruns
-nothing. `make init` writes the sections that describe your table: `data`, `validate`, `split`
-and `drift.windows`.
+nothing. `make init` writes the parts that describe your table: `data`, `validate.rows.min` and
+`validate.columns`, the `split` strategy and cut-offs, `drift.windows`, `evaluate.period` for a
+date time column, and it removes `features.derived` entries that read columns the table lacks.
 """
 
 
