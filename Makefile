@@ -10,7 +10,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 PIP := $(BIN)/python -m pip --disable-pip-version-check --quiet
 
-.PHONY: help setup init repro test lint bench dag metrics monitor sweep review push pull clean
+.PHONY: help setup init repro test lint bench dag metrics plots monitor sweep review push pull clean
 
 help:
 	@echo "make init    DATA=path/or/url TARGET=column [POSITIVE=label] [TIME=column] [FORCE=1]: point params.yaml at your table"
@@ -20,6 +20,7 @@ help:
 	@echo "make bench   time the pipeline against a bare script (writes bench/results/)"
 	@echo "make dag     print the stage graph"
 	@echo "make metrics show the current metrics"
+	@echo "make plots   write reports/plots.html: every plot as SVG, readable offline (BASE=rev overlays a revision)"
 	@echo "make monitor print the drift verdict; exits 1 when retraining is recommended"
 	@echo "make sweep   queue the GRID of experiments, run JOBS at a time, show them (dvc exp show)"
 	@echo "make review  write reports/review.md against BASE (default HEAD); exits 1 on a guarded regression"
@@ -50,6 +51,8 @@ init: setup
 
 repro: setup
 	dvc repro
+	@$(BIN)/python -m mlpipe.tools.summary --evaluation metrics/evaluation.json --drift metrics/drift.json \
+		--figures reports/figures --reports reports/drift
 
 # One worker per core; --dist loadfile keeps each test file (and its session fixtures) in one worker.
 test: $(DEV_STAMP)
@@ -67,6 +70,10 @@ dag: setup
 
 metrics: setup
 	dvc metrics show
+
+# dvc plots show/diff pages load Vega from a CDN; this one is static SVG and works offline.
+plots: setup
+	$(BIN)/python -m mlpipe.tools.plots_page --output reports/plots.html $(if $(filter command line,$(origin BASE)),--base $(BASE))
 
 # Reads metrics/drift.json as `dvc repro` left it; non-zero exit = retrain (for CI gates).
 monitor: setup

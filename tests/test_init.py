@@ -76,7 +76,9 @@ def run_whole_pipeline(repo) -> dict:
     """`make repro` on the initialised copy: every stage runs; the test metrics come back."""
     run = repo.make("repro")
     assert run.stages_run == STAGES, run.stdout
-    return json.loads((repo.path / "metrics" / "evaluation.json").read_text())["test"]
+    test = json.loads((repo.path / "metrics" / "evaluation.json").read_text())["test"]
+    assert f"test set: ROC-AUC {test['roc_auc']:.4f}" in run.stdout, "make repro ends with a summary"
+    return test
 
 
 @pytest.mark.integration

@@ -126,3 +126,42 @@ def test_evidentlys_own_html_still_runs_the_planted_script(tmp_path):
     page.wait_for_timeout(500)
     close(handles)
     assert len(dialogs) >= 1, "Evidently's own page no longer runs the planted script"
+
+
+@pytest.mark.integration
+def test_the_plots_page_draws_every_plot_with_the_network_blocked(repo, tmp_path):
+    """`make plots` replaces `dvc plots show`, whose page loads Vega from a CDN and stays blank offline."""
+    from playwright.sync_api import sync_playwright
+
+    repo.make("plots")
+    page_file = repo.path / "reports" / "plots.html"
+    requested, errors = [], []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1200})
+        page.route(
+            "**/*",
+            lambda route: (
+                route.continue_() if route.request.url.startswith("file:") else (requested.append(route.request.url), route.abort())
+            ),
+        )
+        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+        page.goto(page_file.as_uri())
+        drawn = {
+            name: page.locator("section", has_text=name).locator("svg").count()
+            for name in (
+                "ROC curve",
+                "Precision-recall curve",
+                "Calibration",
+                "Confusion matrix",
+                "Feature importance",
+                "Training curve",
+                "Drift score per column and window",
+            )
+        }
+        axis_labels = page.get_by_text("false positive rate").count()
+        page.screenshot(path=str(tmp_path / "plots.png"), full_page=True)
+        browser.close()
+    assert requested == [] and errors == []
+    assert all(count >= 1 for count in drawn.values()), drawn
+    assert axis_labels >= 1
