@@ -3,7 +3,7 @@
 Reads the Parquet file, splits by time (train <= split.train_until, test >= split.test_from),
 casts data.categorical_columns to pandas categories and fits the LightGBM the `train` stage
 fits: the same settings (`mlpipe.model.lightgbm_params`), early stopping on the same
-stratified validation slice (`mlpipe.split.stratified_mask`), then a refit on every training
+stratified validation slice (`mlpipe.sampling.stratified_mask`), then a refit on every training
 row with the chosen number of trees. Prints the test ROC-AUC and a JSON line of timings.
 
 No validation, no quarantine, no intermediate files, no plots; it only evaluates the
@@ -26,7 +26,7 @@ from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from mlpipe.config import load_params  # noqa: E402
 from mlpipe.model import lightgbm_params  # noqa: E402
-from mlpipe.split import stratified_mask  # noqa: E402
+from mlpipe.sampling import stratified_mask  # noqa: E402
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from conftest import DEFAULT_DATA
-from mlpipe import drift
+from mlpipe import drift, drift_report
 from mlpipe.config import DataParams, DriftParams, DriftWindow, FeaturesParams
 from mlpipe.errors import ConfigError, DataError
 from mlpipe.features import build_schema, encode_target, make_features
@@ -154,8 +154,8 @@ def test_report_html_is_byte_identical_for_the_same_data(period):
     reference, current = halves(table)
     small = DriftParams(report_sample_size=500)
     columns = drift.monitored_columns(schema, current)
-    first = drift.report_html(reference, current, columns, small)
-    assert first == drift.report_html(reference, current, columns, small)
+    first = drift_report.report_html(reference, current, columns, small)
+    assert first == drift_report.report_html(reference, current, columns, small)
     assert first.startswith("<html") or "<html" in first[:500]
     assert "AGEP" in first
 
@@ -207,7 +207,7 @@ def test_a_feature_with_no_value_in_the_current_rows_is_a_finding_and_the_report
         assert result["columns"][name]["finding"] == "no usable value in the current rows (all missing or not finite)"
     cells = {record["column"]: record for record in drift.score_records({"w": result})}
     assert cells["AGEP"]["score_over_threshold"] is None and cells["SCHL"]["score_over_threshold"] is not None
-    html = drift.report_html(reference, current, columns, DriftParams(report_sample_size=500))
+    html = drift_report.report_html(reference, current, columns, DriftParams(report_sample_size=500))
     assert "SCHL" in html and "AGEP" not in html  # drawn without the columns Evidently cannot draw
 
 
@@ -238,7 +238,7 @@ def test_memory_does_not_depend_on_the_longest_category_value(period):
     columns = drift.monitored_columns(schema, current)
     tracemalloc.start()
     drift.window_drift(reference, current, columns, PARAMS)
-    drift.report_sample(current, columns, PARAMS).pipe(drift._drawable_values, columns)
+    drift_report.report_sample(current, columns, PARAMS).pipe(drift_report._drawable_values, columns)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 100 * 2**20, f"{peak / 2**20:.0f} MB"

@@ -53,7 +53,7 @@ def test_code_deps_are_exactly_the_files_the_stage_runs(stage):
 def test_every_stage_script_has_a_stage_and_library_never_imports_stages():
     scripts = {path.stem for path in (ROOT / "src" / "stages").glob("*.py")}
     assert scripts == set(PIPELINE)
-    for module in (ROOT / "src" / "mlpipe").glob("*.py"):
+    for module in (ROOT / "src" / "mlpipe").rglob("*.py"):
         assert not any(name.startswith("stages") for name in library_imports(module)), module
         assert "sys.path" not in module.read_text(), module
 
@@ -65,3 +65,24 @@ def test_metrics_and_plot_data_live_in_git_not_the_cache():
             ((path, options),) = entry.items()
             assert path.startswith("metrics/"), (stage, path)
             assert options == {"cache": False}, (stage, path)
+
+
+def rerun_table() -> str:
+    """Markdown: for each library module, the stages `dvc repro` reruns after an edit to it."""
+    deps = {stage: set(spec.get("do", spec)["deps"]) for stage, spec in PIPELINE.items()}
+    rows = ["| edit to | reruns |", "|---|---|"]
+    for module in sorted((ROOT / "src" / "mlpipe").rglob("*.py")):
+        name = module.relative_to(ROOT).as_posix()
+        stages = [stage for stage in PIPELINE if name in deps[stage]]
+        shown = ", ".join(f"`{stage}`" for stage in stages) if len(stages) < len(PIPELINE) else "every stage"
+        rows.append(f"| `{name}` | {shown or 'nothing (no stage imports it)'} |")
+    return "\n".join(rows) + "\n"
+
+
+def test_the_docs_table_of_what_an_edit_reruns_is_current():
+    """docs/architecture.md shows `rerun_table()`; regenerate it with `python tests/test_dvc_yaml.py`."""
+    assert rerun_table() in (ROOT / "docs" / "architecture.md").read_text()
+
+
+if __name__ == "__main__":
+    print(rerun_table(), end="")

@@ -96,6 +96,12 @@ def test_breast_cancer_table_without_time_column_and_with_text_labels(tmp_path):
     assert (repo.path / "data" / "breast_cancer.csv.dvc").exists(), "a local source outside git is versioned by dvc add"
     repo.commit("my table")
     assert run_whole_pipeline(repo)["roc_auc"] >= 0.97
+    assert "by_period" not in json.loads((repo.path / "metrics" / "evaluation.json").read_text())
+    schema = json.loads((repo.path / "models" / "schema.json").read_text())
+    assert (schema["positive_label"], schema["negative_label"]) == ("malignant", "benign") and len(schema["features"]) == 30
+    confusion = json.loads((repo.path / "metrics" / "plots" / "confusion.json").read_text())
+    assert {row["actual"] for row in confusion} == {"malignant", "benign"}
+    assert not (repo.path / "reports" / "figures" / "roc_auc_by_period.png").exists()
 
 
 @pytest.mark.integration
@@ -122,7 +128,10 @@ def test_table_with_a_date_column_and_a_text_id(tmp_path):
 
 
 @pytest.mark.integration
-def test_csv_with_personal_looking_columns(tmp_path):
+def test_csv_with_personal_looking_columns_and_batches_that_carry_them(tmp_path, monkeypatch):
+    """init flags personal columns; whichever rule the user then keeps (drop, or hash to keep a
+    key), no clear value reaches any output, cache object, metric or report, through ingest or
+    through a new batch scored by predict."""
     repo = make_repo(tmp_path / "repo")
     table = contacts()
     table.to_csv(repo.path / "data" / "contacts.csv", index=False)
@@ -130,15 +139,39 @@ def test_csv_with_personal_looking_columns(tmp_path):
     assert "warning: column 'email' looks personal (its name 'email')" in done.stdout
     assert "warning: column 'full_name' looks personal (its name 'full_name')" in done.stdout
     assert repo.params()["data"]["personal_columns"] == {"email": "drop", "full_name": "drop"}
+
+    # The user keeps the e-mail as a salted hash (a join key) and monitors a folder of new batches.
+    monkeypatch.setenv("MLPIPE_PII_SALT", "a-test-salt-not-a-real-secret")
+    (repo.path / "data" / "incoming").mkdir()
+    batch = table.sample(100, random_state=0).assign(email=lambda t: "new." + t["email"], full_name=lambda t: "New " + t["full_name"])
+    batch.to_csv(repo.path / "data" / "incoming" / "batch-001.csv", index=False)
+    repo.set_params(
+        data={"personal_columns": {"email": "hash", "full_name": "drop"}, "id_columns": ["email"]},
+        monitor={"current_source": "data/incoming"},
+    )
     repo.commit("my table")
     assert run_whole_pipeline(repo)["roc_auc"] >= 0.8
-    leaked = [
+
+    raw = pd.read_parquet(repo.path / "data" / "raw" / "dataset.parquet")
+    assert "full_name" not in raw.columns and raw["email"].str.fullmatch(r"[0-9a-f]{64}").all()
+    scored = pd.read_parquet(repo.path / "data" / "predictions" / "current.parquet")
+    assert len(scored) == 100 and scored["email"].str.fullmatch(r"[0-9a-f]{64}").all()
+    assert "warning: data/contacts.csv itself holds the personal-looking columns in clear" in done.stdout
+    # The sources themselves (and the cache object `dvc add` made of the table) are the user's data as given.
+    md5 = yaml.safe_load((repo.path / "data" / "contacts.csv.dvc").read_text())["outs"][0]["md5"]
+    sources = {
+        repo.path / "data" / "contacts.csv",
+        repo.path / "data" / "incoming" / "batch-001.csv",
+        repo.path / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:],
+    }
+    checked = [
         path
-        for folder in ("data", "models", "metrics", "reports")
+        for folder in (".dvc/cache", "data", "models", "metrics", "reports")
         for path in (repo.path / folder).rglob("*")
-        if path.is_file() and path.name != "contacts.csv" and b"@example.com" in path.read_bytes()
+        if path.is_file() and path not in sources
     ]
-    assert leaked == []
+    leaked = [path for path in checked if b"@example.com" in path.read_bytes() or b"Person Number" in path.read_bytes()]
+    assert leaked == [] and len(checked) > 40
 
 
 def test_personal_values_are_found_by_their_look_as_well_as_their_name():

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.datasets import make_classification
 
-from mlpipe import evaluation
+from mlpipe import evaluation, metrics
 from mlpipe.config import DataParams, FeaturesParams, TrainParams
 from mlpipe.features import build_schema, feature_table
 from mlpipe.model import feature_importance, model_from_text, model_to_text, predict_proba, train_model
@@ -59,7 +59,7 @@ def test_model_text_round_trip_predicts_the_same(dataset):
     reloaded = model_from_text(text)
     np.testing.assert_array_equal(predict_proba(trained.booster, table, schema), predict_proba(reloaded, table, schema))
     proba = predict_proba(reloaded, table, schema)
-    assert evaluation.binary_metrics(table["label"].to_numpy(), proba, 0.5)["roc_auc"] > 0.9
+    assert metrics.binary_metrics(table["label"].to_numpy(), proba, 0.5)["roc_auc"] > 0.9
     importance = feature_importance(reloaded)
     assert set(importance["feature"]) == set(schema.feature_names)
     assert importance["gain_share"].sum() == pytest.approx(1.0)
@@ -68,11 +68,11 @@ def test_model_text_round_trip_predicts_the_same(dataset):
 def test_binary_metrics_on_a_hand_checked_example():
     y = np.array([0, 0, 1, 1])
     p = np.array([0.1, 0.6, 0.4, 0.9])
-    m = evaluation.binary_metrics(y, p, threshold=0.5)
+    m = metrics.binary_metrics(y, p, threshold=0.5)
     assert m["roc_auc"] == pytest.approx(0.75)
     assert m["accuracy"] == 0.5 and m["precision"] == 0.5 and m["recall"] == 0.5
     assert m["brier"] == pytest.approx((0.01 + 0.36 + 0.36 + 0.01) / 4)
-    one_class = evaluation.binary_metrics(np.array([1, 1]), np.array([0.2, 0.9]), 0.5)
+    one_class = metrics.binary_metrics(np.array([1, 1]), np.array([0.2, 0.9]), 0.5)
     assert one_class["roc_auc"] is None and one_class["recall"] == 0.5
 
 

@@ -26,12 +26,12 @@ from mlpipe.drift import monitored_columns, window_drift
 from mlpipe.errors import PipelineError
 from mlpipe.evaluation import evaluation_report
 from mlpipe.features import build_schema, feature_table
-from mlpipe.io import normalise_columns, read_table
 from mlpipe.model import model_from_text, model_to_text, train_model
 from mlpipe.monitoring import retrain_verdict
 from mlpipe.privacy import apply_personal_rules
 from mlpipe.schema import FeatureSchema
 from mlpipe.scoring import score_table
+from mlpipe.sources import normalise_columns, read_table
 from mlpipe.split import split_table
 from mlpipe.validation import validate_rows, validate_table
 

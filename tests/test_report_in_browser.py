@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlpipe import drift
+from mlpipe import drift, drift_report
 from mlpipe.config import DriftParams
 from mlpipe.schema import FeatureSchema, FeatureSpec
 
@@ -56,7 +56,7 @@ def report_inputs(numeric: str = "age", hostile_level: str | None = None):
 
 def small_report(**hostile) -> str:
     reference, current, columns = report_inputs(**hostile)
-    return drift.report_html(reference, current, columns, DriftParams(report_sample_size=2000))
+    return drift_report.report_html(reference, current, columns, DriftParams(report_sample_size=2000))
 
 
 def open_in_chromium(html: str, tmp_path, ready: str | None = "Dataset drift detection threshold"):
@@ -110,7 +110,7 @@ def test_script_planted_in_data_runs_nothing_and_shows_as_text(tmp_path):
 
 
 def test_evidentlys_own_html_still_runs_the_planted_script(tmp_path):
-    """The upstream defect that `drift.standalone_html` works around. When this fails, Evidently
+    """The upstream defect that `drift_report.standalone_html` works around. When this fails, Evidently
     escapes its data itself: drop the workaround and this test."""
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset

@@ -2,6 +2,7 @@
 dependency) and SQL databases (a snapshot stage that runs on every repro and is content-hashed),
 against real servers on loopback."""
 
+import hashlib
 import sqlite3
 
 import pandas as pd
@@ -9,7 +10,7 @@ import pytest
 
 from conftest import employment_sample, unused_port
 from mlpipe.errors import DataError
-from mlpipe.io import read_source
+from mlpipe.sources import read_source
 from mlpipe.sql import read_query
 
 pytestmark = pytest.mark.integration
@@ -123,13 +124,18 @@ def test_http_source_read_and_tracked(repo, http_server, sample):
     with pytest.raises(DataError, match=r"'http://127.0.0.1:\d+/missing.csv' does not exist"):
         read_source(f"{base}/missing.csv")
 
+    def served_etag() -> str:  # what the server sends (see conftest's handler): the file's md5, quoted
+        return hashlib.md5((folder / "employment.csv").read_bytes()).hexdigest()
+
     repo.set_params(data={"source": url})
     assert repo.dvc("repro", "ingest").stages_run == ["ingest"]
-    assert lock_dep(repo, "ingest", url)
+    assert lock_dep(repo, "ingest", url)["etag"].strip('"') == served_etag()
     assert repo.dvc("repro", "ingest").stages_run == []
+    recorded = lock_dep(repo, "ingest", url)["etag"]
     sample[sample.year < 2018].to_csv(folder / "employment.csv", index=False)
     assert changed_stages(repo)[0] == "ingest"
     assert repo.dvc("repro", "ingest").stages_run == ["ingest"]
+    assert lock_dep(repo, "ingest", url)["etag"].strip('"') == served_etag() != recorded.strip('"')
 
 
 # -- SQL -----------------------------------------------------------------------------------------

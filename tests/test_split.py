@@ -6,7 +6,8 @@ import pytest
 
 from mlpipe.config import SplitParams
 from mlpipe.errors import ConfigError, DataError
-from mlpipe.split import split_table, stratified_mask
+from mlpipe.sampling import stratified_mask
+from mlpipe.split import split_table
 
 
 def years_table():

@@ -30,3 +30,20 @@ def test_the_plots_page_is_static_and_escapes_plot_names():
     assert "<script>alert(1)</script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert page.count("<svg") == 1 and "no data in this revision" in page
     assert "<script" not in page and "http" not in page.split("<body>")[1].replace("http://www.w3.org", "")
+
+
+def test_make_monitor_exits_1_when_retraining_is_recommended_and_0_otherwise(tmp_path, capsys):
+    """`make monitor` runs `python -m mlpipe.monitoring metrics/drift.json`: its exit status gates CI."""
+    import json
+
+    from mlpipe.monitoring import main
+
+    window = {"rows": 10, "drifted_columns": [], "prediction_drift": {"drifted": False}}
+    verdict = tmp_path / "drift.json"
+    verdict.write_text(json.dumps({"retrain_recommended": False, "reasons": [], "windows": {"all": window}}))
+    assert main([str(verdict)]) == 0
+    assert "no retraining needed" in capsys.readouterr().out
+    verdict.write_text(json.dumps({"retrain_recommended": True, "reasons": ["window all: dataset drift"], "windows": {"all": window}}))
+    assert main([str(verdict)]) == 1
+    assert "RETRAIN RECOMMENDED:\n  - window all: dataset drift" in capsys.readouterr().out
+    assert main([str(tmp_path / "missing.json")]) == 2

@@ -1,30 +1,18 @@
-"""Drift between a reference period and current windows, with Evidently 0.7.
+"""Drift between a reference period and current windows, with Evidently 0.7's statistical tests.
 
 Verdicts use Evidently's statistical tests, chosen the way its `DataDriftPreset` chooses them
 (by column type, row count and number of distinct values), on every row. For Evidently's
 default tests on large data (normed Wasserstein distance for numeric columns, Jensen-Shannon
 distance for categorical ones) the same statistics are computed exactly from each column's
 value counts, which is what makes a million rows take a second instead of a minute; any other
-test, and small data, go through Evidently's own functions. The HTML report is Evidently's
-`DataDriftPreset` on a seeded sample of each side: building its charts costs far more than the
-tests, and a sample draws the same picture.
+test, and small data, go through Evidently's own functions. The HTML reports are drawn apart,
+by `mlpipe.drift_report`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import gc
-import json
 import logging
-import multiprocessing
-import os
-import re
-import signal
-import threading
-import time
-from collections.abc import Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +23,7 @@ from scipy.spatial import distance
 from mlpipe.config import DriftParams, DriftWindow
 from mlpipe.errors import ConfigError, DataError, first_line
 from mlpipe.schema import PROBABILITY, FeatureSchema, category_strings
-from mlpipe.split import time_values
+from mlpipe.times import time_values
 
 log = logging.getLogger(__name__)
 
@@ -263,20 +251,13 @@ def window_drift(reference: pd.DataFrame, current: pd.DataFrame, columns: Monito
     if columns.target:
         # Imported here: scikit-learn's import would otherwise delay the stage's start, before
         # the report thread can overlap it.
-        from mlpipe.evaluation import binary_metrics
+        from mlpipe.metrics import binary_metrics
 
         labelled = current[columns.target].notna()
         result["target_drift"] = per_column[columns.target]
         y = current.loc[labelled, columns.target].astype(int).to_numpy()
         result["roc_auc"] = binary_metrics(y, current.loc[labelled, PROBABILITY].to_numpy(), 0.5)["roc_auc"]
     return result
-
-
-def sample_rows(table: pd.DataFrame, size: int, seed: int) -> pd.DataFrame:
-    if len(table) <= size:
-        return table
-    chosen = np.sort(np.random.default_rng(seed).choice(len(table), size=size, replace=False))
-    return table.iloc[chosen]
 
 
 def import_evidently() -> None:
@@ -289,219 +270,6 @@ def import_evidently() -> None:
         import evidently.presets  # noqa: F401
     finally:
         gc.enable()
-
-
-def _start_report_worker(parent: int) -> None:
-    """A report worker's start: tie its life to the stage's, let go of the stage's output pipes,
-    then import Evidently.
-
-    A stage killed outright (the OOM killer, kill -9) cannot stop its workers; left alive, they
-    would hold its stdout and stderr open, and `dvc repro | tee`, CI or a caller reading the
-    output to its end would wait for ever. Results and errors travel through the pool's own
-    queues, so the worker needs neither stream.
-    """
-    _die_with(parent)
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for stream in (0, 1, 2):
-        os.dup2(devnull, stream)
-    os.close(devnull)
-    import_evidently()
-
-
-PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
-
-
-def _die_with(parent: int) -> None:
-    """Have the kernel kill this process when `parent` dies (Linux), or watch for it (elsewhere)."""
-    try:
-        if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL) != 0:
-            raise OSError(ctypes.get_errno(), "prctl")
-    except (OSError, AttributeError):
-        threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
-    if os.getppid() != parent:  # the parent died before the signal was armed
-        os._exit(1)
-
-
-def _exit_when_orphaned(parent: int) -> None:
-    while os.getppid() == parent:
-        time.sleep(0.5)
-    os._exit(1)
-
-
-def _ready() -> None:
-    """A no-op task: submitting one makes the pool start its workers (which import Evidently)."""
-
-
-@contextlib.contextmanager
-def report_workers(count: int) -> Iterator[Executor]:
-    """Worker processes that draw HTML reports, each importing Evidently as it starts.
-
-    Enter this before reading the data: the multi-second import then runs on another core
-    while the caller reads and computes verdicts, without competing for its GIL. Workers are
-    forked (inheriting pandas and friends already imported) when the pool is created, before
-    the caller starts any thread, so they cannot inherit a held lock. On an error they are
-    stopped at once rather than left to finish their import; if the caller is killed, they die
-    with it (see `_start_report_worker`).
-    """
-    pool = ProcessPoolExecutor(
-        max_workers=count, mp_context=multiprocessing.get_context("fork"), initializer=_start_report_worker, initargs=(os.getpid(),)
-    )
-    pool.submit(_ready)  # with "fork", the first submit starts every worker
-    try:
-        yield pool
-    except BaseException:
-        for worker in multiprocessing.active_children():
-            worker.terminate()
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown()
-
-
-def report_sample(table: pd.DataFrame, columns: MonitoredColumns, params: DriftParams) -> pd.DataFrame:
-    """The seeded sample of the monitored columns that a report is drawn from."""
-    return sample_rows(table[columns.all], params.report_sample_size, params.seed).reset_index(drop=True)
-
-
-def report_html(reference: pd.DataFrame, current: pd.DataFrame, columns: MonitoredColumns, params: DriftParams) -> str:
-    """Evidently's DataDriftPreset on seeded samples (`report_sample`), as a standalone HTML page.
-
-    A column with no usable value on one side (all missing or not finite) is left out of the
-    page: Evidently cannot draw it, and the verdicts already report it as a finding.
-    """
-    from evidently import DataDefinition, Dataset, Report
-    from evidently.presets import DataDriftPreset
-
-    frames = {
-        name: _drawable_values(report_sample(table, columns, params), columns)
-        for name, table in (("reference_data", reference), ("current_data", current))
-    }
-    drawn = [name for name in columns.all if all(frame[name].notna().any() for frame in frames.values())]
-    definition = DataDefinition(
-        numerical_columns=[name for name in columns.numerical if name in drawn],
-        categorical_columns=[name for name in columns.categorical if name in drawn],
-    )
-    preset = DataDriftPreset(
-        columns=drawn,
-        drift_share=params.drift_share,
-        cat_method=params.cat_method,
-        num_method=params.num_method,
-        cat_threshold=params.cat_threshold,
-        num_threshold=params.num_threshold,
-    )
-    datasets = {name: Dataset.from_pandas(frame[drawn], data_definition=definition) for name, frame in frames.items()}
-    return stable_ids(standalone_html(Report([preset]).run(**datasets)))
-
-
-def _drawable_values(frame: pd.DataFrame, columns: MonitoredColumns) -> pd.DataFrame:
-    """Categories as text (missing as None, as Evidently expects) and infinities as missing."""
-    frame = frame.copy()
-    for name in columns.categorical:
-        frame[name] = category_values(frame[name]).where(frame[name].notna(), None)
-    for name in columns.numerical:
-        frame[name] = frame[name].replace([np.inf, -np.inf], np.nan)
-    return frame
-
-
-# The one id the page's script and its data share; fixed, so the page is byte-identical run to run.
-_DASHBOARD_ID = "metric_" + "0" * 32
-
-
-def standalone_html(snapshot) -> str:
-    """The snapshot as one HTML page, as `snapshot.get_html_str(as_iframe=False)` draws it (this
-    mirrors evidently.core.metric_types.render_widgets), except that the data is escaped JSON.
-
-    Evidently 0.7 writes the report's data with a plain `json.dumps` into a `<script>` block, so a
-    category value or a column name holding `</script><script>...` ends the block and runs as
-    script when someone opens the report. Here every `<`, `>` and `&` in the data is written as a
-    `\\u003c`-style escape, which JSON and JavaScript read back as the same character and which
-    cannot end a script block. Everything else is Evidently's own template.
-    """
-    from evidently.legacy.model.dashboard import DashboardInfo
-    from evidently.legacy.model.widget import AdditionalGraphInfo, BaseWidgetInfo
-    from evidently.legacy.renderers.html_widgets import group_widget
-    from evidently.legacy.utils.dashboard import TemplateParams, file_html_template
-
-    widgets = [group_widget(title="", widgets=snapshot._widgets), *snapshot._tests_widgets]
-    additional_graphs = {}
-    for widget in widgets:
-        for graph in widget.get_additional_graphs():
-            info = graph.params if isinstance(graph, AdditionalGraphInfo) else graph
-            additional_graphs[str(graph.id)] = info.dict() if isinstance(info, BaseWidgetInfo) else info
-    dashboard = DashboardInfo(name="Report", widgets=widgets).dict()
-    for widget in dashboard["widgets"]:
-        widget.pop("additionalGraphs", None)
-    page = file_html_template(
-        TemplateParams(
-            dashboard_id=_DASHBOARD_ID, dashboard_info=DashboardInfo(name="Report", widgets=[]), additional_graphs={}, embed_data=False
-        )
-    )
-    data = (
-        f"<script>\n    var {_DASHBOARD_ID} = {script_json(dashboard)};\n"
-        f"    var additional_graphs_{_DASHBOARD_ID} = {script_json(additional_graphs)};\n</script>"
-    )
-    placeholder = "<!-- no embedded data -->"
-    if page.count(placeholder) != 1:
-        raise RuntimeError("Evidently's report template changed: re-check standalone_html against this Evidently version")
-    return page.replace(placeholder, data)
-
-
-def script_json(value: Any) -> str:
-    """JSON that is safe inside an HTML `<script>` block (as Django's json_script writes it)."""
-    from evidently.legacy.utils import NumpyEncoder
-
-    text = json.dumps(value, cls=NumpyEncoder)  # ensure_ascii: U+2028/U+2029 come out escaped too
-    return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
-
-
-# Evidently names widgets with random (uuid4) and time-based (uuid7) ids.
-_RANDOM_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|(?<=metric_)[0-9a-f]{32}")
-
-
-def stable_ids(html: str) -> str:
-    """Replace each random id by a counter of the same shape, in order of first appearance, so
-    that the same data gives a byte-identical report (and one DVC hash)."""
-    mapping: dict[str, str] = {}
-
-    def replace(match: re.Match) -> str:
-        found = match.group(0)
-        if found not in mapping:
-            number = len(mapping) + 1
-            mapping[found] = f"{number:032x}" if len(found) == 32 else f"00000000-0000-4000-8000-{number:012x}"
-        return mapping[found]
-
-    return _RANDOM_ID.sub(replace, html)
-
-
-def monitor(
-    reference: pd.DataFrame,
-    current: pd.DataFrame,
-    schema: FeatureSchema,
-    params: DriftParams,
-    reporter: Executor,
-    on_window=lambda name, result: None,
-) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
-    """Verdicts and an HTML report for every window in `params.windows` that selects current rows.
-
-    The reports are drawn by `reporter` (see `report_workers`) from samples, while the verdicts
-    are computed here on every row. `on_window` is called with each window's verdicts as they
-    are ready (for progress logging).
-    """
-    columns = monitored_columns(schema, current)
-    check_current(current, reference, columns)
-    selected = {name: window_rows(current, schema.time_column, name, window) for name, window in params.windows.items()}
-    # New batches decide which periods the current data covers, so an empty window is not an
-    # error the user could have seen coming: it is left out, and `empty_windows` says so.
-    selected = {name: rows for name, rows in selected.items() if not rows.empty}
-    reference_sample = report_sample(reference, columns, params)
-    pending = {
-        name: reporter.submit(report_html, reference_sample, report_sample(rows, columns, params), columns, params)
-        for name, rows in selected.items()
-    }
-    windows = {}
-    for name, rows in selected.items():
-        windows[name] = window_drift(reference, rows, columns, params)
-        on_window(name, windows[name])
-    return windows, {name: future.result() for name, future in pending.items()}
 
 
 def empty_windows(windows: dict[str, dict[str, Any]], params: DriftParams) -> dict[str, str]:

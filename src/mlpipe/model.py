@@ -18,8 +18,8 @@ import pandas as pd
 
 from mlpipe.config import TrainParams
 from mlpipe.errors import DataError
+from mlpipe.sampling import stratified_mask
 from mlpipe.schema import FeatureSchema
-from mlpipe.split import stratified_mask
 
 log = logging.getLogger(__name__)
 lgb.register_logger(logging.getLogger("lightgbm"))

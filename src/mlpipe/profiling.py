@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from mlpipe.errors import DataError
-from mlpipe.split import time_values
+from mlpipe.times import time_values
 
 # Value pairs whose positive member is plain from the words themselves (compared lower-cased).
 OBVIOUS_POSITIVE = {

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 
 from mlpipe.features import encode_target, make_features
-from mlpipe.io import BATCH_COLUMN
 from mlpipe.model import predict_proba
 from mlpipe.schema import MODEL_VERSION, PREDICTED_LABEL, PROBABILITY, FeatureSchema
+from mlpipe.sources import BATCH_COLUMN
 
 
 def model_version(model_text: str) -> str:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import warnings
 
-import numpy as np
 import pandas as pd
 
 from mlpipe.config import SplitParams
-from mlpipe.errors import ConfigError, DataError
+from mlpipe.errors import ConfigError
+from mlpipe.sampling import stratified_mask
+from mlpipe.times import time_values
 
 log = logging.getLogger(__name__)
 
@@ -32,19 +32,6 @@ def split_table(table: pd.DataFrame, split: SplitParams, time_column: str | None
         if part[target].nunique() < 2:
             raise ConfigError(f"the {name} set holds only one target class: {_describe(table, split, time_column)}")
     return train, test
-
-
-def time_values(values: pd.Series) -> pd.Series:
-    """Numbers (e.g. years) and datetimes are used as they are; text is parsed as dates."""
-    if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_datetime64_any_dtype(values):
-        return values
-    try:
-        with warnings.catch_warnings():
-            # pandas warns when it falls back to parsing element by element; failures still raise.
-            warnings.simplefilter("ignore", UserWarning)
-            return pd.to_datetime(values)
-    except (ValueError, TypeError):
-        raise DataError(f"time column '{values.name}' is neither numeric nor dates (e.g. {values.iloc[0]!r})") from None
 
 
 def _cutoff(value, times: pd.Series, key: str):
@@ -70,25 +57,6 @@ def _time_masks(values: pd.Series, split: SplitParams) -> tuple[pd.Series, pd.Se
             raise ConfigError(f"split.test_from={split.test_from!r} must come after split.train_until={split.train_until!r}")
         is_test = times >= test_from
     return is_train, is_test
-
-
-def stratified_mask(labels: pd.Series | None, n_rows: int, fraction: float, seed: int) -> np.ndarray:
-    """A seeded random `fraction` of rows, the same fraction within each label when labels are given.
-
-    Plain numpy rather than scikit-learn's splitter: it is a few lines, and it keeps
-    scikit-learn's import time out of the stages that only split.
-    """
-    rng = np.random.default_rng(seed)
-    groups = (
-        [np.arange(n_rows)]
-        if labels is None
-        else [np.flatnonzero(labels.to_numpy() == value) for value in sorted(labels.dropna().unique(), key=str)]
-    )
-    is_test = np.zeros(n_rows, dtype=bool)
-    for rows in groups:
-        chosen = rng.permutation(rows)[: int(round(fraction * len(rows)))]
-        is_test[chosen] = True
-    return is_test
 
 
 def _describe(table: pd.DataFrame, split: SplitParams, time_column: str | None) -> str:

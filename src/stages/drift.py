@@ -7,7 +7,7 @@ from typing import Annotated
 
 import pandas as pd
 
-from mlpipe import drift
+from mlpipe import drift, drift_report
 from mlpipe.cli import describe, log_written, run_stage
 from mlpipe.config import Params
 from mlpipe.io import read_json, write_json, write_text
@@ -41,10 +41,10 @@ def run(
         )
 
     # The report workers start (and import Evidently) before the reading, which they overlap.
-    with drift.report_workers(min(len(settings.windows), os.cpu_count() or 1)) as reporter:
+    with drift_report.report_workers(min(len(settings.windows), os.cpu_count() or 1)) as reporter:
         reference_rows, current_rows = pd.read_parquet(reference), pd.read_parquet(current)
         log.info("reference %s; current %s", describe(reference_rows), describe(current_rows))
-        windows, reports = drift.monitor(reference_rows, current_rows, schema, settings, reporter, on_window=progress)
+        windows, reports = drift_report.monitor(reference_rows, current_rows, schema, settings, reporter, on_window=progress)
     empty = drift.empty_windows(windows, settings)
     for name, why in empty.items():
         log.warning("window %s %s: no verdict or report for it", name, why)

@@ -6,8 +6,9 @@ from pathlib import Path
 
 from mlpipe.cli import describe, log_written, run_stage
 from mlpipe.config import Params
-from mlpipe.io import normalise_columns, read_source, write_parquet
+from mlpipe.io import write_parquet
 from mlpipe.privacy import apply_personal_rules
+from mlpipe.sources import normalise_columns, read_source
 
 
 def run(params: Params, log: Logger, *, out: Path) -> None:

@@ -9,11 +9,12 @@ import pandas as pd
 from mlpipe.cli import describe, log_written, run_stage
 from mlpipe.config import Params
 from mlpipe.errors import DataError
-from mlpipe.io import normalise_columns, read_batches, write_json, write_parquet
+from mlpipe.io import write_json, write_parquet
 from mlpipe.model import model_from_text
 from mlpipe.privacy import apply_personal_rules
 from mlpipe.schema import FeatureSchema
 from mlpipe.scoring import model_version, score_table
+from mlpipe.sources import normalise_columns, read_batches
 from mlpipe.validation import validate_rows, worst_rule
 
 

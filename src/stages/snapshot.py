@@ -10,8 +10,9 @@ from typing import Annotated
 from mlpipe.cli import describe, log_written, run_stage
 from mlpipe.config import Params
 from mlpipe.errors import ConfigError
-from mlpipe.io import normalise_columns, write_parquet
+from mlpipe.io import write_parquet
 from mlpipe.privacy import apply_personal_rules
+from mlpipe.sources import normalise_columns
 from mlpipe.sql import read_query
 
 

@@ -21,8 +21,9 @@ from typing import Any
 
 from mlpipe.config import parse_params
 from mlpipe.errors import ConfigError, DataError, PipelineError
-from mlpipe.io import is_url, normalise_columns, read_source, write_text
+from mlpipe.io import write_text
 from mlpipe.profiling import Profile, profile_table
+from mlpipe.sources import is_url, normalise_columns, read_source
 from mlpipe.tools.dvc_cli import dvc
 
 
@@ -109,6 +110,11 @@ def init(
             f"versioned {to_version} with `dvc add`: commit {to_version}.dvc and the .gitignore beside it "
             "(queued experiments see only committed files)"
         )
+        if profile.data["personal_columns"]:
+            out(
+                f"  warning: {to_version} itself holds the personal-looking columns in clear: the DVC cache keeps it as it is, "
+                "and `make push` sends it to the remote; keep that remote as private as the file"
+            )
     out("next: make repro")
     return profile
 

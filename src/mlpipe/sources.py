@@ -1,0 +1,254 @@
+"""Reading tables from where they live: local files, folders of partitions, http(s):// and s3://
+URLs, and folders of new batches. Every failure is one line that names the source and the cause.
+
+Apart from `mlpipe.io` (writing), so that a change to how sources are read reruns only the
+stages that read sources.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
+
+import pandas as pd
+
+from mlpipe.errors import DataError, first_line
+
+FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+BATCH_COLUMN = "batch"
+URL_SCHEMES = ("http", "https", "s3")
+
+
+def infer_format(source: str | Path, declared: str | None = None) -> str:
+    if declared:
+        return declared
+    suffixes = [s.lower() for s in Path(str(source)).suffixes]
+    for suffix in reversed(suffixes):
+        if suffix in FORMATS:
+            return FORMATS[suffix]
+    raise DataError(f"cannot tell the format of '{source}' from its name; set data.format to csv or parquet")
+
+
+def is_url(source: str | Path) -> bool:
+    return "://" in str(source)
+
+
+def read_table(source: str | Path, fmt: str | None = None) -> pd.DataFrame:
+    """Read a local CSV or Parquet file into a DataFrame; every failure is a one-line DataError."""
+    path = Path(source)
+    fmt = infer_format(path, fmt)
+    if not path.exists():
+        raise DataError(f"data source '{path}' does not exist; check data.source in params.yaml")
+    if path.is_dir():
+        raise DataError(f"'{path}' is a directory, not a {fmt} file")
+    return _parse(path, fmt, str(path))
+
+
+def _parse(readable: Path | io.BytesIO, fmt: str, name: str) -> pd.DataFrame:
+    try:
+        if fmt == "csv":
+            table = pd.read_csv(readable, low_memory=False, encoding="utf-8")
+        else:
+            table = pd.read_parquet(readable)
+    except UnicodeDecodeError:
+        raise DataError(f"'{name}' is not UTF-8 text ({_first_non_utf8(readable)}): re-save it as UTF-8") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"'{name}' is empty: it holds no header and no rows") from None
+    except pd.errors.ParserError as exc:
+        raise DataError(f"'{name}' is not a well-formed CSV: {first_line(exc)}") from None
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read '{name}' as {fmt}: {first_line(exc)}") from None
+    if table.empty:
+        raise DataError(f"'{name}' has no rows: the pipeline needs data to train on")
+    if fmt == "csv":
+        _check_header_unique(readable, name)
+        if name.lower().endswith(".csv"):
+            _check_last_line_complete(readable, table.shape[1], name)
+    return table
+
+
+def _check_header_unique(readable: Path | io.BytesIO, name: str) -> None:
+    """pandas renames a repeated CSV header (`DIS`, `DIS.1`), so the model would silently train on
+    whichever copy kept the plain name. Read the header as it is written and refuse repeats."""
+    if isinstance(readable, io.BytesIO):
+        readable.seek(0)
+    header = pd.read_csv(readable, header=None, nrows=1, dtype=str, keep_default_na=False, encoding="utf-8").iloc[0].tolist()
+    repeated = sorted({column for column in header if header.count(column) > 1})
+    if repeated:
+        raise DataError(f"'{name}' has repeated column names in its header: {repeated}; rename or remove the copies")
+
+
+def _first_non_utf8(readable: Path | io.BytesIO) -> str:
+    """Where the first byte that is not UTF-8 sits (pandas reports offsets within its read chunk)."""
+    content = readable.read_bytes() if isinstance(readable, Path) else readable.getvalue()
+    try:
+        content.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = content.count(b"\n", 0, exc.start) + 1
+        return f"line {line}, byte {exc.start}: 0x{content[exc.start]:02x}"
+    return "a byte sequence pandas could not decode"
+
+
+def _check_last_line_complete(readable: Path | io.BytesIO, n_columns: int, name: str) -> None:
+    """A CSV cut off mid-line (a partial copy or download) parses without complaint: pandas fills
+    the missing fields of the last row with nulls. Catch it: a last line without its newline and
+    with fewer fields than the header."""
+    if isinstance(readable, Path):
+        with open(readable, "rb") as handle:
+            handle.seek(max(0, handle.seek(0, os.SEEK_END) - 65536))
+            tail = handle.read()
+    else:
+        tail = readable.getvalue()[-65536:]
+    if not tail or tail.endswith(b"\n"):
+        return
+    last_line = tail.rsplit(b"\n", 1)[-1].decode("utf-8", errors="replace")
+    fields = next(csv.reader([last_line]), [])
+    if len(fields) < n_columns:
+        raise DataError(
+            f"'{name}' looks truncated: its last line has {len(fields)} of {n_columns} fields and no line end "
+            "(a partial copy or download?); copy or export it again"
+        )
+
+
+def partition_files(folder: Path, pattern: str | None = None) -> list[Path]:
+    """The CSV/Parquet files of a folder (matching `pattern` when given), sorted by name."""
+    candidates = folder.glob(pattern) if pattern else folder.iterdir()
+    files = sorted(p for p in candidates if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in FORMATS)
+    if not files:
+        raise DataError(_no_partitions(folder, pattern))
+    inside = folder.resolve()
+    for file in files:
+        # DVC hashes the folder as the stage's input: a file that resolves elsewhere is not part of it.
+        if not file.resolve().is_relative_to(inside):
+            raise DataError(
+                f"partition '{file}' resolves outside the folder '{folder}' (a link or a pattern that leaves it); "
+                "copy the file into the folder instead"
+            )
+    return files
+
+
+def _no_partitions(folder: str | Path, pattern: str | None) -> str:
+    matching = f" matching '{pattern}'" if pattern else ""
+    return f"folder '{folder}' holds no .csv or .parquet batch files{matching}"
+
+
+def read_source(source: str | Path, fmt: str | None = None, pattern: str | None = None) -> pd.DataFrame:
+    """Read one file, or a folder of partition files (all CSV/Parquet files, or those matching
+    `pattern`) concatenated in name order; local, or at an http(s):// or s3:// URL.
+    Partitions must agree on their columns."""
+    if is_url(source):
+        named = read_remote(str(source), fmt, pattern)
+    else:
+        path = Path(source)
+        if not path.is_dir():
+            return read_table(path, fmt)
+        named = [(str(file), read_table(file, fmt)) for file in partition_files(path, pattern)]
+    return _concat_partitions(named)
+
+
+def _concat_partitions(named: list[tuple[str, pd.DataFrame]]) -> pd.DataFrame:
+    first_name, first = named[0]
+    expected = list(first.columns)
+    for name, table in named[1:]:
+        if set(table.columns) != set(expected):
+            missing, extra = sorted(set(expected) - set(table.columns)), sorted(set(table.columns) - set(expected))
+            raise DataError(
+                f"partition '{name}' does not match '{first_name.rsplit('/', 1)[-1]}': missing columns {missing}, extra {extra}"
+            )
+    return pd.concat([table[expected] for _, table in named], ignore_index=True)
+
+
+def read_remote(url: str, fmt: str | None = None, pattern: str | None = None) -> list[tuple[str, pd.DataFrame]]:
+    """Read the file at `url`, or every partition file under it, through fsspec: `(url, table)` pairs.
+
+    Credentials and endpoints come from the environment the way each filesystem reads them
+    (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, AWS_PROFILE for s3://), never
+    from params.yaml, which is committed.
+    """
+    scheme = url.split("://", 1)[0].lower()
+    if scheme not in URL_SCHEMES:
+        raise DataError(
+            f"data.source '{url}': the scheme '{scheme}://' is not supported; use a local path, "
+            f"{', '.join(s + '://' for s in URL_SCHEMES)}, or read a database through sql_snapshots"
+        )
+    import fsspec
+
+    with _remote_errors(url):
+        # A fresh filesystem per read: fsspec's cached instances would keep an old endpoint,
+        # credentials and directory listing in a long-running process (the service, a Dask worker).
+        filesystem, root = fsspec.core.url_to_fs(url, skip_instance_cache=True)
+        protocol = url[: len(scheme) + 3]
+        if scheme in ("http", "https") or not filesystem.isdir(root):
+            locations = [root]
+        else:
+            found = filesystem.glob(f"{root.rstrip('/')}/{pattern}") if pattern else filesystem.ls(root, detail=False)
+            locations = sorted(p for p in found if PurePosixPath(p).suffix.lower() in FORMATS and not PurePosixPath(p).name.startswith("."))
+            if not locations:
+                raise DataError(_no_partitions(url, pattern))
+        named = []
+        for location in locations:
+            name = location if location.startswith(protocol) else protocol + location
+            # Whole-object reads: plain HTTP servers need not support the range requests that
+            # seeking inside a Parquet file would make.
+            content = io.BytesIO(filesystem.cat_file(location))
+            named.append((name, _parse(content, infer_format(PurePosixPath(location), fmt), name)))
+    return named
+
+
+@contextmanager
+def _remote_errors(url: str) -> Iterator[None]:
+    """Turn a filesystem's failures into one line that names the source and the cause."""
+    try:
+        yield
+    except DataError:
+        raise
+    except FileNotFoundError:
+        raise DataError(f"data source '{url}' does not exist or the server cannot be reached; check data.source") from None
+    except PermissionError as exc:
+        raise DataError(
+            f"access to '{url}' was denied ({first_line(exc)}): check the credentials in the environment "
+            "(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE for s3://)"
+        ) from None
+    except ImportError as exc:
+        raise DataError(f"reading '{url}' needs a package that is not installed: {first_line(exc)}") from None
+    except Exception as exc:  # noqa: BLE001 - botocore/aiohttp raise their own hierarchies
+        if type(exc).__name__ == "NoCredentialsError":
+            raise DataError(
+                f"no credentials for '{url}': set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) in the environment"
+            ) from None
+        raise DataError(f"cannot read '{url}': {first_line(exc)}") from None
+
+
+def read_batches(source: str | Path, fmt: str | None = None) -> pd.DataFrame:
+    """Read one file, or every CSV/Parquet file in a folder (sorted by name) as one table.
+
+    Rows from a folder carry a `batch` column naming their file, so a drift or a bad row can
+    be traced to the batch that brought it.
+    """
+    path = Path(source)
+    if not path.is_dir():
+        return read_table(path, fmt)
+    return pd.concat([read_table(file, fmt).assign(**{BATCH_COLUMN: file.name}) for file in partition_files(path)], ignore_index=True)
+
+
+def normalise_columns(table: pd.DataFrame, origin: str) -> pd.DataFrame:
+    """Strip column names and turn pandas categoricals into their plain values.
+
+    Categories are re-derived (sorted, from the training period) by the feature step, so
+    whatever category order the source file carried must not leak into the model.
+    """
+    names = [str(column).strip() for column in table.columns]
+    if "" in names:
+        raise DataError(f"'{origin}' has a column without a name (column {names.index('') + 1}): name it in the source")
+    duplicated = sorted({name for name in names if names.count(name) > 1})
+    if duplicated:
+        raise DataError(f"'{origin}' has duplicate column names after stripping spaces: {duplicated}")
+    table = table.set_axis(names, axis=1)
+    for column in table.columns:
+        if isinstance(table[column].dtype, pd.CategoricalDtype):
+            table[column] = table[column].astype(table[column].cat.categories.dtype)
+    return table.reset_index(drop=True)
