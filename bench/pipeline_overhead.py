@@ -56,6 +56,8 @@ import pandas as pd
 import psutil
 import yaml
 
+from mlpipe.tools.workspace import DONE_LINE, RUNNING_LINE, snapshot_repository
+
 # The bare script reads, splits, trains and scores the test set: the stages up to `evaluate`.
 # Batch scoring and drift monitoring (predict, drift) have no counterpart in it, so they are
 # left out of the comparison (the no-op run still checks every stage).
@@ -68,8 +70,6 @@ RESAMPLED_SOURCE = "data/bench_resampled.parquet"
 TARGET_NOOP_S = 1.5
 TARGET_RATIO = {"default": 2.5, "1m": 1.3}
 
-RUNNING_LINE = re.compile(r"^Running stage '(?P<stage>[^']+)':")
-DONE_LINE = re.compile(r"^\d\d:\d\d:\d\d (?P<stage>\S+): done in (?P<seconds>[\d.]+)s\s*$")
 UP_TO_DATE = "Data and pipelines are up to date."
 
 
@@ -219,60 +219,6 @@ def checked(run: Run, what: str) -> Run:
 
 
 # --------------------------------------------------------------------------- the snapshot
-
-
-def git(*args: str, cwd: Path) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
-
-
-def cached_outputs(dvc_yaml: Path) -> list[str]:
-    """Paths of the outputs DVC caches (and so refuses to see tracked by git)."""
-    stages = yaml.safe_load(dvc_yaml.read_text(encoding="utf-8")).get("stages", {})
-    paths = []
-    for stage in stages.values():
-        for key in ("outs", "metrics", "plots"):
-            for entry in stage.get(key, []) or []:
-                path, options = (entry, {}) if isinstance(entry, str) else next(iter(entry.items()))
-                if (options or {}).get("cache", True) and "${" not in path:
-                    paths.append(path.rstrip("/"))
-    return paths
-
-
-def snapshot_repository(source: Path, target: Path) -> dict:
-    """Copy the working tree's files into `target`, `git init` and commit them there.
-
-    Git-tracked files that are cached DVC outputs are left out (and reported): DVC refuses to
-    write an output git already tracks, so `dvc repro` would fail on them.
-    """
-    tracked = set(git("ls-files", "-z", "--cached", cwd=source).split("\0")) - {""}
-    untracked = set(git("ls-files", "-z", "--others", "--exclude-standard", cwd=source).split("\0")) - {""}
-    outputs = cached_outputs(source / "dvc.yaml")
-
-    def is_output(path: str) -> bool:
-        return any(path == out or path.startswith(out + "/") for out in outputs)
-
-    excluded, copied = [], 0
-    for path in sorted(tracked | untracked):
-        if is_output(path):
-            if path in tracked:
-                excluded.append(path)
-            continue
-        origin = source / path
-        if not origin.is_file():  # deleted in the working tree, or a submodule
-            continue
-        (target / path).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(origin, target / path)
-        copied += 1
-    identity = ["-c", "user.name=bench", "-c", "user.email=bench@localhost", "-c", "commit.gpgsign=false"]
-    git("init", "-q", cwd=target)
-    git("add", "-A", cwd=target)
-    git(*identity, "commit", "-q", "-m", "benchmark snapshot", cwd=target)
-    return {
-        "head": git("rev-parse", "HEAD", cwd=source).strip(),
-        "uncommitted_changes": [line for line in git("status", "--porcelain", cwd=source).splitlines() if line],
-        "files_copied": copied,
-        "git_tracked_dvc_outputs_left_out": excluded,
-    }
 
 
 def set_data_source(params_file: Path, source: str) -> None:

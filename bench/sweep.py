@@ -30,19 +30,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipeline_overhead import snapshot_repository
-
 from mlpipe.tools.dvc_cli import dvc
 from mlpipe.tools.experiments import queue_statuses, queued_names, worker_env
+from mlpipe.tools.workspace import snapshot_repository, stage_seconds, stages_run
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 GRID = ["-S", "train.learning_rate=0.03,0.1", "-S", "train.num_leaves=31,127"]
 UPSTREAM = ["ingest", "validate", "split", "featurize"]
-
-
-def stage_times(log: str) -> dict[str, float]:
-    return {stage: float(seconds) for stage, seconds in re.findall(r"^\S+ (\w+): done in ([\d.]+)s$", log, flags=re.M)}
 
 
 def run_batch(jobs: int, copy: Path, env: dict[str, str]) -> dict:
@@ -62,9 +57,9 @@ def run_batch(jobs: int, copy: Path, env: dict[str, str]) -> dict:
         log = dvc("queue", "logs", name, cwd=copy, env=env)
         experiments[name] = {
             "status": statuses.get(name),
-            "ran": re.findall(r"Running stage '([^']+)'", log),
+            "ran": stages_run(log),
             "skipped": re.findall(r"Stage '([^']+)' didn't change, skipping", log),
-            "stage_seconds": stage_times(log),
+            "stage_seconds": stage_seconds(log),
         }
     print(f"-j {jobs}: {wall:.1f} s for {len(names)} experiments", flush=True)
     return {"jobs": jobs, "wall_s": wall, "experiments": experiments}
@@ -89,7 +84,7 @@ def main() -> None:
 
     started = time.perf_counter()
     baseline_log = dvc("repro", cwd=copy, env=env)
-    baseline = {"wall_s": time.perf_counter() - started, "stage_seconds": stage_times(baseline_log)}
+    baseline = {"wall_s": time.perf_counter() - started, "stage_seconds": stage_seconds(baseline_log)}
     subprocess.run(["git", "add", "-A"], cwd=copy, check=True)
     subprocess.run(["git", "commit", "-q", "--allow-empty", "-m", "baseline"], cwd=copy, env=env, check=True)
     print(f"baseline dvc repro: {baseline['wall_s']:.1f} s", flush=True)

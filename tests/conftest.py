@@ -9,7 +9,6 @@ import http.server
 import importlib.util
 import io
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -21,6 +20,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+
+from mlpipe.tools.workspace import snapshot_repository, stages_run
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT / "data" / "employment_ma.parquet"
@@ -52,7 +53,7 @@ class Run:
     @property
     def stages_run(self) -> list[str]:
         """Stages DVC reports as executed ("Running stage 'x'"), in order."""
-        return re.findall(r"Running stage '([^']+)'", self.stdout)
+        return stages_run(self.stdout)
 
 
 class Repo:
@@ -143,26 +144,15 @@ def stage_function(name: str):
     return module.run
 
 
-def project_files() -> list[str]:
-    """Files a fresh clone would have, taken from the working tree (so uncommitted edits are tested too)."""
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout
-    return [name for name in listed.split("\0") if name and (ROOT / name).is_file()]
-
-
 def make_repo(destination: Path, data: pd.DataFrame | None = None) -> Repo:
-    """Copy the project into `destination`, replace the default data by `data`, git init and commit."""
-    for name in project_files():
-        target = destination / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, target)
-    (destination / "dvc.lock").unlink(missing_ok=True)
+    """Copy the project (its working tree, as a fresh clone would have it) into `destination`, without
+    dvc.lock, replace the default data by `data`, and commit."""
+    destination.mkdir(parents=True, exist_ok=True)
+    snapshot_repository(ROOT, destination, keep_lock=False)
+    repo = Repo(destination)
     if data is not None:
         data.to_parquet(destination / "data" / "employment_ma.parquet", index=False)
-    repo = Repo(destination)
-    repo.run("git", "init", "-q", "-b", "main")
-    repo.commit("copy of the project")
+        repo.commit("the test's sample as the default data")
     return repo
 
 

@@ -25,6 +25,7 @@ def params_with(url: str) -> dict:
     return {
         "data": {"source": "data/snapshots/sales.parquet", "target": "y", "positive_label": 1},
         "sql_snapshots": {"sales": {"url": url, "table": "sales"}},
+        "monitor": {"current_source": "data/new"},
     }
 
 

@@ -7,6 +7,8 @@ import sys
 import pytest
 import yaml
 
+from mlpipe.tools.workspace import stages_run
+
 pytestmark = pytest.mark.integration
 
 UPSTREAM = ["ingest", "validate", "split", "featurize"]
@@ -14,7 +16,7 @@ DOWNSTREAM = ["train", "evaluate", "predict", "drift"]
 
 
 def ran_and_skipped(log: str) -> tuple[list[str], list[str]]:
-    return re.findall(r"Running stage '([^']+)'", log), re.findall(r"Stage '([^']+)' didn't change, skipping", log)
+    return stages_run(log), re.findall(r"Stage '([^']+)' didn't change, skipping", log)
 
 
 def test_queued_sweep_runs_only_train_and_downstream_in_each_experiment(repo):
@@ -23,8 +25,9 @@ def test_queued_sweep_runs_only_train_and_downstream_in_each_experiment(repo):
     repo.dvc("repro")
     repo.commit("baseline for the sweep")
 
-    run = repo.run(sys.executable, "-m", "mlpipe.tools.experiments", "train.learning_rate=0.03,0.1", "train.num_leaves=4,31", "--jobs", "2")
-    names = re.search(r"queued 4 experiments: (.+)", run.stdout).group(1).split(", ")
+    # A grid of two points (a 2 x 1 product), run two at a time.
+    run = repo.run(sys.executable, "-m", "mlpipe.tools.experiments", "train.learning_rate=0.03,0.1", "train.num_leaves=4", "--jobs", "2")
+    names = re.search(r"queued 2 experiments: (.+)", run.stdout).group(1).split(", ")
     assert "| Experiment" in run.stdout  # dvc exp show --md
 
     for name in names:
@@ -41,8 +44,8 @@ def test_queued_sweep_runs_only_train_and_downstream_in_each_experiment(repo):
             params = revision["data"]["params"]["params.yaml"]["data"]["train"]
             metrics = revision["data"]["metrics"]["metrics/evaluation.json"]["data"]["test"]
             aucs[(params["learning_rate"], params["num_leaves"])] = metrics["roc_auc"]
-    assert set(aucs) == {(0.03, 4), (0.03, 31), (0.1, 4), (0.1, 31)}
-    assert len(set(aucs.values())) == 4, aucs
+    assert set(aucs) == {(0.03, 4), (0.1, 4)}
+    assert len(set(aucs.values())) == 2, aucs
 
     # A failing experiment says why in its queue log, in one line from the stage.
     failing = repo.run(sys.executable, "-m", "mlpipe.tools.experiments", "train.learning_rate=-1", "--jobs", "1", check=False)
