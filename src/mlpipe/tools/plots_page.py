@@ -1,12 +1,13 @@
 """A review page of the pipeline's plots that works with no network: what `make plots` runs.
 
-    python -m mlpipe.tools.plots_page --output reports/plots.html [--base main]
+    python -m mlpipe.tools.plots_page --output reports/plots.html [--base main] [--images docs/images]
 
 `dvc plots show` and `dvc plots diff` write HTML that loads Vega from a CDN, so it is blank
 offline or behind a proxy. This asks DVC for the same plots as Vega-Lite specs (`--json`),
 renders each to a static SVG with vl-convert (Vega compiled into the wheel; nothing is
 fetched) and writes one self-contained page. With `--base REV` each plot overlays the
-workspace and that revision, as `dvc plots diff REV` does.
+workspace and that revision, as `dvc plots diff REV` does. `--images DIR` also writes each plot
+as a PNG (how the pictures in docs/ are made).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import base64
 import html
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -68,10 +70,28 @@ def render_page(plots: dict[str, list[dict[str, Any]]], title: str) -> str:
     return PAGE.format(title=html.escape(title), sections="\n".join(sections))
 
 
+def write_images(plots: dict[str, list[dict[str, Any]]], folder: Path) -> list[Path]:
+    """Each Vega-Lite plot as a PNG named after its plot id (`Drift score per ...` -> drift_score_per_....png)."""
+    import vl_convert
+
+    from mlpipe.io import atomic_path
+
+    written = []
+    for name, entries in plots.items():
+        for entry in entries[:1]:
+            if entry.get("type") == "vega":
+                path = folder / (re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")[:60] + ".png")
+                with atomic_path(path) as temporary:
+                    temporary.write_bytes(vl_convert.vegalite_to_png(entry["content"]))
+                written.append(path)
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", required=True, type=Path, help="the page to write")
     parser.add_argument("--base", help="a git revision to overlay (branch, tag, commit); default: the workspace alone")
+    parser.add_argument("--images", type=Path, help="also write each plot as <DIR>/<plot id>.png")
     args = parser.parse_args(argv)
     try:
         plots = plots_json(args.base)
@@ -80,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     title = f"Plots: workspace against {args.base}" if args.base else "Plots: workspace"
     write_text(render_page(plots, title), args.output)
+    if args.images:
+        for path in write_images(plots, args.images):
+            print(f"wrote {path}")
     print(f"wrote {args.output} ({len(plots)} plots; opens with no network)")
     return 0
 
