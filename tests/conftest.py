@@ -9,6 +9,7 @@ import http.server
 import importlib.util
 import io
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -79,15 +80,27 @@ class Repo:
         venv = Path(sys.executable).parent.parent
         return self.run("make", "-o", str(venv / ".installed-from-requirements"), target, *variables, f"VENV={venv}", check=check)
 
+    def command(self, stage: str) -> list[str]:
+        """The stage's arguments as dvc.yaml gives them (after `python src/stages/<stage>.py`)."""
+        spec = yaml.safe_load((self.path / "dvc.yaml").read_text())["stages"][stage]
+        words = shlex.split(spec["cmd"])
+        return words[words.index(f"src/stages/{stage}.py") + 1 :]
+
+    def path_of(self, stage: str, option: str) -> Path:
+        """The file dvc.yaml passes to the stage's `--<option>`: tests name outputs by role, not by path."""
+        words = self.command(stage)
+        return self.path / words[words.index(f"--{option}") + 1]
+
     def stage(self, name: str, *args: str) -> Run:
-        """Run one stage on this copy as DVC would (same arguments, working directory, exit status,
-        stdout and stderr), without raising on failure.
+        """Run one stage on this copy as DVC would (the arguments of its dvc.yaml command unless
+        given, working directory, exit status, stdout and stderr), without raising on failure.
 
         In this process, through the harness's `execute`: the stage's logic and its one-line
         errors are what is tested, and a new interpreter per call would cost seconds of imports.
         The drift stage forks report workers, which a test process with threads must not do, so it
         runs as its own process.
         """
+        args = args or tuple(self.command(name))
         files = self.files()
         if name in STAGES_WITH_WORKERS:
             done = self.run(sys.executable, f"src/stages/{name}.py", *args, check=False)

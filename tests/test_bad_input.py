@@ -8,45 +8,6 @@ import pytest
 
 pytestmark = pytest.mark.integration
 
-INGEST = ("ingest", "--out", "data/raw/new.parquet")
-VALIDATE = (
-    "validate",
-    "--raw",
-    "data/raw/dataset.parquet",
-    "--out",
-    "data/validated/new.parquet",
-    "--quarantine",
-    "data/quarantine/new.parquet",
-    "--metrics",
-    "metrics/new_quality.json",
-)
-SPLIT = (
-    "split",
-    "--validated",
-    "data/validated/dataset.parquet",
-    "--train",
-    "data/split/new_train.parquet",
-    "--test",
-    "data/split/new_test.parquet",
-)
-TRAIN = (
-    "train",
-    "--features",
-    "data/features/train.parquet",
-    "--schema",
-    "data/features/schema.json",
-    "--model",
-    "models/new_model.txt",
-    "--model-schema",
-    "models/new_schema.json",
-    "--record",
-    "metrics/new_train",
-    "--tuning",
-    "metrics/new_tuning.json",
-    "--tuning-plot",
-    "metrics/plots/new_tuning.json",
-)
-
 
 def assert_one_line_error(run, *fragments: str) -> None:
     """The stage failed with one line `error: <stage>: ...` holding every fragment, and wrote nothing."""
@@ -63,94 +24,94 @@ def assert_one_line_error(run, *fragments: str) -> None:
 def test_hashing_personal_data_without_a_salt(repo, monkeypatch):
     monkeypatch.delenv("MLPIPE_PII_SALT", raising=False)
     repo.set_params(data={"personal_columns": {"id": "hash"}})
-    assert_one_line_error(repo.stage(*INGEST), "data.personal_columns", "MLPIPE_PII_SALT", "is not set")
+    assert_one_line_error(repo.stage("ingest"), "data.personal_columns", "MLPIPE_PII_SALT", "is not set")
 
 
 def test_misspelt_personal_column(repo, monkeypatch):
     monkeypatch.setenv("MLPIPE_PII_SALT", "salt")
     repo.set_params(data={"personal_columns": {"AGE": "drop"}})
-    assert_one_line_error(repo.stage(*INGEST), "data.personal_columns names 'AGE'", "did you mean 'AGEP'?")
+    assert_one_line_error(repo.stage("ingest"), "data.personal_columns names 'AGE'", "did you mean 'AGEP'?")
 
 
 def test_missing_source_file(repo):
     repo.set_params(data={"source": "data/no_such_file.parquet"})
-    run = repo.stage(*INGEST)
+    run = repo.stage("ingest")
     assert_one_line_error(run, "data/no_such_file.parquet", "does not exist", "data.source")
 
 
 def test_unreadable_parquet_file(repo):
     (repo.path / "data" / "corrupt.parquet").write_bytes(b"PAR1 this is not parquet at all" * 10)
     repo.set_params(data={"source": "data/corrupt.parquet"})
-    run = repo.stage(*INGEST)
+    run = repo.stage("ingest")
     assert_one_line_error(run, "data/corrupt.parquet", "cannot read")
 
 
 def test_empty_table_header_only(repo):
     (repo.path / "data" / "empty.csv").write_text("id,year,AGEP,employed\n")
     repo.set_params(data={"source": "data/empty.csv"})
-    assert_one_line_error(repo.stage(*INGEST), "data/empty.csv", "no rows")
+    assert_one_line_error(repo.stage("ingest"), "data/empty.csv", "no rows")
 
 
 def test_empty_file(repo):
     (repo.path / "data" / "blank.csv").write_text("")
     repo.set_params(data={"source": "data/blank.csv"})
-    assert_one_line_error(repo.stage(*INGEST), "data/blank.csv", "empty")
+    assert_one_line_error(repo.stage("ingest"), "data/blank.csv", "empty")
 
 
 def test_unknown_format_suffix(repo):
     (repo.path / "data" / "table.xlsx").write_bytes(b"whatever")
     repo.set_params(data={"source": "data/table.xlsx"})
-    assert_one_line_error(repo.stage(*INGEST), "data.format")
+    assert_one_line_error(repo.stage("ingest"), "data.format")
 
 
 def test_misspelt_categorical_column_suggests_the_right_one(repo):
     repo.set_params(data={"categorical_columns": ["MARR", "RELP"]})
-    run = repo.stage(*VALIDATE)
+    run = repo.stage("validate")
     assert_one_line_error(run, "'MARR'", "data.categorical_columns", "did you mean 'MAR'")
 
 
 def test_missing_target_column(repo):
     repo.set_params(data={"target": "employd"})
-    assert_one_line_error(repo.stage(*VALIDATE), "'employd'", "data.target", "did you mean 'employed'")
+    assert_one_line_error(repo.stage("validate"), "'employd'", "data.target", "did you mean 'employed'")
 
 
 def test_non_binary_target(repo):
     categorical = [column for column in repo.params()["data"]["categorical_columns"] if column != "MAR"]
     repo.set_params(data={"target": "MAR", "categorical_columns": categorical})
-    run = repo.stage(*VALIDATE)
+    run = repo.stage("validate")
     assert_one_line_error(run, "'MAR'", "binary", "5 distinct values")
 
 
 def test_positive_label_absent_from_target(repo):
     repo.set_params(data={"positive_label": "yes"})
-    assert_one_line_error(repo.stage(*VALIDATE), "data.positive_label", "'yes'")
+    assert_one_line_error(repo.stage("validate"), "data.positive_label", "'yes'")
 
 
 def test_negative_learning_rate(repo):
     repo.set_params(train={"learning_rate": -0.1})
-    run = repo.stage(*TRAIN)
+    run = repo.stage("train")
     assert_one_line_error(run, "train.learning_rate", "greater than 0", "-0.1")
 
 
 def test_unknown_split_strategy(repo):
     repo.set_params(split={"strategy": "temporal"})
-    assert_one_line_error(repo.stage(*SPLIT), "split.strategy", "'time' or 'random'", "temporal")
+    assert_one_line_error(repo.stage("split"), "split.strategy", "'time' or 'random'", "temporal")
 
 
 def test_misspelt_params_key(repo):
     repo.set_params(train={"learning_rat": 0.1})
-    assert_one_line_error(repo.stage(*TRAIN), "train.learning_rat", "spelling")
+    assert_one_line_error(repo.stage("train"), "train.learning_rat", "spelling")
 
 
 def test_cutoff_that_leaves_training_set_empty(repo):
     repo.set_params(split={"train_until": 2000, "test_from": 2016})
-    run = repo.stage(*SPLIT)
+    run = repo.stage("split")
     assert_one_line_error(run, "training set empty", "split.train_until=2000", "2015..2018")
 
 
 def test_cutoff_that_leaves_test_set_empty(repo):
     repo.set_params(split={"train_until": 2018, "test_from": None}, drift={"windows": {"all": {}}})
-    assert_one_line_error(repo.stage(*SPLIT), "test set empty")
+    assert_one_line_error(repo.stage("split"), "test set empty")
 
 
 def test_dvc_repro_surfaces_the_error_and_recovers_once_params_are_fixed(repo):
@@ -171,48 +132,10 @@ def test_dvc_repro_surfaces_the_error_and_recovers_once_params_are_fixed(repo):
     assert "up to date" in repo.dvc("status").stdout
 
 
-PREDICT = (
-    "predict",
-    "--model",
-    "models/model.txt",
-    "--model-schema",
-    "models/schema.json",
-    "--reference",
-    "data/split/train.parquet",
-    "--out-reference",
-    "data/predictions/new_ref.parquet",
-    "--out-current",
-    "data/predictions/new_cur.parquet",
-    "--quarantine",
-    "data/quarantine/new_cur.parquet",
-    "--quality",
-    "metrics/new_current_quality.json",
-)
-DRIFT = (
-    "drift",
-    "--reference",
-    "data/predictions/reference.parquet",
-    "--current",
-    "data/predictions/current.parquet",
-    "--model-schema",
-    "models/schema.json",
-    "--evaluation",
-    "metrics/evaluation.json",
-    "--current-quality",
-    "metrics/current_quality.json",
-    "--metrics",
-    "metrics/new_drift.json",
-    "--plot",
-    "metrics/plots/new_drift.json",
-    "--reports-dir",
-    "reports/new_drift",
-)
-
-
 def current_batch(repo, name, transform):
     import pandas as pd
 
-    table = transform(pd.read_parquet(repo.path / "data" / "split" / "test.parquet"))
+    table = transform(pd.read_parquet(repo.path_of("split", "test")))
     path = repo.path / "data" / name
     table.to_csv(path, index=False)
     repo.set_params(monitor={"current_source": f"data/{name}"})
@@ -220,7 +143,7 @@ def current_batch(repo, name, transform):
 
 def test_current_table_missing_a_feature_column(repo):
     current_batch(repo, "no_schl.csv", lambda t: t.drop(columns=["SCHL"]))
-    run = repo.stage(*PREDICT)
+    run = repo.stage("predict")
     assert_one_line_error(run, "current table (data/no_schl.csv)", "['SCHL']")
 
 
@@ -231,19 +154,17 @@ def test_current_rows_breaking_the_contract_are_quarantined_and_flagged_not_scor
     import pandas as pd
 
     current_batch(repo, "text_age.csv", lambda t: t.assign(AGEP=t["AGEP"].astype(str).where(t.index % 7 != 0, "unknown")))
-    run = repo.stage(*PREDICT)
+    run = repo.stage("predict")
     assert run.returncode == 0, run.stderr
-    quarantine = pd.read_parquet(repo.path / "data" / "quarantine" / "new_cur.parquet")
-    scored = pd.read_parquet(repo.path / "data" / "predictions" / "new_cur.parquet")
+    quarantine = pd.read_parquet(repo.path_of("predict", "quarantine"))
+    scored = pd.read_parquet(repo.path_of("predict", "out-current"))
     assert set(quarantine["AGEP"]) == {"unknown"} and set(quarantine["quarantine_reason"]) == {"AGEP:dtype(int16)"}
     assert len(quarantine) + len(scored) == len(pd.read_csv(repo.path / "data" / "text_age.csv"))
-    quality = json.loads((repo.path / "metrics" / "new_current_quality.json").read_text())
+    quality = json.loads(repo.path_of("predict", "quality").read_text())
     assert quality["rows_quarantined"] == len(quarantine) and quality["failures_by_rule"]["AGEP:dtype(int16)"] == len(quarantine)
 
-    drift_args = list(DRIFT)
-    drift_args[drift_args.index("--current-quality") + 1] = "metrics/new_current_quality.json"
-    assert repo.stage(*drift_args).returncode == 0
-    verdict = json.loads((repo.path / "metrics" / "new_drift.json").read_text())
+    assert repo.stage("drift").returncode == 0
+    verdict = json.loads(repo.path_of("drift", "metrics").read_text())
     assert verdict["retrain_recommended"] is True
     assert any(
         reason.startswith(f"current data: {len(quarantine):,} of ") and "AGEP:dtype(int16)" in reason for reason in verdict["reasons"]
@@ -253,67 +174,52 @@ def test_current_rows_breaking_the_contract_are_quarantined_and_flagged_not_scor
 def test_a_batch_whose_every_row_breaks_the_contract_is_one_clear_error(repo):
     current_batch(repo, "all_bad.csv", lambda t: t.assign(AGEP=-5))
     assert_one_line_error(
-        repo.stage(*PREDICT), "every row of the current table (data/all_bad.csv) breaks the data contract", "AGEP:in_range(0, 120)"
+        repo.stage("predict"), "every row of the current table (data/all_bad.csv) breaks the data contract", "AGEP:in_range(0, 120)"
     )
 
 
 def test_empty_current_table(repo):
     current_batch(repo, "empty_batch.csv", lambda t: t.head(0))
-    assert_one_line_error(repo.stage(*PREDICT), "data/empty_batch.csv", "no rows")
+    assert_one_line_error(repo.stage("predict"), "data/empty_batch.csv", "no rows")
 
 
 def test_a_drift_window_the_current_data_does_not_reach_is_reported_not_fatal(repo):
     # Which periods new batches cover is not known in advance: an empty window is named in the
     # verdict, and only when no window selects anything is that a reason to look.
     repo.set_params(drift={"windows": {"2030": {"start": 2030, "end": 2030}, "all": {}}})
-    assert repo.stage(*DRIFT).returncode == 0
-    verdict = json.loads((repo.path / "metrics" / "new_drift.json").read_text())
+    assert repo.stage("drift").returncode == 0
+    verdict = json.loads(repo.path_of("drift", "metrics").read_text())
     assert verdict["empty_windows"] == {"2030": "selects no rows of the current data (start 2030, end 2030)"}
     assert list(verdict["windows"]) == ["all"]
-    assert sorted(path.name for path in (repo.path / "reports" / "new_drift").iterdir()) == ["all.html"]
+    assert sorted(path.name for path in repo.path_of("drift", "reports-dir").iterdir()) == ["all.html"]
     assert not any("no drift window" in reason for reason in verdict["reasons"])
 
     repo.set_params(drift={"windows": {"2030": {"start": 2030, "end": 2030}}})
-    assert repo.stage(*DRIFT).returncode == 0
-    verdict = json.loads((repo.path / "metrics" / "new_drift.json").read_text())
+    assert repo.stage("drift").returncode == 0
+    verdict = json.loads(repo.path_of("drift", "metrics").read_text())
     assert verdict["retrain_recommended"] is True
     assert "no drift window selects any current rows (2030): drift was not measured" in " ".join(verdict["reasons"])
 
 
 def test_unknown_stat_test_name(repo):
     repo.set_params(drift={"cat_method": "jensen"})
-    assert_one_line_error(repo.stage(*DRIFT), "drift.cat_method", "unknown stat test 'jensen'")
-
-
-FEATURIZE = (
-    "featurize",
-    "--train",
-    "data/split/train.parquet",
-    "--test",
-    "data/split/test.parquet",
-    "--train-out",
-    "data/features/new_train.parquet",
-    "--test-out",
-    "data/features/new_test.parquet",
-    "--schema",
-    "data/features/new_schema.json",
-)
+    assert_one_line_error(repo.stage("drift"), "drift.cat_method", "unknown stat test 'jensen'")
 
 
 def test_code_in_a_derived_feature_never_runs(repo, tmp_path):
     marker = tmp_path / "pwned"
     repo.set_params(features={"derived": {"X": f"AGEP + 0 * @logging.os.system('id > {marker}')"}})
-    assert_one_line_error(repo.stage(*FEATURIZE), "features.derived.X", "not a valid expression")
+    assert_one_line_error(repo.stage("featurize"), "features.derived.X", "not a valid expression")
     repo.set_params(features={"derived": {"X": "AGEP + 0 * __import__('os').system('id')"}})
-    assert_one_line_error(repo.stage(*FEATURIZE), "features.derived.X", "the call")
+    assert_one_line_error(repo.stage("featurize"), "features.derived.X", "the call")
     assert not marker.exists()
 
 
 def test_a_model_schema_carrying_code_is_refused_by_predict(repo, tmp_path):
     marker = tmp_path / "pwned"
-    schema_file = repo.path / "models" / "schema.json"
+    schema_file = repo.path_of("predict", "model-schema")
     schema = json.loads(schema_file.read_text())
     schema["derived"] = {"X": f"__import__('os').system('id > {marker}')"}
     schema_file.write_text(json.dumps(schema))
-    assert_one_line_error(repo.stage(*PREDICT), "models/schema.json: derived.X", "the call")
+    assert_one_line_error(repo.stage("predict"), "models/schema.json: derived.X", "the call")
     assert not marker.exists()

@@ -186,6 +186,15 @@ def write_text(text: str, target: str | Path) -> Path:
     return Path(target)
 
 
+def write_texts(texts: dict[str, str], folder: str | Path) -> Path:
+    """A folder holding exactly these files ({name: text}), swapped in whole: files of an
+    earlier run that this one does not write (a window since removed, say) do not linger."""
+    with atomic_dir(folder) as staging:
+        for name, text in texts.items():
+            (staging / name).write_text(text, encoding="utf-8")
+    return Path(folder)
+
+
 def write_json(payload: Any, target: str | Path) -> Path:
     return write_text(json.dumps(rounded(payload), indent=2, allow_nan=False) + "\n", target)
 

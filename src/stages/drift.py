@@ -10,7 +10,7 @@ import pandas as pd
 from mlpipe import drift, drift_report
 from mlpipe.cli import describe, log_written, run_stage
 from mlpipe.config import Params
-from mlpipe.io import read_json, write_json, write_text
+from mlpipe.io import read_json, write_json, write_texts
 from mlpipe.monitoring import coverage_reasons, quality_reasons, retrain_verdict
 from mlpipe.schema import FeatureSchema
 
@@ -57,7 +57,7 @@ def run(
         log,
         write_json({"retrain_recommended": retrain, "reasons": reasons, "empty_windows": empty, "windows": windows}, metrics),
         write_json(drift.score_records(windows), plot),
-        *(write_text(html, reports_dir / f"{name}.html") for name, html in reports.items()),
+        write_texts({f"{name}.html": html for name, html in reports.items()}, reports_dir),
     )
 
 
