@@ -173,11 +173,9 @@ def children_of(pid: int) -> list[int]:
 def test_report_workers_die_with_a_killed_drift_stage_and_release_its_output(repo):
     """kill -9 of the drift stage alone (what the OOM killer does): before the fix its forked report
     workers lived on, holding stdout/stderr, so a caller reading the output to its end hung."""
-    from test_bad_input import DRIFT
-
     env = {**tool_env(), "PYTHONPATH": str(repo.path / "src")}
     stage = subprocess.Popen(
-        [sys.executable, f"src/stages/{DRIFT[0]}.py", *DRIFT[1:]],
+        [sys.executable, "src/stages/drift.py", *repo.command("drift")],
         cwd=repo.path,
         env=env,
         stdin=subprocess.DEVNULL,
