@@ -8,6 +8,7 @@ import hashlib
 import http.server
 import importlib.util
 import io
+import json
 import os
 import shlex
 import shutil
@@ -181,11 +182,26 @@ def sample() -> pd.DataFrame:
 
 @pytest.fixture(scope="session")
 def built_repo(tmp_path_factory, sample) -> Repo:
-    """A copy of the project on the sample after one full `dvc repro`, committed. Copy it, don't modify it."""
-    repo = make_repo(tmp_path_factory.mktemp("built") / "repo", sample)
-    first = repo.dvc("repro")
-    repo.first_run = first
-    repo.commit("first repro")
+    """A copy of the project on the sample after one full `dvc repro`, committed. Copy it, don't modify it.
+
+    Built once per test run, not once per xdist worker: the first worker to need it builds it
+    under a lock in the run's shared temporary folder; the others wait and use it (a build is a
+    whole pipeline run, the longest set-up of the suite).
+    """
+    import fcntl
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # one folder per run, for every worker
+    folder, log = shared / "built", shared / "built-first-run.json"
+    with open(shared / "built.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not log.exists():
+            repo = make_repo(folder / "repo", sample)
+            first = repo.dvc("repro")
+            repo.commit("first repro")
+            log.write_text(json.dumps(vars(first)))
+    repo = Repo(folder / "repo")
+    repo.first_run = Run(**json.loads(log.read_text()))
     return repo
 
 
