@@ -252,3 +252,9 @@ def test_a_stat_test_that_fails_on_small_data_is_a_finding():
     current = pd.Series(pd.Categorical(["0", "0"], categories=levels))
     result = drift.column_drift(reference, current, drift.CATEGORICAL, None, None, "drift.cat_method")
     assert result["drifted"] is True and result["finding"].startswith("the chisquare score could not be computed")
+
+
+def test_small_tables_get_one_report_worker_and_large_ones_one_per_window_and_core():
+    assert drift_report.worker_count(windows=4, current_rows=4_500, cores=2) == 1
+    assert drift_report.worker_count(windows=4, current_rows=208_892, cores=2) == 2
+    assert drift_report.worker_count(windows=1, current_rows=208_892, cores=8) == 1

@@ -185,10 +185,10 @@ def test_report_workers_die_with_a_killed_drift_stage_and_release_its_output(rep
     workers: list[int] = []
     try:
         deadline = time.monotonic() + 60
-        while len(workers) < 2 and time.monotonic() < deadline and stage.poll() is None:
+        while not workers and time.monotonic() < deadline and stage.poll() is None:
             workers = children_of(stage.pid)
             time.sleep(0.01)
-        assert len(workers) >= 2, "the stage never started its report workers"
+        assert workers, "the stage never started its report workers"
         os.kill(stage.pid, signal.SIGKILL)
         stage.communicate(timeout=30)  # returns once every holder of the pipes has closed them
         deadline = time.monotonic() + 10

@@ -86,6 +86,18 @@ def _ready() -> None:
     """A no-op task: submitting one makes the pool start its workers (which import Evidently)."""
 
 
+# Below this many current rows a report draws in about a second, less than the seconds each
+# extra worker spends importing Evidently: one worker draws them all.
+SMALL_CURRENT_ROWS = 50_000
+
+
+def worker_count(windows: int, current_rows: int, cores: int | None = None) -> int:
+    """How many report workers to start: one per window and core for large tables, one for small."""
+    if current_rows < SMALL_CURRENT_ROWS:
+        return 1
+    return max(1, min(windows, cores or os.cpu_count() or 1))
+
+
 @contextlib.contextmanager
 def report_workers(count: int) -> Iterator[Executor]:
     """Worker processes that draw HTML reports, each importing Evidently as it starts.

@@ -1,11 +1,11 @@
 """drift: compare each current window with the reference period; write verdicts, plot data and HTML reports."""
 
-import os
 from logging import Logger
 from pathlib import Path
 from typing import Annotated
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from mlpipe import drift, drift_report
 from mlpipe.cli import describe, log_written, run_stage
@@ -41,7 +41,8 @@ def run(
         )
 
     # The report workers start (and import Evidently) before the reading, which they overlap.
-    with drift_report.report_workers(min(len(settings.windows), os.cpu_count() or 1)) as reporter:
+    workers = drift_report.worker_count(len(settings.windows), pq.read_metadata(current).num_rows)
+    with drift_report.report_workers(workers) as reporter:
         reference_rows, current_rows = pd.read_parquet(reference), pd.read_parquet(current)
         log.info("reference %s; current %s", describe(reference_rows), describe(current_rows))
         windows, reports = drift_report.monitor(reference_rows, current_rows, schema, settings, reporter, on_window=progress)
