@@ -1,11 +1,10 @@
-"""Experiments end to end: a queued sweep, tuning inside the pipeline, and the review gate."""
+"""Experiments end to end: a queued sweep through `make sweep`'s tool (tuning and review: test_tuning_and_review_in_dvc.py)."""
 
 import json
 import re
 import sys
 
 import pytest
-import yaml
 
 from mlpipe.tools.workspace import stages_run
 
@@ -51,46 +50,3 @@ def test_queued_sweep_runs_only_train_and_downstream_in_each_experiment(repo):
     failing = repo.run(sys.executable, "-m", "mlpipe.tools.experiments", "train.learning_rate=-1", "--jobs", "1", check=False)
     assert failing.returncode == 1
     assert "error: train: params.yaml: train.learning_rate: Input should be greater than 0" in failing.stderr
-
-
-def test_tuning_in_the_pipeline_feeds_train(repo):
-    repo.set_params(tune={"enabled": True, "n_trials": 3, "folds": 2})
-    run = repo.dvc("repro")
-    assert run.stages_run == DOWNSTREAM
-    assert len(re.findall(r"train: trial \d/3: roc_auc", run.stdout)) == 3
-    tuning = json.loads((repo.path / "metrics/tuning.json").read_text())
-    assert tuning["enabled"] and tuning["n_trials"] == 3 and len(tuning["trials"]) == 3
-    used = yaml.safe_load((repo.path / "metrics/train/params.yaml").read_text())
-    for name, value in tuning["best_params"].items():
-        assert used[name] == pytest.approx(value, rel=1e-6), name
-    history = json.loads((repo.path / "metrics/plots/tuning.json").read_text())
-    assert [row["trial"] for row in history] == [0, 1, 2]
-    # The same search again: nothing to rerun, and forcing it gives the same history.
-    assert repo.dvc("repro").stages_run == []
-    repo.dvc("repro", "-f", "-s", "train")
-    assert json.loads((repo.path / "metrics/tuning.json").read_text()) == tuning
-
-
-def make_review(repo, base: str):
-    return repo.make("review", f"BASE={base}", check=False)
-
-
-def test_review_between_two_commits_then_the_regression_gate(repo):
-    repo.set_params(train={"learning_rate": 0.1})
-    repo.dvc("repro")
-    repo.commit("learning rate 0.1")
-
-    run = make_review(repo, "HEAD~1")
-    assert run.returncode == 0, run.stdout + run.stderr
-    report = (repo.path / "reports/review.md").read_text()
-    assert re.search(r"\| params.yaml \| `train.learning_rate` \| 0.05 \| 0.1 \|", report)
-    assert re.search(r"\| `test.roc_auc` \| 0\.\d+ \| 0\.\d+ \| [+-]\d", report)
-    assert "## Drift (workspace)" in report
-    assert (repo.path / "reports/review_plots/index.html").exists()
-
-    repo.set_params(train={"num_leaves": 2, "n_estimators": 3, "early_stopping_rounds": 0})
-    repo.dvc("repro")
-    regressed = make_review(repo, "HEAD")
-    assert regressed.returncode != 0
-    assert "FAIL metrics/evaluation.json:test.roc_auc" in regressed.stdout
-    assert "**REGRESSION**" in (repo.path / "reports/review.md").read_text()

@@ -6,7 +6,6 @@ in a throw-away git+DVC copy of the project, on three tables unlike the default 
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
@@ -18,8 +17,6 @@ import yaml
 from conftest import ROOT, make_repo
 from mlpipe.errors import DataError
 from mlpipe.profiling import profile_table
-
-STAGES = ["ingest", "validate", "split", "featurize", "train", "evaluate", "predict", "drift"]
 
 
 def breast_cancer() -> pd.DataFrame:
@@ -70,108 +67,6 @@ def contacts(rows: int = 2000, seed: int = 1) -> pd.DataFrame:
 
 def init(repo, *args: str, check: bool = True):
     return repo.run(sys.executable, "-m", "mlpipe.tools.init", *args, check=check)
-
-
-def run_whole_pipeline(repo) -> dict:
-    """`make repro` on the initialised copy: every stage runs; the test metrics come back."""
-    run = repo.make("repro")
-    assert run.stages_run == STAGES, run.stdout
-    test = json.loads((repo.path / "metrics" / "evaluation.json").read_text())["test"]
-    assert f"test set: ROC-AUC {test['roc_auc']:.4f}" in run.stdout, "make repro ends with a summary"
-    return test
-
-
-@pytest.mark.integration
-def test_breast_cancer_table_without_time_column_and_with_text_labels(tmp_path):
-    repo = make_repo(tmp_path / "repo")
-    breast_cancer().to_csv(tmp_path / "breast_cancer.csv", index=False)  # outside the repository, as a download would be
-    done = repo.make("init", f"DATA={tmp_path / 'breast_cancer.csv'}", "TARGET=diagnosis", "POSITIVE=malignant")
-    assert "time column: none (no date or year-like column)" in done.stdout
-    assert "split: stratified random" in done.stdout
-    params = repo.params()
-    assert params["data"]["source"] == "data/breast_cancer.csv"
-    assert params["data"]["positive_label"] == "malignant"
-    assert params["drift"]["windows"] == {"all": {}}
-    assert params["validate"]["columns"]["diagnosis"]["allowed"] == ["benign", "malignant"]
-    assert (repo.path / "data" / "breast_cancer.csv.dvc").exists(), "a local source outside git is versioned by dvc add"
-    repo.commit("my table")
-    assert run_whole_pipeline(repo)["roc_auc"] >= 0.97
-    assert "by_period" not in json.loads((repo.path / "metrics" / "evaluation.json").read_text())
-    schema = json.loads((repo.path / "models" / "schema.json").read_text())
-    assert (schema["positive_label"], schema["negative_label"]) == ("malignant", "benign") and len(schema["features"]) == 30
-    confusion = json.loads((repo.path / "metrics" / "plots" / "confusion.json").read_text())
-    assert {row["actual"] for row in confusion} == {"malignant", "benign"}
-    assert not (repo.path / "reports" / "figures" / "roc_auc_by_period.png").exists()
-
-
-@pytest.mark.integration
-def test_table_with_a_date_column_and_a_text_id(tmp_path):
-    repo = make_repo(tmp_path / "repo")
-    orders().to_parquet(repo.path / "data" / "orders.parquet", index=False)
-    done = repo.make("init", "DATA=data/orders.parquet", "TARGET=churned")
-    assert "positive label: 'yes'" in done.stdout
-    assert "time column: 'order_date' (the only date or year-like column)" in done.stdout
-    params = repo.params()
-    assert params["data"]["id_columns"] == ["customer_id"]
-    assert params["data"]["categorical_columns"] == ["region"]
-    assert params["split"] == {**params["split"], "strategy": "time", "train_until": "2023-06-30", "test_from": "2023-07-01"}
-    assert params["evaluate"]["period"] == "Q"
-    assert params["drift"]["windows"] == {
-        "2023Q3": {"start": "2023-07-01", "end": "2023-09-30"},
-        "2023Q4": {"start": "2023-10-01", "end": "2023-12-31"},
-        "all": {},
-    }
-    repo.commit("my table")
-    assert run_whole_pipeline(repo)["roc_auc"] >= 0.85
-    drift = json.loads((repo.path / "metrics" / "drift.json").read_text())
-    assert list(drift["windows"]) == ["2023Q3", "2023Q4", "all"]
-
-
-@pytest.mark.integration
-def test_csv_with_personal_looking_columns_and_batches_that_carry_them(tmp_path, monkeypatch):
-    """init flags personal columns; whichever rule the user then keeps (drop, or hash to keep a
-    key), no clear value reaches any output, cache object, metric or report, through ingest or
-    through a new batch scored by predict."""
-    repo = make_repo(tmp_path / "repo")
-    table = contacts()
-    table.to_csv(repo.path / "data" / "contacts.csv", index=False)
-    done = repo.make("init", "DATA=data/contacts.csv", "TARGET=bought")
-    assert "warning: column 'email' looks personal (its name 'email')" in done.stdout
-    assert "warning: column 'full_name' looks personal (its name 'full_name')" in done.stdout
-    assert repo.params()["data"]["personal_columns"] == {"email": "drop", "full_name": "drop"}
-
-    # The user keeps the e-mail as a salted hash (a join key) and monitors a folder of new batches.
-    monkeypatch.setenv("MLPIPE_PII_SALT", "a-test-salt-not-a-real-secret")
-    (repo.path / "data" / "incoming").mkdir()
-    batch = table.sample(100, random_state=0).assign(email=lambda t: "new." + t["email"], full_name=lambda t: "New " + t["full_name"])
-    batch.to_csv(repo.path / "data" / "incoming" / "batch-001.csv", index=False)
-    repo.set_params(
-        data={"personal_columns": {"email": "hash", "full_name": "drop"}, "id_columns": ["email"]},
-        monitor={"current_source": "data/incoming"},
-    )
-    repo.commit("my table")
-    assert run_whole_pipeline(repo)["roc_auc"] >= 0.8
-
-    raw = pd.read_parquet(repo.path / "data" / "raw" / "dataset.parquet")
-    assert "full_name" not in raw.columns and raw["email"].str.fullmatch(r"[0-9a-f]{64}").all()
-    scored = pd.read_parquet(repo.path / "data" / "predictions" / "current.parquet")
-    assert len(scored) == 100 and scored["email"].str.fullmatch(r"[0-9a-f]{64}").all()
-    assert "warning: data/contacts.csv itself holds the personal-looking columns in clear" in done.stdout
-    # The sources themselves (and the cache object `dvc add` made of the table) are the user's data as given.
-    md5 = yaml.safe_load((repo.path / "data" / "contacts.csv.dvc").read_text())["outs"][0]["md5"]
-    sources = {
-        repo.path / "data" / "contacts.csv",
-        repo.path / "data" / "incoming" / "batch-001.csv",
-        repo.path / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:],
-    }
-    checked = [
-        path
-        for folder in (".dvc/cache", "data", "models", "metrics", "reports")
-        for path in (repo.path / folder).rglob("*")
-        if path.is_file() and path not in sources
-    ]
-    leaked = [path for path in checked if b"@example.com" in path.read_bytes() or b"Person Number" in path.read_bytes()]
-    assert leaked == [] and len(checked) > 40
 
 
 def test_personal_values_are_found_by_their_look_as_well_as_their_name():
