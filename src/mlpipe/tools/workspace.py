@@ -3,6 +3,7 @@ benchmarks, so that both copy the same files and read stage logs the same way.""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -36,8 +37,6 @@ def git(*args: str, cwd: Path) -> str:
 
 
 def _git_env() -> dict[str, str]:
-    import os
-
     return {**os.environ, **IDENTITY}
 
 
