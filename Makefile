@@ -54,9 +54,10 @@ repro: setup
 	@$(BIN)/python -m mlpipe.tools.summary --evaluation metrics/evaluation.json --drift metrics/drift.json \
 		--figures reports/figures --reports reports/drift
 
-# One worker per core; --dist loadfile keeps each test file (and its session fixtures) in one worker.
+# One worker per core; --dist worksteal hands tests to whichever worker is idle (the long
+# integration tests would otherwise pile up on one worker with their file).
 test: $(DEV_STAMP)
-	$(BIN)/python -m pytest -n auto --dist loadfile
+	$(BIN)/python -m pytest -n auto --dist worksteal
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check src tests bench

@@ -180,34 +180,70 @@ def sample() -> pd.DataFrame:
     return employment_sample()
 
 
-@pytest.fixture(scope="session")
-def built_repo(tmp_path_factory, sample) -> Repo:
-    """A copy of the project on the sample after one full `dvc repro`, committed. Copy it, don't modify it.
-
-    Built once per test run, not once per xdist worker: the first worker to need it builds it
-    under a lock in the run's shared temporary folder; the others wait and use it (a build is a
-    whole pipeline run, the longest set-up of the suite).
-    """
+def shared_build(tmp_path_factory, name: str, build) -> tuple[Repo, Run]:
+    """A repository built once per test run, not once per xdist worker: the first worker to need
+    it runs `build(folder) -> (repo, run)` under a lock in the run's shared temporary folder; the
+    others wait and use it (a build is a pipeline run, the longest set-up of the suite)."""
     import fcntl
 
     base = tmp_path_factory.getbasetemp()
     shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # one folder per run, for every worker
-    folder, log = shared / "built", shared / "built-first-run.json"
-    with open(shared / "built.lock", "w") as lock:
+    folder, log = shared / name, shared / f"{name}-run.json"
+    with open(shared / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not log.exists():
-            repo = make_repo(folder / "repo", sample)
-            first = repo.dvc("repro")
-            repo.commit("first repro")
-            log.write_text(json.dumps(vars(first)))
-    repo = Repo(folder / "repo")
-    repo.first_run = Run(**json.loads(log.read_text()))
+            _, run = build(folder / "repo")
+            log.write_text(json.dumps(vars(run)))
+    return Repo(folder / "repo"), Run(**json.loads(log.read_text()))
+
+
+@pytest.fixture(scope="session")
+def built_repo(tmp_path_factory, sample) -> Repo:
+    """A copy of the project on the sample after one full `dvc repro` with the default params
+    (HTML drift reports included), committed. Copy it, don't modify it."""
+
+    def build(path: Path) -> tuple[Repo, Run]:
+        repo = make_repo(path, sample)
+        first = repo.dvc("repro")
+        repo.commit("first repro")
+        return repo, first
+
+    repo, repo.first_run = shared_build(tmp_path_factory, "built", build)
     return repo
 
 
+@pytest.fixture(scope="session")
+def built_repo_without_reports(tmp_path_factory, built_repo) -> Repo:
+    """`built_repo` with `drift.report_windows: []`, reproduced (only drift reruns) and committed.
+
+    Most tests rerun the drift stage to prove which stages a change reruns or how a fault ends;
+    without HTML reports it skips Evidently's import and drawing (about 15 of its 17 seconds on
+    the sample). The reports themselves are proven on `built_repo` (forced-repro hashes, the
+    output scan, the fault tests of the report workers) and in tests/test_drift.py.
+    """
+
+    def build(path: Path) -> tuple[Repo, Run]:
+        shutil.copytree(built_repo.path, path, symlinks=True)
+        repo = Repo(path)
+        repo.set_params(drift={"report_windows": []})
+        run = repo.dvc("repro")
+        repo.commit("no HTML drift reports")
+        return repo, run
+
+    return shared_build(tmp_path_factory, "built-without-reports", build)[0]
+
+
 @pytest.fixture
-def repo(built_repo, tmp_path) -> Repo:
-    """A private copy of the built repository (with its DVC cache), free to modify."""
+def repo(built_repo_without_reports, tmp_path) -> Repo:
+    """A private copy of the built repository without HTML drift reports (with its DVC cache), free to modify."""
+    destination = tmp_path / "repo"
+    shutil.copytree(built_repo_without_reports.path, destination, symlinks=True)
+    return Repo(destination)
+
+
+@pytest.fixture
+def repo_with_reports(built_repo, tmp_path) -> Repo:
+    """A private copy of `built_repo`, HTML drift reports included, free to modify."""
     destination = tmp_path / "repo"
     shutil.copytree(built_repo.path, destination, symlinks=True)
     return Repo(destination)

@@ -186,7 +186,7 @@ def test_empty_current_table(repo):
 def test_a_drift_window_the_current_data_does_not_reach_is_reported_not_fatal(repo):
     # Which periods new batches cover is not known in advance: an empty window is named in the
     # verdict, and only when no window selects anything is that a reason to look.
-    repo.set_params(drift={"windows": {"2030": {"start": 2030, "end": 2030}, "all": {}}})
+    repo.set_params(drift={"windows": {"2030": {"start": 2030, "end": 2030}, "all": {}}, "report_windows": None})
     assert repo.stage("drift").returncode == 0
     verdict = json.loads(repo.path_of("drift", "metrics").read_text())
     assert verdict["empty_windows"] == {"2030": "selects no rows of the current data (start 2030, end 2030)"}
@@ -194,7 +194,7 @@ def test_a_drift_window_the_current_data_does_not_reach_is_reported_not_fatal(re
     assert sorted(path.name for path in repo.path_of("drift", "reports-dir").iterdir()) == ["all.html"]
     assert not any("no drift window" in reason for reason in verdict["reasons"])
 
-    repo.set_params(drift={"windows": {"2030": {"start": 2030, "end": 2030}}})
+    repo.set_params(drift={"windows": {"2030": {"start": 2030, "end": 2030}}, "report_windows": []})
     assert repo.stage("drift").returncode == 0
     verdict = json.loads(repo.path_of("drift", "metrics").read_text())
     assert verdict["retrain_recommended"] is True

@@ -86,6 +86,10 @@ def test_minimal_params_take_documented_defaults():
             with_section(data={**MINIMAL["data"], "time_column": "day"}, drift={"windows": {"q3": {"start": "soon"}}}),
             ["drift.windows.q3.start 'soon' is neither a number nor a date"],
         ),
+        (
+            with_section(drift={"windows": {"all": {}}, "report_windows": ["al"]}),
+            ["drift.report_windows names ['al'], which drift.windows does not have (it has ['all'])"],
+        ),
     ],
 )
 def test_invalid_values_name_the_key(raw, fragments):

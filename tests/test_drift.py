@@ -1,6 +1,8 @@
 """Drift verdicts: no false alarm on a random split, injected shifts flagged on exactly the
 shifted columns, degraded labels trigger the retrain signal, bad input is a clear error."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -254,7 +256,27 @@ def test_a_stat_test_that_fails_on_small_data_is_a_finding():
     assert result["drifted"] is True and result["finding"].startswith("the chisquare score could not be computed")
 
 
-def test_small_tables_get_one_report_worker_and_large_ones_one_per_window_and_core():
-    assert drift_report.worker_count(windows=4, current_rows=4_500, cores=2) == 1
-    assert drift_report.worker_count(windows=4, current_rows=208_892, cores=2) == 2
-    assert drift_report.worker_count(windows=1, current_rows=208_892, cores=8) == 1
+def test_one_report_worker_per_reported_window_and_core():
+    assert drift_report.worker_count(windows=0, cores=2) == 0
+    assert drift_report.worker_count(windows=4, cores=2) == 2
+    assert drift_report.worker_count(windows=1, cores=8) == 1
+    assert drift_report.worker_count(windows=3, cores=8) == 3
+
+
+def test_only_the_windows_in_report_windows_get_a_report(period):
+    """Verdicts for every window; reports for the named ones; with [] no report and no worker."""
+    schema, table = period
+    reference, current = halves(table)
+    windows = {"first": {"end": 2015}, "all": {}}
+    drawn = []
+
+    class Recorder:  # an executor that records what it is asked to draw instead of drawing it
+        def submit(self, function, reference_rows, current_rows, *args):
+            drawn.append(len(current_rows))
+            return SimpleNamespace(result=lambda: "<html>")
+
+    for report_windows, reports in ((["all"], ["all"]), (None, ["first", "all"]), ([], [])):
+        params = DriftParams(windows=windows, report_windows=report_windows)
+        verdicts, html = drift_report.monitor(reference, current, schema, params, Recorder() if reports else None)
+        assert list(verdicts) == ["first", "all"] and list(html) == reports
+        assert drift_report.worker_count(len(params.reported), cores=2) == min(len(reports), 2)

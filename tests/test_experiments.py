@@ -19,13 +19,8 @@ def ran_and_skipped(log: str) -> tuple[list[str], list[str]]:
 
 
 def test_queued_sweep_runs_only_train_and_downstream_in_each_experiment(repo):
-    # Small trees matter on the small sample only when leaves may hold few rows.
-    repo.set_params(train={"min_child_samples": 5}, drift={"windows": {"all": {}}})
-    repo.dvc("repro")
-    repo.commit("baseline for the sweep")
-
-    # A grid of two points (a 2 x 1 product), run two at a time.
-    run = repo.run(sys.executable, "-m", "mlpipe.tools.experiments", "train.learning_rate=0.03,0.1", "train.num_leaves=4", "--jobs", "2")
+    # A grid of two points (a 2 x 1 product) from the committed, reproduced workspace, run two at a time.
+    run = repo.run(sys.executable, "-m", "mlpipe.tools.experiments", "train.learning_rate=0.03,0.1", "train.num_leaves=7", "--jobs", "2")
     names = re.search(r"queued 2 experiments: (.+)", run.stdout).group(1).split(", ")
     assert "| Experiment" in run.stdout  # dvc exp show --md
 
@@ -43,7 +38,7 @@ def test_queued_sweep_runs_only_train_and_downstream_in_each_experiment(repo):
             params = revision["data"]["params"]["params.yaml"]["data"]["train"]
             metrics = revision["data"]["metrics"]["metrics/evaluation.json"]["data"]["test"]
             aucs[(params["learning_rate"], params["num_leaves"])] = metrics["roc_auc"]
-    assert set(aucs) == {(0.03, 4), (0.1, 4)}
+    assert set(aucs) == {(0.03, 7), (0.1, 7)}
     assert len(set(aucs.values())) == 2, aucs
 
     # A failing experiment says why in its queue log, in one line from the stage.

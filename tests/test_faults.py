@@ -170,13 +170,13 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
-def test_report_workers_die_with_a_killed_drift_stage_and_release_its_output(repo):
+def test_report_workers_die_with_a_killed_drift_stage_and_release_its_output(repo_with_reports):
     """kill -9 of the drift stage alone (what the OOM killer does): before the fix its forked report
     workers lived on, holding stdout/stderr, so a caller reading the output to its end hung."""
-    env = {**tool_env(), "PYTHONPATH": str(repo.path / "src")}
+    env = {**tool_env(), "PYTHONPATH": str(repo_with_reports.path / "src")}
     stage = subprocess.Popen(
-        [sys.executable, "src/stages/drift.py", *repo.command("drift")],
-        cwd=repo.path,
+        [sys.executable, "src/stages/drift.py", *repo_with_reports.command("drift")],
+        cwd=repo_with_reports.path,
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,

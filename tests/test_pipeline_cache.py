@@ -75,36 +75,40 @@ def test_editing_a_library_module_reruns_only_the_stages_that_import_it(repo, mo
     assert repo.dvc("repro").stages_run == reruns
 
 
-def test_forced_repro_gives_identical_hashes_for_every_output(repo):
-    """`repo` is a copy of a repository that already ran every stage once: running them all again
-    must reproduce every output byte for byte."""
-    first = out_hashes(repo.lock())
-    metrics_first = (repo.path / "metrics" / "evaluation.json").read_bytes()
-    assert repo.dvc("repro", "-f").stages_run == ALL_STAGES
-    second = out_hashes(repo.lock())
+def test_forced_repro_gives_identical_hashes_for_every_output(repo_with_reports):
+    """A copy of a repository that already ran every stage once (HTML reports included): running
+    them all again must reproduce every output byte for byte."""
+    first = out_hashes(repo_with_reports.lock())
+    metrics_first = (repo_with_reports.path / "metrics" / "evaluation.json").read_bytes()
+    assert repo_with_reports.dvc("repro", "-f").stages_run == ALL_STAGES
+    second = out_hashes(repo_with_reports.lock())
     assert first == second
     assert all(first.values()) and len(first) >= 20
-    assert (repo.path / "metrics" / "evaluation.json").read_bytes() == metrics_first
+    assert (repo_with_reports.path / "metrics" / "evaluation.json").read_bytes() == metrics_first
 
 
-def test_no_output_holds_an_absolute_path_or_todays_date(repo):
+def test_no_output_holds_an_absolute_path_or_todays_date(built_repo):
     """Every file DVC tracks as an output (models, tables, JSON, PNG figures, HTML reports, DVCLive
     files) is free of the machine's paths and of timestamps: byte for byte, not only text files."""
     import datetime
 
     today = datetime.date.today()
-    forbidden = [str(repo.path), "/tmp/", *{today.strftime(form) for form in ("%Y-%m-%d", "%Y%m%d", "%d/%m/%Y", "%m/%d/%Y", "%b %d %Y")}]
+    forbidden = [
+        str(built_repo.path),
+        "/tmp/",
+        *{today.strftime(form) for form in ("%Y-%m-%d", "%Y%m%d", "%d/%m/%Y", "%m/%d/%Y", "%b %d %Y")},
+    ]
     files = []
-    for stage in repo.lock()["stages"].values():
+    for stage in built_repo.lock()["stages"].values():
         for out in stage.get("outs", []):
-            path = repo.path / out["path"]
+            path = built_repo.path / out["path"]
             files += [file for file in path.rglob("*") if file.is_file()] if path.is_dir() else [path]
     suffixes = {file.suffix for file in files}
     assert {".parquet", ".json", ".txt", ".png", ".html", ".yaml", ".tsv"} <= suffixes, suffixes
     for file in files:
         content = file.read_bytes()
         found = [text for text in forbidden if text.encode() in content]
-        assert found == [], (file.relative_to(repo.path), found)
+        assert found == [], (file.relative_to(built_repo.path), found)
 
 
 def test_new_batch_in_the_incoming_folder_reruns_only_scoring_and_drift(repo):

@@ -407,6 +407,10 @@ class DriftParams(Section):
     num_threshold: float | None = Field(None, gt=0, description="numeric drift threshold; null: the method's default")
     cat_threshold: float | None = Field(None, gt=0, description="categorical drift threshold; null: the method's default")
     drift_share: float = Field(0.5, gt=0, le=1, description="dataset drift when at least this share of feature columns drifts")
+    report_windows: list[str] | None = Field(
+        None,
+        description="windows that get an HTML report: null for every window, [] for none (no Evidently import: verdicts take about a second)",
+    )
     report_sample_size: int = Field(10_000, ge=100, description="rows per side drawn (seeded) for the HTML report; verdicts use every row")
     seed: int = Field(42, description="seeds the report samples")
     max_auc_drop: float = Field(
@@ -420,7 +424,15 @@ class DriftParams(Section):
         for name in self.windows:
             if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
                 raise ValueError(f"drift.windows name {name!r} must use only letters, digits, '_', '.', '-' (it names a report file)")
+        unknown = [name for name in self.report_windows or [] if name not in self.windows]
+        if unknown:
+            raise ValueError(f"drift.report_windows names {unknown}, which drift.windows does not have (it has {list(self.windows)})")
         return self
+
+    @property
+    def reported(self) -> list[str]:
+        """The windows that get an HTML report."""
+        return list(self.windows) if self.report_windows is None else list(dict.fromkeys(self.report_windows))
 
 
 class Guard(Section):

@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.spatial import distance
 
 from mlpipe.config import DriftParams, DriftWindow
 from mlpipe.errors import ConfigError, DataError, first_line
@@ -184,6 +183,8 @@ def default_distance(reference_counts: pd.Series, current_counts: pd.Series, kin
     support = reference_counts.index.union(current_counts.index)
     if kind == NUMERICAL and len(support) > 5:
         return "wasserstein", _normed_wasserstein(reference_counts, current_counts)
+    from scipy.spatial import distance
+
     reference_share = reference_counts.reindex(support, fill_value=0).to_numpy() / reference_counts.sum()
     current_share = current_counts.reindex(support, fill_value=0).to_numpy() / current_counts.sum()
     return "jensenshannon", float(distance.jensenshannon(reference_share, current_share))

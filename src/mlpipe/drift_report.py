@@ -2,7 +2,7 @@
 
 `monitor` is what the drift stage runs: the verdicts of every window (`mlpipe.drift`, on every
 row) and, at the same time, one report per window, drawn by Evidently's `DataDriftPreset` on a
-seeded sample in a pool of forked workers (`report_workers`). The report page is Evidently's own
+seeded sample in a pool of workers forked once Evidently is imported (`report_workers`). The report page is Evidently's own
 template with the data escaped for a `<script>` block (`standalone_html`): Evidently 0.7 writes
 it raw, so a category value could run script in the browser of whoever opens the report.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import json
 import multiprocessing
 import os
@@ -46,8 +47,7 @@ def sample_rows(table: pd.DataFrame, size: int, seed: int) -> pd.DataFrame:
 
 
 def _start_report_worker(parent: int) -> None:
-    """A report worker's start: tie its life to the stage's, let go of the stage's output pipes,
-    then import Evidently.
+    """A report worker's start: tie its life to the stage's and let go of the stage's output pipes.
 
     A stage killed outright (the OOM killer, kill -9) cannot stop its workers; left alive, they
     would hold its stdout and stderr open, and `dvc repro | tee`, CI or a caller reading the
@@ -59,7 +59,6 @@ def _start_report_worker(parent: int) -> None:
     for stream in (0, 1, 2):
         os.dup2(devnull, stream)
     os.close(devnull)
-    import_evidently()
 
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
@@ -83,32 +82,30 @@ def _exit_when_orphaned(parent: int) -> None:
 
 
 def _ready() -> None:
-    """A no-op task: submitting one makes the pool start its workers (which import Evidently)."""
+    """A no-op task: submitting one makes the pool start its workers."""
 
 
-# Below this many current rows a report draws in about a second, less than the seconds each
-# extra worker spends importing Evidently: one worker draws them all.
-SMALL_CURRENT_ROWS = 50_000
-
-
-def worker_count(windows: int, current_rows: int, cores: int | None = None) -> int:
-    """How many report workers to start: one per window and core for large tables, one for small."""
-    if current_rows < SMALL_CURRENT_ROWS:
-        return 1
-    return max(1, min(windows, cores or os.cpu_count() or 1))
+def worker_count(windows: int, cores: int | None = None) -> int:
+    """One report worker per reported window, at most one per core."""
+    return min(windows, cores or os.cpu_count() or 1)
 
 
 @contextlib.contextmanager
-def report_workers(count: int) -> Iterator[Executor]:
-    """Worker processes that draw HTML reports, each importing Evidently as it starts.
+def report_workers(count: int) -> Iterator[Executor | None]:
+    """Worker processes that draw HTML reports, forked from this process once it has imported Evidently.
 
-    Enter this before reading the data: the multi-second import then runs on another core
-    while the caller reads and computes verdicts, without competing for its GIL. Workers are
-    forked (inheriting pandas and friends already imported) when the pool is created, before
-    the caller starts any thread, so they cannot inherit a held lock. On an error they are
-    stopped at once rather than left to finish their import; if the caller is killed, they die
-    with it (see `_start_report_worker`).
+    The import takes seconds; paid once here, every worker inherits it (sharing its memory
+    pages until they are written), so a worker per window costs no extra import. Enter this
+    before reading the data: the workers are forked before the caller starts any thread (the
+    Arrow reader's pool), so they cannot inherit a held lock. On an error they are stopped at
+    once; if the caller is killed, they die with it (see `_start_report_worker`). With a count
+    of 0 (no report wanted) this yields None and imports nothing.
     """
+    if count == 0:
+        yield None
+        return
+    import_evidently()
+    gc.freeze()  # the imported objects go to a generation the workers' collections never touch (no copy-on-write)
     pool = ProcessPoolExecutor(
         max_workers=count, mp_context=multiprocessing.get_context("fork"), initializer=_start_report_worker, initargs=(os.getpid(),)
     )
@@ -243,14 +240,15 @@ def monitor(
     current: pd.DataFrame,
     schema: FeatureSchema,
     params: DriftParams,
-    reporter: Executor,
+    reporter: Executor | None,
     on_window=lambda name, result: None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
-    """Verdicts and an HTML report for every window in `params.windows` that selects current rows.
+    """Verdicts for every window in `params.windows` that selects current rows, and an HTML
+    report for those of them in `params.reported`.
 
-    The reports are drawn by `reporter` (see `report_workers`) from samples, while the verdicts
-    are computed here on every row. `on_window` is called with each window's verdicts as they
-    are ready (for progress logging).
+    The reports are drawn by `reporter` (see `report_workers`; None when no report is wanted)
+    from samples, while the verdicts are computed here on every row. `on_window` is called with
+    each window's verdicts as they are ready (for progress logging).
     """
     columns = monitored_columns(schema, current)
     check_current(current, reference, columns)
@@ -262,6 +260,7 @@ def monitor(
     pending = {
         name: reporter.submit(report_html, reference_sample, report_sample(rows, columns, params), columns, params)
         for name, rows in selected.items()
+        if name in params.reported
     }
     windows = {}
     for name, rows in selected.items():

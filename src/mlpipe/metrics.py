@@ -6,10 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn import metrics as skm
 
 
 def binary_metrics(y_true: np.ndarray, proba: np.ndarray, threshold: float) -> dict[str, Any]:
+    from sklearn import metrics as skm  # a second and a half of imports: only where metrics are computed
+
     y_true = np.asarray(y_true).astype(int)
     proba = np.asarray(proba, dtype=float)
     predicted = proba >= threshold

@@ -7,39 +7,47 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-import pandas as pd  # noqa: E402
+from mlpipe.io import atomic_path
 
-from mlpipe.io import atomic_path  # noqa: E402
-
-logging.getLogger("matplotlib").setLevel(logging.WARNING)  # its INFO notes on axis units are noise here
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 Records = list[dict[str, Any]]
 
 
-def save_figure(figure: plt.Figure, target: str | Path) -> Path:
+def _pyplot():
+    """matplotlib.pyplot on the file-only Agg backend, imported on first use (almost a second)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # before pyplot is imported: no display, no GUI toolkit
+    import matplotlib.pyplot as plt
+
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # its INFO notes on axis units are noise here
+    return plt
+
+
+def save_figure(figure: Figure, target: str | Path) -> Path:
     with atomic_path(target) as temporary:
         figure.savefig(temporary, format="png", dpi=100, metadata={"Software": None})
-    plt.close(figure)
+    _pyplot().close(figure)
     return Path(target)
 
 
 def _axes(title: str, xlabel: str, ylabel: str, size=(5, 4.5), left: float = 0.15):
     # Fixed margins rather than constrained layout: the layout solver costs the evaluate
     # stage about a second across its figures, for no visible gain on these simple plots.
-    figure, axes = plt.subplots(figsize=size)
+    figure, axes = _pyplot().subplots(figsize=size)
     figure.subplots_adjust(left=left, right=0.95, top=0.9, bottom=0.12)
     axes.set(title=title, xlabel=xlabel, ylabel=ylabel)
     axes.grid(alpha=0.3)
     return figure, axes
 
 
-def roc_figure(points: Records, auc: float | None) -> plt.Figure:
+def roc_figure(points: Records, auc: float | None) -> Figure:
     figure, axes = _axes("ROC curve (test)", "false positive rate", "true positive rate")
     frame = pd.DataFrame(points)
     axes.plot(frame["fpr"], frame["tpr"], label=f"model (AUC {auc:.4f})" if auc is not None else "model")
@@ -48,7 +56,7 @@ def roc_figure(points: Records, auc: float | None) -> plt.Figure:
     return figure
 
 
-def precision_recall_figure(points: Records, pr_auc: float | None, positive_rate: float) -> plt.Figure:
+def precision_recall_figure(points: Records, pr_auc: float | None, positive_rate: float) -> Figure:
     figure, axes = _axes("Precision-recall (test)", "recall", "precision")
     frame = pd.DataFrame(points)
     axes.plot(frame["recall"], frame["precision"], label=f"model (AP {pr_auc:.4f})" if pr_auc is not None else "model")
@@ -58,7 +66,7 @@ def precision_recall_figure(points: Records, pr_auc: float | None, positive_rate
     return figure
 
 
-def calibration_figure(points: Records) -> plt.Figure:
+def calibration_figure(points: Records) -> Figure:
     figure, axes = _axes("Calibration (test)", "mean predicted probability", "observed positive rate")
     frame = pd.DataFrame(points)
     axes.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
@@ -67,7 +75,7 @@ def calibration_figure(points: Records) -> plt.Figure:
     return figure
 
 
-def confusion_figure(counts: Records, threshold: float) -> plt.Figure:
+def confusion_figure(counts: Records, threshold: float) -> Figure:
     frame = pd.DataFrame(counts).pivot(index="actual", columns="predicted", values="count")
     figure, axes = _axes(f"Confusion matrix (threshold {threshold})", "predicted", "actual", size=(4.5, 4))
     axes.grid(False)
@@ -80,7 +88,7 @@ def confusion_figure(counts: Records, threshold: float) -> plt.Figure:
     return figure
 
 
-def importance_figure(importance: Records, top: int = 20) -> plt.Figure:
+def importance_figure(importance: Records, top: int = 20) -> Figure:
     frame = pd.DataFrame(importance).head(top).iloc[::-1]
     height = 0.3 * len(frame) + 1.2
     figure, axes = _axes("Feature importance (share of total gain)", "gain share", "", size=(5.5, height), left=0.3)
@@ -89,7 +97,7 @@ def importance_figure(importance: Records, top: int = 20) -> plt.Figure:
     return figure
 
 
-def training_curve_figure(curve: Records, best_iteration: int | None) -> plt.Figure:
+def training_curve_figure(curve: Records, best_iteration: int | None) -> Figure:
     figure, axes = _axes("Training curve", "boosting iteration", "log-loss")
     if not curve:
         axes.text(0.5, 0.5, "no validation slice\n(train.validation_fraction is 0)", ha="center", va="center", transform=axes.transAxes)
@@ -103,16 +111,14 @@ def training_curve_figure(curve: Records, best_iteration: int | None) -> plt.Fig
     return figure
 
 
-def metric_by_period_figure(by_period: dict[str, dict[str, Any]], metric: str = "roc_auc") -> plt.Figure:
+def metric_by_period_figure(by_period: dict[str, dict[str, Any]], metric: str = "roc_auc") -> Figure:
     figure, axes = _axes(f"Test {metric} by period", "period", metric)
     periods = list(by_period)
     axes.plot(periods, [by_period[p][metric] for p in periods], marker="o")
     return figure
 
 
-def evaluation_figures(
-    report: dict[str, Any], tables: dict[str, Records], curve: Records, best_iteration: int | None
-) -> dict[str, plt.Figure]:
+def evaluation_figures(report: dict[str, Any], tables: dict[str, Records], curve: Records, best_iteration: int | None) -> dict[str, Figure]:
     """Every evaluation figure by name, drawn from the report and the plot tables."""
     test = report["test"]
     figures = {

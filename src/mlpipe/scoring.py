@@ -4,8 +4,8 @@ serving API and a distributed runner all call `score_table`."""
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
@@ -13,6 +13,9 @@ from mlpipe.features import encode_target, make_features
 from mlpipe.model import predict_proba
 from mlpipe.schema import MODEL_VERSION, PREDICTED_LABEL, PROBABILITY, FeatureSchema
 from mlpipe.sources import BATCH_COLUMN
+
+if TYPE_CHECKING:
+    import lightgbm as lgb
 
 
 def model_version(model_text: str) -> str:

@@ -14,14 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import lightgbm as lgb
 import numpy as np
 import optuna
 import pandas as pd
 
 from mlpipe.config import INTEGER_PARAMS, TrainParams, TuneParams
 from mlpipe.errors import DataError
-from mlpipe.model import categorical_columns, lightgbm_params
+from mlpipe.model import categorical_columns, lgb, lightgbm_params
 
 log = logging.getLogger(__name__)
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial comes from `tune` instead

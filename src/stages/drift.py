@@ -5,7 +5,6 @@ from pathlib import Path
 from typing import Annotated
 
 import pandas as pd
-import pyarrow.parquet as pq
 
 from mlpipe import drift, drift_report
 from mlpipe.cli import describe, log_written, run_stage
@@ -40,8 +39,9 @@ def run(
             "drifted" if result["prediction_drift"]["drifted"] else "stable",
         )
 
-    # The report workers start (and import Evidently) before the reading, which they overlap.
-    workers = drift_report.worker_count(len(settings.windows), pq.read_metadata(current).num_rows)
+    workers = drift_report.worker_count(len(settings.reported))
+    if workers:
+        log.info("importing Evidently for %d report worker(s)", workers)
     with drift_report.report_workers(workers) as reporter:
         reference_rows, current_rows = pd.read_parquet(reference), pd.read_parquet(current)
         log.info("reference %s; current %s", describe(reference_rows), describe(current_rows))
