@@ -30,6 +30,19 @@ DEFAULT_DATA = ROOT / "data" / "employment_ma.parquet"
 SAMPLE_ROWS_PER_YEAR = 1500
 
 
+BUILT_REPOSITORIES = {"built_repo", "built_repo_without_reports", "repo", "repo_with_reports", "stage_repo"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that need no built repository first (in their usual order otherwise).
+
+    xdist's worksteal scheduler hands each worker a contiguous share of this list: one worker
+    starts on the tests that need the built repository and builds it (a whole pipeline run),
+    while the other works through the tests that do not, instead of waiting for it.
+    """
+    items.sort(key=lambda item: bool(BUILT_REPOSITORIES & set(getattr(item, "fixturenames", ()))))
+
+
 def tool_env() -> dict[str, str]:
     """The environment stage commands need: this venv's python first on PATH, a git identity, no telemetry."""
     env = dict(os.environ)

@@ -19,12 +19,29 @@ def ran_and_skipped(log: str) -> tuple[list[str], list[str]]:
 
 
 def test_queued_sweep_runs_only_train_and_downstream_in_each_experiment(repo):
-    # A grid of two points (a 2 x 1 product) from the committed, reproduced workspace, run two at a time.
-    run = repo.run(sys.executable, "-m", "mlpipe.tools.experiments", "train.learning_rate=0.03,0.1", "train.num_leaves=7", "--jobs", "2")
-    names = re.search(r"queued 2 experiments: (.+)", run.stdout).group(1).split(", ")
+    # A grid of three points (a 3 x 1 product) from the committed, reproduced workspace, run two at
+    # a time; one of them has a learning rate the params check refuses.
+    run = repo.run(
+        sys.executable,
+        "-m",
+        "mlpipe.tools.experiments",
+        "train.learning_rate=0.03,0.1,-1",
+        "train.num_leaves=7",
+        "--jobs",
+        "2",
+        check=False,
+    )
+    names = re.search(r"queued 3 experiments: (.+)", run.stdout).group(1).split(", ")
     assert "| Experiment" in run.stdout  # dvc exp show --md
 
-    for name in names:
+    # The failing experiment says why in one line from the stage, and the sweep exits 1.
+    assert run.returncode == 1
+    assert "error: train: params.yaml: train.learning_rate: Input should be greater than 0" in run.stderr
+    failed = re.findall(r"experiment (\S+) failed: error: train:", run.stderr)
+    assert len(failed) == 1 and failed[0] in names
+    succeeded = [name for name in names if name not in failed]
+
+    for name in succeeded:
         ran, skipped = ran_and_skipped(repo.dvc("queue", "logs", name).stdout)
         assert ran == DOWNSTREAM, name
         assert skipped == UPSTREAM, name
@@ -34,14 +51,9 @@ def test_queued_sweep_runs_only_train_and_downstream_in_each_experiment(repo):
     aucs = {}
     for experiment in experiments:
         revision = experiment["revs"][0]
-        if revision.get("name") in names:
+        if revision.get("name") in succeeded:
             params = revision["data"]["params"]["params.yaml"]["data"]["train"]
             metrics = revision["data"]["metrics"]["metrics/evaluation.json"]["data"]["test"]
             aucs[(params["learning_rate"], params["num_leaves"])] = metrics["roc_auc"]
     assert set(aucs) == {(0.03, 7), (0.1, 7)}
     assert len(set(aucs.values())) == 2, aucs
-
-    # A failing experiment says why in its queue log, in one line from the stage.
-    failing = repo.run(sys.executable, "-m", "mlpipe.tools.experiments", "train.learning_rate=-1", "--jobs", "1", check=False)
-    assert failing.returncode == 1
-    assert "error: train: params.yaml: train.learning_rate: Input should be greater than 0" in failing.stderr
