@@ -63,8 +63,10 @@ lint: $(DEV_STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 
+# Every figure of docs/benchmarks.md, next to its target, into bench/results/ (about half an hour).
 bench: setup
 	$(BIN)/python bench/pipeline_overhead.py
+	$(BIN)/python bench/sweep.py
 
 dag: setup
 	dvc dag

@@ -1,7 +1,8 @@
 """The floor for bench/pipeline_overhead.py: the pipeline's model in one plain script.
 
-Reads the Parquet file, splits by time (train <= split.train_until, test >= split.test_from),
-casts data.categorical_columns to pandas categories and fits the LightGBM the `train` stage
+Reads the Parquet or CSV file, splits it as params.yaml says (by time: train <= split.train_until,
+test >= split.test_from; or stratified random with split.test_size and split.seed), casts
+data.categorical_columns and text columns to pandas categories and fits the LightGBM the `train` stage
 fits: the same settings (`mlpipe.model.lightgbm_params`), early stopping on the same
 stratified validation slice (`mlpipe.sampling.stratified_mask`), then a refit on every training
 row with the chosen number of trees. Prints the test ROC-AUC and a JSON line of timings.
@@ -31,7 +32,7 @@ from mlpipe.sampling import stratified_mask  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", required=True, help="Parquet file (the pipeline's data.source)")
+    parser.add_argument("--data", required=True, help="Parquet or CSV file (the pipeline's data.source)")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
     timings = {"imports": time.perf_counter() - STARTED}
@@ -39,14 +40,19 @@ def main() -> None:
     params = load_params(args.params)
     data, split, train = params.data, params.split, params.train
     clock = time.perf_counter()
-    table = pd.read_parquet(args.data)
-    for column in data.categorical_columns or []:
-        table[column] = table[column].astype("category")
+    table = pd.read_csv(args.data) if args.data.endswith(".csv") else pd.read_parquet(args.data)
     excluded = {data.target, data.time_column, *data.id_columns, *data.drop_columns}
     features = [column for column in table.columns if column not in excluded]
-    target = (table[data.target] == data.positive_label).astype("int8")
-    is_train = table[data.time_column] <= split.train_until
-    is_test = table[data.time_column] >= split.test_from
+    for column in features:
+        if column in (data.categorical_columns or []) or table[column].dtype == object:
+            table[column] = table[column].astype("category")
+    target = (table[data.target].astype(str) == str(data.positive_label)).astype("int8")
+    if split.strategy == "time":
+        is_train = table[data.time_column] <= split.train_until
+        is_test = table[data.time_column] > split.train_until if split.test_from is None else table[data.time_column] >= split.test_from
+    else:
+        is_test = pd.Series(stratified_mask(target if split.stratify else None, len(table), split.test_size, split.seed))
+        is_train = ~is_test
     x_train, y_train = table.loc[is_train, features].reset_index(drop=True), target[is_train].reset_index(drop=True)
     x_test, y_test = table.loc[is_test, features], target[is_test]
     timings["read_and_split"] = time.perf_counter() - clock

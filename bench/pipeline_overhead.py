@@ -67,8 +67,17 @@ BARE_SCRIPT = Path(__file__).resolve().parent / "bare_lightgbm.py"
 RESULTS = Path(__file__).resolve().parent / "results"
 RESAMPLED_SOURCE = "data/bench_resampled.parquet"
 
-TARGET_NOOP_S = 1.5
-TARGET_RATIO = {"default": 2.5, "1m": 1.3}
+BARE_EVIDENTLY = Path(__file__).resolve().parent / "bare_evidently.py"
+SMALL_TABLE_ROWS = 48_842  # the size of the public census table the issue tried (15 columns, text labels)
+
+# Targets (issue 13): ratios to a floor measured in the same run.
+TARGET_TRAINING_RATIO = {"default": 2.0, "1m": 1.2}  # dvc repro -f evaluate / bare LightGBM script
+TARGET_FULL_RATIO = 3.0  # dvc repro -f (every stage) / bare LightGBM script, default size
+TARGET_DRIFT_RATIO = 1.5  # drift stage / bare Evidently script (one report, 10,000-row sample)
+TARGET_NOOP_RATIO = 1.2  # no-op dvc repro / no-op of a toy pipeline with as many stages
+TARGET_FIRST_LINE_S, TARGET_FIRST_LINE_RATIO = 1.0, 1.5  # a stage's first log line: ≤ 1.0 s or ≤ 1.5x `import pandas, pyarrow`
+TARGET_SMALL_RATIO = 3.0  # every stage on the 48,842-row table / bare script on it
+TARGET_MEMORY_RATIO = 1.5  # peak memory of any stage / bare script's
 
 UP_TO_DATE = "Data and pipelines are up to date."
 
@@ -318,15 +327,43 @@ def run_list(runs: list[Run]) -> list[dict]:
     return [{"wall_s": round(run.wall_s, 3), "other_cpu_cores": round(run.other_cpu_cores, 2)} for run in runs]
 
 
-def bench_size(copy: Path, env: dict[str, str], python: str, data_source: str, repeats: int, noop_repeats: int, gate: QuietGate) -> dict:
-    """Full `dvc repro -f`, no-op `dvc repro` (right after the first full run), bare script."""
+def stage_commands(copy: Path) -> dict[str, str]:
+    """Each stage's shell command from dvc.yaml (foreach stages left out), in the file's order."""
+    stages = yaml.safe_load((copy / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+    return {name: spec["cmd"] for name, spec in stages.items() if "cmd" in spec}
+
+
+def stage_runs(copy: Path, env: dict[str, str], gate: QuietGate) -> dict:
+    """Each stage run on its own, as DVC runs it (its command in a shell, outputs already in
+    place): when its first log line arrives, its wall time and its peak memory."""
+    rows = {}
+    for name, command in stage_commands(copy).items():
+        gate.wait()
+        run = checked(measure(["bash", "-c", command], copy, env), f"stage {name}")
+        rows[name] = {
+            "first_line_s": round(run.lines[0][0], 3) if run.lines else None,
+            "wall_s": round(run.wall_s, 3),
+            "max_rss_single_mb": round(run.max_rss_single_mb, 1),
+            "peak_tree_rss_mb": round(run.peak_tree_rss_mb, 1),
+            "other_cpu_cores": round(run.other_cpu_cores, 2),
+        }
+        print(f"    {name}: first line {rows[name]['first_line_s']} s, {run.wall_s:.1f} s, {run.peak_tree_rss_mb:.0f} MB", flush=True)
+    return rows
+
+
+def bench_size(
+    copy: Path, env: dict[str, str], python: str, data_source: str, repeats: int, noop_repeats: int, gate: QuietGate, *, everything: bool
+) -> dict:
+    """The training path (`dvc repro -f evaluate`), no-op `dvc repro` (right after the first
+    training run), the bare script, and each stage on its own; with `everything`, also the full
+    `dvc repro -f` and the bare Evidently script."""
     full_runs, bare_runs, noop_runs = [], [], []
     # Every stage once first (unmeasured), so that after the forced training pipeline the
     # monitoring stages are up to date too and the no-op run really has nothing to do.
     print("  warm-up: dvc repro (all stages) ...", flush=True)
     checked(measure(["dvc", "repro"], copy, env), "warm-up dvc repro")
     for repeat in range(repeats):
-        print(f"  full dvc repro -f ({repeat + 1}/{repeats}) ...", flush=True)
+        print(f"  dvc repro -f {TRAINING_PIPELINE} ({repeat + 1}/{repeats}) ...", flush=True)
         gate.wait()
         full_runs.append(checked(measure(["dvc", "repro", "-f", TRAINING_PIPELINE], copy, env), "dvc repro -f"))
         print(f"    {full_runs[-1].wall_s:.1f} s", flush=True)
@@ -348,7 +385,7 @@ def bench_size(copy: Path, env: dict[str, str], python: str, data_source: str, r
     evaluation = json.loads((copy / "metrics/evaluation.json").read_text(encoding="utf-8"))
     trained = json.loads((copy / "metrics/train/metrics.json").read_text(encoding="utf-8"))
     bare_model = bare_result(bare)
-    return {
+    result = {
         "data_source": data_source,
         "full_repro": {**full.summary(), "runs": run_list(full_runs)},
         "breakdown": stage_breakdown(full),
@@ -365,6 +402,126 @@ def bench_size(copy: Path, env: dict[str, str], python: str, data_source: str, r
             "test_rows": evaluation["test"]["rows"],
         },
         "ratio": round(full.wall_s / bare.wall_s, 3),
+    }
+    if everything:
+        print("  dvc repro -f (every stage) ...", flush=True)
+        gate.wait()
+        every = checked(measure(["dvc", "repro", "-f"], copy, env), "dvc repro -f (every stage)")
+        print(f"    {every.wall_s:.1f} s", flush=True)
+        print("  bare Evidently script ...", flush=True)
+        gate.wait()
+        report = copy.parent / "bare_report.html"
+        drift_floor = checked(
+            measure(
+                [
+                    python,
+                    str(BARE_EVIDENTLY),
+                    "--reference",
+                    "data/predictions/reference.parquet",
+                    "--current",
+                    "data/predictions/current.parquet",
+                    "--schema",
+                    "models/schema.json",
+                    "--out",
+                    str(report),
+                ],
+                copy,
+                env,
+            ),
+            "bare Evidently script",
+        )
+        print(f"    {drift_floor.wall_s:.1f} s", flush=True)
+        breakdown = stage_breakdown(every)
+        drift = next(row for row in breakdown["stages"] if row["stage"] == "drift")
+        result["every_stage"] = {**every.summary(), "breakdown": breakdown, "ratio": round(every.wall_s / bare.wall_s, 3)}
+        result["drift"] = {
+            "stage_process_s": drift["process_s"],
+            "bare_evidently": {**drift_floor.summary(), **bare_result(drift_floor)},
+            "ratio": round(drift["process_s"] / drift_floor.wall_s, 3),
+        }
+    print("  each stage on its own ...", flush=True)
+    result["stages"] = stage_runs(copy, env, gate)
+    return result
+
+
+def python_floor(python: str, env: dict[str, str], repeats: int = 5) -> dict:
+    """`python -c "import pandas, pyarrow"`: the least a stage that reads a table pays to start."""
+    walls = [measure([python, "-c", "import pandas, pyarrow"], REPO, env).wall_s for _ in range(repeats)]
+    return {"median_s": round(statistics.median(walls), 3), "runs_s": [round(wall, 3) for wall in walls]}
+
+
+TOY_STAGES = 8
+
+
+def toy_noop(workdir: Path, env: dict[str, str], repeats: int) -> dict:
+    """A no-op `dvc repro` of a toy pipeline of as many stages: each `cat`s the previous output
+    and depends on its own params key. The floor of DVC's own per-stage bookkeeping."""
+    toy = workdir / "toy"
+    toy.mkdir()
+    (toy / "in.txt").write_text("x\n")
+    (toy / "params.yaml").write_text("".join(f"s{i}:\n  value: {i}\n" for i in range(1, TOY_STAGES + 1)))
+    stages = {
+        f"s{i}": {
+            "cmd": f"cat {'in.txt' if i == 1 else f'out{i - 1}.txt'} > out{i}.txt",
+            "deps": ["in.txt" if i == 1 else f"out{i - 1}.txt"],
+            "params": [f"s{i}.value"],
+            "outs": [f"out{i}.txt"],
+        }
+        for i in range(1, TOY_STAGES + 1)
+    }
+    (toy / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}, sort_keys=False))
+    for command in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "repro", "-q"]):
+        checked(measure(command, toy, env), " ".join(command))
+    walls = [checked(measure(["dvc", "repro"], toy, env), "toy no-op").wall_s for _ in range(repeats)]
+    return {"stages": TOY_STAGES, "median_s": round(statistics.median(walls), 3), "runs_s": [round(wall, 3) for wall in walls]}
+
+
+def small_table(workdir: Path, env: dict[str, str], python: str, gate: QuietGate) -> dict:
+    """A table the project has never seen, the size of the one the issue tried (48,842 rows,
+    15 columns, text labels, no time column): `make init`'s tool writes params.yaml, then every
+    stage (`dvc repro -f`) against the bare script fitting and scoring the same model on it."""
+    copy = workdir / "small"
+    copy.mkdir()
+    snapshot_repository(REPO, copy, keep_lock=False)
+    source = pd.read_parquet(copy / "data" / "employment_ma.parquet")
+    table = source.sample(n=SMALL_TABLE_ROWS, random_state=7).drop(columns=["id", "year", "DREM", "DEYE"]).reset_index(drop=True)
+    table["employed"] = table["employed"].map({1: "employed", 0: "not employed"})
+    table.to_csv(copy / "data" / "small_table.csv", index=False)
+    small_env = {**env, "PYTHONPATH": str(copy / "src")}
+    init = [
+        "python",
+        "-m",
+        "mlpipe.tools.init",
+        "--data",
+        "data/small_table.csv",
+        "--target",
+        "employed",
+        "--positive",
+        "employed",
+        "--force",
+    ]
+    checked(measure(init, copy, small_env), "make init on the small table")
+    checked(measure(["git", "add", "-A"], copy, small_env), "git add")
+    checked(measure(["git", "commit", "-q", "-m", "small table"], copy, small_env), "git commit")
+    print(f"  small table ({SMALL_TABLE_ROWS:,} rows x {table.shape[1]} columns): dvc repro (every stage) ...", flush=True)
+    checked(measure(["dvc", "repro"], copy, small_env), "dvc repro on the small table")
+    gate.wait()
+    every = checked(measure(["dvc", "repro", "-f"], copy, small_env), "dvc repro -f on the small table")
+    print(f"    {every.wall_s:.1f} s", flush=True)
+    gate.wait()
+    bare = checked(
+        measure([python, str(BARE_SCRIPT), "--data", "data/small_table.csv", "--params", "params.yaml"], copy, small_env),
+        "bare script on the small table",
+    )
+    print(f"    bare {bare.wall_s:.1f} s", flush=True)
+    evaluation = json.loads((copy / "metrics/evaluation.json").read_text(encoding="utf-8"))
+    return {
+        "rows": SMALL_TABLE_ROWS,
+        "columns": table.shape[1],
+        "every_stage": {**every.summary(), "breakdown": stage_breakdown(every)},
+        "bare": {**bare.summary(), **bare_result(bare)},
+        "pipeline_roc_auc": evaluation["test"]["roc_auc"],
+        "ratio": round(every.wall_s / bare.wall_s, 3),
     }
 
 
@@ -394,33 +551,56 @@ def machine_facts(bin_dir: Path) -> dict:
     }
 
 
-def targets(sizes: dict) -> list[dict]:
-    rows = []
-    if "default" in sizes:
-        noop = sizes["default"]["noop_repro"]["median_s"]
-        rows.append(
-            {
-                "name": "no-op dvc repro (default size, median)",
-                "value": noop,
-                "unit": "s",
-                "target": TARGET_NOOP_S,
-                "met": noop <= TARGET_NOOP_S,
-                "excess_pct": round(100 * (noop / TARGET_NOOP_S - 1), 1),
-            }
-        )
-    for size, limit in TARGET_RATIO.items():
+def _row(name: str, value: float, unit: str, target: float, met: bool | None = None) -> dict:
+    return {
+        "name": name,
+        "value": round(value, 3),
+        "unit": unit,
+        "target": target,
+        "met": value <= target if met is None else met,
+        "excess_pct": round(100 * (value / target - 1), 1),
+    }
+
+
+def targets(report: dict) -> list[dict]:
+    """Every target of issue 13 that this benchmark measures, with its measured value."""
+    sizes, rows = report["sizes"], []
+    for size, limit in TARGET_TRAINING_RATIO.items():
         if size in sizes:
-            ratio = sizes[size]["ratio"]
-            rows.append(
-                {
-                    "name": f"full repro / bare script ({size})",
-                    "value": ratio,
-                    "unit": "x",
-                    "target": limit,
-                    "met": ratio <= limit,
-                    "excess_pct": round(100 * (ratio / limit - 1), 1),
-                }
+            rows.append(_row(f"training path `dvc repro -f evaluate` / bare script ({size})", sizes[size]["ratio"], "x", limit))
+    default = sizes["default"]
+    rows.append(_row("full `dvc repro -f` (every stage) / bare script (default)", default["every_stage"]["ratio"], "x", TARGET_FULL_RATIO))
+    rows.append(
+        _row("drift stage / bare Evidently script, one report on 10,000 rows (default)", default["drift"]["ratio"], "x", TARGET_DRIFT_RATIO)
+    )
+    rows.append(
+        _row(
+            f"no-op `dvc repro` / toy {TOY_STAGES}-stage pipeline",
+            default["noop_repro"]["median_s"] / report["toy_noop"]["median_s"],
+            "x",
+            TARGET_NOOP_RATIO,
+        )
+    )
+    floor = report["python_floor"]["median_s"]
+    for stage, measured in default["stages"].items():
+        first = measured["first_line_s"]
+        allowed = max(TARGET_FIRST_LINE_S, TARGET_FIRST_LINE_RATIO * floor)
+        rows.append(
+            _row(
+                f"`{stage}` first log line (≤ 1.0 s or ≤ 1.5x `import pandas, pyarrow` = {TARGET_FIRST_LINE_RATIO * floor:.2f} s)",
+                first,
+                "s",
+                round(allowed, 2),
             )
+        )
+    if "small_table" in report:
+        rows.append(
+            _row(f"{SMALL_TABLE_ROWS:,}-row table: every stage / bare script", report["small_table"]["ratio"], "x", TARGET_SMALL_RATIO)
+        )
+    for size, measured in sizes.items():
+        worst_stage = max(measured["stages"], key=lambda stage: measured["stages"][stage]["peak_tree_rss_mb"])
+        ratio = measured["stages"][worst_stage]["peak_tree_rss_mb"] / measured["bare"]["peak_tree_rss_mb"]
+        rows.append(_row(f"peak memory of any stage ({worst_stage}) / bare script ({size})", ratio, "x", TARGET_MEMORY_RATIO))
     return rows
 
 
@@ -444,6 +624,41 @@ def markdown(report: dict) -> str:
     for row in report["targets"]:
         verdict = "met" if row["met"] else f"NOT met (+{row['excess_pct']}%)"
         out.append(f"| {row['name']} | {row['value']:.2f} {row['unit']} | ≤ {row['target']} {row['unit']} | {verdict} |")
+    default = sizes["default"]
+    out += [
+        "",
+        "## The floors, measured in the same run",
+        "",
+        f"- bare LightGBM script (`bench/bare_lightgbm.py`): {default['bare']['wall_s']:.1f} s at the default size",
+        f"- bare Evidently script (`bench/bare_evidently.py`, one `DataDriftPreset` report on "
+        f"{default['drift']['bare_evidently']['rows_per_side']:,} rows per side): {default['drift']['bare_evidently']['wall_s']:.1f} s; "
+        f"the drift stage (Running → done): {default['drift']['stage_process_s']:.1f} s",
+        f'- `python -c "import pandas, pyarrow"`: {report["python_floor"]["median_s"]:.2f} s (median of {len(report["python_floor"]["runs_s"])})',
+        f"- no-op `dvc repro` of a toy {report['toy_noop']['stages']}-stage pipeline (`cat` stages with params): "
+        f"{report['toy_noop']['median_s']:.2f} s (median); this pipeline's: {default['noop_repro']['median_s']:.2f} s",
+        f"- full `dvc repro -f` (every stage, HTML reports included): {default['every_stage']['wall_s']:.1f} s",
+    ]
+    if "small_table" in report:
+        small = report["small_table"]
+        out.append(
+            f"- {small['rows']:,}-row table ({small['columns']} columns, text labels, no time column; `make init`'s params): "
+            f"every stage {small['every_stage']['wall_s']:.1f} s, bare script {small['bare']['wall_s']:.1f} s; "
+            f"ROC-AUC {small['pipeline_roc_auc']:.4f} / {small['bare']['roc_auc']:.4f}"
+        )
+    for name, size in sizes.items():
+        out += [
+            "",
+            f"## Each stage on its own: {name} ({size['rows']:,} rows)",
+            "",
+            "Each stage's `dvc.yaml` command run alone, its inputs in place: when its first log line arrived, its wall "
+            "time and its peak memory (the largest sum of RSS over its processes; report workers included).",
+            "",
+            "| stage | first log line | wall | peak memory |",
+            "|---|---:|---:|---:|",
+        ]
+        for stage, row in size["stages"].items():
+            out.append(f"| {stage} | {row['first_line_s']:.2f} s | {row['wall_s']:.1f} s | {row['peak_tree_rss_mb']:.0f} MB |")
+        out.append(f"| *bare script* | | {size['bare']['wall_s']:.1f} s | {size['bare']['peak_tree_rss_mb']:.0f} MB |")
     out += [
         "",
         "## Figures",
@@ -534,6 +749,7 @@ def markdown(report: dict) -> str:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--skip-1m", action="store_true", help="skip the 1,000,000-row part")
+    parser.add_argument("--skip-small", action="store_true", help=f"skip the {SMALL_TABLE_ROWS:,}-row table")
     parser.add_argument(
         "--repeats", type=int, default=1, help="full repro + bare runs per size; the median of the quiet runs is reported (default 1)"
     )
@@ -582,9 +798,15 @@ def main() -> None:
         data = yaml.safe_load((copy / "params.yaml").read_text(encoding="utf-8"))["data"]
         default_rows = len(pd.read_parquet(copy / data["source"], columns=[data["target"]]))
 
+        report["python_floor"] = python_floor(python, env)
+        print(f"python -c 'import pandas, pyarrow': {report['python_floor']['median_s']} s", flush=True)
+        report["toy_noop"] = toy_noop(workdir, env, args.noop_repeats)
+        print(f"toy pipeline no-op: {report['toy_noop']['median_s']} s", flush=True)
         print(f"default size ({default_rows:,} rows, {data['source']})", flush=True)
-        default = bench_size(copy, env, python, data["source"], args.repeats, args.noop_repeats, gate)
+        default = bench_size(copy, env, python, data["source"], args.repeats, args.noop_repeats, gate, everything=True)
         report["sizes"] = {"default": {"rows": default_rows, **default}}
+        if not args.skip_small:
+            report["small_table"] = small_table(workdir, env, python, gate)
         if not args.skip_1m:
             print(f"resampling {args.rows:,} rows into {RESAMPLED_SOURCE}", flush=True)
             resample = write_resampled(
@@ -595,7 +817,7 @@ def main() -> None:
             report["sizes"]["1m"] = {
                 "rows": resample["rows"],
                 "resample": resample,
-                **bench_size(copy, env, python, RESAMPLED_SOURCE, args.repeats, args.noop_repeats, gate),
+                **bench_size(copy, env, python, RESAMPLED_SOURCE, args.repeats, args.noop_repeats, gate, everything=False),
             }
     finally:
         if args.keep:
@@ -604,11 +826,12 @@ def main() -> None:
             shutil.rmtree(workdir, ignore_errors=True)
     report["machine"]["loadavg_at_end"] = [round(value, 2) for value in os.getloadavg()]
     report["quiet_gate"] = gate.summary()
-    report["targets"] = targets(report["sizes"])
+    report["targets"] = targets(report)
+    report["commit"] = report["snapshot"]["head"]
 
     args.results_dir.mkdir(parents=True, exist_ok=True)
-    text = markdown(report)
     (args.results_dir / "pipeline_overhead.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    text = markdown(report)
     (args.results_dir / "pipeline_overhead.md").write_text(text, encoding="utf-8")
     print()
     print(text)
