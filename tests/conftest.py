@@ -25,6 +25,11 @@ import yaml
 
 from mlpipe.tools.workspace import snapshot_repository, stages_run
 
+# One test worker per core: OpenMP threads (LightGBM's) that spin while they wait would burn the
+# other worker's time. Passive waiting changes no result (docs/experiments.md). Set before any
+# OpenMP runtime is loaded, for the stages run in this process and the processes it starts.
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT / "data" / "employment_ma.parquet"
 SAMPLE_ROWS_PER_YEAR = 1500

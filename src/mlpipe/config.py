@@ -409,7 +409,7 @@ class DriftParams(Section):
     drift_share: float = Field(0.5, gt=0, le=1, description="dataset drift when at least this share of feature columns drifts")
     report_windows: list[str] | None = Field(
         None,
-        description="windows that get an HTML report: null for every window, [] for none (no Evidently import: verdicts take about a second)",
+        description="windows that get an HTML report: null for every window, [] for none (the stage then skips importing Evidently, most of its time)",
     )
     report_sample_size: int = Field(10_000, ge=100, description="rows per side drawn (seeded) for the HTML report; verdicts use every row")
     seed: int = Field(42, description="seeds the report samples")

@@ -36,6 +36,7 @@ def run(
     source = params.monitor.current_source
     # New rows enter here: the same personal-data rules and row rules as at ingest and validate.
     current = apply_personal_rules(normalise_columns(read_batches(source), origin=source), params.data, origin=source)
+    log.info("read %s from %s", describe(current), source)
     checked = validate_rows(current, params.data, params.validate)
     if len(checked.quarantine):
         log.info("current: %d of %d rows quarantined (most: %s)", len(checked.quarantine), len(current), worst_rule(checked.report))
