@@ -131,3 +131,14 @@ def test_a_write_where_no_folder_can_be_made_is_an_output_error(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(OutputError, match=r"cannot write '.*file/sub/a.txt': Not a directory; free disk space"):
         write_text("x", tmp_path / "file" / "sub" / "a.txt")
+
+
+def test_a_reader_that_stops_reading_leaves_stderr_clean_and_the_stage_finishes(tmp_path):
+    """`dvc repro | head`: the log pipe closes early; no traceback per log line, outputs written."""
+    process, paths = start_stage(tmp_path)
+    process.stdout.close()  # the reader goes away before the stage logs anything
+    paths["go"].write_text("")
+    stderr = process.stderr.read()
+    assert process.wait(timeout=60) == 0
+    assert stderr == ""
+    assert outputs(paths) == ["model.txt", "table.parquet"]

@@ -48,6 +48,9 @@ def execute(stage: Callable[..., None], argv: list[str]) -> int:
     name = Path(inspect.getfile(stage)).stem
     arguments = vars(_parser(stage, name).parse_args(argv))
     logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S", force=True)
+    # A reader that stops reading (`dvc repro | head`) must not turn each later log line into a
+    # traceback on stderr, where the stage's one-line error goes; the stage itself carries on.
+    logging.raiseExceptions = False
     log = logging.getLogger(name)
     started = time.perf_counter()
     try:
