@@ -5,6 +5,7 @@ PNG metadata is stripped of the software version so the bytes depend only on the
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 Records = list[dict[str, Any]]
 
 
+@functools.cache
 def _pyplot():
     """matplotlib.pyplot on the file-only Agg backend, imported on first use (almost a second)."""
     import matplotlib
