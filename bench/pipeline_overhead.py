@@ -551,13 +551,13 @@ def machine_facts(bin_dir: Path) -> dict:
     }
 
 
-def _row(name: str, value: float, unit: str, target: float, met: bool | None = None) -> dict:
+def _row(name: str, value: float, unit: str, target: float) -> dict:
     return {
         "name": name,
         "value": round(value, 3),
         "unit": unit,
         "target": target,
-        "met": value <= target if met is None else met,
+        "met": value <= target,
         "excess_pct": round(100 * (value / target - 1), 1),
     }
 

@@ -82,6 +82,11 @@ class Repo:
     def __init__(self, path: Path):
         self.path = path
 
+    def copy(self, destination: Path) -> Repo:
+        """A private copy (git history and DVC cache included), free to modify."""
+        shutil.copytree(self.path, destination, symlinks=True)
+        return Repo(destination)
+
     def run(self, *args: str, check: bool = True) -> Run:
         # PYTHONPATH makes the stages import this copy's library, not the one installed from the checkout.
         env = {**tool_env(), "PYTHONPATH": str(self.path / "src")}
@@ -200,7 +205,7 @@ def sample() -> pd.DataFrame:
 
 def shared_build(tmp_path_factory, name: str, build) -> tuple[Repo, Run]:
     """A repository built once per test run, not once per xdist worker: the first worker to need
-    it runs `build(folder) -> (repo, run)` under a lock in the run's shared temporary folder; the
+    it runs `build(folder) -> run` under a lock in the run's shared temporary folder; the
     others wait and use it (a build is a pipeline run, the longest set-up of the suite)."""
     import fcntl
 
@@ -210,7 +215,7 @@ def shared_build(tmp_path_factory, name: str, build) -> tuple[Repo, Run]:
     with open(shared / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not log.exists():
-            _, run = build(folder / "repo")
+            run = build(folder / "repo")
             log.write_text(json.dumps(vars(run)))
     return Repo(folder / "repo"), Run(**json.loads(log.read_text()))
 
@@ -220,11 +225,11 @@ def built_repo(tmp_path_factory, sample) -> Repo:
     """A copy of the project on the sample after one full `dvc repro` with the default params
     (HTML drift reports included), committed. Copy it, don't modify it."""
 
-    def build(path: Path) -> tuple[Repo, Run]:
+    def build(path: Path) -> Run:
         repo = make_repo(path, sample)
         first = repo.dvc("repro")
         repo.commit("first repro")
-        return repo, first
+        return first
 
     repo, repo.first_run = shared_build(tmp_path_factory, "built", build)
     return repo
@@ -240,13 +245,12 @@ def built_repo_without_reports(tmp_path_factory, built_repo) -> Repo:
     output scan, the fault tests of the report workers) and in tests/test_drift.py.
     """
 
-    def build(path: Path) -> tuple[Repo, Run]:
-        shutil.copytree(built_repo.path, path, symlinks=True)
-        repo = Repo(path)
+    def build(path: Path) -> Run:
+        repo = built_repo.copy(path)
         repo.set_params(drift={"report_windows": []})
         run = repo.dvc("repro")
         repo.commit("no HTML drift reports")
-        return repo, run
+        return run
 
     return shared_build(tmp_path_factory, "built-without-reports", build)[0]
 
@@ -254,17 +258,13 @@ def built_repo_without_reports(tmp_path_factory, built_repo) -> Repo:
 @pytest.fixture
 def repo(built_repo_without_reports, tmp_path) -> Repo:
     """A private copy of the built repository without HTML drift reports (with its DVC cache), free to modify."""
-    destination = tmp_path / "repo"
-    shutil.copytree(built_repo_without_reports.path, destination, symlinks=True)
-    return Repo(destination)
+    return built_repo_without_reports.copy(tmp_path / "repo")
 
 
 @pytest.fixture
 def repo_with_reports(built_repo, tmp_path) -> Repo:
     """A private copy of `built_repo`, HTML drift reports included, free to modify."""
-    destination = tmp_path / "repo"
-    shutil.copytree(built_repo.path, destination, symlinks=True)
-    return Repo(destination)
+    return built_repo.copy(tmp_path / "repo")
 
 
 @pytest.fixture

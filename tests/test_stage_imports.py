@@ -14,7 +14,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
-import shutil
 import subprocess
 import sys
 import sysconfig
@@ -151,9 +150,7 @@ def imports(importtime: str) -> dict[str, Imported]:
 @pytest.fixture(scope="module")
 def stage_repo(built_repo, tmp_path_factory) -> Repo:
     """A copy of the built repository whose drift stage draws one report (what it imports is the same for four)."""
-    destination = tmp_path_factory.mktemp("imports") / "repo"
-    shutil.copytree(built_repo.path, destination, symlinks=True)
-    repo = Repo(destination)
+    repo = built_repo.copy(tmp_path_factory.mktemp("imports") / "repo")
     repo.set_params(drift={"report_windows": ["all"]})
     return repo
 
