@@ -37,9 +37,9 @@ STAGE_PACKAGES = {
     "split": set(),
     "featurize": set(),
     "train": {"lightgbm", "dvclive"},  # Optuna too, but only with tune.enabled (not in the default run)
-    "evaluate": {"lightgbm", "scikit-learn", "matplotlib"},  # scoring, metrics, figures
+    "evaluate": {"lightgbm", "matplotlib"},  # scoring, figures
     "predict": {"lightgbm", "pandera"},  # scoring, the contract on current rows
-    "drift": {"evidently", "scipy", "scikit-learn"},  # reports and stat tests, distances, ROC-AUC of labelled windows
+    "drift": {"evidently", "scipy"},  # reports and stat tests, distances
 }
 
 # Packages that a package above imports when they happen to be installed, without requiring them

@@ -21,6 +21,7 @@ import pandas as pd
 
 from mlpipe.config import DriftParams, DriftWindow
 from mlpipe.errors import ConfigError, DataError, first_line
+from mlpipe.metrics import binary_metrics
 from mlpipe.schema import PROBABILITY, FeatureSchema, category_strings
 from mlpipe.times import time_values
 
@@ -250,10 +251,6 @@ def window_drift(reference: pd.DataFrame, current: pd.DataFrame, columns: Monito
         "columns": {name: per_column[name] for name in columns.features},
     }
     if columns.target:
-        # Imported here: scikit-learn's import would otherwise delay the stage's start, before
-        # the report thread can overlap it.
-        from mlpipe.metrics import binary_metrics
-
         labelled = current[columns.target].notna()
         result["target_drift"] = per_column[columns.target]
         y = current.loc[labelled, columns.target].astype(int).to_numpy()

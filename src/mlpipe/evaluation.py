@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from mlpipe.config import EvaluateParams
-from mlpipe.metrics import binary_metrics
+from mlpipe.metrics import binary_metrics, precision_recall_curve, roc_curve
 from mlpipe.schema import category_strings
 from mlpipe.times import time_values
 
@@ -54,18 +54,14 @@ def metrics_by_period(y_true: np.ndarray, proba: np.ndarray, periods: pd.Series,
 
 
 def roc_points(y_true: np.ndarray, proba: np.ndarray, n_points: int) -> list[dict[str, float]]:
-    from sklearn.metrics import roc_curve
-
     fpr, tpr, _ = roc_curve(y_true, proba)
     grid = np.linspace(0, 1, n_points)
     return [{"fpr": float(x), "tpr": float(y)} for x, y in zip(grid, np.interp(grid, fpr, tpr), strict=True)]
 
 
 def precision_recall_points(y_true: np.ndarray, proba: np.ndarray, n_points: int) -> list[dict[str, float]]:
-    from sklearn.metrics import precision_recall_curve
-
     precision, recall, _ = precision_recall_curve(y_true, proba)
-    # Interpolated precision: the best precision reachable at this recall or higher. sklearn's
+    # Interpolated precision: the best precision reachable at this recall or higher. The curve's
     # recall never rises along the array, so that is a running maximum; reversing (rather than
     # argsort, whose order among tied recalls depends on the CPU's SIMD sort and so changed the
     # curve between machines) puts recall in the rising order np.interp needs. Among tied
