@@ -48,7 +48,9 @@ def test_equal_to_scikit_learn_at_the_edges():
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.booleans(), st.sampled_from([0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0]) | st.floats(0, 1)), min_size=2, max_size=60))
+@given(
+    st.lists(st.tuples(st.booleans(), st.sampled_from([0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0]) | st.floats(0, 1)), min_size=2, max_size=60)
+)
 def test_equal_to_scikit_learn_for_any_table(rows):
     y = np.array([label for label, _ in rows], dtype=int)
     score = np.array([value for _, value in rows])
