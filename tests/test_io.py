@@ -119,9 +119,13 @@ def test_a_folder_of_batches_reads_as_one_table_tagged_by_file(tmp_path):
     pd.DataFrame({"x": [3]}).to_parquet(folder / "b-02.parquet")
     (folder / ".partial.csv").write_text("x\n9\n")  # hidden files (uploads in progress) are skipped
     (folder / "notes.txt").write_text("not data")
+    (folder / "date=2026-11-30").mkdir()  # a date-partitioned log: subfolders are read too, in path order
+    pd.DataFrame({"x": [4]}).to_parquet(folder / "date=2026-11-30" / "part-1.parquet")
+    (folder / ".checkpoints").mkdir()  # hidden folders are not
+    pd.DataFrame({"x": [8]}).to_csv(folder / ".checkpoints" / "b-01.csv", index=False)
     table = read_batches(folder)
-    assert list(table["x"]) == [1, 2, 3]
-    assert list(table["batch"]) == ["b-01.csv", "b-01.csv", "b-02.parquet"]
+    assert list(table["x"]) == [1, 2, 3, 4]
+    assert list(table["batch"]) == ["b-01.csv", "b-01.csv", "b-02.parquet", "date=2026-11-30/part-1.parquet"]
     assert "batch" not in read_batches(folder / "b-01.csv")
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="holds no .csv or .parquet batch files"):

@@ -435,6 +435,30 @@ class DriftParams(Section):
         return list(self.windows) if self.report_windows is None else list(dict.fromkeys(self.report_windows))
 
 
+class ServeParams(Section):
+    """The prediction service (`make serve`): what it accepts, who may call it, and where it logs what it served."""
+
+    unknown_category: Literal["missing", "reject"] = Field(
+        "missing",
+        description="a category the model never saw in training: missing scores it as the batch stage does (the shared __other__ level, else missing, which LightGBM routes down its default branch); reject answers 422",
+    )
+    max_batch_rows: int = Field(1000, ge=1, description="the most records one request may hold; more get 413")
+    max_body_bytes: int = Field(1_000_000, ge=1024, description="the largest request body accepted, in bytes; larger gets 413")
+    api_key_env: str = Field(
+        "MLPIPE_API_KEY",
+        min_length=1,
+        description="the environment variable holding the API key; when it is set, every call but /health, /ready and /metrics needs it in the X-API-Key header",
+    )
+    log_folder: str | None = Field(
+        "data/served",
+        description="the prediction log: every served record (personal columns protected as at ingest), its outputs, model version and time, as date-partitioned Parquet; point monitor.current_source at it to monitor what was served; null: no log",
+    )
+    log_rows_per_file: int = Field(10_000, ge=1, description="a log file is closed and a new one started after this many rows")
+    log_flush_seconds: float = Field(
+        2.0, gt=0, description="buffered log rows are written at least this often: the most a crash of the service can lose"
+    )
+
+
 class Guard(Section):
     """A metric that must not get worse by more than `max_drop` (or `max_rise` for losses)."""
 
@@ -481,6 +505,7 @@ with warnings.catch_warnings():
         monitor: MonitorParams
         drift: DriftParams = DriftParams()
         review: ReviewParams = ReviewParams()
+        serve: ServeParams = ServeParams()
 
         @model_validator(mode="after")
         def _snapshot_names_fit_file_names(self) -> Params:

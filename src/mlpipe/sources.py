@@ -115,11 +115,13 @@ def _check_last_line_complete(readable: Path | io.BytesIO, n_columns: int, name:
 
 
 def partition_files(folder: Path, pattern: str | None = None) -> list[Path]:
-    """The CSV/Parquet files of a folder (matching `pattern` when given), sorted by name."""
+    """The CSV/Parquet files of a folder (matching `pattern` when given), sorted by path.
+
+    Hidden files and folders are skipped: a writer's temporaries (an upload or a log file not
+    yet complete), editors' and tools' files.
+    """
     candidates = folder.glob(pattern) if pattern else folder.iterdir()
-    files = sorted(p for p in candidates if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in FORMATS)
-    if not files:
-        raise DataError(_no_partitions(folder, pattern))
+    files = sorted(p for p in candidates if p.is_file() and p.suffix.lower() in FORMATS)
     inside = folder.resolve()
     for file in files:
         # DVC hashes the folder as the stage's input: a file that resolves elsewhere is not part of it.
@@ -128,6 +130,9 @@ def partition_files(folder: Path, pattern: str | None = None) -> list[Path]:
                 f"partition '{file}' resolves outside the folder '{folder}' (a link or a pattern that leaves it); "
                 "copy the file into the folder instead"
             )
+    files = [file for file in files if not any(part.startswith(".") for part in file.relative_to(folder).parts)]
+    if not files:
+        raise DataError(_no_partitions(folder, pattern))
     return files
 
 
@@ -224,15 +229,19 @@ def _remote_errors(url: str) -> Iterator[None]:
 
 
 def read_batches(source: str | Path, fmt: str | None = None) -> pd.DataFrame:
-    """Read one file, or every CSV/Parquet file in a folder (sorted by name) as one table.
+    """Read one file, or every CSV/Parquet file in a folder and its subfolders (such as the
+    service's date-partitioned prediction log), sorted by path, as one table.
 
-    Rows from a folder carry a `batch` column naming their file, so a drift or a bad row can
-    be traced to the batch that brought it.
+    Rows from a folder carry a `batch` column naming their file (its path inside the folder),
+    so a drift or a bad row can be traced to the batch that brought it.
     """
     path = Path(source)
     if not path.is_dir():
         return read_table(path, fmt)
-    return pd.concat([read_table(file, fmt).assign(**{BATCH_COLUMN: file.name}) for file in partition_files(path)], ignore_index=True)
+    files = partition_files(path, "**/*")
+    return pd.concat(
+        [read_table(file, fmt).assign(**{BATCH_COLUMN: file.relative_to(path).as_posix()}) for file in files], ignore_index=True
+    )
 
 
 def normalise_columns(table: pd.DataFrame, origin: str) -> pd.DataFrame:
