@@ -111,7 +111,7 @@ def category_strings(values: pd.Series) -> pd.Series:
     on millions of rows.
     """
     codes, uniques = pd.factorize(values, sort=False)
-    labels = [_label(value) for value in uniques]
+    labels = [category_label(value) for value in uniques]
     distinct = sorted(set(labels))
     position = {label: i for i, label in enumerate(distinct)}
     remap = np.array([position[label] for label in labels] + [-1], dtype=np.int64)  # code -1 (missing) stays -1
@@ -127,7 +127,8 @@ def to_levels(strings: pd.Series, levels: tuple[str, ...]) -> pd.Categorical:
     return pd.Categorical.from_codes(remap[strings.cat.codes.to_numpy()], categories=list(levels))
 
 
-def _label(value: Any) -> str:
+def category_label(value: Any) -> str:
+    """A value as the categorical level it is: 3, 3.0 and '3' are all '3'; True is 'True'."""
     if isinstance(value, (bool, np.bool_)):
         return str(bool(value))
     if isinstance(value, (int, np.integer)):

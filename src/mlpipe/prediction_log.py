@@ -1,0 +1,106 @@
+"""The prediction log: what a service served, as date-partitioned Parquet that the batch
+`predict` stage reads as a folder of batches (monitor.current_source), so drift is measured
+on real traffic.
+
+    <folder>/date=2026-11-30/part-081502-4711-000001.parquet    (UTC time of the first row, pid, sequence)
+
+Rows are buffered and written as a new file when `rows_per_file` are waiting, when the oldest
+has waited `flush_seconds`, and on close. Each file is written under a hidden temporary name
+and renamed into place (mlpipe.io), so a crash loses at most the rows still buffered and never
+leaves a half-written file; readers skip hidden files.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from mlpipe.errors import OutputError
+from mlpipe.io import write_parquet
+
+log = logging.getLogger(__name__)
+
+SERVED_AT = "served_at"
+
+
+class PredictionLog:
+    def __init__(
+        self,
+        folder: str | Path,
+        rows_per_file: int,
+        flush_seconds: float,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ):
+        self.folder = Path(folder)
+        self.rows_per_file = rows_per_file
+        self.flush_seconds = flush_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._buffer: list[pd.DataFrame] = []
+        self._buffered_rows = 0
+        self._oldest: float | None = None
+        self._sequence = itertools.count(1)
+        self._closed = threading.Event()
+        self._flusher = threading.Thread(target=self._flush_when_due, name="prediction-log", daemon=True)
+        self._flusher.start()
+
+    def append(self, rows: pd.DataFrame) -> None:
+        """Queue served rows, stamped with the time they were served (UTC)."""
+        stamped = rows.assign(**{SERVED_AT: self._clock().isoformat(timespec="microseconds")})
+        with self._lock:
+            self._buffer.append(stamped)
+            self._buffered_rows += len(stamped)
+            self._oldest = self._oldest or time.monotonic()
+            full = self._buffered_rows >= self.rows_per_file
+        if full:
+            self.flush()
+
+    def flush(self) -> list[Path]:
+        """Write what is buffered now: one file per day it spans, each at most rows_per_file rows.
+        When a write fails (a full disk), the rows not yet written stay buffered for the next try."""
+        with self._lock:
+            if not self._buffer:
+                return []
+            table = pd.concat(self._buffer, ignore_index=True)
+            self._buffer, self._buffered_rows = [], 0
+            days = table[SERVED_AT].str.slice(0, 10)
+            parts = [
+                (day, rows.iloc[start : start + self.rows_per_file].reset_index(drop=True))
+                for day, rows in table.groupby(days, sort=True)
+                for start in range(0, len(rows), self.rows_per_file)
+            ]
+            written = []
+            for index, (day, part) in enumerate(parts):
+                name = f"part-{part[SERVED_AT].iloc[0][11:19].replace(':', '')}-{os.getpid()}-{next(self._sequence):06d}.parquet"
+                try:
+                    written.append(write_parquet(part, self.folder / f"date={day}" / name))
+                except OutputError:
+                    self._buffer = [rows for _, rows in parts[index:]]
+                    self._buffered_rows = sum(len(rows) for rows in self._buffer)
+                    raise
+            self._oldest = None
+            return written
+
+    def close(self) -> None:
+        """Stop the flusher and write what is left."""
+        self._closed.set()
+        self._flusher.join()
+        self.flush()
+
+    def _flush_when_due(self) -> None:
+        while not self._closed.wait(min(self.flush_seconds, 1.0) / 2):
+            with self._lock:
+                due = self._oldest is not None and time.monotonic() - self._oldest >= self.flush_seconds
+            if due:
+                try:
+                    self.flush()
+                except OutputError as exc:  # kept buffered; said once per attempt, retried next time
+                    log.error("prediction log: %s", exc)

@@ -1,0 +1,113 @@
+"""`make serve`: the prediction service on the model `dvc.yaml` declares as an artifact.
+
+    python -m mlpipe.tools.serve --host 127.0.0.1 --port 8000 \\
+        --evaluation metrics/evaluation.json --training-params metrics/train/params.yaml
+
+Serves the artifact of type `model` in dvc.yaml (or `--artifact NAME`) with the feature schema
+its meta.schema names, under uvicorn. Refuses to start, in one line, when the files are missing,
+unreadable or do not belong together, or when personal columns are to be hashed without a salt.
+The API key, when used, comes from the environment variable serve.api_key_env names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mlpipe.config import load_params
+from mlpipe.errors import ConfigError, PipelineError
+
+
+def model_artifact(dvc_yaml: Path, name: str | None) -> tuple[Path, Path]:
+    """(model, feature schema) paths of the named artifact, or of the one artifact of type model."""
+    artifacts = (yaml.safe_load(dvc_yaml.read_text(encoding="utf-8")) or {}).get("artifacts") or {}
+    models = {key: spec for key, spec in artifacts.items() if name == key or (name is None and spec.get("type") == "model")}
+    if len(models) != 1:
+        wanted = f"an artifact named {name!r}" if name else "exactly one artifact of type model"
+        raise ConfigError(f"{dvc_yaml} needs {wanted} under artifacts: (it has {sorted(artifacts)}); see docs/serving.md")
+    ((key, spec),) = models.items()
+    schema = (spec.get("meta") or {}).get("schema")
+    if not schema:
+        raise ConfigError(f"{dvc_yaml}: artifacts.{key}.meta.schema must name the model's feature schema (models/schema.json)")
+    return Path(spec["path"]), Path(schema)
+
+
+def training_metadata(evaluation: Path, training_params: Path) -> dict[str, Any]:
+    """What /metadata shows beside the model: the LightGBM params it was trained with and its test metrics."""
+    import json
+
+    metadata: dict[str, Any] = {}
+    if training_params.exists():
+        metadata["training_params"] = yaml.safe_load(training_params.read_text(encoding="utf-8"))
+    if evaluation.exists():
+        metadata["test_metrics"] = json.loads(evaluation.read_text(encoding="utf-8")).get("test")
+    return metadata
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m mlpipe.tools.serve", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--dvc-yaml", type=Path, default=Path("dvc.yaml"))
+    parser.add_argument("--artifact", help="the artifact to serve (default: the one of type model)")
+    parser.add_argument("--evaluation", type=Path, required=True, help="the evaluate stage's metrics (test metrics for /metadata)")
+    parser.add_argument("--training-params", type=Path, required=True, help="the LightGBM params train used (for /metadata)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        params = load_params(args.params)
+        model_path, schema_path = model_artifact(args.dvc_yaml, args.artifact)
+        hashed = [column for column, action in params.data.personal_columns.items() if action == "hash"]
+        if hashed and not os.environ.get(params.data.salt_env):
+            raise ConfigError(
+                f"data.personal_columns hashes {hashed} but {params.data.salt_env} (data.salt_env) is not set: "
+                "export the same secret salt the pipeline uses, or requests carrying them could not be logged safely"
+            )
+        from mlpipe.prediction_log import PredictionLog
+        from mlpipe.service import create_app
+        from mlpipe.serving import load_served_model
+
+        metadata = training_metadata(args.evaluation, args.training_params)
+        api_key = os.environ.get(params.serve.api_key_env) or None
+        prediction_log = (
+            PredictionLog(params.serve.log_folder, params.serve.log_rows_per_file, params.serve.log_flush_seconds)
+            if params.serve.log_folder
+            else None
+        )
+        app = create_app(
+            lambda: load_served_model(model_path, schema_path, metadata), params, api_key=api_key, prediction_log=prediction_log
+        )
+    except PipelineError as exc:
+        print(f"error: serve: {exc}", file=sys.stderr)
+        return 1
+    import uvicorn
+
+    version = app.state.loaded.model.version
+    logging.getLogger("mlpipe.service").info(
+        "serving %s (model %s) on http://%s:%d; API key %s; prediction log %s",
+        model_path,
+        version[:12],
+        args.host,
+        args.port,
+        f"required ({params.serve.api_key_env})" if api_key else f"off (set {params.serve.api_key_env} to require one)",
+        params.serve.log_folder or "off",
+    )
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    finally:
+        if prediction_log is not None:
+            prediction_log.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
