@@ -83,8 +83,8 @@ plots: setup
 monitor: setup
 	$(BIN)/python -m mlpipe.monitoring metrics/drift.json
 
-HOST ?= 127.0.0.1
-PORT ?= 8000
+HOST = 127.0.0.1
+PORT = 8000
 serve: setup
 	$(BIN)/python -m mlpipe.tools.serve --host $(HOST) --port $(PORT) --evaluation metrics/evaluation.json --training-params metrics/train/params.yaml
 

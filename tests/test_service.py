@@ -1,0 +1,272 @@
+"""The prediction service as users run it: `make serve` (uvicorn on a free loopback port) in a
+copy of the built repository, called over HTTP. In-process checks of the same app are in
+tests/test_serving.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import Repo, tool_env, unused_port
+
+pytestmark = pytest.mark.integration
+
+
+class Server:
+    """`make serve` on a copy of the repository, in its own process group (make and the service)."""
+
+    def __init__(self, repo: Repo, **env: str):
+        self.repo = repo
+        self.url = f"http://127.0.0.1:{unused_port()}"
+        venv = Path(sys.executable).parent.parent
+        self.process = subprocess.Popen(
+            ["make", "-o", str(venv / ".installed-from-requirements"), "serve", f"PORT={self.url.rsplit(':', 1)[1]}", f"VENV={venv}"],
+            cwd=repo.path,
+            env={**tool_env(), "PYTHONPATH": str(repo.path / "src"), **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        self.client = httpx.Client(base_url=self.url, timeout=30)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"make serve exited {self.process.returncode}: {self.process.stderr.read()}")
+            try:
+                if self.client.get("/ready").status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.2)
+        raise AssertionError("the service did not become ready within 60 s")
+
+    def predict(self, body, **headers: str) -> httpx.Response:
+        return self.client.post("/predict", content=body if isinstance(body, (bytes, str)) else json.dumps(body), headers=headers)
+
+    def metrics(self) -> dict[tuple[str, tuple], float]:
+        samples = {}
+        for family in text_string_to_metric_families(self.client.get("/metrics").text):
+            for sample in family.samples:
+                samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+        return samples
+
+    def stop(self) -> str:
+        """Stop it as Ctrl-C does (graceful: the prediction log is flushed); its stdout."""
+        self.client.close()
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGINT)
+        out, _ = self.process.communicate(timeout=30)
+        return out
+
+
+def records_of(table: pd.DataFrame) -> list[dict]:
+    return json.loads(table.to_json(orient="records"))
+
+
+@pytest.fixture(scope="module")
+def served(built_repo_without_reports, tmp_path_factory):
+    repo = built_repo_without_reports.copy(tmp_path_factory.mktemp("served") / "repo")
+    server = Server(repo)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def current_rows(served) -> pd.DataFrame:
+    """The rows the batch predict stage scored (monitor.current_source), as they are in the source."""
+    return pd.read_parquet(served.repo.path / served.repo.params()["monitor"]["current_source"])
+
+
+def test_served_probabilities_equal_the_batch_stage_to_the_last_bit(served, current_rows):
+    batch = pd.read_parquet(served.repo.path_of("predict", "out-current")).set_index("id")
+    served_probability = {}
+    for start in range(0, len(current_rows), 1000):
+        chunk = current_rows.iloc[start : start + 1000]
+        response = served.predict(records_of(chunk))
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert {p["model_version"] for p in body["predictions"]} == {body["model_version"]} == set(batch["model_version"])
+        served_probability.update(zip(chunk["id"], (p["probability"] for p in body["predictions"]), strict=True))
+    assert len(served_probability) == len(batch) == len(current_rows)
+    differing = [i for i, probability in served_probability.items() if probability != batch.at[i, "probability"]]
+    assert differing == []  # exact float equality, row by row
+    one = served.predict(records_of(current_rows.head(1))[0]).json()["predictions"]  # a single object, not a list
+    assert one[0]["probability"] == batch.at[current_rows["id"].iloc[0], "probability"]
+    threshold = served.repo.params()["evaluate"]["threshold"]
+    assert one[0]["label"] == ("1" if one[0]["probability"] >= threshold else "0")
+
+
+def test_each_bad_input_gets_its_status_and_one_message_per_field(served, current_rows):
+    good = records_of(current_rows.head(1))[0]
+    cases = [
+        ({k: v for k, v in good.items() if k != "AGEP"}, 422, [("AGEP", "is required")]),
+        ({**good, "nickname": "x"}, 422, [("nickname", "is not a field")]),
+        ({**good, "AGEP": "thirty"}, 422, [("AGEP", "wrong type str")]),
+        ({**good, "AGEP": 30.5}, 422, [("AGEP", "whole number")]),
+        ({**good, "AGEP": 130}, 422, [("AGEP", "at most 120")]),
+        ({**good, "SEX": None}, 422, [("SEX", "must not be null")]),
+        ({**good, "MAR": 9, "AGEP": -1}, 422, [("AGEP", "at least 0"), ("MAR", "one of [1, 2, 3, 4, 5]")]),
+    ]
+    for record, status, expected in cases:
+        response = served.predict(record)
+        assert response.status_code == status, (record, response.text)
+        problems = response.json()["detail"]
+        assert [p["field"] for p in problems] == [field for field, _ in expected], problems
+        assert all(fragment in p["message"] for p, (_, fragment) in zip(problems, expected, strict=True)), problems
+    too_many = served.predict([good] * 1001)
+    assert too_many.status_code == 413 and "serve.max_batch_rows" in too_many.json()["detail"]
+    too_big = served.predict(b'{"AGEP": ' + b" " * 1_000_001 + b"1}")
+    assert too_big.status_code == 413 and "serve.max_body_bytes" in too_big.json()["detail"]
+    assert served.predict(b"{not json").status_code == 400
+    assert served.predict(b'{"AGEP": NaN}').status_code == 400  # JSON has no NaN; Python's parser would take it
+    assert served.predict(b"[]").status_code == 422
+    assert served.predict(b"42").status_code == 422
+
+
+def test_a_thousand_malformed_requests_leave_it_serving_correct_answers(served, current_rows):
+    good = records_of(current_rows.head(3))
+    before = served.predict(good).json()
+    bodies = [
+        b"\xff\xfe\x00garbage",
+        b"[" * 100_000 + b"]" * 100_000,  # nesting deep enough to exhaust a recursive parser
+        b'{"AGEP": 1e999}',
+        json.dumps([{**good[0], "MAR": {"$gt": 1}}]).encode(),
+        json.dumps({**good[0], "AGEP": [1, 2]}).encode(),
+        json.dumps({**good[0], "__class__": "x", "SCHL": True}).encode(),
+        b'{"a": "' + b"\\u0000" * 1000 + b'"}',
+        json.dumps([good[0], 5, "x", None]).encode(),
+    ]
+    statuses = {served.predict(bodies[i % len(bodies)]).status_code for i in range(1000)}
+    assert statuses <= {400, 413, 422}, statuses
+    assert served.client.get("/health").json() == {"status": "ok"}
+    assert served.predict(good).json() == before
+
+
+def test_metrics_count_requests_rejections_probabilities_and_the_model(served, current_rows):
+    before = served.metrics()
+    good = records_of(current_rows.head(5))
+    assert served.predict(good).status_code == 200
+    assert served.predict({**good[0], "AGEP": -5, "bogus": 1}).status_code == 422
+    after = served.metrics()
+
+    def delta(name, **labels):
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0) - before.get(key, 0)
+
+    assert delta("mlpipe_requests_total", endpoint="/predict", status="200") == 1
+    assert delta("mlpipe_requests_total", endpoint="/predict", status="422") == 1
+    assert delta("mlpipe_rejected_inputs_total", reason="out_of_range") == 1
+    assert delta("mlpipe_rejected_inputs_total", reason="extra_field") == 1
+    assert delta("mlpipe_predicted_probability_count") == 5
+    assert delta("mlpipe_request_duration_seconds_count", endpoint="/predict") == 2
+    version = served.client.get("/ready").json()["model_version"]
+    assert after[("mlpipe_model_info", (("version", version),))] == 1
+
+
+def test_metadata_and_the_openapi_schema_show_the_real_fields(served):
+    metadata = served.client.get("/metadata").json()
+    assert metadata["model_version"] == served.client.get("/ready").json()["model_version"]
+    assert metadata["test_metrics"]["roc_auc"] > 0.8 and metadata["training_params"]["num_leaves"] == 31
+    record = served.client.get("/openapi.json").json()["components"]["schemas"]["Record"]
+    assert "AGEP" in record["required"] and record["properties"]["AGEP"]["maximum"] == 120
+    assert "['1', '2', '3', '4', '5']" in record["properties"]["MAR"]["description"]
+    assert record["additionalProperties"] is False
+
+
+def test_reload_under_load_fails_no_request_and_each_answer_names_its_model(built_repo_without_reports, tmp_path):
+    repo = built_repo_without_reports.copy(tmp_path / "repo")
+    server = Server(repo)
+    try:
+        rows = records_of(pd.read_parquet(repo.path / repo.params()["monitor"]["current_source"]).head(20))
+        old = server.client.get("/ready").json()["model_version"]
+        answers, failures, stop = [], [], threading.Event()
+
+        def call() -> None:
+            with httpx.Client(base_url=server.url, timeout=30) as client:
+                while not stop.is_set():
+                    response = client.post("/predict", json=rows)
+                    if response.status_code != 200:
+                        failures.append(response.text)
+                    else:
+                        body = response.json()
+                        answers.append((body["model_version"], {p["model_version"] for p in body["predictions"]}))
+
+        callers = [threading.Thread(target=call) for _ in range(4)]
+        for caller in callers:
+            caller.start()
+        time.sleep(1)
+        # A smaller model (its first 5 trees): same features and levels, another version.
+        model = repo.path / "models" / "model.txt"
+        import lightgbm
+
+        model.write_text(lightgbm.Booster(model_file=str(model)).model_to_string(num_iteration=5))
+        reloaded = server.client.post("/reload").json()
+        time.sleep(1)
+        stop.set()
+        for caller in callers:
+            caller.join()
+        new = reloaded["model_version"]
+        assert new != old and reloaded["previous_version"] == old
+        assert failures == []
+        assert all(per_record == {version} for version, per_record in answers)
+        versions = [version for version, _ in answers]
+        assert set(versions) == {old, new} and versions.count(new) > 0
+        # A broken file: the reload is refused and the last good model keeps serving.
+        model.write_text("not a model")
+        refused = server.client.post("/reload")
+        assert refused.status_code == 409 and "is not a LightGBM model" in refused.json()["detail"]
+        assert server.client.get("/ready").json()["model_version"] == new
+    finally:
+        server.stop()
+
+
+def test_api_key_from_the_environment(built_repo_without_reports, tmp_path):
+    repo = built_repo_without_reports.copy(tmp_path / "repo")
+    server = Server(repo, MLPIPE_API_KEY="s3cret-key")
+    try:
+        row = records_of(pd.read_parquet(repo.path / repo.params()["monitor"]["current_source"]).head(1))
+        assert server.predict(row).status_code == 401
+        assert server.predict(row, **{"X-API-Key": "wrong"}).status_code == 401
+        assert server.predict(row, **{"X-API-Key": "s3cret-key"}).status_code == 200
+        assert server.client.get("/metadata").status_code == 401
+        assert server.client.get("/health").status_code == server.client.get("/metrics").status_code == 200
+        assert "s3cret-key" not in server.client.get("/metrics").text
+    finally:
+        out = server.stop()
+    assert "s3cret-key" not in out and "API key required (MLPIPE_API_KEY)" in out
+
+
+def test_served_rows_feed_the_drift_stage_under_dvc_repro(built_repo_without_reports, tmp_path):
+    """The loop: serve -> prediction log -> monitor.current_source -> dvc repro -> drift verdict."""
+    repo = built_repo_without_reports.copy(tmp_path / "repo")
+    server = Server(repo)
+    current = pd.read_parquet(repo.path / repo.params()["monitor"]["current_source"])
+    served = current[current["year"] == 2018]
+    for start in range(0, len(served), 500):
+        assert server.predict(records_of(served.iloc[start : start + 500])).status_code == 200
+    server.stop()  # graceful: the log's buffer is written
+    log = repo.path / repo.params()["serve"]["log_folder"]
+    files = sorted(log.rglob("*.parquet"))
+    assert files and all(file.parent.name.startswith("date=") for file in files)
+    logged = pd.concat(map(pd.read_parquet, files))
+    assert len(logged) == len(served) and logged["served_at"].notna().all()
+
+    repo.set_params(monitor={"current_source": str(log.relative_to(repo.path))})
+    run = repo.dvc("repro")
+    assert run.stages_run == ["predict", "drift"]
+    drift = json.loads((repo.path / "metrics" / "drift.json").read_text())
+    assert drift["windows"]["all"]["rows"] == len(served)
+    assert drift["windows"]["2018"]["rows"] == len(served) and "2016" in drift["empty_windows"]
+    rescored = pd.read_parquet(repo.path_of("predict", "out-current")).set_index("id")["probability"]
+    assert (logged.set_index("id")["probability"] == rescored.loc[logged["id"]]).all()

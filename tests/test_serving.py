@@ -1,0 +1,143 @@
+"""The serving library in process: loading and checking the model, the request contract's
+policies, personal data in the prediction log, the log's files, and `make serve`'s refusals.
+The service over real HTTP is tests/test_service.py."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import warnings
+
+import pandas as pd
+import pytest
+
+with warnings.catch_warnings():
+    # Starlette 1.10's test client announces a move from httpx to httpx2; it runs on the pinned httpx.
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
+    from fastapi.testclient import TestClient
+
+from mlpipe.config import load_params
+from mlpipe.errors import DataError, OutputError
+from mlpipe.prediction_log import SERVED_AT, PredictionLog
+from mlpipe.service import create_app
+from mlpipe.serving import load_served_model
+from mlpipe.tools import serve as serve_tool
+
+
+@pytest.fixture(scope="module")
+def files(built_repo_without_reports):
+    repo = built_repo_without_reports
+    return {
+        "model": repo.path_of("train", "model"),
+        "schema": repo.path_of("train", "model-schema"),
+        "params": load_params(repo.path / "params.yaml"),
+        "rows": json.loads(pd.read_parquet(repo.path / repo.params()["monitor"]["current_source"]).head(3).to_json(orient="records")),
+    }
+
+
+def client(files, log: PredictionLog | None = None, **serve) -> TestClient:
+    params = files["params"]
+    params = params.model_copy(update={"serve": params.serve.model_copy(update=serve)}) if serve else params
+    return TestClient(create_app(lambda: load_served_model(files["model"], files["schema"]), params, prediction_log=log))
+
+
+def with_data_rules(files, **data) -> dict:
+    params = files["params"]
+    return {**files, "params": params.model_copy(update={"data": params.data.model_copy(update=data)})}
+
+
+def test_model_and_schema_must_exist_parse_and_belong_together(files, tmp_path):
+    with pytest.raises(DataError, match="model '.*missing.txt' does not exist: run `dvc repro train`"):
+        load_served_model(tmp_path / "missing.txt", files["schema"])
+    (tmp_path / "broken.txt").write_text("tree\nnot a model")
+    with pytest.raises(DataError, match="is not a LightGBM model"):
+        load_served_model(tmp_path / "broken.txt", files["schema"])
+    schema = json.loads(files["schema"].read_text())
+    schema["features"] = schema["features"][::-1]
+    (tmp_path / "schema.json").write_text(json.dumps(schema))
+    with pytest.raises(DataError, match="does not describe .*: the model's features .* are not the schema's"):
+        load_served_model(files["model"], tmp_path / "schema.json")
+    schema = json.loads(files["schema"].read_text())
+    next(spec for spec in schema["features"] if spec["kind"] == "categorical")["categories"].append("99")
+    (tmp_path / "schema.json").write_text(json.dumps(schema))
+    with pytest.raises(DataError, match="categorical levels differ"):
+        load_served_model(files["model"], tmp_path / "schema.json")
+
+
+def test_unknown_category_scored_as_unseen_or_refused_by_policy(files):
+    unseen = {**files["rows"][0], "RELP": 99}  # a level training never saw (and no contract rule on RELP)
+    scored = client(files, unknown_category="missing").post("/predict", json=unseen)
+    assert scored.status_code == 200 and 0 < scored.json()["predictions"][0]["probability"] < 1
+    refused = client(files, unknown_category="reject").post("/predict", json=unseen)
+    assert refused.status_code == 422
+    assert refused.json()["detail"] == [{"field": "RELP", "message": refused.json()["detail"][0]["message"]}]
+    assert "unknown category '99'" in refused.json()["detail"][0]["message"]
+
+
+def test_personal_columns_are_protected_before_anything_is_logged(files, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLPIPE_PII_SALT", "a-long-random-test-salt")
+    rules = with_data_rules(files, personal_columns={"email": "hash", "name": "drop"})
+    log = PredictionLog(tmp_path / "log", rows_per_file=100, flush_seconds=60)
+    record = {**files["rows"][0], "email": "ann@example.com", "name": "Ann Example"}
+    assert client(rules, log).post("/predict", json=record).status_code == 200
+    log.close()
+    logged = pd.concat(map(pd.read_parquet, (tmp_path / "log").rglob("*.parquet")))
+    assert "name" not in logged and logged["email"].str.fullmatch(r"[0-9a-f]{64}").all()
+    assert b"ann@example.com" not in b"".join(path.read_bytes() for path in (tmp_path / "log").rglob("*") if path.is_file())
+    # An undeclared column is refused, not logged.
+    assert client(rules, log).post("/predict", json={**record, "phone": "555"}).status_code == 422
+
+
+def test_a_body_streamed_past_the_limit_is_refused(files):
+    chunks = (b" " * 1024 for _ in range(2000))  # no Content-Length: counted as it arrives
+    response = client(files).post("/predict", content=chunks, headers={"content-type": "application/json"})
+    assert response.status_code == 413 and "serve.max_body_bytes" in response.json()["detail"]
+
+
+def test_the_log_is_date_partitioned_rotated_by_rows_and_written_whole(tmp_path):
+    moments = iter([dt.datetime(2026, 11, 30, 23, 59, 58, tzinfo=dt.UTC)] * 3 + [dt.datetime(2026, 12, 1, 0, 0, 1, tzinfo=dt.UTC)] * 2)
+    log = PredictionLog(tmp_path / "log", rows_per_file=2, flush_seconds=60, clock=lambda: next(moments))
+    for value in range(5):
+        log.append(pd.DataFrame({"x": [value]}))
+    log.close()
+    files = sorted((tmp_path / "log").rglob("*"))
+    parquet = [path for path in files if path.is_file()]
+    assert [path.parent.name for path in parquet] == ["date=2026-11-30"] * 2 + ["date=2026-12-01"] * 2
+    # Full at the second row; the fourth fills it again across midnight (a file per day); close writes the last.
+    assert [len(pd.read_parquet(path)) for path in parquet] == [2, 1, 1, 1]
+    rows = pd.concat(map(pd.read_parquet, parquet))
+    assert sorted(rows["x"]) == [0, 1, 2, 3, 4] and rows[SERVED_AT].str.startswith(("2026-11-30T23:59:58", "2026-12-01T00:00:01")).all()
+    assert not [path for path in files if path.name.startswith(".")]  # no temporaries left
+
+
+def test_a_failed_write_keeps_the_rows_for_the_next_flush(tmp_path):
+    blocked = tmp_path / "log"
+    blocked.write_text("a file where the log folder should be")
+    log = PredictionLog(blocked, rows_per_file=100, flush_seconds=60)
+    log.append(pd.DataFrame({"x": [1, 2]}))
+    with pytest.raises(OutputError, match="cannot write"):
+        log.flush()
+    blocked.unlink()
+    log.close()
+    assert sorted(pd.concat(map(pd.read_parquet, blocked.rglob("*.parquet")))["x"]) == [1, 2]
+
+
+def test_make_serve_refuses_to_start_in_one_line(built_repo_without_reports, tmp_path, monkeypatch, capsys):
+    repo = built_repo_without_reports.copy(tmp_path / "repo")
+    monkeypatch.chdir(repo.path)
+    arguments = ["--evaluation", "metrics/evaluation.json", "--training-params", "metrics/train/params.yaml"]
+
+    def refusal() -> str:
+        assert serve_tool.main(arguments) == 1
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: serve: ")
+        return lines[0]
+
+    (repo.path / "models" / "model.txt").unlink()
+    assert "does not exist: run `dvc repro train`" in refusal()
+    repo.set_params(data={"personal_columns": {"email": "hash"}})
+    monkeypatch.delenv("MLPIPE_PII_SALT", raising=False)
+    assert "MLPIPE_PII_SALT (data.salt_env) is not set" in refusal()
+    text = (repo.path / "dvc.yaml").read_text()
+    (repo.path / "dvc.yaml").write_text(text[: text.index("\nartifacts:")] + "\n")
+    assert "needs exactly one artifact of type model" in refusal()
