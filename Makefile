@@ -10,7 +10,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 PIP := $(BIN)/python -m pip --disable-pip-version-check --quiet
 
-.PHONY: help setup init repro test lint bench dag metrics plots monitor serve sweep review push pull clean
+.PHONY: help setup init repro test lint bench dag metrics plots monitor serve replay sweep review push pull clean
 
 help:
 	@echo "make init    DATA=path/or/url TARGET=column [POSITIVE=label] [TIME=column] [FORCE=1]: point params.yaml at your table"
@@ -23,6 +23,7 @@ help:
 	@echo "make plots   write reports/plots.html: every plot as SVG, readable offline (BASE=rev overlays a revision)"
 	@echo "make monitor print the drift verdict; exits 1 when retraining is recommended"
 	@echo "make serve   the prediction API on the model dvc.yaml names (HOST=127.0.0.1 PORT=8000; docs/serving.md)"
+	@echo "make replay  send rows of monitor.current_source through the running service (WHERE=\"AGEP < 30\" for a subset)"
 	@echo "make sweep   queue the GRID of experiments, run JOBS at a time, show them (dvc exp show)"
 	@echo "make review  write reports/review.md against BASE (default HEAD); exits 1 on a guarded regression"
 	@echo "make push    dvc push: data, models and reports to the default remote (REMOTE=name for another)"
@@ -87,6 +88,10 @@ HOST = 127.0.0.1
 PORT = 8000
 serve: setup
 	$(BIN)/python -m mlpipe.tools.serve --host $(HOST) --port $(PORT) --evaluation metrics/evaluation.json --training-params metrics/train/params.yaml
+
+# Fills the service's prediction log: the latest period of the current rows, or the rows WHERE selects.
+replay: setup
+	$(BIN)/python -m mlpipe.tools.replay --url http://$(HOST):$(PORT) $(if $(WHERE),--where "$(WHERE)") $(if $(SOURCE),--source "$(SOURCE)")
 
 # The default sweep: 2 learning rates x 2 tree sizes. Override, e.g.
 #   make sweep GRID="train.learning_rate=0.02,0.05,0.1 train.min_child_samples=50,200" JOBS=2

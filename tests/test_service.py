@@ -247,26 +247,48 @@ def test_api_key_from_the_environment(built_repo_without_reports, tmp_path):
     assert "s3cret-key" not in out and "API key required (MLPIPE_API_KEY)" in out
 
 
-def test_served_rows_feed_the_drift_stage_under_dvc_repro(built_repo_without_reports, tmp_path):
+def replay(server: Server, *variables: str):
+    return server.repo.make("replay", f"PORT={server.url.rsplit(':', 1)[1]}", *variables)
+
+
+def test_replayed_rows_feed_the_drift_stage_and_a_shifted_replay_asks_for_retraining(built_repo_without_reports, tmp_path):
     """The loop: serve -> prediction log -> monitor.current_source -> dvc repro -> drift verdict."""
     repo = built_repo_without_reports.copy(tmp_path / "repo")
+    source = repo.params()["monitor"]["current_source"]
+    current = pd.read_parquet(repo.path / source)
+    latest = current[current["year"] == 2018]
     server = Server(repo)
-    current = pd.read_parquet(repo.path / repo.params()["monitor"]["current_source"])
-    served = current[current["year"] == 2018]
-    for start in range(0, len(served), 500):
-        assert server.predict(records_of(served.iloc[start : start + 500])).status_code == 200
+    sent = replay(server)  # the latest period by default
     server.stop()  # graceful: the log's buffer is written
+    assert f"sent {len(latest):,} rows (the latest period, year 2018)" in sent.stdout
     log = repo.path / repo.params()["serve"]["log_folder"]
     files = sorted(log.rglob("*.parquet"))
     assert files and all(file.parent.name.startswith("date=") for file in files)
     logged = pd.concat(map(pd.read_parquet, files))
-    assert len(logged) == len(served) and logged["served_at"].notna().all()
+    assert sorted(logged["id"]) == sorted(latest["id"]) and logged["served_at"].notna().all()
 
     repo.set_params(monitor={"current_source": str(log.relative_to(repo.path))})
-    run = repo.dvc("repro")
-    assert run.stages_run == ["predict", "drift"]
+    assert repo.dvc("repro").stages_run == ["predict", "drift"]
     drift = json.loads((repo.path / "metrics" / "drift.json").read_text())
-    assert drift["windows"]["all"]["rows"] == len(served)
-    assert drift["windows"]["2018"]["rows"] == len(served) and "2016" in drift["empty_windows"]
+    assert drift["windows"]["all"]["rows"] == drift["windows"]["2018"]["rows"] == len(latest)
+    assert "2016" in drift["empty_windows"]
     rescored = pd.read_parquet(repo.path_of("predict", "out-current")).set_index("id")["probability"]
-    assert (logged.set_index("id")["probability"] == rescored.loc[logged["id"]]).all()
+    assert (logged.set_index("id")["probability"] == rescored.loc[logged["id"]]).all()  # the loop changes no score
+
+    # Only people under 30, into a log of their own: the drift stage flags it, make monitor says retrain.
+    repo.set_params(serve={"log_folder": "data/served-young"})
+    server = Server(repo)
+    young = replay(server, "WHERE=year == 2018 and AGEP < 30", f"SOURCE={source}")  # the rows, not the first log
+    server.stop()
+    repo.set_params(monitor={"current_source": "data/served-young"})
+    assert f"sent {(latest['AGEP'] < 30).sum():,} rows (rows where year == 2018 and AGEP < 30)" in young.stdout
+    repo.dvc("repro")
+    monitor = repo.make("monitor", check=False)
+    assert monitor.returncode != 0 and "RETRAIN RECOMMENDED" in monitor.stdout and "dataset drift" in monitor.stdout, monitor.stdout
+    assert json.loads((repo.path / "metrics" / "drift.json").read_text())["retrain_recommended"]
+
+
+def test_replay_without_a_service_is_one_line(repo):
+    refused = repo.make("replay", f"PORT={unused_port()}", check=False)
+    assert refused.returncode != 0
+    assert "error: replay: no prediction service at http://127.0.0.1:" in refused.stderr and "Traceback" not in refused.stderr

@@ -1,0 +1,101 @@
+"""`make replay`: send real rows through the running prediction service, to fill its log.
+
+    python -m mlpipe.tools.replay --url http://127.0.0.1:8000                    # the latest period of monitor.current_source
+    python -m mlpipe.tools.replay --url ... --where "year == 2018 and AGEP < 30"  # a shifted variant: only people under 30
+
+The rows come from `--source` (default: monitor.current_source), read as the predict stage reads
+it. Without `--where` they are the latest period of data.time_column (every row when the table
+has no time column). `--where` takes the derived-feature grammar (docs/params.md): it is parsed and
+walked, never evaluated as Python. Each row is sent with the fields the service's request contract
+has (its /openapi.json), in batches. The API key, when the service needs one, is read from the
+variable serve.api_key_env names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from mlpipe.config import Params, load_params
+from mlpipe.errors import ConfigError, DataError, PipelineError
+
+
+def rows_to_replay(table: pd.DataFrame, params: Params, where: str | None) -> tuple[pd.DataFrame, str]:
+    """The rows `where` selects, or the latest period's; with a description of the choice."""
+    if where:
+        from mlpipe.expressions import parse_expression
+
+        expression = parse_expression(where, "--where")
+        missing = [column for column in expression.columns if column not in table.columns]
+        if missing:
+            raise ConfigError(f"--where names {missing}, which the table does not have (it has {list(table.columns)[:12]})")
+        selected = pd.Series(expression.evaluate(table), index=table.index).fillna(False).astype(bool)
+        return table[selected], f"rows where {where}"
+    time_column = params.data.time_column
+    if not time_column or time_column not in table.columns:
+        return table, "every row (no time column)"
+    from mlpipe.times import time_values
+
+    values = time_values(table[time_column])
+    if pd.api.types.is_datetime64_any_dtype(values):
+        values = values.dt.to_period(params.evaluate.period)  # the latest evaluate.period (a year by default)
+    latest = values.max()
+    return table[values == latest], f"the latest period, {time_column} {latest}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m mlpipe.tools.replay", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--url", default="http://127.0.0.1:8000", help="the running service")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--source", help="a file or folder of rows (default: monitor.current_source)")
+    parser.add_argument("--where", help='which rows to send, e.g. "AGEP < 30" (default: the latest period)')
+    parser.add_argument("--batch-rows", type=int, default=500, help="records per request")
+    args = parser.parse_args(argv)
+    try:
+        import httpx
+
+        from mlpipe.sources import normalise_columns, read_batches
+
+        params = load_params(args.params)
+        source = args.source or params.monitor.current_source
+        table = normalise_columns(read_batches(source), origin=source)
+        rows, chosen = rows_to_replay(table, params, args.where)
+        if rows.empty:
+            raise DataError(f"{chosen} of '{source}' selects no rows: nothing to send")
+        key = os.environ.get(params.serve.api_key_env)
+        headers = {"X-API-Key": key} if key else {}
+        with httpx.Client(base_url=args.url, headers=headers, timeout=60) as client:
+            try:
+                contract = client.get("/openapi.json").json()["components"]["schemas"]["Record"]["properties"]
+            except httpx.TransportError as exc:
+                raise DataError(f"no prediction service at {args.url} ({exc}): start it with `make serve`") from None
+            fields = [column for column in rows.columns if column in contract]
+            records = json.loads(rows[fields].to_json(orient="records", date_format="iso"))
+            scored, rejected, probabilities = 0, [], []
+            for start in range(0, len(records), args.batch_rows):
+                response = client.post("/predict", json=records[start : start + args.batch_rows])
+                if response.status_code == 200:
+                    predictions = response.json()["predictions"]
+                    scored += len(predictions)
+                    probabilities += [p["probability"] for p in predictions]
+                else:
+                    rejected.append(f"{response.status_code} {response.text[:300]}")
+    except PipelineError as exc:
+        print(f"error: replay: {exc}", file=sys.stderr)
+        return 1
+    mean = f", mean probability {sum(probabilities) / len(probabilities):.4f}" if probabilities else ""
+    print(f"replay: sent {len(records):,} rows ({chosen}) of {source} to {args.url}: {scored:,} scored{mean}")
+    for problem in rejected[:3]:
+        print(f"replay: a batch was refused: {problem}", file=sys.stderr)
+    return 1 if rejected else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
