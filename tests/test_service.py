@@ -116,7 +116,7 @@ def test_each_bad_input_gets_its_status_and_one_message_per_field(served, curren
         ({**good, "AGEP": 30.5}, 422, [("AGEP", "whole number")]),
         ({**good, "AGEP": 130}, 422, [("AGEP", "at most 120")]),
         ({**good, "SEX": None}, 422, [("SEX", "must not be null")]),
-        ({**good, "MAR": 9, "AGEP": -1}, 422, [("AGEP", "at least 0"), ("MAR", "one of [1, 2, 3, 4, 5]")]),
+        ({**good, "MAR": 9, "AGEP": -1}, 422, [("AGEP", "at least 0"), ("MAR", "one of 1, 2, 3, 4 or 5")]),
     ]
     for record, status, expected in cases:
         response = served.predict(record)
@@ -129,7 +129,8 @@ def test_each_bad_input_gets_its_status_and_one_message_per_field(served, curren
     too_big = served.predict(b'{"AGEP": ' + b" " * 1_000_001 + b"1}")
     assert too_big.status_code == 413 and "serve.max_body_bytes" in too_big.json()["detail"]
     assert served.predict(b"{not json").status_code == 400
-    assert served.predict(b'{"AGEP": NaN}').status_code == 400  # JSON has no NaN; Python's parser would take it
+    not_finite = served.predict({**good, "AGEP": float("nan")})  # JSON has no NaN; a lenient encoder writes it anyway
+    assert not_finite.status_code == 422 and not_finite.json()["detail"][0]["message"] == "must be a finite number"
     assert served.predict(b"[]").status_code == 422
     assert served.predict(b"42").status_code == 422
 
@@ -179,7 +180,7 @@ def test_metadata_and_the_openapi_schema_show_the_real_fields(served):
     assert metadata["model_version"] == served.client.get("/ready").json()["model_version"]
     assert metadata["test_metrics"]["roc_auc"] > 0.8 and metadata["training_params"]["num_leaves"] == 31
     record = served.client.get("/openapi.json").json()["components"]["schemas"]["Record"]
-    assert "AGEP" in record["required"] and record["properties"]["AGEP"]["maximum"] == 120
+    assert "AGEP" in record["required"] and {member["maximum"] for member in record["properties"]["AGEP"]["anyOf"]} == {120}
     assert "['1', '2', '3', '4', '5']" in record["properties"]["MAR"]["description"]
     assert record["additionalProperties"] is False
 

@@ -20,7 +20,7 @@ from mlpipe.config import load_params
 from mlpipe.errors import DataError, OutputError
 from mlpipe.prediction_log import SERVED_AT, PredictionLog
 from mlpipe.service import create_app
-from mlpipe.serving import load_served_model
+from mlpipe.serving import load_served_model, score_records
 from mlpipe.tools import serve as serve_tool
 
 
@@ -33,6 +33,15 @@ def files(built_repo_without_reports):
         "params": load_params(repo.path / "params.yaml"),
         "rows": json.loads(pd.read_parquet(repo.path / repo.params()["monitor"]["current_source"]).head(3).to_json(orient="records")),
     }
+
+
+def protected_log(files, folder) -> PredictionLog:
+    """A log that applies the files' personal-data rules, as `make serve` sets it up."""
+    from mlpipe.privacy import apply_personal_rules
+
+    return PredictionLog(
+        folder, rows_per_file=100, flush_seconds=60, protect=lambda table: apply_personal_rules(table, files["params"].data, "test")
+    )
 
 
 def client(files, log: PredictionLog | None = None, **serve) -> TestClient:
@@ -64,6 +73,28 @@ def test_model_and_schema_must_exist_parse_and_belong_together(files, tmp_path):
         load_served_model(files["model"], tmp_path / "schema.json")
 
 
+def test_records_encode_to_the_batch_features_to_the_bit(files):
+    """The service's encoder (no DataFrame per request) against the batch path (make_features,
+    then LightGBM's own conversion of pandas categoricals): the same probabilities, bit for bit,
+    with missing values, unseen levels, and levels sent as text or as whole floats."""
+    import dataclasses
+
+    model = load_served_model(files["model"], files["schema"])
+    first, second, third = files["rows"]
+    records = [
+        first,
+        second,
+        third,
+        {**first, "RELP": 99, "MAR": None, "AGEP": None},
+        {**second, "MAR": 2.0, "RELP": "17"},
+        {**third, "ANC": True},
+    ]
+    encoded, _ = score_records(records, model, 0.5)
+    through_pandas, _ = score_records(records, dataclasses.replace(model, encoder=None), 0.5)
+    assert model.encoder is not None and encoded.tobytes() == through_pandas.tobytes()
+    assert len(set(encoded.tolist())) == len(records)  # the edits changed the answers: the comparison is not vacuous
+
+
 def test_unknown_category_scored_as_unseen_or_refused_by_policy(files):
     unseen = {**files["rows"][0], "RELP": 99}  # a level training never saw (and no contract rule on RELP)
     scored = client(files, unknown_category="missing").post("/predict", json=unseen)
@@ -71,13 +102,13 @@ def test_unknown_category_scored_as_unseen_or_refused_by_policy(files):
     refused = client(files, unknown_category="reject").post("/predict", json=unseen)
     assert refused.status_code == 422
     assert refused.json()["detail"] == [{"field": "RELP", "message": refused.json()["detail"][0]["message"]}]
-    assert "unknown category '99'" in refused.json()["detail"][0]["message"]
+    assert "is a category the model does not know" in refused.json()["detail"][0]["message"]
 
 
 def test_personal_columns_are_protected_before_anything_is_logged(files, tmp_path, monkeypatch):
     monkeypatch.setenv("MLPIPE_PII_SALT", "a-long-random-test-salt")
     rules = with_data_rules(files, personal_columns={"email": "hash", "name": "drop"})
-    log = PredictionLog(tmp_path / "log", rows_per_file=100, flush_seconds=60)
+    log = protected_log(rules, tmp_path / "log")
     record = {**files["rows"][0], "email": "ann@example.com", "name": "Ann Example"}
     assert client(rules, log).post("/predict", json=record).status_code == 200
     log.close()
@@ -98,7 +129,7 @@ def test_the_log_is_date_partitioned_rotated_by_rows_and_written_whole(tmp_path)
     moments = iter([dt.datetime(2026, 11, 30, 23, 59, 58, tzinfo=dt.UTC)] * 3 + [dt.datetime(2026, 12, 1, 0, 0, 1, tzinfo=dt.UTC)] * 2)
     log = PredictionLog(tmp_path / "log", rows_per_file=2, flush_seconds=60, clock=lambda: next(moments))
     for value in range(5):
-        log.append(pd.DataFrame({"x": [value]}))
+        log.append([{"x": value}])
     log.close()
     files = sorted((tmp_path / "log").rglob("*"))
     parquet = [path for path in files if path.is_file()]
@@ -114,7 +145,7 @@ def test_a_failed_write_keeps_the_rows_for_the_next_flush(tmp_path):
     blocked = tmp_path / "log"
     blocked.write_text("a file where the log folder should be")
     log = PredictionLog(blocked, rows_per_file=100, flush_seconds=60)
-    log.append(pd.DataFrame({"x": [1, 2]}))
+    log.append([{"x": 1}, {"x": 2}])
     with pytest.raises(OutputError, match="cannot write"):
         log.flush()
     blocked.unlink()

@@ -4,8 +4,9 @@ on real traffic.
 
     <folder>/date=2026-11-30/part-081502-4711-000001.parquet    (UTC time of the first row, pid, sequence)
 
-Rows are buffered and written as a new file when `rows_per_file` are waiting, when the oldest
-has waited `flush_seconds`, and on close. Each file is written under a hidden temporary name
+Records are buffered as they come (no table per request) and written as a new file, after the
+personal-data rules, when `rows_per_file` are waiting, when the oldest has waited
+`flush_seconds`, and on close. Each file is written under a hidden temporary name
 and renamed into place (mlpipe.io), so a crash loses at most the rows still buffered and never
 leaves a half-written file; readers skip hidden files.
 """
@@ -20,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -37,40 +39,43 @@ class PredictionLog:
         folder: str | Path,
         rows_per_file: int,
         flush_seconds: float,
+        protect: Callable[[pd.DataFrame], pd.DataFrame] = lambda table: table,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ):
+        """`protect` runs on every table before it is written: the personal-data rules."""
         self.folder = Path(folder)
         self.rows_per_file = rows_per_file
         self.flush_seconds = flush_seconds
+        self._protect = protect
         self._clock = clock
         self._lock = threading.Lock()
-        self._buffer: list[pd.DataFrame] = []
-        self._buffered_rows = 0
+        self._buffer: list[dict[str, Any]] = []
+        self._unwritten: list[pd.DataFrame] = []  # protected parts a failed write left
         self._oldest: float | None = None
         self._sequence = itertools.count(1)
         self._closed = threading.Event()
         self._flusher = threading.Thread(target=self._flush_when_due, name="prediction-log", daemon=True)
         self._flusher.start()
 
-    def append(self, rows: pd.DataFrame) -> None:
-        """Queue served rows, stamped with the time they were served (UTC)."""
-        stamped = rows.assign(**{SERVED_AT: self._clock().isoformat(timespec="microseconds")})
+    def append(self, records: list[dict[str, Any]]) -> None:
+        """Queue served records (inputs and outputs), stamped with the time they were served (UTC)."""
+        served_at = self._clock().isoformat(timespec="microseconds")
         with self._lock:
-            self._buffer.append(stamped)
-            self._buffered_rows += len(stamped)
+            self._buffer.extend({**record, SERVED_AT: served_at} for record in records)
             self._oldest = self._oldest or time.monotonic()
-            full = self._buffered_rows >= self.rows_per_file
+            full = len(self._buffer) >= self.rows_per_file
         if full:
             self.flush()
 
     def flush(self) -> list[Path]:
         """Write what is buffered now: one file per day it spans, each at most rows_per_file rows.
-        When a write fails (a full disk), the rows not yet written stay buffered for the next try."""
+        When a write fails (a full disk), the rows not yet written are kept for the next try."""
         with self._lock:
-            if not self._buffer:
+            frames = self._unwritten + ([self._protect(pd.DataFrame.from_records(self._buffer))] if self._buffer else [])
+            self._buffer, self._unwritten = [], []
+            if not frames:
                 return []
-            table = pd.concat(self._buffer, ignore_index=True)
-            self._buffer, self._buffered_rows = [], 0
+            table = pd.concat(frames, ignore_index=True)
             days = table[SERVED_AT].str.slice(0, 10)
             parts = [
                 (day, rows.iloc[start : start + self.rows_per_file].reset_index(drop=True))
@@ -83,8 +88,7 @@ class PredictionLog:
                 try:
                     written.append(write_parquet(part, self.folder / f"date={day}" / name))
                 except OutputError:
-                    self._buffer = [rows for _, rows in parts[index:]]
-                    self._buffered_rows = sum(len(rows) for rows in self._buffer)
+                    self._unwritten = [rows for _, rows in parts[index:]]
                     raise
             self._oldest = None
             return written

@@ -14,19 +14,19 @@ layout; `mlpipe.tools.serve` (`make serve`) gives it the files `dvc.yaml` names.
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
+import orjson
 from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from pydantic import BaseModel, ValidationError
+from pydantic import Field, TypeAdapter, ValidationError
 
 from mlpipe.config import Params
 from mlpipe.errors import PipelineError
@@ -37,6 +37,10 @@ from mlpipe.serving import RecordError, ServedModel, record_model, score_records
 log = logging.getLogger("mlpipe.service")
 
 API_KEY_HEADER = "X-API-Key"
+# Requests of up to this many records are scored on the event loop: a small LightGBM call takes
+# less time than handing it to a worker thread. Larger ones go to a thread, so that a big batch
+# does not hold up the single records behind it.
+INLINE_RECORDS = 64
 OPEN_PATHS = {"/health", "/ready", "/metrics"}  # probes and scrapers call these without the key
 
 
@@ -45,12 +49,40 @@ class Loaded:
     """A model and the request contract built from its schema: swapped together, read together."""
 
     model: ServedModel
-    record: type[BaseModel]
+    record: type  # the TypedDict of one record (for /docs)
+    one: TypeAdapter  # a body holding one record
+    many: TypeAdapter  # a body holding a list of them
 
 
 class RequestRejected(Exception):
     def __init__(self, status: int, reason: str, detail: Any):
         self.status, self.reason, self.detail = status, reason, detail
+
+
+class MeasuredRequests:
+    """ASGI middleware counting and timing every request by route template and status (cheaper
+    per request than Starlette's BaseHTTPMiddleware). Unknown paths count as "unmatched", so
+    they cannot grow the label set."""
+
+    def __init__(self, app, metrics: ServiceMetrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started, status = time.perf_counter(), [500]
+
+        async def record_status(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record_status)
+        finally:
+            endpoint = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+            self.metrics.requests.labels(endpoint, str(status[0])).inc()
 
 
 class ServiceMetrics:
@@ -81,12 +113,14 @@ def create_app(
 ) -> FastAPI:
     """The app, with the model `load_model` returns already loaded (its errors propagate: a
     service that cannot load its model must not start). /reload calls `load_model` again."""
-    serve = params.serve
+    serve, threshold = params.serve, params.evaluate.threshold
     metrics = ServiceMetrics()
 
     def load() -> Loaded:
         model = load_model()
-        return Loaded(model, record_model(model.schema, params))
+        record = record_model(model.schema, params)
+        many = TypeAdapter(Annotated[list[record], Field(min_length=1, max_length=serve.max_batch_rows)])
+        return Loaded(model, record, TypeAdapter(record), many)
 
     current = load()
     metrics.model.labels(current.model.version).set(1)
@@ -96,6 +130,7 @@ def create_app(
         version=current.model.version[:12],
     )
     app.state.loaded = current
+    app.add_middleware(MeasuredRequests, metrics=metrics)
 
     def authorised(request: Request) -> None:
         if api_key is None or request.url.path in OPEN_PATHS:
@@ -110,16 +145,6 @@ def create_app(
         for reason in reasons:
             metrics.rejected.labels(reason).inc()
         return JSONResponse({"detail": exc.detail}, status_code=exc.status)
-
-    @app.middleware("http")
-    async def measure(request: Request, call_next):
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        endpoint = getattr(route, "path", "unmatched")  # the route's template: unknown paths cannot grow the label set
-        metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
-        metrics.requests.labels(endpoint, str(response.status_code)).inc()
-        return response
 
     @app.get("/health", summary="The process is up")
     async def health() -> dict[str, str]:
@@ -146,21 +171,27 @@ def create_app(
         }
 
     @app.post("/predict", summary="Score one record or a list of records", dependencies=[Depends(authorised)])
-    async def predict(request: Request) -> dict[str, Any]:
+    async def predict(request: Request) -> Response:
         loaded = app.state.loaded  # one model for the whole request, even if /reload swaps it meanwhile
-        records = validated_records(await read_body(request, serve.max_body_bytes), loaded.record, serve.max_batch_rows)
-        scored = await run_in_threadpool(score_records, records, loaded.model, params)
-        for probability in scored[PROBABILITY]:
-            metrics.probability.observe(probability)
+        records = validated_records(await read_body(request, serve.max_body_bytes), loaded, serve.max_batch_rows)
+        if len(records) <= INLINE_RECORDS:
+            probability, labels = score_records(records, loaded.model, threshold)
+        else:
+            probability, labels = await run_in_threadpool(score_records, records, loaded.model, threshold)
+        probabilities, labels, version = probability.tolist(), labels.tolist(), loaded.model.version
+        for value in probabilities:
+            metrics.probability.observe(value)
         if prediction_log is not None:
-            prediction_log.append(scored)
-        predictions = [
-            {"probability": probability, "label": label, "model_version": version}
-            for probability, label, version in zip(
-                scored[PROBABILITY].tolist(), scored[PREDICTED_LABEL], scored[MODEL_VERSION], strict=True
+            prediction_log.append(
+                [
+                    {**record, PROBABILITY: value, PREDICTED_LABEL: label, MODEL_VERSION: version}
+                    for record, value, label in zip(records, probabilities, labels, strict=True)
+                ]
             )
+        predictions = [
+            {"probability": value, "label": label, "model_version": version} for value, label in zip(probabilities, labels, strict=True)
         ]
-        return {"model_version": loaded.model.version, "predictions": predictions}
+        return Response(orjson.dumps({"model_version": version, "predictions": predictions}), media_type="application/json")
 
     @app.post("/reload", summary="Load the model files again and swap the new model in", dependencies=[Depends(authorised)])
     async def reload() -> dict[str, Any]:
@@ -183,7 +214,7 @@ def create_app(
             from fastapi.openapi.utils import get_openapi
 
             schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
-            record = app.state.loaded.record.model_json_schema(ref_template="#/components/schemas/{model}")
+            record = app.state.loaded.one.json_schema(ref_template="#/components/schemas/{model}")
             schema.setdefault("components", {}).setdefault("schemas", {})["Record"] = record
             reference = {"$ref": "#/components/schemas/Record"}
             body = {"oneOf": [reference, {"type": "array", "items": reference, "maxItems": serve.max_batch_rows}]}
@@ -209,62 +240,68 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _no_constants(name: str) -> None:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def validated_records(body: bytes, record: type[BaseModel], max_rows: int) -> list[dict[str, Any]]:
-    """The records of a body, each checked against the request contract: the fields each one
-    was sent with. Every broken field of every record is reported at once, one message each."""
+def validated_records(body: bytes, loaded: Loaded, max_rows: int) -> list[dict[str, Any]]:
+    """The records of a body (one JSON object or a list of them), each checked against the request
+    contract: the fields each one was sent with. Every broken field of every record is reported
+    at once, one message each."""
+    many = body.lstrip()[:1] == b"["
     try:
-        payload = json.loads(body, parse_constant=_no_constants)
-    except (ValueError, RecursionError) as exc:
-        raise RequestRejected(400, "not_json", f"the body is not JSON: {str(exc)[:200]}") from None
-    records = [payload] if isinstance(payload, dict) else payload
-    if not isinstance(records, list):
-        raise RequestRejected(422, "not_a_record", "the body must be a record (a JSON object) or a list of records")
-    if len(records) > max_rows:
-        raise RequestRejected(
-            413, "too_many_records", f"{len(records)} records in one request; the limit is {max_rows} (serve.max_batch_rows)"
-        )
-    if not records:
-        raise RequestRejected(422, "no_records", "the list holds no records")
-    valid, problems = [], []
-    for index, raw in enumerate(records):
-        try:
-            valid.append(record.model_validate(raw).model_dump(exclude_unset=True))
-        except ValidationError as exc:
-            problems += _field_problems(exc, index if isinstance(payload, list) else None)
-    if problems:
-        raise RequestRejected(422, [problem.pop("reason") for problem in problems], problems)
-    return valid
+        return loaded.many.validate_json(body) if many else [loaded.one.validate_json(body)]
+    except ValidationError as exc:
+        raise _rejection(exc, many, max_rows) from None
 
 
-def _field_problems(exc: ValidationError, index: int | None) -> list[dict[str, Any]]:
-    """One problem per field: a value that fits none of a field's types fails each of them in
-    pydantic's report; here that is one 'wrong type' message."""
-    by_field: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for error in exc.errors():
-        by_field[str(error["loc"][0]) if error["loc"] else "(record)"].append(error)
+# pydantic's error types -> (reason, message); "{...}" is filled from the error's context.
+_FIELD_ERRORS = {
+    "missing": ("missing_field", "is required"),
+    "extra_forbidden": ("extra_field", "is not a field of this model's records (see /docs)"),
+    "greater_than_equal": ("out_of_range", "must be at least {ge} (the data contract)"),
+    "less_than_equal": ("out_of_range", "must be at most {le} (the data contract)"),
+    "multiple_of": ("not_whole", "must be a whole number (the data contract's dtype)"),
+    "finite_number": ("not_finite", "must be a finite number"),
+    "string_too_long": ("too_long", "is longer than {max_length} characters"),
+    "literal_error": ("not_allowed", "must be one of {expected} (the data contract)"),
+}
+
+
+def _rejection(exc: ValidationError, many: bool, max_rows: int) -> RequestRejected:
+    errors = exc.errors()
+    whole = [error for error in errors if not error["loc"]]
+    if whole:
+        kind = whole[0]["type"]
+        if kind == "json_invalid":
+            return RequestRejected(400, "not_json", f"the body is not JSON: {whole[0]['msg'][:200]}")
+        if kind == "too_long":
+            return RequestRejected(413, "too_many_records", f"more than {max_rows} records in one request (serve.max_batch_rows)")
+        if kind == "too_short":
+            return RequestRejected(422, "no_records", "the list holds no records")
+        return RequestRejected(422, "not_a_record", "the body must be a record (a JSON object) or a list of records")
+    by_field: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for error in errors:
+        by_field[tuple(error["loc"][: 2 if many else 1])].append(error)
     problems = []
-    for name, errors in by_field.items():
-        first = errors[0]
-        cause = (first.get("ctx") or {}).get("error")
+    for where, group in by_field.items():
+        reason, message = _field_problem(group, depth=len(where), field_level=len(where) == (2 if many else 1))
+        problem = {"field": str(where[-1]) if len(where) == (2 if many else 1) else "(record)", "message": message, "reason": reason}
+        problems.append({"record": where[0], **problem} if many else problem)
+    return RequestRejected(422, [problem.pop("reason") for problem in problems], problems)
+
+
+def _field_problem(errors: list[dict[str, Any]], depth: int, field_level: bool) -> tuple[str, str]:
+    """One (reason, message) for a field. A value that fits none of a field's types fails each
+    member of the union in pydantic's report: the most telling failure speaks for the field."""
+    if not field_level:
+        return "not_a_record", "each record must be a JSON object"
+    for error in errors:
+        cause = (error.get("ctx") or {}).get("error")
         if isinstance(cause, RecordError):
-            reason, message = cause.reason, str(cause)
-        elif first["type"] == "missing":
-            reason, message = "missing_field", "is required"
-        elif first["type"] == "extra_forbidden":
-            reason, message = "extra_field", "is not a field of this model's records (see /docs)"
-        elif first["type"] in {"dict_type", "model_type"}:
-            reason, message = "not_a_record", "each record must be a JSON object"
-        elif first.get("input", ...) is None:
-            reason, message = "null", "must not be null (the data contract)"
-        else:
-            expected = sorted({str(error["loc"][-1]) for error in errors if len(error["loc"]) > 1} or {first["type"]})
-            reason, message = "wrong_type", f"has the wrong type {type(first.get('input')).__name__}: expected {' or '.join(expected)}"
-        problem = {"field": name, "message": message, "reason": reason}
-        if index is not None:
-            problem = {"record": index, **problem}
-        problems.append(problem)
-    return problems
+            return cause.reason, str(cause)
+    if errors[0].get("input", ...) is None and errors[0]["type"] not in {"missing", "extra_forbidden"}:
+        return "null", "must not be null (the data contract)"
+    for error in errors:
+        if error["type"] in _FIELD_ERRORS:
+            reason, message = _FIELD_ERRORS[error["type"]]
+            context = {key: f"{value:g}" if isinstance(value, float) else value for key, value in (error.get("ctx") or {}).items()}
+            return reason, message.format(**context)
+    expected = sorted({str(error["loc"][depth]).removeprefix("constrained-") for error in errors if len(error["loc"]) > depth})
+    return "wrong_type", f"has the wrong type {type(errors[0].get('input')).__name__}: expected {' or '.join(expected)}"

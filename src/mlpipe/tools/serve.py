@@ -78,11 +78,16 @@ def main(argv: list[str] | None = None) -> int:
 
         metadata = training_metadata(args.evaluation, args.training_params)
         api_key = os.environ.get(params.serve.api_key_env) or None
-        prediction_log = (
-            PredictionLog(params.serve.log_folder, params.serve.log_rows_per_file, params.serve.log_flush_seconds)
-            if params.serve.log_folder
-            else None
-        )
+        prediction_log = None
+        if params.serve.log_folder:
+            from mlpipe.privacy import apply_personal_rules
+
+            prediction_log = PredictionLog(
+                params.serve.log_folder,
+                params.serve.log_rows_per_file,
+                params.serve.log_flush_seconds,
+                protect=lambda table: apply_personal_rules(table, params.data, origin="the service's requests"),
+            )
         app = create_app(
             lambda: load_served_model(model_path, schema_path, metadata), params, api_key=api_key, prediction_log=prediction_log
         )
