@@ -37,9 +37,9 @@ from mlpipe.serving import RecordError, ServedModel, record_model, score_records
 log = logging.getLogger("mlpipe.service")
 
 API_KEY_HEADER = "X-API-Key"
-# Requests of up to this many records are scored on the event loop: a small LightGBM call takes
-# less time than handing it to a worker thread. Larger ones go to a thread, so that a big batch
-# does not hold up the single records behind it.
+# Requests of up to this many records are scored on the event loop, on one LightGBM thread: a
+# small call takes less time than handing it to a worker thread or waking OpenMP's. Larger ones
+# go to a thread, so that a big batch does not hold up the single records behind it.
 INLINE_RECORDS = 64
 OPEN_PATHS = {"/health", "/ready", "/metrics"}  # probes and scrapers call these without the key
 
@@ -175,7 +175,7 @@ def create_app(
         loaded = app.state.loaded  # one model for the whole request, even if /reload swaps it meanwhile
         records = validated_records(await read_body(request, serve.max_body_bytes), loaded, serve.max_batch_rows)
         if len(records) <= INLINE_RECORDS:
-            probability, labels = score_records(records, loaded.model, threshold)
+            probability, labels = score_records(records, loaded.model, threshold, threads=1)
         else:
             probability, labels = await run_in_threadpool(score_records, records, loaded.model, threshold)
         probabilities, labels, version = probability.tolist(), labels.tolist(), loaded.model.version

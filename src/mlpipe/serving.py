@@ -22,7 +22,7 @@ from typing_extensions import TypedDict  # pydantic needs this one's TypedDict b
 from mlpipe.config import ColumnContract, Params
 from mlpipe.errors import DataError, first_line
 from mlpipe.features import make_features
-from mlpipe.model import model_from_text, predict_proba
+from mlpipe.model import model_from_text
 from mlpipe.schema import OTHER_LEVEL, FeatureSchema, category_label
 from mlpipe.scoring import model_version
 from mlpipe.validation import column_contracts
@@ -205,13 +205,14 @@ def _role(name: str, params: Params) -> str:
     return "identifies the row or its time (logged, not used to score)"
 
 
-def score_records(records: list[dict[str, Any]], model: ServedModel, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+def score_records(records: list[dict[str, Any]], model: ServedModel, threshold: float, threads: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(probability of the positive label, label at `threshold`) for validated records (dicts of
-    the fields each was sent with), as the batch stage would score the same rows."""
+    the fields each was sent with), as the batch stage would score the same rows. `threads` is
+    LightGBM's (0: its default); rows are scored independently, so it changes no result."""
     if model.encoder is not None:
-        probability = model.booster.predict(model.encoder.encode(records))
+        probability = model.booster.predict(model.encoder.encode(records), num_threads=threads)
     else:
         features = make_features(pd.DataFrame.from_records(records), model.schema)
-        probability = predict_proba(model.booster, features, model.schema)
+        probability = model.booster.predict(features[model.schema.feature_names], num_threads=threads)
     labels = np.where(probability >= threshold, str(model.schema.positive_label), str(model.schema.negative_label))
     return probability, labels

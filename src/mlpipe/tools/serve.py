@@ -62,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--evaluation", type=Path, required=True, help="the evaluate stage's metrics (test metrics for /metadata)")
     parser.add_argument("--training-params", type=Path, required=True, help="the LightGBM params train used (for /metadata)")
     args = parser.parse_args(argv)
+    # OpenMP threads that spin between LightGBM calls would take the core the event loop needs:
+    # they sleep instead (set before LightGBM loads its OpenMP runtime; it changes no result).
+    os.environ.setdefault("OMP_WAIT_POLICY", "passive")
     logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
         params = load_params(args.params)

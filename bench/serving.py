@@ -1,0 +1,313 @@
+"""How fast is the prediction service? (A benchmark, not a test; loopback only, bounded.)
+
+Starts the service as `make serve` does (`python -m mlpipe.tools.serve`, uvicorn, one process)
+on this repository's trained model, with its prediction log in a temporary folder, and drives
+it from this process with an asyncio load generator (aiohttp), which shares the machine:
+
+1. single-record requests at concurrency 1, 8 and 32: p50 and p99 latency, requests per second;
+2. 1,000-record requests, one at a time and two at a time: rows per second end to end;
+3. in process, on the same bodies: where a 1,000-record request's time goes (JSON parsing,
+   validation against the request contract, encoding, LightGBM, the log, the response);
+4. the floor: a bare in-process LightGBM `predict` on the same rows (one row per call, and
+   1,000 rows per call).
+
+Each level stops after --requests requests or --seconds seconds, whichever comes first. The
+CPU used by the load generator (this process) and by the service is reported for each level.
+Writes bench/results/serving.{json,md}.
+
+    make repro                               # a trained model first
+    .venv/bin/python bench/serving.py        # about a minute and a half
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import yaml
+
+from mlpipe.config import load_params
+from mlpipe.tools.serve import model_artifact
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pipeline_overhead import machine_facts  # noqa: E402  (a sibling script, shared rather than copied)
+
+# Targets (issue 14), on this 2-core machine with the load generator on it too.
+TARGET_P99_MS_AT_8 = 20.0
+TARGET_RPS_AT_32 = 1000.0
+TARGET_BATCH_ROWS_PER_S = 50_000.0
+
+
+def start_service(port: int, params_path: Path) -> subprocess.Popen:
+    service = subprocess.Popen(
+        [sys.executable, "-m", "mlpipe.tools.serve", "--params", str(params_path), "--port", str(port),
+         "--evaluation", "metrics/evaluation.json", "--training-params", "metrics/train/params.yaml"],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    import urllib.request
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if service.poll() is not None:
+            raise SystemExit(f"the service did not start: {service.stderr.read().strip()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1):
+                return service
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit("the service was not ready within 60 s")
+
+
+async def drive(url: str, bodies: list[bytes], concurrency: int, max_requests: int, max_seconds: float) -> dict:
+    """Send bodies round-robin from `concurrency` workers; latency per request, as the client sees it."""
+    import aiohttp
+
+    latencies: list[float] = []
+    failures = 0
+    sent = 0
+    started = time.perf_counter()
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, headers={"content-type": "application/json"}) as session:
+
+        async def worker() -> None:
+            nonlocal sent, failures
+            while sent < max_requests and time.perf_counter() - started < max_seconds:
+                body = bodies[sent % len(bodies)]
+                sent += 1
+                begun = time.perf_counter()
+                async with session.post(url, data=body) as response:
+                    await response.read()
+                    if response.status != 200:
+                        failures += 1
+                latencies.append(time.perf_counter() - begun)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {
+        "requests": len(latencies),
+        "failures": failures,
+        "seconds": round(elapsed, 2),
+        "requests_per_s": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(1000 * latencies[len(latencies) // 2], 2),
+        "p99_ms": round(1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 2),
+    }
+
+
+def measured(url: str, bodies: list[bytes], concurrency: int, limits: tuple[int, float], service: psutil.Process) -> dict:
+    own, theirs = resource.getrusage(resource.RUSAGE_SELF), service.cpu_times()
+    result = asyncio.run(drive(url, bodies, concurrency, *limits))
+    after, theirs_after = resource.getrusage(resource.RUSAGE_SELF), service.cpu_times()
+    result["load_generator_cores"] = round((after.ru_utime + after.ru_stime - own.ru_utime - own.ru_stime) / result["seconds"], 2)
+    result["service_cores"] = round((theirs_after.user + theirs_after.system - theirs.user - theirs.system) / result["seconds"], 2)
+    return result
+
+
+def phases(records: list[dict], params, batch: int = 1000, repeats: int = 20) -> dict:
+    """Where a `batch`-record request's time goes, in process (milliseconds per request)."""
+    import orjson
+    from pydantic import TypeAdapter
+    from pydantic_core import from_json
+
+    from mlpipe.prediction_log import PredictionLog
+    from mlpipe.serving import load_served_model, record_model
+
+    model_path, schema_path = model_artifact(REPO / "dvc.yaml", None)
+    model = load_served_model(REPO / model_path, REPO / schema_path)
+    contract = TypeAdapter(list[record_model(model.schema, params)])
+    body = orjson.dumps(records[:batch])
+    timings: dict[str, list[float]] = {
+        name: [] for name in ("JSON parsing", "validation", "encoding", "LightGBM predict", "log append", "response JSON")
+    }
+    with tempfile.TemporaryDirectory() as folder:
+        log = PredictionLog(folder, rows_per_file=10**9, flush_seconds=3600)
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            from_json(body)
+            t1 = time.perf_counter()
+            valid = contract.validate_json(body)  # parses again: validation = this minus parsing
+            t2 = time.perf_counter()
+            rows = model.encoder.encode(valid)
+            t3 = time.perf_counter()
+            probability = model.booster.predict(rows)
+            t4 = time.perf_counter()
+            log.append([{**record, "probability": value} for record, value in zip(valid, probability.tolist(), strict=True)])
+            t5 = time.perf_counter()
+            orjson.dumps(
+                {"predictions": [{"probability": value, "label": "1", "model_version": model.version} for value in probability.tolist()]}
+            )
+            t6 = time.perf_counter()
+            for name, seconds in zip(timings, (t1 - t0, (t2 - t1) - (t1 - t0), t3 - t2, t4 - t3, t5 - t4, t6 - t5), strict=True):
+                timings[name].append(seconds)
+        log.close()
+    return {name: round(1000 * statistics.median(values), 2) for name, values in timings.items()}
+
+
+def floor(records: list[dict], params) -> dict:
+    """A bare in-process LightGBM predict on the same rows, already encoded."""
+    from mlpipe.serving import load_served_model
+
+    model_path, schema_path = model_artifact(REPO / "dvc.yaml", None)
+    model = load_served_model(REPO / model_path, REPO / schema_path)
+    single = [model.encoder.encode([record]) for record in records[:2000]]
+    started = time.perf_counter()
+    for rows in single:
+        model.booster.predict(rows)
+    per_row_ms = 1000 * (time.perf_counter() - started) / len(single)
+    batch = model.encoder.encode(records[:1000])
+    started = time.perf_counter()
+    for _ in range(20):
+        model.booster.predict(batch)
+    return {"single_row_ms": round(per_row_ms, 3), "rows_per_s_at_1000": round(20 * 1000 / (time.perf_counter() - started))}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _commit() -> dict:
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True).stdout
+    return {"head": head, "uncommitted_changes": len(dirty.splitlines())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=5000, help="most requests per level")
+    parser.add_argument("--seconds", type=float, default=15, help="most seconds per level")
+    args = parser.parse_args()
+    from mlpipe.serving import load_served_model, record_model
+
+    params = load_params(REPO / "params.yaml")
+    model_path, schema_path = model_artifact(REPO / "dvc.yaml", None)
+    if not (REPO / model_path).exists():
+        raise SystemExit(f"no model at {model_path}: run `make repro` first")
+    contract = record_model(load_served_model(REPO / model_path, REPO / schema_path).schema, params)
+    rows = pd.read_parquet(REPO / params.monitor.current_source).head(20_000)
+    records = json.loads(rows[[column for column in rows.columns if column in contract.__annotations__]].to_json(orient="records"))
+    singles = [json.dumps(record).encode() for record in records[:5000]]
+    batches = [json.dumps(records[start : start + 1000]).encode() for start in range(0, len(records), 1000)]
+
+    results: dict = {"machine": machine_facts(Path(sys.executable).parent), "commit": _commit(), "levels": {}}
+    with tempfile.TemporaryDirectory() as folder:
+        raw = yaml.safe_load((REPO / "params.yaml").read_text())
+        raw["serve"]["log_folder"] = str(Path(folder) / "served")
+        params_path = Path(folder) / "params.yaml"
+        params_path.write_text(yaml.safe_dump(raw, sort_keys=False))
+        port = free_port()
+        service = start_service(port, params_path)
+        try:
+            process = psutil.Process(service.pid)
+            url = f"http://127.0.0.1:{port}/predict"
+            asyncio.run(drive(url, singles, 8, 500, 10))  # warm-up, not measured
+            limits = (args.requests, args.seconds)
+            for concurrency in (1, 8, 32):
+                results["levels"][f"single, concurrency {concurrency}"] = level = measured(url, singles, concurrency, limits, process)
+                print(f"single records, concurrency {concurrency}: {level}")
+            for concurrency in (1, 2):
+                level = measured(url, batches, concurrency, (max(20, args.requests // 100), args.seconds), process)
+                level["rows_per_s"] = round(1000 * level["requests_per_s"])
+                results["levels"][f"1,000-record batches, concurrency {concurrency}"] = level
+                print(f"1,000-record batches, concurrency {concurrency}: {level}")
+        finally:
+            service.terminate()
+            service.wait(timeout=30)
+    results["phases_ms_per_1000_records"] = phases(records, params)
+    results["floor"] = floor(records, params)
+    print(f"phases: {results['phases_ms_per_1000_records']}\nfloor: {results['floor']}")
+    results["targets"] = targets(results)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "serving.json").write_text(json.dumps(results, indent=2) + "\n")
+    (RESULTS / "serving.md").write_text(report(results))
+    print(report(results))
+
+
+def targets(results: dict) -> list[dict]:
+    levels = results["levels"]
+    best_batch = max(
+        levels["1,000-record batches, concurrency 1"]["rows_per_s"], levels["1,000-record batches, concurrency 2"]["rows_per_s"]
+    )
+    rows = [
+        ("single-record p99 at concurrency 8 (ms)", levels["single, concurrency 8"]["p99_ms"], TARGET_P99_MS_AT_8, "<="),
+        ("single-record requests/s at concurrency 32", levels["single, concurrency 32"]["requests_per_s"], TARGET_RPS_AT_32, ">="),
+        ("1,000-record batches, rows/s end to end (best of concurrency 1 and 2)", best_batch, TARGET_BATCH_ROWS_PER_S, ">="),
+    ]
+    return [
+        {"name": name, "value": value, "target": target, "met": value <= target if sense == "<=" else value >= target, "sense": sense}
+        for name, value, target, sense in rows
+    ]
+
+
+def report(results: dict) -> str:
+    machine, commit = results["machine"], results["commit"]
+    lines = [
+        "# Prediction service benchmark",
+        "",
+        f"{machine['timestamp_utc']} · {machine['nproc']} CPUs ({machine['cpu_model']}) · Python {machine['python']} · "
+        f"commit {commit['head'][:10]} with {commit['uncommitted_changes']} uncommitted change(s)",
+        "",
+        "The service (`python -m mlpipe.tools.serve`: uvicorn, one process) and the load generator (aiohttp, this "
+        "process) share the machine; loopback only.",
+        "",
+        "## Targets",
+        "",
+        "| measure | value | target | met |",
+        "|---|---:|---:|---|",
+        *(
+            f"| {row['name']} | {row['value']:,} | {row['sense']} {row['target']:,} | {'met' if row['met'] else 'NOT met'} |"
+            for row in results["targets"]
+        ),
+        "",
+        "## Levels",
+        "",
+        "| load | requests | failures | requests/s | rows/s | p50 | p99 | load generator CPU | service CPU |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, level in results["levels"].items():
+        rows_per_s = level.get("rows_per_s", level["requests_per_s"])
+        lines.append(
+            f"| {name} | {level['requests']:,} | {level['failures']} | {level['requests_per_s']:,} | {rows_per_s:,.0f} | "
+            f"{level['p50_ms']} ms | {level['p99_ms']} ms | {level['load_generator_cores']} cores | {level['service_cores']} cores |"
+        )
+    phases_ms = results["phases_ms_per_1000_records"]
+    batch = results["levels"]["1,000-record batches, concurrency 1"]
+    lines += [
+        "",
+        "## Where a 1,000-record request's time goes",
+        "",
+        "Measured in process on the same bodies (median of 20), beside the end-to-end time per request at concurrency 1:",
+        "",
+        "| phase | ms |",
+        "|---|---:|",
+        *(f"| {name} | {value} |" for name, value in phases_ms.items()),
+        f"| **sum of the phases** | **{sum(phases_ms.values()):.2f}** |",
+        f"| end to end, per request (client's view, concurrency 1) | {1000 / batch['requests_per_s']:.2f} |",
+        f"| the rest: HTTP, ASGI, routing, metrics, the client | {1000 / batch['requests_per_s'] - sum(phases_ms.values()):.2f} |",
+        "",
+        "## The floor: a bare in-process LightGBM predict on the same rows",
+        "",
+        f"- one row per call: {results['floor']['single_row_ms']} ms",
+        f"- 1,000 rows per call: {results['floor']['rows_per_s_at_1000']:,} rows/s",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
