@@ -31,7 +31,7 @@ def files(built_repo_without_reports):
         "model": repo.path_of("train", "model"),
         "schema": repo.path_of("train", "model-schema"),
         "params": load_params(repo.path / "params.yaml"),
-        "rows": json.loads(pd.read_parquet(repo.path / repo.params()["monitor"]["current_source"]).head(3).to_json(orient="records")),
+        "rows": json.loads(pd.read_parquet(repo.path / repo.params()["monitor"]["current_source"]).head(40).to_json(orient="records")),
     }
 
 
@@ -80,19 +80,14 @@ def test_records_encode_to_the_batch_features_to_the_bit(files):
     import dataclasses
 
     model = load_served_model(files["model"], files["schema"])
-    first, second, third = files["rows"]
-    records = [
-        first,
-        second,
-        third,
-        {**first, "RELP": 99, "MAR": None, "AGEP": None},
-        {**second, "MAR": 2.0, "RELP": "17"},
-        {**third, "ANC": True},
-    ]
-    encoded, _ = score_records(records, model, 0.5)
-    through_pandas, _ = score_records(records, dataclasses.replace(model, encoder=None), 0.5)
-    assert model.encoder is not None and encoded.tobytes() == through_pandas.tobytes()
-    assert len(set(encoded.tolist())) == len(records)  # the edits changed the answers: the comparison is not vacuous
+    first, second, third = files["rows"][:3]
+    edited = [{**first, "RELP": 99, "MAR": None, "AGEP": None}, {**second, "MAR": 2.0, "RELP": "17"}, {**third, "ANC": True}]
+    whole_columns = [{**record, "RELP": -5 if i % 7 == 0 else record["RELP"]} for i, record in enumerate(files["rows"])]
+    for records in ([first, second, third, *edited], whole_columns):  # value by value; a long column of integers at once
+        encoded, _ = score_records(records, model, 0.5)
+        through_pandas, _ = score_records(records, dataclasses.replace(model, encoder=None), 0.5)
+        assert model.encoder is not None and encoded.tobytes() == through_pandas.tobytes()
+    assert len(set(encoded.tolist())) > 30  # the rows differ: the comparison is not vacuous
 
 
 def test_unknown_category_scored_as_unseen_or_refused_by_policy(files):

@@ -132,7 +132,7 @@ def create_app(
     app.state.loaded = current
     app.add_middleware(MeasuredRequests, metrics=metrics)
 
-    def authorised(request: Request) -> None:
+    async def authorised(request: Request) -> None:  # async: FastAPI would run a plain def in a worker thread
         if api_key is None or request.url.path in OPEN_PATHS:
             return
         sent = request.headers.get(API_KEY_HEADER, "")

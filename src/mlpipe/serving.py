@@ -23,7 +23,7 @@ from mlpipe.config import ColumnContract, Params
 from mlpipe.errors import DataError, first_line
 from mlpipe.features import make_features
 from mlpipe.model import model_from_text
-from mlpipe.schema import OTHER_LEVEL, FeatureSchema, category_label
+from mlpipe.schema import OTHER_LEVEL, FeatureSchema, FeatureSpec, category_label
 from mlpipe.scoring import model_version
 from mlpipe.validation import column_contracts
 
@@ -40,34 +40,50 @@ class RecordEncoder:
     the batch stage's to the bit (tests/test_serving.py holds the two paths equal).
     Schemas with derived features go through `make_features` instead."""
 
-    columns: tuple[tuple[str, dict[str, int] | None, float], ...]
+    columns: tuple[_Column, ...]
 
     @classmethod
     def for_schema(cls, schema: FeatureSchema) -> RecordEncoder | None:
         if schema.derived:
             return None
-        columns = []
-        for spec in schema.features:
-            if spec.kind == "categorical":
-                levels = {level: code for code, level in enumerate(spec.categories)}
-                columns.append((spec.name, levels, float(levels.get(OTHER_LEVEL, np.nan))))
-            else:
-                columns.append((spec.name, None, np.nan))
-        return cls(tuple(columns))
+        return cls(tuple(_Column.of(spec) for spec in schema.features))
 
     def encode(self, records: list[dict[str, Any]]) -> np.ndarray:
         rows = np.empty((len(records), len(self.columns)))
-        for position, (name, levels, unseen) in enumerate(self.columns):
-            values = [record.get(name) for record in records]
-            if levels is None:
-                rows[:, position] = np.array(values, dtype=float)  # None is NaN
-            else:
-                rows[:, position] = [_code(value, levels, unseen) for value in values]
+        for position, column in enumerate(self.columns):
+            rows[:, position] = column.encode([record.get(column.name) for record in records])
         return rows
 
 
+@dataclass(frozen=True)
+class _Column:
+    name: str
+    levels: dict[str, int] | None  # categorical: level -> code; None for a number
+    unseen: float  # the code of a level training never saw: __other__'s, or missing
+    int_levels: np.ndarray  # the levels that are integers ('3'), sorted, and their codes: a long
+    int_codes: np.ndarray  # column of integers is looked up at once (numpy), a short one value by value
+
+    @classmethod
+    def of(cls, spec: FeatureSpec) -> _Column:
+        if spec.kind != "categorical":
+            return cls(spec.name, None, np.nan, np.empty(0, np.int64), np.empty(0))
+        levels = {level: code for code, level in enumerate(spec.categories)}
+        integral = sorted((int(level), code) for level, code in levels.items() if level.lstrip("-").isdigit() and str(int(level)) == level)
+        keys, codes = (np.array(values) for values in zip(*integral, strict=True)) if integral else (np.empty(0, np.int64), np.empty(0))
+        return cls(spec.name, levels, float(levels.get(OTHER_LEVEL, np.nan)), keys.astype(np.int64), codes.astype(float))
+
+    def encode(self, values: list[Any]) -> np.ndarray | list[float]:
+        if self.levels is None:
+            return np.array(values, dtype=float)  # None is NaN
+        if len(values) >= 32 and len(self.int_levels) and all(type(value) is int and -(2**63) <= value < 2**63 for value in values):
+            numbers = np.array(values, dtype=np.int64)
+            found = np.searchsorted(self.int_levels, numbers).clip(0, len(self.int_levels) - 1)
+            return np.where(self.int_levels[found] == numbers, self.int_codes[found], self.unseen)
+        return [_code(value, self.levels, self.unseen) for value in values]
+
+
 def _code(value: Any, levels: dict[str, int], unseen: float) -> float:
-    # Text and integers the quick way; other values by their level name (3, 3.0 and '3' are all '3').
+    # A level is looked up by its name: 3, 3.0 and '3' are all '3'.
     kind = type(value)
     if kind is str:
         return levels.get(value, unseen)
