@@ -122,7 +122,7 @@ def test_a_body_streamed_past_the_limit_is_refused(files):
 
 def test_the_log_is_date_partitioned_rotated_by_rows_and_written_whole(tmp_path):
     moments = iter([dt.datetime(2026, 11, 30, 23, 59, 58, tzinfo=dt.UTC)] * 3 + [dt.datetime(2026, 12, 1, 0, 0, 1, tzinfo=dt.UTC)] * 2)
-    log = PredictionLog(tmp_path / "log", rows_per_file=2, flush_seconds=60, clock=lambda: next(moments))
+    log = PredictionLog(tmp_path / "log", rows_per_file=2, flush_seconds=60, clock=lambda: next(moments), background=False)
     for value in range(5):
         log.append([{"x": value}])
     log.close()

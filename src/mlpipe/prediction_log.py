@@ -41,8 +41,11 @@ class PredictionLog:
         flush_seconds: float,
         protect: Callable[[pd.DataFrame], pd.DataFrame] = lambda table: table,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        background: bool = True,
     ):
-        """`protect` runs on every table before it is written: the personal-data rules."""
+        """`protect` runs on every table before it is written: the personal-data rules. With
+        `background`, a thread writes full and due files; without, `append` writes a full file
+        itself and only `flush` and `close` write the rest (deterministic, for tests)."""
         self.folder = Path(folder)
         self.rows_per_file = rows_per_file
         self.flush_seconds = flush_seconds
@@ -54,8 +57,10 @@ class PredictionLog:
         self._oldest: float | None = None
         self._sequence = itertools.count(1)
         self._closed = threading.Event()
-        self._flusher = threading.Thread(target=self._flush_when_due, name="prediction-log", daemon=True)
-        self._flusher.start()
+        self._full = threading.Event()
+        self._flusher = threading.Thread(target=self._flush_when_due, name="prediction-log", daemon=True) if background else None
+        if self._flusher is not None:
+            self._flusher.start()
 
     def append(self, records: list[dict[str, Any]]) -> None:
         """Queue served records (inputs and outputs), stamped with the time they were served (UTC)."""
@@ -64,7 +69,9 @@ class PredictionLog:
             self._buffer.extend({**record, SERVED_AT: served_at} for record in records)
             self._oldest = self._oldest or time.monotonic()
             full = len(self._buffer) >= self.rows_per_file
-        if full:
+        if full and self._flusher is not None:
+            self._full.set()  # the flusher thread writes it: the caller (a request) does not wait
+        elif full:
             self.flush()
 
     def flush(self) -> list[Path]:
@@ -96,13 +103,17 @@ class PredictionLog:
     def close(self) -> None:
         """Stop the flusher and write what is left."""
         self._closed.set()
-        self._flusher.join()
+        self._full.set()
+        if self._flusher is not None:
+            self._flusher.join()
         self.flush()
 
     def _flush_when_due(self) -> None:
-        while not self._closed.wait(min(self.flush_seconds, 1.0) / 2):
+        while not self._closed.is_set():
+            full = self._full.wait(min(self.flush_seconds, 1.0) / 2)
+            self._full.clear()
             with self._lock:
-                due = self._oldest is not None and time.monotonic() - self._oldest >= self.flush_seconds
+                due = full or (self._oldest is not None and time.monotonic() - self._oldest >= self.flush_seconds)
             if due:
                 try:
                     self.flush()
