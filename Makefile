@@ -17,7 +17,7 @@ help:
 	@echo "make repro   build .venv if needed, then run the pipeline (dvc repro)"
 	@echo "make test    build .venv (with the test tools) if needed, then run the test suite"
 	@echo "make lint    ruff check and ruff format --check"
-	@echo "make bench   time the pipeline against a bare script (writes bench/results/)"
+	@echo "make bench   time the pipeline against a bare script, a sweep, the prediction service (writes bench/results/)"
 	@echo "make dag     print the stage graph"
 	@echo "make metrics show the current metrics"
 	@echo "make plots   write reports/plots.html: every plot as SVG, readable offline (BASE=rev overlays a revision)"
@@ -69,6 +69,7 @@ lint: $(DEV_STAMP)
 bench: setup
 	$(BIN)/python bench/pipeline_overhead.py
 	$(BIN)/python bench/sweep.py
+	$(BIN)/python bench/serving.py
 
 dag: setup
 	dvc dag

@@ -298,7 +298,7 @@ def report(results: dict) -> str:
         *(f"| {name} | {value} |" for name, value in phases_ms.items()),
         f"| **sum of the phases** | **{sum(phases_ms.values()):.2f}** |",
         f"| end to end, per request (client's view, concurrency 1) | {1000 / batch['requests_per_s']:.2f} |",
-        f"| the rest: HTTP, ASGI, routing, metrics, the client | {1000 / batch['requests_per_s'] - sum(phases_ms.values()):.2f} |",
+        f"| the rest: HTTP, ASGI, routing, metrics, the log's file writes (its thread), the client | {1000 / batch['requests_per_s'] - sum(phases_ms.values()):.2f} |",
         "",
         "## The floor: a bare in-process LightGBM predict on the same rows",
         "",
