@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import threading
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -314,6 +315,9 @@ def s3_server(monkeypatch):
     port = unused_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
+    # moto keeps its buckets in this process, not in the server: start each test from none, or an
+    # earlier test's objects would already be "on the remote".
+    urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/moto-api/reset", method="POST")).close()
     no_auth = settings.INITIAL_NO_AUTH_ACTION_COUNT
     try:
         yield S3Server(f"http://127.0.0.1:{port}")

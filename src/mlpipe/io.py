@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from mlpipe.errors import OutputError, first_line
+from mlpipe.errors import DataError, OutputError, first_line
 
 
 def _temporary_name(target: Path, pid: int) -> Path:
@@ -197,6 +197,17 @@ def write_texts(texts: dict[str, str], folder: str | Path) -> Path:
 
 def write_json(payload: Any, target: str | Path) -> Path:
     return write_text(json.dumps(rounded(payload), indent=2, allow_nan=False) + "\n", target)
+
+
+def read_pipeline_text(path: str | Path, what: str, stage: str) -> str:
+    """The text of a file `stage` writes; a one-line `DataError` naming it when it is missing or unreadable."""
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(f"{what} '{path}' does not exist: run `dvc repro {stage}` (or `dvc pull`) first") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read {what} '{path}': {first_line(exc)}") from None
 
 
 def read_json(source: str | Path) -> Any:

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from mlpipe.errors import DataError, first_line
+from mlpipe.io import read_pipeline_text
 
 OTHER_LEVEL = "__other__"
 # Columns a scored table adds to its inputs (see scoring.score_table).
@@ -64,14 +65,7 @@ class FeatureSchema:
 
     @classmethod
     def read(cls, path: str | Path) -> FeatureSchema:
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise DataError(f"feature schema '{path}' does not exist: run `dvc repro train` (or `dvc pull`) first") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise DataError(f"cannot read feature schema '{path}': {first_line(exc)}") from None
-        return cls.from_json(text, origin=str(path))
+        return cls.from_json(read_pipeline_text(path, "feature schema", "train"), origin=str(path))
 
     @classmethod
     def from_json(cls, text: str, origin: str = "the feature schema") -> FeatureSchema:

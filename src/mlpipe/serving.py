@@ -22,6 +22,7 @@ from typing_extensions import TypedDict  # pydantic needs this one's TypedDict b
 from mlpipe.config import ColumnContract, Params
 from mlpipe.errors import DataError, first_line
 from mlpipe.features import make_features
+from mlpipe.io import read_pipeline_text
 from mlpipe.model import model_from_text
 from mlpipe.schema import OTHER_LEVEL, FeatureSchema, FeatureSpec, category_label
 from mlpipe.scoring import model_version
@@ -107,13 +108,7 @@ class ServedModel:
 def load_served_model(model_path: str | Path, schema_path: str | Path, metadata: Mapping[str, Any] | None = None) -> ServedModel:
     """Read the LightGBM text model and its feature schema (never a pickle) and check that they
     belong together; one-line `DataError`s name the file and the fix."""
-    model_path = Path(model_path)
-    try:
-        text = model_path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(f"model '{model_path}' does not exist: run `dvc repro train` (or `dvc pull`) first") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read model '{model_path}': {first_line(exc)}") from None
+    text = read_pipeline_text(model_path, "model", "train")
     schema = FeatureSchema.read(schema_path)
     try:
         booster = model_from_text(text)
