@@ -242,6 +242,7 @@ def test_api_key_from_the_environment(built_repo_without_reports, tmp_path):
         assert server.predict(row, **{"X-API-Key": "s3cret-key"}).status_code == 200
         assert server.client.get("/metadata").status_code == 401
         assert server.client.get("/health").status_code == server.client.get("/metrics").status_code == 200
+        assert server.client.get("/openapi.json").status_code == 200  # the contract is no secret (docs/serving.md)
         assert "s3cret-key" not in server.client.get("/metrics").text
     finally:
         out = server.stop()

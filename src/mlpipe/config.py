@@ -447,7 +447,7 @@ class ServeParams(Section):
     api_key_env: str = Field(
         "MLPIPE_API_KEY",
         min_length=1,
-        description="the environment variable holding the API key; when it is set, every call but /health, /ready and /metrics needs it in the X-API-Key header",
+        description="the environment variable holding the API key; when it is set, /predict, /reload and /metadata need it in the X-API-Key header (/health, /ready, /metrics and the OpenAPI page do not)",
     )
     log_folder: str | None = Field(
         "data/served",

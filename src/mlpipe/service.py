@@ -41,7 +41,6 @@ API_KEY_HEADER = "X-API-Key"
 # small call takes less time than handing it to a worker thread or waking OpenMP's. Larger ones
 # go to a thread, so that a big batch does not hold up the single records behind it.
 INLINE_RECORDS = 64
-OPEN_PATHS = {"/health", "/ready", "/metrics"}  # probes and scrapers call these without the key
 
 
 @dataclass(frozen=True)
@@ -49,8 +48,7 @@ class Loaded:
     """A model and the request contract built from its schema: swapped together, read together."""
 
     model: ServedModel
-    record: type  # the TypedDict of one record (for /docs)
-    one: TypeAdapter  # a body holding one record
+    one: TypeAdapter  # a body holding one record (its JSON schema is /docs' Record)
     many: TypeAdapter  # a body holding a list of them
 
 
@@ -120,7 +118,7 @@ def create_app(
         model = load_model()
         record = record_model(model.schema, params)
         many = TypeAdapter(Annotated[list[record], Field(min_length=1, max_length=serve.max_batch_rows)])
-        return Loaded(model, record, TypeAdapter(record), many)
+        return Loaded(model, TypeAdapter(record), many)
 
     current = load()
     metrics.model.labels(current.model.version).set(1)
@@ -133,7 +131,7 @@ def create_app(
     app.add_middleware(MeasuredRequests, metrics=metrics)
 
     async def authorised(request: Request) -> None:  # async: FastAPI would run a plain def in a worker thread
-        if api_key is None or request.url.path in OPEN_PATHS:
+        if api_key is None:  # probes, scrapers and the OpenAPI page have no key: their routes do not ask
             return
         sent = request.headers.get(API_KEY_HEADER, "")
         if not hmac.compare_digest(sent.encode("utf-8", "surrogateescape"), api_key.encode("utf-8")):
