@@ -23,7 +23,7 @@ from mlpipe.config import ColumnContract, Params
 from mlpipe.errors import DataError, first_line
 from mlpipe.features import make_features
 from mlpipe.io import read_pipeline_text
-from mlpipe.model import model_from_text
+from mlpipe.model import model_from_text, predict_proba
 from mlpipe.schema import OTHER_LEVEL, FeatureSchema, FeatureSpec, category_label
 from mlpipe.scoring import model_version
 from mlpipe.validation import column_contracts
@@ -224,6 +224,6 @@ def score_records(records: list[dict[str, Any]], model: ServedModel, threshold: 
         probability = model.booster.predict(model.encoder.encode(records), num_threads=threads)
     else:
         features = make_features(pd.DataFrame.from_records(records), model.schema)
-        probability = model.booster.predict(features[model.schema.feature_names], num_threads=threads)
+        probability = predict_proba(model.booster, features, model.schema, threads)
     labels = np.where(probability >= threshold, str(model.schema.positive_label), str(model.schema.negative_label))
     return probability, labels
