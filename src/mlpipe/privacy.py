@@ -41,6 +41,15 @@ def is_hashed(values: pd.Series) -> bool:
     return not present.empty and bool(present.map(lambda value: isinstance(value, str) and bool(_SHA256_HEX.fullmatch(value))).all())
 
 
+def require_salt(hashed: list[str], salt: str | None, salt_env: str) -> None:
+    """Columns to hash need the salt: a one-line `ConfigError` naming its variable otherwise."""
+    if hashed and not salt:
+        raise ConfigError(
+            f"data.personal_columns hashes {hashed} but the environment variable {salt_env} (data.salt_env) "
+            f"is not set: export a long random secret in it (never commit it)"
+        )
+
+
 def protect_personal_columns(
     table: pd.DataFrame, rules: Mapping[str, str], salt: str | None, salt_env: str, origin: str = "the table"
 ) -> pd.DataFrame:
@@ -59,11 +68,7 @@ def protect_personal_columns(
                 "Fix the name so that the column is protected"
             )
     hashed = [column for column, action in present.items() if action == "hash" and not is_hashed(table[column])]
-    if hashed and not salt:
-        raise ConfigError(
-            f"data.personal_columns hashes {hashed} but the environment variable {salt_env} (data.salt_env) "
-            f"is not set: export a long random secret in it (never commit it)"
-        )
+    require_salt(hashed, salt, salt_env)
     protected = table.drop(columns=[column for column, action in present.items() if action == "drop"])
     for column in hashed:
         protected[column] = salted_hash(protected[column], salt)

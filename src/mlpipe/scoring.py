@@ -23,6 +23,11 @@ def model_version(model_text: str) -> str:
     return hashlib.md5(model_text.encode("utf-8")).hexdigest()
 
 
+def predicted_labels(proba: np.ndarray, threshold: float, schema: FeatureSchema) -> np.ndarray:
+    """The label at `threshold`, as text: the positive label from it up, the negative one below."""
+    return np.where(proba >= threshold, str(schema.positive_label), str(schema.negative_label))
+
+
 def score_table(
     table: pd.DataFrame,
     booster: lgb.Booster,
@@ -43,6 +48,6 @@ def score_table(
         parts.append(encode_target(table[schema.target], schema).astype("Int8").where(labelled))
     scored = pd.concat(parts, axis=1)
     scored[PROBABILITY] = proba
-    scored[PREDICTED_LABEL] = np.where(proba >= threshold, str(schema.positive_label), str(schema.negative_label))
+    scored[PREDICTED_LABEL] = predicted_labels(proba, threshold, schema)
     scored[MODEL_VERSION] = version
     return scored

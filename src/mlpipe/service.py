@@ -274,22 +274,24 @@ def _rejection(exc: ValidationError, many: bool, max_rows: int) -> RequestReject
         if kind == "too_short":
             return RequestRejected(422, "no_records", "the list holds no records")
         return RequestRejected(422, "not_a_record", "the body must be a record (a JSON object) or a list of records")
+    depth = 2 if many else 1  # a field's location: (record, field) in a list, (field,) alone
     by_field: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for error in errors:
-        by_field[tuple(error["loc"][: 2 if many else 1])].append(error)
+        by_field[tuple(error["loc"][:depth])].append(error)
     problems = []
     for where, group in by_field.items():
-        reason, message = _field_problem(group, depth=len(where), field_level=len(where) == (2 if many else 1))
-        problem = {"field": str(where[-1]) if len(where) == (2 if many else 1) else "(record)", "message": message, "reason": reason}
+        if len(where) == depth:
+            reason, message = _field_problem(group, depth)
+        else:  # an item of the list that is not an object
+            reason, message = "not_a_record", "each record must be a JSON object"
+        problem = {"field": str(where[-1]) if len(where) == depth else "(record)", "message": message, "reason": reason}
         problems.append({"record": where[0], **problem} if many else problem)
     return RequestRejected(422, [problem.pop("reason") for problem in problems], problems)
 
 
-def _field_problem(errors: list[dict[str, Any]], depth: int, field_level: bool) -> tuple[str, str]:
+def _field_problem(errors: list[dict[str, Any]], depth: int) -> tuple[str, str]:
     """One (reason, message) for a field. A value that fits none of a field's types fails each
     member of the union in pydantic's report: the most telling failure speaks for the field."""
-    if not field_level:
-        return "not_a_record", "each record must be a JSON object"
     for error in errors:
         cause = (error.get("ctx") or {}).get("error")
         if isinstance(cause, RecordError):

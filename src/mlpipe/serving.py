@@ -25,8 +25,8 @@ from mlpipe.features import make_features
 from mlpipe.io import read_pipeline_text
 from mlpipe.model import model_from_text, predict_proba
 from mlpipe.schema import OTHER_LEVEL, FeatureSchema, FeatureSpec, category_label
-from mlpipe.scoring import model_version
-from mlpipe.validation import column_contracts
+from mlpipe.scoring import model_version, predicted_labels
+from mlpipe.validation import arriving_row_contracts
 
 if TYPE_CHECKING:
     import lightgbm as lgb
@@ -149,9 +149,7 @@ def record_model(schema: FeatureSchema, params: Params) -> type:
     type, bound and length checks are pydantic's own (in Rust): a 1,000-record body is checked
     in milliseconds.
     """
-    contracts = column_contracts(params.data, params.validate)
-    if params.data.target in contracts:  # a label may come along, or not
-        contracts[params.data.target] = contracts[params.data.target].model_copy(update={"nullable": True})
+    contracts = arriving_row_contracts(params.data, params.validate)
     specs = {spec.name: spec for spec in schema.features}
     fields: dict[str, Any] = {}
     for name in schema.input_columns:
@@ -225,5 +223,4 @@ def score_records(records: list[dict[str, Any]], model: ServedModel, threshold: 
     else:
         features = make_features(pd.DataFrame.from_records(records), model.schema)
         probability = predict_proba(model.booster, features, model.schema, threads)
-    labels = np.where(probability >= threshold, str(model.schema.positive_label), str(model.schema.negative_label))
-    return probability, labels
+    return probability, predicted_labels(probability, threshold, model.schema)

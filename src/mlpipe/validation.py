@@ -81,6 +81,15 @@ def column_contracts(data: DataParams, validation: ValidateParams) -> dict[str, 
     return contracts
 
 
+def arriving_row_contracts(data: DataParams, validation: ValidateParams) -> dict[str, ColumnContract]:
+    """The contract for rows that arrive after training (batches, requests): as declared, except
+    that the label may be missing."""
+    contracts = column_contracts(data, validation)
+    if data.target in contracts:
+        contracts[data.target] = contracts[data.target].model_copy(update={"nullable": True})
+    return contracts
+
+
 def validate_table(table: pd.DataFrame, data: DataParams, validation: ValidateParams) -> ValidationResult:
     """The whole contract on the table the model is trained and tested on."""
     check_columns(table, data, validation)
@@ -105,9 +114,7 @@ def validate_rows(table: pd.DataFrame, data: DataParams, validation: ValidatePar
     or lack columns the model does not read. A high share of bad rows is reported, not fatal:
     monitoring must go on and say so (see `monitoring.quality_reasons`).
     """
-    contracts = {column: contract for column, contract in column_contracts(data, validation).items() if column in table.columns}
-    if data.target in contracts:
-        contracts[data.target] = contracts[data.target].model_copy(update={"nullable": True})
+    contracts = {column: contract for column, contract in arriving_row_contracts(data, validation).items() if column in table.columns}
     id_columns = [column for column in data.id_columns if column in table.columns]
     return quarantine_rows(table, contracts, id_columns, validation.max_text_length)
 

@@ -69,12 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         params = load_params(args.params)
         model_path, schema_path = model_artifact(args.dvc_yaml, args.artifact)
+        from mlpipe.privacy import apply_personal_rules, require_salt
+
+        # Checked now: a request carrying such a column could not be logged safely later.
         hashed = [column for column, action in params.data.personal_columns.items() if action == "hash"]
-        if hashed and not os.environ.get(params.data.salt_env):
-            raise ConfigError(
-                f"data.personal_columns hashes {hashed} but {params.data.salt_env} (data.salt_env) is not set: "
-                "export the same secret salt the pipeline uses, or requests carrying them could not be logged safely"
-            )
+        require_salt(hashed, os.environ.get(params.data.salt_env), params.data.salt_env)
         from mlpipe.prediction_log import PredictionLog
         from mlpipe.service import create_app
         from mlpipe.serving import load_served_model
@@ -83,8 +82,6 @@ def main(argv: list[str] | None = None) -> int:
         api_key = os.environ.get(params.serve.api_key_env) or None
         prediction_log = None
         if params.serve.log_folder:
-            from mlpipe.privacy import apply_personal_rules
-
             prediction_log = PredictionLog(
                 params.serve.log_folder,
                 params.serve.log_rows_per_file,
