@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import warnings
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -146,6 +147,37 @@ def test_a_failed_write_keeps_the_rows_for_the_next_flush(tmp_path):
     blocked.unlink()
     log.close()
     assert sorted(pd.concat(map(pd.read_parquet, blocked.rglob("*.parquet")))["x"]) == [1, 2]
+
+
+def test_a_field_sent_as_text_and_as_numbers_is_logged_as_text(tmp_path):
+    # A text field accepts numbers too (as categorical levels): one file must still hold one type.
+    log = PredictionLog(tmp_path / "log", rows_per_file=100, flush_seconds=60, background=False)
+    log.append([{"x": 1, "code": "A7"}, {"x": 2.5, "code": 7}], {"probability": np.array([0.25, 0.75]), "model_version": "abc"})
+    log.append([{"x": None, "code": None}], {"probability": np.array([0.5]), "model_version": "abc"})
+    log.close()
+    (written,) = (tmp_path / "log").rglob("*.parquet")
+    rows = pd.read_parquet(written)
+    assert rows["code"].tolist() == ["A7", "7", None] and rows["x"].tolist()[:2] == [1.0, 2.5] and rows["x"].isna().iloc[2]
+    assert rows["probability"].tolist() == [0.25, 0.75, 0.5] and set(rows["model_version"]) == {"abc"}
+
+
+def test_the_probability_histogram_reads_as_prometheus_clients_own():
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from mlpipe.service import ProbabilityHistogram
+
+    values = np.concatenate([np.linspace(0, 1, 101), [0.1, 0.2, 0.30000000000000004, 1.0]])
+    buckets = tuple(round(0.1 * i, 1) for i in range(1, 11))
+    theirs, ours = CollectorRegistry(), CollectorRegistry()
+    reference = Histogram("p", "probabilities", buckets=buckets, registry=theirs)
+    for value in values:
+        reference.observe(value)
+    batched = ProbabilityHistogram("p", "probabilities", buckets=buckets)
+    ours.register(batched)
+    batched.observe(values[:50])
+    batched.observe(values[50:])
+    created = b"# HELP p_created"  # the Histogram's creation time, which the batched one leaves out
+    assert generate_latest(ours) == generate_latest(theirs).split(created)[0]
 
 
 def test_make_serve_refuses_to_start_in_one_line(built_repo_without_reports, tmp_path, monkeypatch, capsys):

@@ -19,14 +19,18 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from mlpipe.errors import OutputError
 from mlpipe.io import write_parquet
+from mlpipe.schema import category_label
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +55,10 @@ class PredictionLog:
         self.flush_seconds = flush_seconds
         self._protect = protect
         self._clock = clock
-        self._lock = threading.Lock()
-        self._buffer: list[dict[str, Any]] = []
+        self._lock = threading.Lock()  # guards the buffer: held for an append, never for a write
+        self._writing = threading.Lock()  # one flush at a time, so files are written in order
+        self._buffer: list[_Served] = []
+        self._buffered_rows = 0
         self._unwritten: list[pd.DataFrame] = []  # protected parts a failed write left
         self._oldest: float | None = None
         self._sequence = itertools.count(1)
@@ -62,13 +68,17 @@ class PredictionLog:
         if self._flusher is not None:
             self._flusher.start()
 
-    def append(self, records: list[dict[str, Any]]) -> None:
-        """Queue served records (inputs and outputs), stamped with the time they were served (UTC)."""
-        served_at = self._clock().isoformat(timespec="microseconds")
+    def append(self, records: list[dict[str, Any]], outputs: Mapping[str, Any] | None = None) -> None:
+        """Queue served records (the fields each was sent with) and what was served for them:
+        `outputs` maps a column to one value per record (an array) or one for all of them. The
+        rows are stamped with the time they were served (UTC). The request pays for a list
+        append; the rows become a table in the writer."""
+        served = _Served(records, dict(outputs or {}), self._clock().isoformat(timespec="microseconds"))
         with self._lock:
-            self._buffer.extend({**record, SERVED_AT: served_at} for record in records)
+            self._buffer.append(served)
+            self._buffered_rows += len(records)
             self._oldest = self._oldest or time.monotonic()
-            full = len(self._buffer) >= self.rows_per_file
+            full = self._buffered_rows >= self.rows_per_file
         if full and self._flusher is not None:
             self._full.set()  # the flusher thread writes it: the caller (a request) does not wait
         elif full:
@@ -77,12 +87,15 @@ class PredictionLog:
     def flush(self) -> list[Path]:
         """Write what is buffered now: one file per day it spans, each at most rows_per_file rows.
         When a write fails (a full disk), the rows not yet written are kept for the next try."""
-        with self._lock:
-            frames = self._unwritten + ([self._protect(pd.DataFrame.from_records(self._buffer))] if self._buffer else [])
-            self._buffer, self._unwritten = [], []
+        with self._writing:
+            with self._lock:
+                served, self._buffer, self._buffered_rows, self._oldest = self._buffer, [], 0, None
+                frames, self._unwritten = self._unwritten, []
+            if served:
+                frames.append(self._protect(_table(served)))
             if not frames:
                 return []
-            table = pd.concat(frames, ignore_index=True)
+            table = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
             days = table[SERVED_AT].str.slice(0, 10)
             parts = [
                 (day, rows.iloc[start : start + self.rows_per_file].reset_index(drop=True))
@@ -95,9 +108,10 @@ class PredictionLog:
                 try:
                     written.append(write_parquet(part, self.folder / f"date={day}" / name))
                 except OutputError:
-                    self._unwritten = [rows for _, rows in parts[index:]]
+                    with self._lock:
+                        self._unwritten = [rows for _, rows in parts[index:]]
+                        self._oldest = self._oldest or time.monotonic()  # due again after flush_seconds
                     raise
-            self._oldest = None
             return written
 
     def close(self) -> None:
@@ -119,3 +133,39 @@ class PredictionLog:
                     self.flush()
                 except OutputError as exc:  # kept buffered; said once per attempt, retried next time
                     log.error("prediction log: %s", exc)
+
+
+@dataclass(frozen=True)
+class _Served:
+    """One append: the records as they were validated, their outputs, when they were served."""
+
+    records: list[dict[str, Any]]
+    outputs: dict[str, Any]
+    served_at: str
+
+
+def _table(served: list[_Served]) -> pd.DataFrame:
+    """The buffered appends as one table: every field any record was sent with (absent: null),
+    then the outputs and the time served."""
+    records = [record for chunk in served for record in chunk.records]
+    names = dict.fromkeys(name for record in records for name in record)
+    table = pd.DataFrame({name: _column([record.get(name) for record in records]) for name in names})
+    sizes = [len(chunk.records) for chunk in served]
+    for name in dict.fromkeys(name for chunk in served for name in chunk.outputs):
+        parts = [chunk.outputs.get(name) for chunk in served]
+        table[name] = np.concatenate(
+            [np.asarray(part) if np.ndim(part) else np.full(size, part) for part, size in zip(parts, sizes, strict=True)]
+        )
+    table[SERVED_AT] = np.repeat(np.array([chunk.served_at for chunk in served], dtype=object), sizes)
+    return table
+
+
+def _column(values: list[Any]) -> pd.Series:
+    """A field's values, typed by Arrow (in C++; pandas' own inference costs three times as
+    much). A text field that requests sent as numbers too is logged as text, as the categorical
+    levels they are (3 and '3' are both '3'): one Parquet column holds one type."""
+    try:
+        array = pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        array = pa.array([None if value is None else category_label(value) for value in values])
+    return array.to_pandas()

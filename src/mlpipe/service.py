@@ -15,17 +15,21 @@ from __future__ import annotations
 
 import hmac
 import logging
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import numpy as np
 import orjson
 from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.utils import floatToGoString
 from pydantic import Field, TypeAdapter, ValidationError
 
 from mlpipe.config import Params
@@ -83,6 +87,32 @@ class MeasuredRequests:
             self.metrics.requests.labels(endpoint, str(status[0])).inc()
 
 
+class ProbabilityHistogram:
+    """A Prometheus histogram that takes a request's probabilities at once (numpy), where
+    prometheus-client's Histogram takes a lock per value: a thousandth of the cost for a
+    1,000-record request. Exposed exactly as a Histogram of the same name and buckets."""
+
+    def __init__(self, name: str, documentation: str, buckets: tuple[float, ...]):
+        self.name, self.documentation = name, documentation
+        self.bounds = np.array(buckets, dtype=float)
+        self._counts = np.zeros(len(buckets) + 1, dtype=np.int64)  # per bucket, then above the last
+        self._sum = 0.0
+        self._lock = threading.Lock()
+
+    def observe(self, values: np.ndarray) -> None:
+        counts = np.bincount(np.searchsorted(self.bounds, values, side="left"), minlength=len(self._counts))
+        with self._lock:
+            self._counts += counts
+            self._sum += float(values.sum())
+
+    def collect(self) -> list[HistogramMetricFamily]:
+        with self._lock:
+            cumulative, total = np.cumsum(self._counts).tolist(), self._sum
+        buckets = [(floatToGoString(bound), count) for bound, count in zip(self.bounds.tolist(), cumulative, strict=False)]
+        family = HistogramMetricFamily(self.name, self.documentation, buckets=[*buckets, ("+Inf", cumulative[-1])], sum_value=total)
+        return [family]
+
+
 class ServiceMetrics:
     """The service's Prometheus metrics, in a registry of its own (one per app)."""
 
@@ -96,12 +126,12 @@ class ServiceMetrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
             registry=self.registry,
         )
-        self.probability = Histogram(
+        self.probability = ProbabilityHistogram(
             "mlpipe_predicted_probability",
             "predicted probabilities of the positive label",
             buckets=tuple(round(0.1 * i, 1) for i in range(1, 11)),
-            registry=self.registry,
         )
+        self.registry.register(self.probability)
         self.rejected = Counter("mlpipe_rejected_inputs", "rejected requests or fields by reason", ["reason"], registry=self.registry)
         self.model = Gauge("mlpipe_model_info", "the model being served (1), by version", ["version"], registry=self.registry)
 
@@ -176,18 +206,13 @@ def create_app(
             probability, labels = score_records(records, loaded.model, threshold, threads=1)
         else:
             probability, labels = await run_in_threadpool(score_records, records, loaded.model, threshold)
-        probabilities, labels, version = probability.tolist(), labels.tolist(), loaded.model.version
-        for value in probabilities:
-            metrics.probability.observe(value)
+        version = loaded.model.version
+        metrics.probability.observe(probability)
         if prediction_log is not None:
-            prediction_log.append(
-                [
-                    {**record, PROBABILITY: value, PREDICTED_LABEL: label, MODEL_VERSION: version}
-                    for record, value, label in zip(records, probabilities, labels, strict=True)
-                ]
-            )
+            prediction_log.append(records, {PROBABILITY: probability, PREDICTED_LABEL: labels, MODEL_VERSION: version})
         predictions = [
-            {"probability": value, "label": label, "model_version": version} for value, label in zip(probabilities, labels, strict=True)
+            {"probability": value, "label": label, "model_version": version}
+            for value, label in zip(probability.tolist(), labels.tolist(), strict=True)
         ]
         return Response(orjson.dumps({"model_version": version, "predictions": predictions}), media_type="application/json")
 
