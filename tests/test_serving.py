@@ -152,13 +152,25 @@ def test_a_failed_write_keeps_the_rows_for_the_next_flush(tmp_path):
 def test_a_field_sent_as_text_and_as_numbers_is_logged_as_text(tmp_path):
     # A text field accepts numbers too (as categorical levels): one file must still hold one type.
     log = PredictionLog(tmp_path / "log", rows_per_file=100, flush_seconds=60, background=False)
-    log.append([{"x": 1, "code": "A7"}, {"x": 2.5, "code": 7}], {"probability": np.array([0.25, 0.75]), "model_version": "abc"})
-    log.append([{"x": None, "code": None}], {"probability": np.array([0.5]), "model_version": "abc"})
+    outputs = {"probability": np.array([0.25, 0.75]), "model_version": "abc"}
+    log.append([{"x": 1, "code": "A7", "day": "2023-07-01"}, {"x": 2.5, "code": 7, "day": "2023-07-02"}], outputs)
+    log.append([{"x": None, "code": None, "day": None}], {"probability": np.array([0.5]), "model_version": "abc"})
     log.close()
     (written,) = (tmp_path / "log").rglob("*.parquet")
     rows = pd.read_parquet(written)
     assert rows["code"].tolist() == ["A7", "7", None] and rows["x"].tolist()[:2] == [1.0, 2.5] and rows["x"].isna().iloc[2]
+    assert rows["day"].tolist() == ["2023-07-01", "2023-07-02", None]  # text as sent, not a timestamp
     assert rows["probability"].tolist() == [0.25, 0.75, 0.5] and set(rows["model_version"]) == {"abc"}
+
+
+def test_a_date_sent_as_text_is_logged_as_text(tmp_path):
+    log = PredictionLog(tmp_path / "log", rows_per_file=100, flush_seconds=60, background=False)
+    log.append([{"x": 1, "day": "2023-07-01"}, {"x": 2, "day": "2023-07-02T10:00:00"}], {"probability": np.array([0.25, 0.75])})
+    log.close()
+    (written,) = (tmp_path / "log").rglob("*.parquet")
+    rows = pd.read_parquet(written)
+    assert rows["day"].tolist() == ["2023-07-01", "2023-07-02T10:00:00"] and rows["x"].tolist() == [1, 2]
+    assert list(rows.columns) == ["x", "day", "probability", SERVED_AT]
 
 
 def test_the_probability_histogram_reads_as_prometheus_clients_own():
