@@ -70,6 +70,7 @@ bench: setup
 	$(BIN)/python bench/pipeline_overhead.py
 	$(BIN)/python bench/sweep.py
 	$(BIN)/python bench/serving.py
+	$(BIN)/python bench/noop_breakdown.py
 
 dag: setup
 	dvc dag
