@@ -58,6 +58,9 @@ import yaml
 
 from mlpipe.tools.workspace import DONE_LINE, RUNNING_LINE, snapshot_repository
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_data import resample  # noqa: E402  (a sibling script: one resampler for every benchmark)
+
 # The bare script reads, splits, trains and scores the test set: the stages up to `evaluate`.
 # Batch scoring and drift monitoring (predict, drift) have no counterpart in it, so they are
 # left out of the comparison (the no-op run still checks every stage).
@@ -240,23 +243,12 @@ def set_data_source(params_file: Path, source: str) -> None:
 
 
 def write_resampled(source: Path, target: Path, rows: int, seed: int, time_column: str, id_columns: list[str]) -> dict:
-    """Resample `rows` rows with replacement, keeping each period's share; fresh unique ids."""
-    table = pd.read_parquet(source)
-    rng = np.random.default_rng(seed)
-    shares = table[time_column].value_counts(normalize=True).sort_index()
-    counts = np.floor(shares.to_numpy() * rows).astype(int)
-    remainders = shares.to_numpy() * rows - counts
-    counts[np.argsort(-remainders, kind="stable")[: rows - counts.sum()]] += 1  # largest remainders
-    parts = [
-        table[table[time_column] == period].sample(n=int(count), replace=True, random_state=rng)
-        for period, count in zip(shares.index, counts, strict=True)
-    ]
-    resampled = pd.concat(parts, ignore_index=True)
-    for column in id_columns:
-        resampled[column] = np.arange(len(resampled), dtype=table[column].dtype)
+    """Resample `rows` rows with replacement, keeping each period's share; fresh unique ids (no jitter)."""
+    resampled = resample(pd.read_parquet(source), rows, np.random.default_rng(seed), time_column, id_columns)
     target.parent.mkdir(parents=True, exist_ok=True)
     resampled.to_parquet(target, index=False, compression="zstd")
-    return {"rows": len(resampled), "seed": seed, "rows_by_period": {str(k): int(v) for k, v in zip(shares.index, counts, strict=True)}}
+    by_period = resampled[time_column].value_counts().sort_index()
+    return {"rows": len(resampled), "seed": seed, "rows_by_period": {str(k): int(v) for k, v in by_period.items()}}
 
 
 # --------------------------------------------------------------------------- one dataset size
