@@ -459,6 +459,40 @@ class ServeParams(Section):
     )
 
 
+class ComputeParams(Section):
+    """Where the heavy work runs. With engine dask, train fits LightGBM on a Dask cluster (lightgbm.dask) and saves the same kind of text model; the other stages run as with engine local."""
+
+    engine: Literal["local", "dask"] = Field(
+        "local", description="local: LightGBM trains in the stage's own process; dask: on a Dask cluster, the rows spread over its workers"
+    )
+    scheduler: str = Field(
+        "local",
+        description="with engine dask: local starts a cluster of compute.workers processes on this machine for the stage's duration; or the address of a running scheduler, such as tcp://10.0.0.5:8786",
+    )
+    workers: int = Field(2, ge=1, description="with scheduler local: worker processes (the rows are split into as many parts)")
+    threads_per_worker: int = Field(1, ge=1, description="with scheduler local: threads per worker process")
+    memory_limit: str = Field(
+        "4GiB",
+        pattern=r"^(auto|\d+(\.\d+)?\s*([kKMGT]i?B)?)$",
+        description="with scheduler local: each worker's memory limit (4GiB, 500MB, auto); past it a worker spills to disk, then pauses",
+    )
+    connect_timeout_seconds: float = Field(10.0, gt=0, description="how long to wait for a remote scheduler before failing")
+
+    @model_validator(mode="after")
+    def _scheduler_is_local_or_an_address(self) -> ComputeParams:
+        if self.scheduler == "local":
+            return self
+        if "@" in self.scheduler:  # the message does not quote it: it may hold a password
+            raise ValueError(
+                f"{FIELD_MARK}scheduler: an address holds no user or password (params.yaml is committed): give tcp://host:port"
+            )
+        if not re.fullmatch(r"(tcp|tls)://[^\s/?#]+:\d+", self.scheduler):
+            raise ValueError(
+                f"{FIELD_MARK}scheduler: give local, or a scheduler address such as tcp://10.0.0.5:8786 (got {self.scheduler!r})"
+            )
+        return self
+
+
 class Guard(Section):
     """A metric that must not get worse by more than `max_drop` (or `max_rise` for losses)."""
 
@@ -506,6 +540,7 @@ with warnings.catch_warnings():
         drift: DriftParams = DriftParams()
         review: ReviewParams = ReviewParams()
         serve: ServeParams = ServeParams()
+        compute: ComputeParams = ComputeParams()
 
         @model_validator(mode="after")
         def _snapshot_names_fit_file_names(self) -> Params:

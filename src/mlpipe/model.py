@@ -93,18 +93,7 @@ def train_model(features: pd.DataFrame, target: pd.Series, params: TrainParams) 
     summary: dict[str, Any] = {"train_rows": len(features)}
     curve: list[dict[str, float]] = []
     rounds = params.n_estimators
-    if len(features) == 0 or target.nunique() < 2:
-        raise DataError(f"the training set has {len(features)} rows and {target.nunique()} class(es): LightGBM needs rows of both classes")
-    is_valid = stratified_mask(target, len(target), params.validation_fraction, params.seed)
-    if params.validation_fraction:
-        _check_validation_slice(target, is_valid, params.validation_fraction)
-    fit_rows = int((~is_valid).sum())
-    if fit_rows < 2 * params.min_child_samples:
-        # LightGBM would not fail: it would fit trees without a single split, a constant model.
-        raise DataError(
-            f"{fit_rows} training rows are left to fit: a split needs train.min_child_samples={params.min_child_samples} "
-            "rows on each side, so every tree would be a constant; use more data or lower train.min_child_samples"
-        )
+    is_valid = validation_split(target, params)
     if params.validation_fraction:
         fit_features, fit_target = features[~is_valid], target[~is_valid]
         fit_set = lgb.Dataset(fit_features, fit_target, categorical_feature=categorical, free_raw_data=False)
@@ -152,6 +141,24 @@ def train_model(features: pd.DataFrame, target: pd.Series, params: TrainParams) 
         log.info("fitted %d trees on all %d training rows in %.1fs", rounds, len(features), time.perf_counter() - started)
     summary["n_trees"] = rounds
     return TrainedModel(booster=booster, curve=curve, summary=summary)
+
+
+def validation_split(target: pd.Series, params: TrainParams) -> np.ndarray:
+    """The rows held out for early stopping (a seeded stratified slice), once the training set is
+    known to be fit for LightGBM: both classes, and enough rows left to split on."""
+    if len(target) == 0 or target.nunique() < 2:
+        raise DataError(f"the training set has {len(target)} rows and {target.nunique()} class(es): LightGBM needs rows of both classes")
+    is_valid = stratified_mask(target, len(target), params.validation_fraction, params.seed)
+    if params.validation_fraction:
+        _check_validation_slice(target, is_valid, params.validation_fraction)
+    fit_rows = int((~is_valid).sum())
+    if fit_rows < 2 * params.min_child_samples:
+        # LightGBM would not fail: it would fit trees without a single split, a constant model.
+        raise DataError(
+            f"{fit_rows} training rows are left to fit: a split needs train.min_child_samples={params.min_child_samples} "
+            "rows on each side, so every tree would be a constant; use more data or lower train.min_child_samples"
+        )
+    return is_valid
 
 
 def _check_validation_slice(target: pd.Series, is_valid: np.ndarray, fraction: float) -> None:

@@ -10,7 +10,6 @@ import pandas as pd
 from mlpipe.cli import describe, log_written, run_stage
 from mlpipe.config import Params, TrainParams
 from mlpipe.io import write_json, write_text
-from mlpipe.model import lightgbm_params, model_to_text, train_model
 from mlpipe.schema import FeatureSchema
 from mlpipe.tracking import write_training_record
 
@@ -27,6 +26,12 @@ def run(
     tuning: Annotated[Path, "search summary and history (JSON)"],
     tuning_plot: Path,
 ) -> None:
+    on_cluster = params.compute.engine == "dask"
+    if on_cluster:
+        from mlpipe.compute import dask_client
+        from mlpipe.dask_training import train_model_on_cluster  # before mlpipe.model: LightGBM with its scikit-learn wrappers
+    from mlpipe.model import lightgbm_params, model_to_text, train_model
+
     learned = FeatureSchema.read(schema)
     table = pd.read_parquet(features)
     log.info("read %s from %s", describe(table), features)
@@ -58,7 +63,11 @@ def run(
         train_params = TrainParams.model_validate({**params.train.model_dump(), **result.best_params})
         tuning_summary, tuning_history = result.summary(tune), result.history()
 
-    trained = train_model(inputs, target, train_params)
+    if on_cluster:
+        with dask_client(params.compute) as client:
+            trained = train_model_on_cluster(inputs, target, train_params, client)
+    else:
+        trained = train_model(inputs, target, train_params)
     log_written(
         log,
         write_text(model_to_text(trained.booster), model),
