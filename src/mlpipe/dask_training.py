@@ -6,21 +6,37 @@ text model, so evaluate, predict, serving and DVC do not change. lightgbm.dask t
 sets but not callbacks: the number of trees is read from the evaluation record with the rule
 LightGBM's `early_stopping` callback applies.
 
-Import this module before `mlpipe.model`: lightgbm.dask needs LightGBM's scikit-learn wrappers,
-which `mlpipe.model` leaves out when it is the first to import LightGBM.
+lightgbm.dask needs LightGBM's scikit-learn wrappers, which `mlpipe.model` leaves out when it is
+the first to import LightGBM (they cost a stage 1.4 s of start-up): importing this module
+brings them back.
 """
 
 from __future__ import annotations
 
+import importlib
 import time
 from typing import TYPE_CHECKING, Any
 
-import lightgbm.dask as lgb_dask  # noqa: I001  (first: with scikit-learn, see above)
 import pandas as pd
 
 from mlpipe.config import TrainParams
+from mlpipe.errors import DataError
 from mlpipe.model import CURVE_SAMPLE_ROWS, TrainedModel, categorical_columns, lightgbm_params, log, model_from_text, validation_split
 from mlpipe.sampling import stratified_mask
+
+
+def _import_lightgbm_dask():
+    import lightgbm.compat
+    import lightgbm.dask
+    import lightgbm.sklearn
+
+    if not lightgbm.compat.SKLEARN_INSTALLED:  # imported by mlpipe.model without scikit-learn
+        for module in (lightgbm.compat, lightgbm.sklearn, lightgbm.dask):  # in the order they import each other
+            importlib.reload(module)
+    return lightgbm.dask
+
+
+lgb_dask = _import_lightgbm_dask()
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -41,19 +57,27 @@ def stopping_round(losses: list[float], patience: int | None) -> int:
 def train_model_on_cluster(features: pd.DataFrame, target: pd.Series, params: TrainParams, client: Client) -> TrainedModel:
     """Fit on the cluster's workers, one part of the rows each; see the module's notes."""
     import dask.dataframe as dd
+    import numpy as np
 
-    workers = max(1, len(client.scheduler_info()["workers"]))
+    workers = sorted(client.scheduler_info()["workers"])
+    if not workers:
+        raise DataError(f"the Dask cluster at {client.scheduler.address} has no workers: start some, then run the stage again")
     settings = lightgbm_params(params)
     categorical = categorical_columns(features)
 
     def distributed(frame: pd.DataFrame | pd.Series):
-        return dd.from_pandas(frame, npartitions=min(workers, max(1, len(frame))), sort=False)
+        # Block i of the rows goes to the i-th worker by address, and LightGBM ranks its machines
+        # in the order their first block comes: the same rows meet the same rank on every run,
+        # so a run is repeatable on the same cluster shape (the scheduler would place them at will).
+        blocks = np.array_split(np.arange(len(frame)), len(workers))
+        futures = [client.scatter(frame.iloc[block], workers=[worker]) for block, worker in zip(blocks, workers, strict=True)]
+        return dd.from_delayed(futures, meta=frame.iloc[:0], verify_meta=False)
 
-    def fitted(rounds: int, rows: pd.DataFrame, labels: pd.Series, **fit: Any) -> lgb_dask.DaskLGBMClassifier:
+    def fitted(rounds: int, rows: pd.DataFrame, labels: pd.Series) -> lgb_dask.DaskLGBMClassifier:
         model = lgb_dask.DaskLGBMClassifier(client=client, n_estimators=rounds, **settings)
-        return model.fit(distributed(rows), distributed(labels), categorical_feature=categorical, **fit)
+        return model.fit(distributed(rows), distributed(labels), categorical_feature=categorical)
 
-    summary: dict[str, Any] = {"train_rows": len(features), "engine": "dask", "workers": workers}
+    summary: dict[str, Any] = {"train_rows": len(features), "engine": "dask", "workers": len(workers)}
     curve: list[dict[str, float]] = []
     rounds = params.n_estimators
     is_valid = validation_split(target, params)
@@ -61,42 +85,51 @@ def train_model_on_cluster(features: pd.DataFrame, target: pd.Series, params: Tr
         fit_features, fit_target = features[~is_valid], target[~is_valid]
         in_sample = stratified_mask(fit_target, len(fit_target), min(1.0, CURVE_SAMPLE_ROWS / len(fit_target)), params.seed)
         started = time.perf_counter()
-        model = fitted(
-            params.n_estimators,
-            fit_features,
-            fit_target,
-            eval_set=[
-                (distributed(fit_features[in_sample]), distributed(fit_target[in_sample])),
-                (distributed(features[is_valid]), distributed(target[is_valid])),
-            ],
-            eval_names=["training", "validation"],
-        )
-        history = model.evals_result_
-        validation = history["validation"]["binary_logloss"]
+        booster = fitted(params.n_estimators, fit_features, fit_target).to_local().booster_
+        # lightgbm.dask reports an evaluation set only on the part the returning worker holds:
+        # the curves are scored here, on the whole slice, round by round.
+        validation = logloss_by_round(booster, features[is_valid], target[is_valid])
         rounds = stopping_round(validation, params.early_stopping_rounds)
         shown = len(validation) if not params.early_stopping_rounds else min(len(validation), rounds + params.early_stopping_rounds)
+        training = logloss_by_round(booster, fit_features[in_sample], fit_target[in_sample], shown)
         curve = [
             {"iteration": i + 1, "train_logloss": train_loss, "validation_logloss": valid_loss}
-            for i, (train_loss, valid_loss) in enumerate(
-                zip(history["training"]["binary_logloss"][:shown], validation[:shown], strict=True)
-            )
+            for i, (train_loss, valid_loss) in enumerate(zip(training, validation[:shown], strict=True))
         ]
         summary.update(validation_rows=int(is_valid.sum()), best_iteration=rounds, validation_logloss=validation[rounds - 1])
         log.info(
             "early stopping rule chose %d trees (validation logloss %.5f) on %d workers in %.1fs",
             rounds,
             summary["validation_logloss"],
-            workers,
+            len(workers),
             time.perf_counter() - started,
         )
-        booster = model.to_local().booster_
     if not params.validation_fraction or params.refit_full:
         started = time.perf_counter()
         booster = fitted(rounds, features, target).to_local().booster_
         log.info(
-            "fitted %d trees on all %d training rows on %d workers in %.1fs", rounds, len(features), workers, time.perf_counter() - started
+            "fitted %d trees on all %d training rows on %d workers in %.1fs",
+            rounds,
+            len(features),
+            len(workers),
+            time.perf_counter() - started,
         )
     elif rounds < booster.current_iteration():  # no refit: keep the trees early stopping would have kept
         booster = model_from_text(booster.model_to_string(num_iteration=rounds))
     summary["n_trees"] = rounds
     return TrainedModel(booster=booster, curve=curve, summary=summary)
+
+
+def logloss_by_round(booster, rows: pd.DataFrame, labels: pd.Series, rounds: int | None = None) -> list[float]:
+    """The binary log-loss of the first 1, 2, ... `rounds` trees on these rows (LightGBM's
+    binary_logloss: probabilities clipped to [1e-15, 1 - 1e-15])."""
+    import numpy as np
+
+    positive = labels.to_numpy(dtype=float)
+    raw = np.zeros(len(rows))
+    losses = []
+    for round_index in range(rounds or booster.current_iteration()):
+        raw += booster.predict(rows, raw_score=True, start_iteration=round_index, num_iteration=1)
+        probability = np.clip(1.0 / (1.0 + np.exp(-raw)), 1e-15, 1 - 1e-15)
+        losses.append(float(-np.mean(positive * np.log(probability) + (1 - positive) * np.log1p(-probability))))
+    return losses

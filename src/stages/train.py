@@ -29,7 +29,7 @@ def run(
     on_cluster = params.compute.engine == "dask"
     if on_cluster:
         from mlpipe.compute import dask_client
-        from mlpipe.dask_training import train_model_on_cluster  # before mlpipe.model: LightGBM with its scikit-learn wrappers
+        from mlpipe.dask_training import train_model_on_cluster
     from mlpipe.model import lightgbm_params, model_to_text, train_model
 
     learned = FeatureSchema.read(schema)
