@@ -21,10 +21,31 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def _ordered_client() -> type[Client]:
+    from distributed import Client
+
+    class OrderedClient(Client):
+        """A client whose `who_has` answers in the order it was asked. lightgbm.dask ranks its
+        machines in the order of that answer, and each rank builds some features' bins from the
+        rows it holds: in the scheduler's order (which varies), the same rows and seed gave a
+        different model from run to run."""
+
+        def who_has(self, futures=None, **kwargs):
+            found = super().who_has(futures, **kwargs)
+            if futures is None:
+                return found
+            asked = [future.key for future in (futures if isinstance(futures, list | tuple) else [futures])]
+            return type(found)({key: found[key] for key in asked if key in found})
+
+    return OrderedClient
+
+
 @contextlib.contextmanager
 def dask_client(settings: ComputeParams) -> Iterator[Client]:
     """A connected client; the local cluster, if one was started, is closed on the way out."""
-    from distributed import Client, LocalCluster
+    from distributed import LocalCluster
+
+    Client = _ordered_client()  # noqa: N806  (a class)
 
     if settings.scheduler == "local":
         with LocalCluster(

@@ -14,6 +14,7 @@ brings them back.
 from __future__ import annotations
 
 import importlib
+import re
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -73,9 +74,10 @@ def train_model_on_cluster(features: pd.DataFrame, target: pd.Series, params: Tr
         futures = [client.scatter(frame.iloc[block], workers=[worker]) for block, worker in zip(blocks, workers, strict=True)]
         return dd.from_delayed(futures, meta=frame.iloc[:0], verify_meta=False)
 
-    def fitted(rounds: int, rows: pd.DataFrame, labels: pd.Series) -> lgb_dask.DaskLGBMClassifier:
+    def fitted(rounds: int, rows: pd.DataFrame, labels: pd.Series):
         model = lgb_dask.DaskLGBMClassifier(client=client, n_estimators=rounds, **settings)
-        return model.fit(distributed(rows), distributed(labels), categorical_feature=categorical)
+        booster = model.fit(distributed(rows), distributed(labels), categorical_feature=categorical).to_local().booster_
+        return model_from_text(without_network_settings(booster.model_to_string()))
 
     summary: dict[str, Any] = {"train_rows": len(features), "engine": "dask", "workers": len(workers)}
     curve: list[dict[str, float]] = []
@@ -85,7 +87,7 @@ def train_model_on_cluster(features: pd.DataFrame, target: pd.Series, params: Tr
         fit_features, fit_target = features[~is_valid], target[~is_valid]
         in_sample = stratified_mask(fit_target, len(fit_target), min(1.0, CURVE_SAMPLE_ROWS / len(fit_target)), params.seed)
         started = time.perf_counter()
-        booster = fitted(params.n_estimators, fit_features, fit_target).to_local().booster_
+        booster = fitted(params.n_estimators, fit_features, fit_target)
         # lightgbm.dask reports an evaluation set only on the part the returning worker holds:
         # the curves are scored here, on the whole slice, round by round.
         validation = logloss_by_round(booster, features[is_valid], target[is_valid])
@@ -106,7 +108,7 @@ def train_model_on_cluster(features: pd.DataFrame, target: pd.Series, params: Tr
         )
     if not params.validation_fraction or params.refit_full:
         started = time.perf_counter()
-        booster = fitted(rounds, features, target).to_local().booster_
+        booster = fitted(rounds, features, target)
         log.info(
             "fitted %d trees on all %d training rows on %d workers in %.1fs",
             rounds,
@@ -133,3 +135,12 @@ def logloss_by_round(booster, rows: pd.DataFrame, labels: pd.Series, rounds: int
         probability = np.clip(1.0 / (1.0 + np.exp(-raw)), 1e-15, 1 - 1e-15)
         losses.append(float(-np.mean(positive * np.log(probability) + (1 - positive) * np.log1p(-probability))))
     return losses
+
+
+# The model text lists the parameters it was trained with, the cluster's network among them: the
+# ports are new on every run, and would make the same model a new file (and a new DVC hash).
+_NETWORK_SETTINGS = re.compile(r"^\[(machines|local_listen_port): [^\]]*\]$", re.MULTILINE)
+
+
+def without_network_settings(model_text: str) -> str:
+    return _NETWORK_SETTINGS.sub(lambda match: f"[{match.group(1)}: ]", model_text)
