@@ -91,3 +91,14 @@ def test_a_scheduler_address_never_carries_a_password_and_the_message_never_quot
         "tls://"
     )
     assert TrainParams().seed == parse_params(raw, origin="p").train.seed
+
+
+@pytest.mark.integration
+def test_switching_the_engine_reruns_train_on_a_cluster_under_dvc(repo):
+    repo.set_params(compute={"engine": "dask", "workers": 2, "memory_limit": "1GiB"})
+    run = repo.dvc("repro", "train")
+    assert run.stages_run == ["train"], run.stdout
+    assert "local Dask cluster: 2 worker processes x 1 thread(s), 1GiB each" in run.stdout + run.stderr
+    model = (repo.path / "models" / "model.txt").read_text()
+    assert "[tree_learner: data]" in model and "[machines: ]" in model
+    assert "up to date" in repo.dvc("status", "train").stdout
