@@ -149,6 +149,24 @@ def test_a_failed_write_keeps_the_rows_for_the_next_flush(tmp_path):
     assert sorted(pd.concat(map(pd.read_parquet, blocked.rglob("*.parquet")))["x"]) == [1, 2]
 
 
+def test_rows_a_failed_table_left_are_written_by_the_next_flush(tmp_path):
+    failures = iter([RuntimeError("the personal-data rules failed once")])
+
+    def protect(table):
+        failure = next(failures, None)
+        if failure:
+            raise failure
+        return table
+
+    log = PredictionLog(tmp_path / "log", rows_per_file=100, flush_seconds=60, protect=protect, background=False)
+    log.append([{"x": 1}, {"x": 2}])
+    with pytest.raises(RuntimeError, match="failed once"):
+        log.flush()
+    log.append([{"x": 3}])
+    log.close()
+    assert sorted(pd.concat(map(pd.read_parquet, (tmp_path / "log").rglob("*.parquet")))["x"]) == [1, 2, 3]
+
+
 def test_a_field_sent_as_text_and_as_numbers_is_logged_as_text(tmp_path):
     # A text field accepts numbers too (as categorical levels): one file must still hold one type.
     log = PredictionLog(tmp_path / "log", rows_per_file=100, flush_seconds=60, background=False)

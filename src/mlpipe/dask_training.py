@@ -18,6 +18,7 @@ import re
 import time
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from mlpipe.config import TrainParams
@@ -58,7 +59,6 @@ def stopping_round(losses: list[float], patience: int | None) -> int:
 def train_model_on_cluster(features: pd.DataFrame, target: pd.Series, params: TrainParams, client: Client) -> TrainedModel:
     """Fit on the cluster's workers, one part of the rows each; see the module's notes."""
     import dask.dataframe as dd
-    import numpy as np
 
     workers = sorted(client.scheduler_info()["workers"])
     if not workers:
@@ -125,8 +125,6 @@ def train_model_on_cluster(features: pd.DataFrame, target: pd.Series, params: Tr
 def logloss_by_round(booster, rows: pd.DataFrame, labels: pd.Series, rounds: int | None = None) -> list[float]:
     """The binary log-loss of the first 1, 2, ... `rounds` trees on these rows (LightGBM's
     binary_logloss: probabilities clipped to [1e-15, 1 - 1e-15])."""
-    import numpy as np
-
     positive = labels.to_numpy(dtype=float)
     raw = np.zeros(len(rows))
     losses = []

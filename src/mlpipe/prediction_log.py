@@ -22,7 +22,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +97,14 @@ class PredictionLog:
                 served, self._buffer, self._buffered_rows, self._oldest = self._buffer, [], 0, None
                 frames, self._unwritten = self._unwritten, []
             if served:
-                frames.append(self._protect(_table(served)))
+                try:
+                    frames.append(self._protect(_table(served)))
+                except Exception:
+                    with self._lock:  # nothing is lost: back in front of what was appended since
+                        self._buffer[:0], self._unwritten = served, frames + self._unwritten
+                        self._buffered_rows += sum(chunk.rows for chunk in served)
+                        self._oldest = self._oldest or time.monotonic()
+                    raise
             if not frames:
                 return []
             table = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
@@ -139,6 +145,8 @@ class PredictionLog:
                     self.flush()
                 except OutputError as exc:  # kept buffered; said once per attempt, retried next time
                     log.error("prediction log: %s", exc)
+                except Exception as exc:  # kept buffered too: a dead writer thread would log nothing more
+                    log.error("prediction log: %s: %s", type(exc).__name__, exc)
 
 
 @dataclass(frozen=True)
@@ -161,7 +169,7 @@ def _table(served: list[_Served]) -> pd.DataFrame:
         records = [orjson.loads(line) for line in lines.splitlines()]
         names = list(records[0])  # requests send much the same fields: the rest, if any, in a fixed order
         names += sorted(set().union(*records).difference(names))
-        table = pd.DataFrame({name: _column(list(map(dict.get, records, repeat(name)))) for name in names})
+        table = pd.DataFrame({name: _column(list(map(dict.get, records, itertools.repeat(name)))) for name in names})
     sizes = [chunk.rows for chunk in served]
     for name in dict.fromkeys(name for chunk in served for name in chunk.outputs):
         parts = [chunk.outputs.get(name) for chunk in served]
