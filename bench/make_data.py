@@ -21,8 +21,6 @@ pipeline reads as one table when `data.source` names the folder:
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -32,6 +30,7 @@ import pandas as pd
 
 from mlpipe.config import Params, load_params
 from mlpipe.errors import PipelineError
+from mlpipe.io import atomic_dir, write_json
 from mlpipe.sources import read_source
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,15 +86,11 @@ def jitter(resampled: pd.DataFrame, real: pd.DataFrame, columns: list[str], rng:
 
 def write_parts(table: pd.DataFrame, folder: Path, rows_per_part: int, progress=None) -> list[Path]:
     """The table as part-NNNNN.parquet files in a fresh `folder` (written beside it, then swapped in)."""
-    staging = folder.with_name(f".{folder.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    for index, start in enumerate(range(0, len(table), rows_per_part)):
-        table.iloc[start : start + rows_per_part].to_parquet(staging / f"part-{index:05d}.parquet", index=False, compression="zstd")
-        if progress:
-            progress(index, min(start + rows_per_part, len(table)))
-    shutil.rmtree(folder, ignore_errors=True)
-    staging.rename(folder)
+    with atomic_dir(folder) as staging:
+        for index, start in enumerate(range(0, len(table), rows_per_part)):
+            table.iloc[start : start + rows_per_part].to_parquet(staging / f"part-{index:05d}.parquet", index=False, compression="zstd")
+            if progress:
+                progress(index, min(start + rows_per_part, len(table)))
     return sorted(folder.glob("part-*.parquet"))
 
 
@@ -153,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         print(f"{name}: {rows:,} rows in {len(parts)} parts ({summary[name]['bytes'] / 2**20:,.0f} MiB) in {folder}, "
               f"jittered {columns}, {time.perf_counter() - started:.1f} s")  # fmt: skip
-    (args.out / "sizes.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(summary, args.out / "sizes.json")
     return 0
 
 

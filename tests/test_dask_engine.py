@@ -15,7 +15,7 @@ from mlpipe import dask_training
 from mlpipe.compute import dask_client
 from mlpipe.config import ComputeParams, TrainParams, load_params, parse_params
 from mlpipe.errors import ConfigError, DataError
-from mlpipe.metrics import roc_auc
+from mlpipe.metrics import log_loss, roc_auc
 from mlpipe.model import lgb, train_model
 
 
@@ -48,6 +48,13 @@ def test_the_cluster_trains_a_model_as_good_as_the_local_engine_and_the_same_one
     reread = lgb.Booster(model_str=clustered.booster.model_to_string())
     assert np.array_equal(reread.predict(test_inputs), clustered.booster.predict(test_inputs))
     assert clustered.curve[0]["iteration"] == 1 and len(clustered.curve) >= clustered.summary["n_trees"]
+    # The curves' log-loss by round equals LightGBM's raw scores asked for round by round.
+    raw, expected = np.zeros(len(test_inputs)), []
+    for round_index in range(local.booster.current_iteration()):
+        raw += local.booster.predict(test_inputs, raw_score=True, start_iteration=round_index, num_iteration=1)
+        expected.append(log_loss(test_target.to_numpy(), 1 / (1 + np.exp(-raw))))
+    found = dask_training.logloss_by_round(local.booster, test_inputs, test_target, chunk_rows=1000)
+    assert np.allclose(found, expected, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("patience", [None, 3, 10])

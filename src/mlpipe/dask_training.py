@@ -122,17 +122,29 @@ def train_model_on_cluster(features: pd.DataFrame, target: pd.Series, params: Tr
     return TrainedModel(booster=booster, curve=curve, summary=summary)
 
 
-def logloss_by_round(booster, rows: pd.DataFrame, labels: pd.Series, rounds: int | None = None) -> list[float]:
-    """The binary log-loss of the first 1, 2, ... `rounds` trees on these rows (LightGBM's
-    binary_logloss: probabilities clipped to [1e-15, 1 - 1e-15])."""
-    positive = labels.to_numpy(dtype=float)
-    raw = np.zeros(len(rows))
-    losses = []
-    for round_index in range(rounds or booster.current_iteration()):
-        raw += booster.predict(rows, raw_score=True, start_iteration=round_index, num_iteration=1)
-        probability = np.clip(1.0 / (1.0 + np.exp(-raw)), 1e-15, 1 - 1e-15)
-        losses.append(float(-np.mean(positive * np.log(probability) + (1 - positive) * np.log1p(-probability))))
-    return losses
+def logloss_by_round(booster, rows: pd.DataFrame, labels: pd.Series, rounds: int | None = None, chunk_rows: int = 10_000) -> list[float]:
+    """The log-loss (`mlpipe.metrics.log_loss`) of the first 1, 2, ... `rounds` trees on these rows.
+
+    One `predict(pred_leaf=True)` per chunk of rows gives every tree's leaf for every row; a
+    tree's raw score is its leaf's output, and the first k trees' raw score is their cumulative
+    sum. Asking LightGBM for each round in turn would convert the table once per round."""
+    from mlpipe.metrics import log_loss
+
+    rounds = rounds or booster.current_iteration()
+    trees = booster.dump_model(num_iteration=rounds)["tree_info"]
+    outputs = np.full((rounds, max(tree["num_leaves"] for tree in trees)), np.nan)
+    for tree in trees:
+        index = tree["tree_index"]
+        outputs[index, : tree["num_leaves"]] = [booster.get_leaf_output(index, leaf) for leaf in range(tree["num_leaves"])]
+    positive = labels.to_numpy()
+    totals = np.zeros(rounds)
+    for start in range(0, len(rows), chunk_rows):
+        leaves = booster.predict(rows.iloc[start : start + chunk_rows], pred_leaf=True, num_iteration=rounds)
+        raw = np.cumsum(outputs[np.arange(rounds), leaves], axis=1)  # rows x rounds
+        probability = 1.0 / (1.0 + np.exp(-raw))
+        chunk = positive[start : start + chunk_rows]
+        totals += [len(chunk) * log_loss(chunk, probability[:, k]) for k in range(rounds)]
+    return (totals / len(rows)).tolist()
 
 
 # The model text lists the parameters it was trained with, the cluster's network among them: the
