@@ -116,7 +116,8 @@ def log_written(log: logging.Logger, *paths: str | Path) -> None:
 
     def report() -> None:
         for path in map(Path, paths):
-            rows = f"{pq.read_metadata(path).num_rows:,} rows, " if path.suffix == ".parquet" else ""
+            parts = sorted(path.glob("*.parquet")) if path.is_dir() else [path]  # a table or a folder of parts
+            rows = f"{sum(pq.read_metadata(part).num_rows for part in parts):,} rows, " if path.suffix == ".parquet" else ""
             log.info("wrote %s (%s%s)", path, rows, _size(path))
 
     after_commit(report)

@@ -47,6 +47,9 @@ def dask_client(settings: ComputeParams) -> Iterator[Client]:
 
     Client = _ordered_client()  # noqa: N806  (a class)
 
+    # The scheduler of a local cluster runs in the stage's process: its INFO lines would bury the
+    # stage's own. A task's failure reaches the stage as one line (`mlpipe.partitioned.map_parts`).
+    logging.getLogger("distributed").setLevel(logging.WARNING)
     if settings.scheduler == "local":
         with LocalCluster(
             n_workers=settings.workers,
@@ -54,7 +57,7 @@ def dask_client(settings: ComputeParams) -> Iterator[Client]:
             memory_limit=settings.memory_limit,
             processes=True,
             dashboard_address=None,
-            silence_logs=logging.WARNING,
+            silence_logs=logging.CRITICAL,
         ) as cluster, Client(cluster) as client:  # fmt: skip
             log.info(
                 "local Dask cluster: %d worker processes x %d thread(s), %s each",

@@ -460,10 +460,11 @@ class ServeParams(Section):
 
 
 class ComputeParams(Section):
-    """Where the heavy work runs. With engine dask, train fits LightGBM on a Dask cluster (lightgbm.dask) and saves the same kind of text model; the other stages run as with engine local."""
+    """Where the heavy work runs. With engine dask, the data stages read and write folders of Parquet parts and work part by part on a Dask cluster, train fits LightGBM there (lightgbm.dask) and saves the same kind of text model."""
 
     engine: Literal["local", "dask"] = Field(
-        "local", description="local: LightGBM trains in the stage's own process; dask: on a Dask cluster, the rows spread over its workers"
+        "local",
+        description="local: every stage works in its own process, one table at a time; dask: the data stages work part by part and LightGBM trains on a Dask cluster (docs/scaling.md)",
     )
     scheduler: str = Field(
         "local",
@@ -477,6 +478,11 @@ class ComputeParams(Section):
         description="with scheduler local: each worker's memory limit (4GiB, 500MB, auto); past it a worker spills to disk, then pauses",
     )
     connect_timeout_seconds: float = Field(10.0, gt=0, description="how long to wait for a remote scheduler before failing")
+    partition_rows: int = Field(
+        1_000_000,
+        ge=1000,
+        description="with engine dask: ingest cuts each source file into parts of at most this many rows; every later stage works part by part, in parallel",
+    )
 
     @model_validator(mode="after")
     def _scheduler_is_local_or_an_address(self) -> ComputeParams:

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import logging
 import unicodedata
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -15,6 +18,7 @@ import pandas as pd
 from mlpipe.config import DataParams, FeaturesParams
 from mlpipe.errors import ConfigError, DataError, first_line
 from mlpipe.expressions import check_derived
+from mlpipe.partitioned import map_parts, merged_counts, part_files, sample_part, staged, summaries
 from mlpipe.schema import OTHER_LEVEL, FeatureSchema, FeatureSpec, category_strings, label_matches, to_levels
 
 log = logging.getLogger(__name__)
@@ -62,25 +66,30 @@ def is_inferred_categorical(values: pd.Series) -> bool:
     return not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values)
 
 
-def build_schema(train: pd.DataFrame, data: DataParams, features: FeaturesParams) -> FeatureSchema:
-    """Decide the feature list, kinds and category levels from the training table."""
+def build_schema(
+    train: pd.DataFrame,
+    data: DataParams,
+    features: FeaturesParams,
+    level_counts: Mapping[str, pd.Series] | None = None,
+    labels: list | None = None,
+) -> FeatureSchema:
+    """Decide the feature list, kinds and category levels from the training table.
+
+    The dask engine passes a sample of the training table (for the columns and their dtypes),
+    with the whole table's `level_counts` (`category_counts`, summed over its partitions) and
+    target `labels`."""
     table = add_derived(train, features.derived)
-    excluded = {data.target, *data.id_columns, *data.drop_columns, *([data.time_column] if data.time_column else [])}
-    names = [column for column in table.columns if column not in excluded]
+    names, categorical = _feature_columns(table, data)
     for name in names:
         check_feature_name(name)
     if not names:
         raise ConfigError("no feature columns left after removing data.target, data.id_columns, data.time_column and data.drop_columns")
-    if data.categorical_columns is None:
-        categorical = {name for name in names if is_inferred_categorical(table[name])}
-    else:
-        categorical = set(data.categorical_columns) - set(data.drop_columns)
-
     specs = []
     for name in names:
         values = table[name]
         if name in categorical:
-            specs.append(FeatureSpec(name, "categorical", str(values.dtype), _levels(values, features.max_categories)))
+            counts = level_counts[name] if level_counts is not None else category_counts(table, [name])[name]
+            specs.append(FeatureSpec(name, "categorical", str(values.dtype), _levels(name, counts, features.max_categories)))
         elif pd.api.types.is_numeric_dtype(values):
             specs.append(FeatureSpec(name, "numeric", str(values.dtype)))
         else:
@@ -88,7 +97,7 @@ def build_schema(train: pd.DataFrame, data: DataParams, features: FeaturesParams
                 f"column '{name}' holds text ({values.dropna().iloc[:3].tolist()}) but is not in data.categorical_columns: "
                 "add it there or to data.drop_columns"
             )
-    labels = train[data.target].dropna().unique().tolist()
+    labels = train[data.target].dropna().unique().tolist() if labels is None else labels
     positives = label_matches(pd.Series(labels), data.positive_label)
     negative = next(label for label, positive in zip(labels, positives, strict=True) if not positive)
     positive = next(label for label, positive in zip(labels, positives, strict=True) if positive)
@@ -103,15 +112,39 @@ def build_schema(train: pd.DataFrame, data: DataParams, features: FeaturesParams
     )
 
 
-def _levels(values: pd.Series, max_categories: int) -> tuple[str, ...]:
-    counts = category_strings(values).value_counts()
+def _feature_columns(table: pd.DataFrame, data: DataParams) -> tuple[list[str], set[str]]:
+    """The feature columns of a table (derived columns added), and which of them are categorical."""
+    excluded = {data.target, *data.id_columns, *data.drop_columns, *([data.time_column] if data.time_column else [])}
+    names = [column for column in table.columns if column not in excluded]
+    if data.categorical_columns is None:
+        return names, {name for name in names if is_inferred_categorical(table[name])}
+    return names, set(data.categorical_columns) - set(data.drop_columns)
+
+
+def categorical_names(table: pd.DataFrame, data: DataParams, features: FeaturesParams) -> list[str]:
+    """The columns `build_schema` makes categorical features (`table` may be a sample of the rows)."""
+    names, categorical = _feature_columns(add_derived(table, features.derived), data)
+    return [name for name in names if name in categorical]
+
+
+def category_counts(table: pd.DataFrame, names: list[str]) -> dict[str, pd.Series]:
+    """Rows per level (as text) of each column; counts of several tables add up (`Series.add`)."""
+    counts = {}
+    for name in names:
+        found = category_strings(table[name]).value_counts()
+        counts[name] = pd.Series(found.to_numpy(), index=found.index.astype(object), name=name)
+    return counts
+
+
+def _levels(name: str, counts: pd.Series, max_categories: int) -> tuple[str, ...]:
+    counts = counts[counts > 0]
     if len(counts) > max_categories:
         # Keep the most frequent levels (ties broken by name, for determinism); the rest share one level.
         ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
         kept = [level for level, _ in ranked[: max_categories - 1]]
         log.info(
             "feature %s: %d levels, keeping the %d most frequent and mapping the rest to %s",
-            values.name,
+            name,
             len(counts),
             len(kept),
             OTHER_LEVEL,
@@ -172,3 +205,33 @@ def feature_table(table: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
         [make_features(table, schema), encode_target(table[schema.target], schema), table[schema.meta_columns]],
         axis=1,
     )
+
+
+def featurize_parts(
+    train: Path, test: Path, train_out: Path, test_out: Path, data: DataParams, features: FeaturesParams
+) -> tuple[FeatureSchema, dict[str, int]]:
+    """`build_schema` from the training parts' merged level counts and target labels (the same
+    schema as the local engine's), then `feature_table` on every part of both sets. Returns the
+    schema and, per categorical feature, the test rows with a level unseen in training."""
+    train_parts, test_parts = part_files(train), part_files(test)
+    sample = sample_part(train_parts)
+    names = categorical_names(sample, data, features)
+    found = summaries(_level_summary, train_parts, names, data.target, features, what="featurize: levels")
+    labels = pd.unique(np.concatenate([summary["labels"] for summary in found])).tolist()
+    learned = build_schema(sample, data, features, level_counts=merged_counts([summary["counts"] for summary in found]), labels=labels)
+    with staged(train_out, test_out) as (train_folder, test_folder):
+        map_parts(_feature_part, train_parts, [train_folder], learned, what="featurize: training set")
+        unseen = map_parts(_feature_part, test_parts, [test_folder], learned, what="featurize: test set")
+    totals: dict[str, int] = {}
+    for counts in unseen:
+        for column, rows in counts.items():
+            totals[column] = totals.get(column, 0) + rows
+    return learned, totals
+
+
+def _level_summary(table: pd.DataFrame, index: int, names: list[str], target: str, features: FeaturesParams) -> dict[str, Any]:
+    return {"counts": category_counts(add_derived(table, features.derived), names), "labels": table[target].dropna().unique()}
+
+
+def _feature_part(table: pd.DataFrame, index: int, learned: FeatureSchema):
+    return (feature_table(table, learned),), unseen_levels(table, learned)

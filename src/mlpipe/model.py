@@ -184,6 +184,8 @@ def model_from_text(text: str) -> lgb.Booster:
 def predict_proba(booster: lgb.Booster, features: pd.DataFrame, schema: FeatureSchema, threads: int = 0) -> np.ndarray:
     """Probability of the positive label for feature rows built by `features.make_features`.
     `threads` is LightGBM's (0: its default); rows are scored independently, so it changes no result."""
+    if len(features) == 0:  # LightGBM refuses an empty table; a part of a partitioned one may be empty
+        return np.zeros(0)
     return booster.predict(features[schema.feature_names], num_threads=threads)
 
 

@@ -3,19 +3,25 @@ serving API and a distributed runner all call `score_table`."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from mlpipe.errors import DataError
 from mlpipe.features import encode_target, make_features
 from mlpipe.model import predict_proba
+from mlpipe.partitioned import map_parts, part_files, staged
 from mlpipe.schema import MODEL_VERSION, PREDICTED_LABEL, PROBABILITY, FeatureSchema
 from mlpipe.sources import BATCH_COLUMN
 
 if TYPE_CHECKING:
     import lightgbm as lgb
+
+    from mlpipe.config import DataParams, ValidateParams
 
 
 def model_version(model_text: str) -> str:
@@ -51,3 +57,89 @@ def score_table(
     scored[PREDICTED_LABEL] = predicted_labels(proba, threshold, schema)
     scored[MODEL_VERSION] = version
     return scored
+
+
+def score_parts(
+    reference: Path,
+    source: str,
+    out_reference: Path,
+    out_current: Path,
+    quarantine: Path,
+    model_text: str,
+    schema: FeatureSchema,
+    threshold: float,
+    data: DataParams,
+    validation: ValidateParams,
+) -> dict[str, Any]:
+    """The predict stage: the reference parts scored; the current source's files (their rows
+    under the personal-data rules and the row rules, as with the local engine) scored part by
+    part, bad rows to the quarantine. Returns the current rows' quality report."""
+    from mlpipe.sources import partition_files, read_table
+
+    path = Path(source)
+    files = partition_files(path, "**/*") if path.is_dir() else [path]
+    batches = [file.relative_to(path).as_posix() for file in files] if path.is_dir() else None
+    version = model_version(model_text)
+    with staged(out_reference, out_current, quarantine) as (reference_folder, current_folder, quarantine_folder):
+        map_parts(_score_part, part_files(reference), [reference_folder], model_text, schema, threshold, version, what="predict: reference")
+        reports = map_parts(
+            _score_current_part,
+            files,
+            [current_folder, quarantine_folder],
+            model_text,
+            schema,
+            threshold,
+            version,
+            data,
+            validation,
+            [str(file) for file in files],
+            batches,
+            read=read_table,
+            what="predict: current",
+        )
+        from mlpipe.validation import merged_report
+
+        report = merged_report(reports)
+        if report["rows_out"] == 0:
+            raise DataError(
+                f"every row of the current table ({source}) breaks the data contract: fix the batch or the contract in validate.*"
+            )
+    return report
+
+
+@functools.lru_cache(maxsize=2)
+def _booster(model_text: str):
+    from mlpipe.model import model_from_text
+
+    return model_from_text(model_text)
+
+
+def _score_part(table: pd.DataFrame, index: int, model_text: str, schema: FeatureSchema, threshold: float, version: str):
+    return (score_table(table, _booster(model_text), schema, threshold, version),), None
+
+
+def _score_current_part(
+    table: pd.DataFrame,
+    index: int,
+    model_text: str,
+    schema: FeatureSchema,
+    threshold: float,
+    version: str,
+    data: DataParams,
+    validation: ValidateParams,
+    names: list[str],
+    batches: list[str] | None,
+):
+    from mlpipe.privacy import apply_personal_rules
+    from mlpipe.sources import normalise_columns
+    from mlpipe.validation import validate_rows
+
+    table = apply_personal_rules(normalise_columns(table, origin=names[index]), data, origin=names[index])
+    if batches is not None:
+        table = table.assign(**{BATCH_COLUMN: batches[index]})
+    checked = validate_rows(table, data, validation)
+    try:
+        scored = score_table(checked.clean, _booster(model_text), schema, threshold, version)
+    except DataError as exc:
+        raise DataError(f"current table ({names[index]}): {exc}") from None
+    return (scored, checked.quarantine), checked.report

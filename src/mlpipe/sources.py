@@ -8,15 +8,20 @@ stages that read sources.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from mlpipe.errors import DataError, first_line
+
+if TYPE_CHECKING:
+    from mlpipe.config import DataParams
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 BATCH_COLUMN = "batch"
@@ -261,3 +266,47 @@ def normalise_columns(table: pd.DataFrame, origin: str) -> pd.DataFrame:
         if isinstance(table[column].dtype, pd.CategoricalDtype):
             table[column] = table[column].astype(table[column].cat.categories.dtype)
     return table.reset_index(drop=True)
+
+
+# The dask engine (compute.engine: dask) ---------------------------------------------------
+
+
+def ingest_parts(source: str, fmt: str | None, pattern: str | None, data: DataParams, partition_rows: int, out: Path) -> dict[str, Any]:
+    """Each source file read by a worker, its personal columns protected, cut into parts of at most
+    `partition_rows` rows. The files must agree on their columns, as with the local engine."""
+    from mlpipe.partitioned import map_parts, staged
+
+    if is_url(source):
+        raise DataError(
+            f"data.source '{source}': the dask engine reads a local file or folder (its workers read the parts themselves); "
+            "copy the data next to the repository, or use compute.engine: local"
+        )
+    path = Path(source)
+    files = partition_files(path, pattern) if path.is_dir() else [path]
+    names = [str(file) for file in files]
+    with staged(out) as (folder,):
+        found = map_parts(
+            _ingest_part,
+            files,
+            [folder],
+            data,
+            names,
+            read=functools.partial(read_table, fmt=fmt),
+            chunk_rows=partition_rows,
+            what="ingest",
+        )
+        first = found[0]["columns"]
+        for name, summary in zip(names, found, strict=True):
+            if set(summary["columns"]) != set(first):
+                missing, extra = sorted(set(first) - set(summary["columns"])), sorted(set(summary["columns"]) - set(first))
+                raise DataError(f"partition '{name}' does not match '{Path(names[0]).name}': missing columns {missing}, extra {extra}")
+    return {"files": len(files), "rows": sum(summary["rows"] for summary in found), "columns": first}
+
+
+def _ingest_part(table: pd.DataFrame, index: int, data: DataParams, names: list[str]):
+    from mlpipe.privacy import apply_personal_rules
+
+    # The workers read the hashing salt from their own environment (a local cluster inherits the
+    # stage's): the secret never travels in a task.
+    table = apply_personal_rules(normalise_columns(table, origin=names[index]), data, origin=names[index])
+    return (table,), {"rows": len(table), "columns": list(table.columns)}

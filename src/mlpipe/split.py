@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from mlpipe.config import SplitParams
 from mlpipe.errors import ConfigError
+from mlpipe.partitioned import map_parts, offsets, part_files, part_rows, read_columns, staged
 from mlpipe.sampling import stratified_mask
 from mlpipe.times import time_values
 
@@ -15,6 +18,13 @@ log = logging.getLogger(__name__)
 
 
 def split_table(table: pd.DataFrame, split: SplitParams, time_column: str | None, target: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    is_train, is_test = split_masks(table, split, time_column, target)
+    return table[is_train].reset_index(drop=True), table[is_test].reset_index(drop=True)
+
+
+def split_masks(table: pd.DataFrame, split: SplitParams, time_column: str | None, target: str) -> tuple[np.ndarray, np.ndarray]:
+    """Which rows go to training and which to test. `table` needs only the target and time
+    columns, so the dask engine decides on those two columns and applies the masks part by part."""
     if split.strategy == "time":
         if not time_column:
             raise ConfigError("split.strategy is 'time' but data.time_column is null: set data.time_column or use split.strategy: random")
@@ -22,16 +32,16 @@ def split_table(table: pd.DataFrame, split: SplitParams, time_column: str | None
     else:
         is_test = pd.Series(stratified_mask(table[target] if split.stratify else None, len(table), split.test_size, split.seed))
         is_train = ~is_test
-    train, test = table[is_train].reset_index(drop=True), table[is_test].reset_index(drop=True)
-    gap = len(table) - len(train) - len(test)
+    is_train, is_test = np.asarray(is_train, dtype=bool), np.asarray(is_test, dtype=bool)
+    gap = len(table) - int(is_train.sum()) - int(is_test.sum())
     if gap:
         log.info("%d rows fall between split.train_until and split.test_from and are in neither set", gap)
-    for name, part in (("training", train), ("test", test)):
-        if part.empty:
+    for name, rows in (("training", is_train), ("test", is_test)):
+        if not rows.any():
             raise ConfigError(f"the split leaves the {name} set empty: {_describe(table, split, time_column)}")
-        if part[target].nunique() < 2:
+        if table[target][rows].nunique() < 2:
             raise ConfigError(f"the {name} set holds only one target class: {_describe(table, split, time_column)}")
-    return train, test
+    return is_train, is_test
 
 
 def _cutoff(value, times: pd.Series, key: str):
@@ -67,3 +77,20 @@ def _describe(table: pd.DataFrame, split: SplitParams, time_column: str | None) 
             f"split.train_until={split.train_until!r}, split.test_from={split.test_from!r}: move the cutoffs"
         )
     return f"{len(table)} rows with split.test_size={split.test_size}: use more data or change split.test_size"
+
+
+def split_parts(validated: Path, train: Path, test: Path, settings: SplitParams, time_column: str | None, target: str) -> tuple[int, int]:
+    """`split_masks` on the target and time columns alone (the same rows as the local engine: the
+    random split too, since the rows keep their order), then each part keeps its slice."""
+    parts = part_files(validated)
+    columns = read_columns(parts, [target, *([time_column] if time_column and settings.strategy == "time" else [])])
+    is_train, is_test = split_masks(columns, settings, time_column, target)
+    starts = offsets(part_rows(parts))
+    slices = [(is_train[start:end], is_test[start:end]) for start, end in zip(starts[:-1], starts[1:], strict=True)]
+    with staged(train, test) as folders:
+        map_parts(_split_part, parts, folders, per_part=slices, what="split")
+    return int(is_train.sum()), int(is_test.sum())
+
+
+def _split_part(table: pd.DataFrame, index: int, is_train: np.ndarray, is_test: np.ndarray):
+    return (table[is_train].reset_index(drop=True), table[is_test].reset_index(drop=True)), None

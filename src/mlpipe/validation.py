@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,7 @@ import pandas as pd
 
 from mlpipe.config import ColumnContract, DataParams, ValidateParams
 from mlpipe.errors import DataError
+from mlpipe.partitioned import map_parts, offsets, part_files, repeated_positions, row_keys, sample_part, staged, summaries
 from mlpipe.schema import label_matches
 
 REASON_COLUMN = "quarantine_reason"
@@ -96,15 +98,19 @@ def validate_table(table: pd.DataFrame, data: DataParams, validation: ValidatePa
     check_target(table[data.target], data.positive_label)
     contracts = column_contracts(data, validation)
     null_share = table.isna().mean()
-    check_table_rules(table, validation, contracts, null_share)
+    check_table_rules(len(table), null_share, validation, contracts)
     result = quarantine_rows(table, contracts, data.id_columns, validation.max_text_length)
     result.report["null_share"] = {column: float(share) for column, share in null_share.items() if share > 0}
-    if result.report["bad_row_share"] > validation.max_bad_row_share:
+    check_bad_row_share(result.report, validation)
+    return result
+
+
+def check_bad_row_share(report: dict[str, Any], validation: ValidateParams) -> None:
+    if report["bad_row_share"] > validation.max_bad_row_share:
         raise DataError(
-            f"{result.report['bad_row_share']:.2%} of rows fail validation (most: {worst_rule(result.report)}), above "
+            f"{report['bad_row_share']:.2%} of rows fail validation (most: {worst_rule(report)}), above "
             f"validate.max_bad_row_share={validation.max_bad_row_share}: fix the source or raise the limit"
         )
-    return result
 
 
 def validate_rows(table: pd.DataFrame, data: DataParams, validation: ValidateParams) -> ValidationResult:
@@ -120,12 +126,17 @@ def validate_rows(table: pd.DataFrame, data: DataParams, validation: ValidatePar
 
 
 def quarantine_rows(
-    table: pd.DataFrame, contracts: dict[str, ColumnContract], id_columns: list[str], max_text_length: int
+    table: pd.DataFrame,
+    contracts: dict[str, ColumnContract],
+    id_columns: list[str],
+    max_text_length: int,
+    known_failures: dict[str, pd.Series] | None = None,
 ) -> ValidationResult:
     """Rows that pass every row rule (cast to the declared dtypes), rows that break one with the
-    names of the rules they broke, and the counts per rule."""
+    names of the rules they broke, and the counts per rule. `known_failures` adds rules decided
+    elsewhere ({rule: which rows break it}), such as ids repeated in another partition."""
     coerced, coercion_failures = coerce_dtypes(table, contracts)
-    row_failures = {**coercion_failures, **row_rule_failures(coerced, contracts, id_columns, max_text_length)}
+    row_failures = {**coercion_failures, **row_rule_failures(coerced, contracts, id_columns, max_text_length), **(known_failures or {})}
     failed = pd.DataFrame({rule: rows.reindex(table.index, fill_value=False) for rule, rows in row_failures.items()}, index=table.index)
     bad = failed.any(axis=1)
     reasons = pd.Series(["; ".join(failed.columns[row]) for row in failed[bad].to_numpy()], index=table.index[bad], dtype=object)
@@ -146,51 +157,28 @@ def worst_rule(report: dict[str, Any]) -> str:
     return max(report["failures_by_rule"].items(), key=lambda item: item[1])[0]
 
 
-def check_table_rules(table: pd.DataFrame, validation: ValidateParams, contracts: dict[str, ColumnContract], null_share: pd.Series) -> None:
-    """The whole-table rules (row count, null share per column); the first broken one is fatal."""
-    import pandera.pandas as pa
-
-    limits = {column: validation.max_null_share for column in table.columns}
-    limits.update({column: contract.max_null_share for column, contract in contracts.items() if contract.max_null_share is not None})
+def check_table_rules(rows: int, null_share: pd.Series, validation: ValidateParams, contracts: dict[str, ColumnContract]) -> None:
+    """The whole-table rules, from the row count and each column's null share; the first broken
+    one is fatal. (Counts, not rows: the dask engine merges them from its partitions.)"""
     bounds = validation.rows
-    schema = pa.DataFrameSchema(
-        {
-            column: pa.Column(
-                nullable=True,
-                checks=pa.Check(
-                    lambda values, limit=limit: values.isna().mean() <= limit,
-                    element_wise=False,
-                    ignore_na=False,
-                    error=f"{column}:max_null_share",
-                ),
+    for bound, broken in (("min", bounds.min is not None and rows < bounds.min), ("max", bounds.max is not None and rows > bounds.max)):
+        if broken:
+            raise DataError(
+                f"the table has {rows:,} rows, outside validate.rows.{bound}={getattr(bounds, bound)}: "
+                "check the source (a partial export?) or change the bound"
             )
-            for column, limit in limits.items()
-        },
-        checks=[
-            pa.Check(lambda frame: bounds.min is None or len(frame) >= bounds.min, error="rows:min"),
-            pa.Check(lambda frame: bounds.max is None or len(frame) <= bounds.max, error="rows:max"),
-        ],
-    )
-    failures = _failure_cases(schema, table)
-    if failures.empty:
-        return
-    rule = failures["check"].iloc[0]
-    if rule.startswith("rows:"):
-        limit = bounds.min if rule == "rows:min" else bounds.max
-        raise DataError(
-            f"the table has {len(table):,} rows, outside validate.rows.{rule[5:]}={limit}: "
-            "check the source (a partial export?) or change the bound"
+    for column, share in null_share.items():
+        declared = contracts.get(column, ColumnContract()).max_null_share
+        limit, key = (
+            (validation.max_null_share, "validate.max_null_share")
+            if declared is None
+            else (declared, f"validate.columns.{column}.max_null_share")
         )
-    column = rule.split(":")[0]
-    key = (
-        f"validate.columns.{column}.max_null_share"
-        if contracts.get(column, ColumnContract()).max_null_share is not None
-        else "validate.max_null_share"
-    )
-    raise DataError(
-        f"column '{column}' is {null_share[column]:.1%} null, above {key}={limits[column]}: "
-        "fix the source, add the column to data.drop_columns, or raise the limit"
-    )
+        if share > limit:
+            raise DataError(
+                f"column '{column}' is {share:.1%} null, above {key}={limit}: "
+                "fix the source, add the column to data.drop_columns, or raise the limit"
+            )
 
 
 def coerce_dtypes(table: pd.DataFrame, contracts: dict[str, ColumnContract]) -> tuple[pd.DataFrame, dict[str, pd.Series]]:
@@ -331,3 +319,84 @@ def _failure_cases(schema, table: pd.DataFrame) -> pd.DataFrame:
 
 def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def validate_parts(raw: Path, out: Path, quarantine: Path, data: DataParams, validation: ValidateParams) -> dict[str, Any]:
+    """The whole contract, as `validate_table`: the whole-table rules on merged counts, the row
+    rules part by part. A repeated id is found across parts by a hash of the id columns; as with
+    the local engine the first row keeps it and every later one is quarantined (here also when the
+    first one breaks a dtype rule)."""
+    parts = part_files(raw)
+    check_columns(sample_part(parts), data, validation)
+    found = summaries(_table_summary, parts, data.target, data.id_columns, what="validate: counts")
+    rows = sum(summary["rows"] for summary in found)
+    null_share = sum(summary["nulls"] for summary in found) / max(rows, 1)
+    check_target(pd.Series(pd.unique(np.concatenate([summary["targets"] for summary in found])), name=data.target), data.positive_label)
+    contracts = column_contracts(data, validation)
+    check_table_rules(rows, null_share, validation, contracts)
+    unique_rule, repeats = None, []
+    if data.id_columns:
+        unique_rule = f"{','.join(data.id_columns)}:unique"
+        if len(data.id_columns) == 1:  # checked across parts below, not within each part
+            contracts[data.id_columns[0]] = contracts[data.id_columns[0]].model_copy(update={"unique": False})
+        repeated, starts = repeated_positions([summary["keys"] for summary in found]), offsets([summary["rows"] for summary in found])
+        repeats = [repeated[(repeated >= start) & (repeated < end)] - start for start, end in zip(starts[:-1], starts[1:], strict=True)]
+    with staged(out, quarantine) as folders:
+        reports = map_parts(
+            _quarantine_part,
+            parts,
+            folders,
+            contracts,
+            validation.max_text_length,
+            unique_rule,
+            per_part=[(positions,) for positions in repeats] if repeats else None,
+            what="validate: row rules",
+        )
+        report = merged_report(reports)
+        report["null_share"] = {column: float(share) for column, share in null_share.items() if share > 0}
+        check_bad_row_share(report, validation)
+    return report
+
+
+def _table_summary(table: pd.DataFrame, index: int, target: str, id_columns: list[str]) -> dict[str, Any]:
+    present = [column for column in id_columns if column in table.columns]
+    return {
+        "rows": len(table),
+        "nulls": table.isna().sum(),
+        "targets": table[target].dropna().unique(),
+        "keys": row_keys(table, present) if present else np.array([], dtype=np.uint64),
+    }
+
+
+def _quarantine_part(
+    table: pd.DataFrame,
+    index: int,
+    contracts: dict[str, ColumnContract],
+    max_text_length: int,
+    unique_rule: str | None,
+    repeated: np.ndarray | None = None,
+):
+    known = {}
+    if unique_rule:
+        known[unique_rule] = pd.Series(False, index=table.index)
+        if repeated is not None:
+            known[unique_rule].iloc[repeated] = True
+    result = quarantine_rows(table, contracts, [], max_text_length, known_failures=known)
+    return (result.clean, result.quarantine), result.report
+
+
+def merged_report(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """The parts' row-rule reports as one, as `quarantine_rows` reports a whole table."""
+    rows_in = sum(report["rows_in"] for report in reports)
+    quarantined = sum(report["rows_quarantined"] for report in reports)
+    rules: dict[str, int] = {}
+    for report in reports:
+        for rule, count in report["failures_by_rule"].items():
+            rules[rule] = rules.get(rule, 0) + count
+    return {
+        "rows_in": rows_in,
+        "rows_out": rows_in - quarantined,
+        "rows_quarantined": quarantined,
+        "bad_row_share": quarantined / rows_in if rows_in else 0.0,
+        "failures_by_rule": rules,
+    }

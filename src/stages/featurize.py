@@ -12,18 +12,23 @@ from mlpipe.io import write_parquet, write_text
 
 
 def run(params: Params, log: Logger, *, train: Path, test: Path, train_out: Path, test_out: Path, schema: Path) -> None:
-    training, testing = pd.read_parquet(train), pd.read_parquet(test)
-    log.info("read training %s, test %s", describe(training), describe(testing))
-    learned = build_schema(training, params.data, params.features)
+    if params.compute.engine == "dask":
+        from mlpipe.compute import dask_client
+        from mlpipe.features import featurize_parts
+
+        with dask_client(params.compute):
+            learned, unseen = featurize_parts(train, test, train_out, test_out, params.data, params.features)
+        written = [train_out, test_out]
+    else:
+        training, testing = pd.read_parquet(train), pd.read_parquet(test)
+        log.info("read training %s, test %s", describe(training), describe(testing))
+        learned = build_schema(training, params.data, params.features)
+        unseen = unseen_levels(testing, learned)
+        written = [write_parquet(feature_table(training, learned), train_out), write_parquet(feature_table(testing, learned), test_out)]
     log.info("%d features (%d categorical): %s", len(learned.features), len(learned.categorical_names), ", ".join(learned.feature_names))
-    for column, rows in unseen_levels(testing, learned).items():
+    for column, rows in unseen.items():
         log.info("test column %s: %d rows carry a level unseen in training", column, rows)
-    log_written(
-        log,
-        write_parquet(feature_table(training, learned), train_out),
-        write_parquet(feature_table(testing, learned), test_out),
-        write_text(learned.to_json(), schema),
-    )
+    log_written(log, *written, write_text(learned.to_json(), schema))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,14 @@ from mlpipe.sources import normalise_columns, read_source
 
 def run(params: Params, log: Logger, *, out: Path) -> None:
     data = params.data
+    if params.compute.engine == "dask":
+        from mlpipe.compute import dask_client
+        from mlpipe.sources import ingest_parts
+
+        with dask_client(params.compute):
+            found = ingest_parts(data.source, data.format, data.pattern, data, params.compute.partition_rows, out)
+        log.info("read %d file(s) from %s: %s rows x %d columns", found["files"], data.source, f"{found['rows']:,}", len(found["columns"]))
+        return log_written(log, out)
     table = normalise_columns(read_source(data.source, data.format, data.pattern), origin=data.source)
     log.info("read %s from %s", describe(table), data.source)
     table = apply_personal_rules(table, data, origin=data.source)

@@ -34,6 +34,29 @@ def run(
     model_text = model.read_text(encoding="utf-8")
     booster, version = model_from_text(model_text), model_version(model_text)
     source = params.monitor.current_source
+    if params.compute.engine == "dask":
+        from mlpipe.compute import dask_client
+        from mlpipe.scoring import score_parts
+
+        with dask_client(params.compute):
+            report = score_parts(
+                reference,
+                source,
+                out_reference,
+                out_current,
+                quarantine,
+                model_text,
+                schema,
+                params.evaluate.threshold,
+                params.data,
+                params.validate,
+            )
+        log.info(
+            "model %s; current %s of %s rows from %s scored", version[:12], f"{report['rows_out']:,}", f"{report['rows_in']:,}", source
+        )
+        if report["rows_quarantined"]:
+            log.info("current: %d of %d rows quarantined (most: %s)", report["rows_quarantined"], report["rows_in"], worst_rule(report))
+        return log_written(log, out_reference, out_current, quarantine, write_json(report, quality))
     # New rows enter here: the same personal-data rules and row rules as at ingest and validate.
     current = apply_personal_rules(normalise_columns(read_batches(source), origin=source), params.data, origin=source)
     log.info("read %s from %s", describe(current), source)

@@ -12,6 +12,14 @@ from mlpipe.split import split_table
 
 
 def run(params: Params, log: Logger, *, validated: Path, train: Path, test: Path) -> None:
+    if params.compute.engine == "dask":
+        from mlpipe.compute import dask_client
+        from mlpipe.split import split_parts
+
+        with dask_client(params.compute):
+            rows = split_parts(validated, train, test, params.split, params.data.time_column, params.data.target)
+        log.info("%s split: training %s rows, test %s rows", params.split.strategy, f"{rows[0]:,}", f"{rows[1]:,}")
+        return log_written(log, train, test)
     table = pd.read_parquet(validated)
     log.info("read %s from %s", describe(table), validated)
     training, testing = split_table(table, params.split, params.data.time_column, params.data.target)

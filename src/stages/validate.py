@@ -13,14 +13,23 @@ from mlpipe.validation import validate_table
 
 
 def run(params: Params, log: Logger, *, raw: Path, out: Path, quarantine: Path, metrics: Path) -> None:
-    table = pd.read_parquet(raw)
-    log.info("read %s from %s", describe(table), raw)
-    result = validate_table(table, params.data, params.validate)
-    for rule, count in result.report["failures_by_rule"].items():
+    if params.compute.engine == "dask":
+        from mlpipe.compute import dask_client
+        from mlpipe.validation import validate_parts
+
+        with dask_client(params.compute):
+            report = validate_parts(raw, out, quarantine, params.data, params.validate)
+        written = [out, quarantine]
+    else:
+        table = pd.read_parquet(raw)
+        log.info("read %s from %s", describe(table), raw)
+        result = validate_table(table, params.data, params.validate)
+        report, written = result.report, [write_parquet(result.clean, out), write_parquet(result.quarantine, quarantine)]
+    for rule, count in report["failures_by_rule"].items():
         if count:
             log.info("quarantined %d rows breaking %s", count, rule)
-    log.info("%s passed, %d quarantined", describe(result.clean), len(result.quarantine))
-    log_written(log, write_parquet(result.clean, out), write_parquet(result.quarantine, quarantine), write_json(result.report, metrics))
+    log.info("%s of %s rows passed, %s quarantined", f"{report['rows_out']:,}", f"{report['rows_in']:,}", f"{report['rows_quarantined']:,}")
+    log_written(log, *written, write_json(report, metrics))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,205 @@
+"""The data stages on a Dask cluster (`compute.engine: dask`): every table is a folder of Parquet
+parts, and every stage works part by part on the cluster's workers.
+
+Each part goes through the same pandas functions as the whole table does with the local engine
+(`quarantine_rows`, `split_masks`, `feature_table`, `score_table`...). What needs the whole table
+is decided in the stage's process from small summaries the parts send back and that merge
+exactly: row and null counts, the target's values, the ids that repeat, each categorical
+column's level counts, and the one or two columns a split needs. No table is gathered in one
+process.
+
+A worker reads its input part and writes its output parts itself, under the names of the part it
+read, into the staging folders of `mlpipe.io.atomic_dir`: a failed stage leaves no output, and
+the folders DVC hashes hold the same files, to the byte, on every run with the same inputs. The
+workers must therefore see the repository's folder (a cluster on this machine, or a shared disk).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mlpipe.errors import DataError, first_line
+from mlpipe.io import atomic_dir
+
+log = logging.getLogger(__name__)
+
+Outputs = tuple[pd.DataFrame, ...]
+
+
+def part_files(path: str | Path) -> list[Path]:
+    """The Parquet parts of a folder in name order (the order of the rows); a file is its only part."""
+    path = Path(path)
+    if not path.is_dir():
+        if not path.exists():
+            raise DataError(f"'{path}' does not exist: run the stage that writes it (dvc repro) first")
+        return [path]
+    parts = sorted(file for file in path.glob("*.parquet") if not file.name.startswith("."))
+    if not parts:
+        raise DataError(f"folder '{path}' holds no Parquet parts: run the stage that writes it (dvc repro) first")
+    return parts
+
+
+def part_rows(parts: Sequence[Path]) -> list[int]:
+    """Rows per part, from the Parquet footers."""
+    return [pq.read_metadata(part).num_rows for part in parts]
+
+
+def read_columns(parts: Sequence[Path], columns: list[str]) -> pd.DataFrame:
+    """A few columns of every part, in order, as one table (small: a split's target and time)."""
+    import dask.dataframe as dd
+
+    return dd.read_parquet([str(part) for part in parts], columns=columns).compute().reset_index(drop=True)
+
+
+def sample_part(parts: Sequence[Path], rows: int = 1000) -> pd.DataFrame:
+    """The first rows of the first part: the columns and their dtypes, with real values."""
+    return pq.ParquetFile(parts[0]).read_row_group(0).to_pandas().head(rows) if part_rows(parts[:1])[0] else pd.read_parquet(parts[0])
+
+
+@contextlib.contextmanager
+def staged(*targets: str | Path) -> Iterator[list[Path]]:
+    """Empty staging folders for `targets`, swapped in together when the block succeeds."""
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(atomic_dir(target)) for target in targets]
+
+
+def summaries(task: Callable[..., Any], parts: Sequence[Path], *args: Any, what: str = "parts") -> list[Any]:
+    """`task(part table, part index, *args)` on every part on the cluster, in part order; nothing is written."""
+    return map_parts(lambda table, index, *rest: ((), task(table, index, *rest)), parts, [], *args, what=what)
+
+
+def map_parts(
+    task: Callable[..., tuple[Outputs, Any]],
+    parts: Sequence[Path],
+    outputs: Sequence[Path],
+    *args: Any,
+    per_part: Sequence[tuple] | None = None,
+    read: Callable[[str], pd.DataFrame] = pd.read_parquet,
+    chunk_rows: int | None = None,
+    what: str = "parts",
+) -> list[Any]:
+    """Run `task(part table, part index, *args, *per_part[index]) -> (output tables, summary)` on
+    every part, on the cluster's workers.
+
+    Output table k of a part is written as `outputs[k]/<the part's name>` (or, with `chunk_rows`,
+    as `part-<index>-<chunk>.parquet` pieces of at most that many rows); the summaries come back
+    in part order. Then each output folder's parts are given one schema (`unify_parts`). Logs
+    progress as the parts finish. A worker's failure is one line; a `DataError` is passed on.
+    """
+    from distributed import as_completed, get_client
+
+    client = get_client()
+    run = [str(folder) for folder in outputs]
+    futures = [
+        client.submit(_run_part, task, read, str(part), index, run, (*args, *(per_part[index] if per_part else ())), chunk_rows, pure=False)
+        for index, part in enumerate(parts)
+    ]
+    started, results, step = time.perf_counter(), {}, max(1, len(futures) // 10) if len(futures) >= 20 else len(futures)
+    for done, future in enumerate(as_completed(futures), start=1):
+        try:
+            results[future.key] = future.result()
+        except DataError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a worker's failure, with its own exception type
+            raise DataError(f"a Dask worker failed on {what} ({type(exc).__name__}: {first_line(exc)}); see docs/scaling.md") from None
+        if done % step == 0 or done == len(futures):
+            log.info("%s: %d of %d parts done in %.1f s", what, done, len(futures), time.perf_counter() - started)
+    ordered = [results[future.key] for future in futures]
+    for position, folder in enumerate(outputs):
+        written = [piece for pieces, _ in ordered for piece in pieces[position]]
+        if not any(rows for _, rows, _ in written):
+            # No part had rows: one empty part keeps the columns, so that the folder reads as a table.
+            pq.write_table(written[0][2].empty_table(), Path(folder) / written[0][0], compression="snappy")
+        unify_parts(folder, [schema for _, rows, schema in written if rows])
+    return [summary for _, summary in ordered]
+
+
+def _run_part(task, read, part: str, index: int, outputs: list[str], args: tuple, chunk_rows: int | None) -> tuple[list, Any]:
+    """Returns, per output, (name, rows, schema) of each piece; empty pieces are not written."""
+    tables, summary = task(read(part), index, *args)
+    written = []
+    for table, folder in zip(tables, outputs, strict=True):
+        if chunk_rows is None:
+            pieces = {Path(part).name: table}
+        else:
+            starts = range(0, max(len(table), 1), chunk_rows)
+            pieces = {f"part-{index:05d}-{chunk:04d}.parquet": table.iloc[start : start + chunk_rows] for chunk, start in enumerate(starts)}
+        found = []
+        for name, piece in pieces.items():
+            if len(piece):
+                piece.to_parquet(Path(folder) / name, index=False, compression="snappy")
+                found.append((name, len(piece), pq.read_schema(Path(folder) / name)))
+            else:
+                found.append((name, 0, pa.Schema.from_pandas(piece, preserve_index=False)))
+        written.append(found)
+    return written, summary
+
+
+def unify_parts(folder: Path, schemas: Sequence[pa.Schema]) -> None:
+    """Give every part of `folder` the same schema, so that the folder reads as one table.
+
+    Parts differ when one part's column is all missing (Arrow's null type) or integer where
+    another's has missing values (float): those parts are rewritten cast to the common schema.
+    Types that do not cast (text in one part, numbers in another) are one line naming the column.
+    """
+    parts = sorted(file for file in Path(folder).glob("*.parquet"))
+    if len({schema.remove_metadata() for schema in schemas}) <= 1:
+        return
+    try:  # the first part's pandas metadata is kept: it describes the table
+        common = pa.unify_schemas(schemas, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise DataError(
+            f"the parts of '{folder}' disagree on a column's type ({first_line(exc)}): make it one type in every source file"
+        ) from None
+    for part, schema in zip(parts, schemas, strict=True):
+        if schema.remove_metadata() != common.remove_metadata():
+            table = pq.read_table(part)
+            try:
+                table = table.select(common.names).cast(common)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, KeyError) as exc:
+                raise DataError(f"part '{part.name}' of '{folder}' cannot take the others' column types: {first_line(exc)}") from None
+            pq.write_table(table, part, compression="snappy")
+
+
+def concat_counts(counts: Sequence[pd.Series]) -> pd.Series:
+    """Counts per value from several parts, summed (the values in sorted order)."""
+    present = [found for found in counts if len(found)]
+    if not present:
+        return pd.Series(dtype="int64")
+    return pd.concat(present).groupby(level=0, sort=True).sum()
+
+
+def merged_counts(summaries: Sequence[dict[str, pd.Series]]) -> dict[str, pd.Series]:
+    """{name: counts} from every part, summed per name."""
+    names = list(summaries[0]) if summaries else []
+    return {name: concat_counts([summary[name] for summary in summaries]) for name in names}
+
+
+def offsets(rows: Sequence[int]) -> np.ndarray:
+    """Where each part starts in the whole table."""
+    return np.concatenate([[0], np.cumsum(rows)]).astype(np.int64)
+
+
+def repeated_positions(keys: Sequence[np.ndarray]) -> np.ndarray:
+    """Positions in the whole table (the parts' `keys` one after another) of every row whose key
+    an earlier row already has: each repeat after the first, as the local engine's unique rule."""
+    every = np.concatenate(keys) if keys else np.array([], dtype=np.uint64)
+    _, first = np.unique(every, return_index=True)
+    repeated = np.ones(len(every), dtype=bool)
+    repeated[first] = False
+    return np.flatnonzero(repeated)
+
+
+def row_keys(table: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """A 64-bit hash of each row's id columns: what the repeat check compares across parts."""
+    return pd.util.hash_pandas_object(table[columns], index=False).to_numpy()
