@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gc
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,9 +46,12 @@ class MonitoredColumns:
         return [*self.features, self.prediction, *([self.target] if self.target else [])]
 
 
-def monitored_columns(schema: FeatureSchema, current: pd.DataFrame) -> MonitoredColumns:
-    """Features as the model sees them, its predicted probability, and the label when present."""
-    target = schema.target if schema.target in current.columns and current[schema.target].notna().any() else None
+def monitored_columns(schema: FeatureSchema, current: pd.DataFrame, labelled: bool | None = None) -> MonitoredColumns:
+    """Features as the model sees them, its predicted probability, and the label when present
+    (`labelled` says so for a `current` that holds only some of the rows)."""
+    if labelled is None:
+        labelled = schema.target in current.columns and bool(current[schema.target].notna().any())
+    target = schema.target if labelled else None
     categorical = [*schema.categorical_names, *([target] if target else [])]
     numerical = [name for name in schema.feature_names if name not in schema.categorical_names] + [PROBABILITY]
     return MonitoredColumns(numerical, categorical, schema.feature_names, PROBABILITY, target)
@@ -86,32 +90,81 @@ LARGE_SAMPLE_ROWS = 1000
 DEFAULT_THRESHOLD = 0.1  # of both wasserstein and jensenshannon
 
 
+@dataclass(frozen=True)
+class Side:
+    """One side of a column's comparison: its rows, how many are infinite, and its usable values
+    (`usable_values`), either as they are (the local engine) or as counts per value, which the
+    dask engine merges exactly from its parts (`Side.merge`)."""
+
+    rows: int
+    infinite: int
+    values: pd.Series | None = None
+    counts: pd.Series | None = None
+
+    @classmethod
+    def of(cls, values: pd.Series, kind: str) -> Side:
+        infinite = _count_infinite(values) if kind == NUMERICAL else 0
+        return cls(len(values), infinite, values=usable_values(values, kind))
+
+    @classmethod
+    def counted(cls, values: pd.Series, kind: str) -> Side:
+        side = cls.of(values, kind)
+        return cls(side.rows, side.infinite, counts=side.value_counts())
+
+    @classmethod
+    def merge(cls, sides: list[Side]) -> Side:
+        from mlpipe.partitioned import concat_counts
+
+        return cls(
+            sum(side.rows for side in sides), sum(side.infinite for side in sides), counts=concat_counts([side.counts for side in sides])
+        )
+
+    @property
+    def usable(self) -> int:
+        return len(self.values) if self.values is not None else int(self.counts.sum())
+
+    def value_counts(self) -> pd.Series:
+        return self.counts if self.counts is not None else self.values.value_counts()
+
+    def as_values(self, name: str) -> pd.Series:
+        if self.values is not None:
+            return self.values
+        return pd.Series(np.repeat(self.counts.index.to_numpy(), self.counts.to_numpy()), name=name)
+
+
 def column_drift(
     reference: pd.Series, current: pd.Series, kind: str, method: str | None, threshold: float | None, key: str
 ) -> dict[str, Any]:
-    """Evidently's stat test for one column (`kind` is "numerical" or "categorical"), on all rows.
+    """Evidently's stat test for one column (`kind` is "numerical" or "categorical"), on all rows."""
+    return side_drift(Side.of(reference, kind), Side.of(current, kind), kind, method, threshold, key, str(reference.name))
+
+
+def side_drift(
+    reference: Side, current: Side, kind: str, method: str | None, threshold: float | None, key: str, name: str
+) -> dict[str, Any]:
+    """Evidently's stat test for one column, from both sides' values or counts.
 
     A test that cannot run (no usable value on one side) or gives no finite score is a finding:
     the column counts as drifted and says why, never silently as stable.
     """
-    if kind == NUMERICAL:
-        infinite = _count_infinite(current)
-        if infinite and not _count_infinite(reference):
-            return _finding(kind, f"{infinite:,} of {len(current):,} current values are infinite, and the reference has none")
-    reference, current = usable_values(reference, kind), usable_values(current, kind)
+    if current.infinite and not reference.infinite:
+        return _finding(kind, f"{current.infinite:,} of {current.rows:,} current values are infinite, and the reference has none")
     for side, values in (("reference", reference), ("current", current)):
-        if values.empty:
+        if not values.usable:
             return _finding(kind, f"no usable value in the {side} rows (all missing or not finite)")
-    if method is None and len(reference) > LARGE_SAMPLE_ROWS:
-        if kind == NUMERICAL and _continuous(reference):
+    if method is None and reference.usable > LARGE_SAMPLE_ROWS:
+        if kind == NUMERICAL and reference.values is not None and _continuous(reference.values):
             # Many distinct values: counting them gains nothing, sorting does the job.
-            name, score = "wasserstein", sorted_wasserstein(reference.to_numpy(dtype=float), current.to_numpy(dtype=float))
+            distance, score = (
+                "wasserstein",
+                sorted_wasserstein(reference.values.to_numpy(dtype=float), current.values.to_numpy(dtype=float)),
+            )
         else:
-            name, score = default_distance(reference.value_counts(), current.value_counts(), kind)
+            distance, score = default_distance(reference.value_counts(), current.value_counts(), kind)
         limit = DEFAULT_THRESHOLD if threshold is None else threshold
-        verdict = _verdict(kind, name, score, limit, score >= limit)
+        verdict = _verdict(kind, distance, score, limit, score >= limit)
     else:
-        verdict = evidently_test(reference, current, kind, method, threshold, key)
+        verdict = evidently_test(reference.as_values(name), current.as_values(name), kind, method, threshold, key)
     if "finding" not in verdict and not np.isfinite(verdict["score"]):
         return _finding(kind, f"the {verdict['method']} score could not be computed", verdict["method"])
     return verdict
@@ -226,23 +279,48 @@ def _normed_wasserstein(reference_counts: pd.Series, current_counts: pd.Series) 
 def window_drift(reference: pd.DataFrame, current: pd.DataFrame, columns: MonitoredColumns, params: DriftParams) -> dict[str, Any]:
     """Per-column verdicts, the dataset verdict over features, prediction and target drift, and
     ROC-AUC when the window is labelled."""
+    labels = None
+    if columns.target:
+        labelled = current[columns.target].notna()
+        labels = (current.loc[labelled, columns.target].astype(int).to_numpy(), current.loc[labelled, PROBABILITY].to_numpy())
+    # Sides one column at a time (a column's values are dropped once judged): the cores are shared
+    # with the report workers, the drift stage's critical path.
+    sides = (
+        (name, (Side.of(reference[name], column_kind(name, columns)), Side.of(current[name], column_kind(name, columns))))
+        for name in columns.all
+    )
+    return drift_result(sides, len(current), labels, columns, params)
 
-    def one(name: str) -> dict[str, Any]:
-        kind = CATEGORICAL if name in columns.categorical else NUMERICAL
+
+def column_kind(name: str, columns: MonitoredColumns) -> str:
+    return CATEGORICAL if name in columns.categorical else NUMERICAL
+
+
+def drift_result(
+    sides: Iterable[tuple[str, tuple[Side, Side]]],
+    rows: int,
+    labels: tuple[np.ndarray, np.ndarray] | None,
+    columns: MonitoredColumns,
+    params: DriftParams,
+) -> dict[str, Any]:
+    """A window's verdicts from each monitored column's (name, (reference side, current side))
+    (an iterable, possibly lazy), its row count, and its (label, probability) arrays when it is
+    labelled."""
+
+    def one(name: str, reference: Side, current: Side) -> dict[str, Any]:
+        kind = column_kind(name, columns)
         method, threshold, key = (
             (params.cat_method, params.cat_threshold, "drift.cat_method")
             if kind == CATEGORICAL
             else (params.num_method, params.num_threshold, "drift.num_method")
         )
-        return column_drift(reference[name], current[name], kind, method, threshold, key)
+        return side_drift(reference, current, kind, method, threshold, key, name)
 
-    # One column after another: the cores are shared with the report workers, which are the
-    # drift stage's critical path (threads here measurably slowed their Evidently import).
-    per_column = {name: one(name) for name in columns.all}
+    per_column = {name: one(name, *pair) for name, pair in sides}
     drifted = [name for name in columns.features if per_column[name]["drifted"]]
     share = len(drifted) / len(columns.features)
     result = {
-        "rows": len(current),
+        "rows": rows,
         "dataset_drift": share >= params.drift_share,
         "drift_share": share,
         "drifted_features": len(drifted),
@@ -251,10 +329,8 @@ def window_drift(reference: pd.DataFrame, current: pd.DataFrame, columns: Monito
         "columns": {name: per_column[name] for name in columns.features},
     }
     if columns.target:
-        labelled = current[columns.target].notna()
         result["target_drift"] = per_column[columns.target]
-        y = current.loc[labelled, columns.target].astype(int).to_numpy()
-        result["roc_auc"] = binary_metrics(y, current.loc[labelled, PROBABILITY].to_numpy(), 0.5)["roc_auc"]
+        result["roc_auc"] = binary_metrics(*labels, 0.5)["roc_auc"]
     return result
 
 

@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,14 +30,17 @@ import pandas as pd
 from mlpipe.config import DriftParams
 from mlpipe.drift import (
     MonitoredColumns,
+    Side,
     category_values,
     check_current,
+    column_kind,
+    drift_result,
     import_evidently,
     monitored_columns,
     window_drift,
     window_rows,
 )
-from mlpipe.schema import FeatureSchema
+from mlpipe.schema import PROBABILITY, FeatureSchema
 
 
 def sample_rows(table: pd.DataFrame, size: int, seed: int) -> pd.DataFrame:
@@ -267,3 +271,90 @@ def monitor(
         windows[name] = window_drift(reference, rows, columns, params)
         on_window(name, windows[name])
     return windows, {name: future.result() for name, future in pending.items()}
+
+
+def monitor_parts(
+    reference: Path,
+    current: Path,
+    schema: FeatureSchema,
+    params: DriftParams,
+    reporter: Executor | None,
+    on_window=lambda name, result: None,
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """`monitor` with the dask engine, on folders of parts, without gathering either table.
+
+    Each part sends back, per window and monitored column, the counts of its usable values (the
+    statistics of the default tests come from counts exactly; another test gets the values
+    rebuilt from them), its labels and probabilities (for ROC-AUC), and a seeded candidate sample:
+    every row gets a random key seeded by drift.seed and the part's number, and a report is drawn
+    from the rows with the `drift.report_sample_size` smallest keys over all parts, a uniform sample
+    (not the local engine's: verdicts are identical, report pages are not).
+    """
+    from mlpipe.partitioned import part_files, sample_part, summaries
+
+    reference_parts, current_parts = part_files(reference), part_files(current)
+    reference_head, current_head = sample_part(reference_parts), sample_part(current_parts)
+    labelled = (
+        schema.target in current_head.columns and sum(summaries(_labelled_rows, current_parts, schema.target, what="drift: labels")) > 0
+    )
+    columns = monitored_columns(schema, current_head, labelled=labelled)
+    check_current(current_head, reference_head, columns)
+    size, seed = params.report_sample_size, params.seed
+    reference_found = summaries(_window_summary, reference_parts, {"reference": None}, None, columns, size, seed, what="drift: reference")
+    current_found = summaries(
+        _window_summary, current_parts, params.windows, schema.time_column, columns, size, seed, what="drift: current"
+    )
+    reference_side = _merged(reference_found, "reference", columns, size)
+    # New batches decide which periods the current data covers: an empty window is left out (`empty_windows`).
+    selected = {name: _merged(current_found, name, columns, size) for name in params.windows}
+    selected = {name: window for name, window in selected.items() if window["rows"]}
+    pending = {
+        name: reporter.submit(report_html, reference_side["sample"], window["sample"], columns, params)
+        for name, window in selected.items()
+        if name in params.reported
+    }
+    windows = {}
+    for name, window in selected.items():
+        pairs = ((column, (reference_side["sides"][column], window["sides"][column])) for column in columns.all)
+        windows[name] = drift_result(pairs, window["rows"], window["labels"], columns, params)
+        on_window(name, windows[name])
+    return windows, {name: future.result() for name, future in pending.items()}
+
+
+def _labelled_rows(table: pd.DataFrame, index: int, target: str) -> int:
+    return int(table[target].notna().sum())
+
+
+def _window_summary(table: pd.DataFrame, index: int, windows, time_column, columns: MonitoredColumns, size: int, seed: int) -> dict:
+    found = {}
+    for name, window in windows.items():
+        rows = table if window is None else window_rows(table, time_column, name, window)
+        keys = np.random.default_rng([seed, index]).random(len(rows))
+        candidates = np.sort(np.argsort(keys, kind="stable")[:size])
+        labels = None
+        if columns.target:
+            known = rows[columns.target].notna()
+            labels = (rows.loc[known, columns.target].astype(int).to_numpy(), rows.loc[known, PROBABILITY].to_numpy())
+        found[name] = {
+            "rows": len(rows),
+            "sides": {column: Side.counted(rows[column], column_kind(column, columns)) for column in columns.all},
+            "labels": labels,
+            "sample": rows[columns.all].iloc[candidates].assign(_key=keys[candidates]),
+        }
+    return found
+
+
+def _merged(found: list[dict], name: str, columns: MonitoredColumns, size: int) -> dict:
+    """One window's summaries from every part, merged: rows, sides, labels and the sample."""
+    parts = [summary[name] for summary in found]
+    labels = None
+    if columns.target:
+        labels = tuple(np.concatenate([part["labels"][k] for part in parts]) for k in (0, 1))
+    candidates = pd.concat([part["sample"] for part in parts], ignore_index=True)
+    chosen = np.sort(np.argsort(candidates["_key"].to_numpy(), kind="stable")[:size])  # table order kept
+    return {
+        "rows": sum(part["rows"] for part in parts),
+        "sides": {column: Side.merge([part["sides"][column] for part in parts]) for column in columns.all},
+        "labels": labels,
+        "sample": candidates.iloc[chosen].drop(columns="_key").reset_index(drop=True),
+    }

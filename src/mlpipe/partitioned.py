@@ -28,7 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mlpipe.errors import DataError, first_line
+from mlpipe.errors import DataError, PipelineError, first_line
 from mlpipe.io import atomic_dir
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ def map_parts(
     for done, future in enumerate(as_completed(futures), start=1):
         try:
             results[future.key] = future.result()
-        except DataError:
+        except PipelineError:  # the task's own one-line error (a bad value, a bad setting)
             raise
         except Exception as exc:  # noqa: BLE001 - a worker's failure, with its own exception type
             raise DataError(f"a Dask worker failed on {what} ({type(exc).__name__}: {first_line(exc)}); see docs/scaling.md") from None

@@ -43,9 +43,15 @@ def run(
     if workers:
         log.info("importing Evidently for %d report worker(s)", workers)
     with drift_report.report_workers(workers) as reporter:
-        reference_rows, current_rows = pd.read_parquet(reference), pd.read_parquet(current)
-        log.info("reference %s; current %s", describe(reference_rows), describe(current_rows))
-        windows, reports = drift_report.monitor(reference_rows, current_rows, schema, settings, reporter, on_window=progress)
+        if params.compute.engine == "dask":
+            from mlpipe.compute import dask_client
+
+            with dask_client(params.compute):
+                windows, reports = drift_report.monitor_parts(reference, current, schema, settings, reporter, on_window=progress)
+        else:
+            reference_rows, current_rows = pd.read_parquet(reference), pd.read_parquet(current)
+            log.info("reference %s; current %s", describe(reference_rows), describe(current_rows))
+            windows, reports = drift_report.monitor(reference_rows, current_rows, schema, settings, reporter, on_window=progress)
     empty = drift.empty_windows(windows, settings)
     for name, why in empty.items():
         log.warning("window %s %s: no verdict or report for it", name, why)
