@@ -112,20 +112,25 @@ def map_parts(
             raise
         except Exception as exc:  # noqa: BLE001 - a worker's failure, with its own exception type
             raise DataError(f"a Dask worker failed on {what} ({type(exc).__name__}: {first_line(exc)}); see docs/scaling.md") from None
-        if done % step == 0 or done == len(futures):
+        if done % step == 0 and done < len(futures):
             log.info("%s: %d of %d parts done in %.1f s", what, done, len(futures), time.perf_counter() - started)
     ordered = [results[future.key] for future in futures]
+    # The parts' own time, beside the wall time: bench/scale.py reads it to tell the work that
+    # more workers share from the work that stays in the stage's process.
+    work = sum(summary[1] for _, summary in ordered)
+    log.info("%s: %d parts in %.2f s (%.2f s of work in the parts)", what, len(futures), time.perf_counter() - started, work)
     for position, folder in enumerate(outputs):
         written = [piece for pieces, _ in ordered for piece in pieces[position]]
         if not any(rows for _, rows, _ in written):
             # No part had rows: one empty part keeps the columns, so that the folder reads as a table.
             pq.write_table(written[0][2].empty_table(), Path(folder) / written[0][0], compression="snappy")
         unify_parts(folder, [schema for _, rows, schema in written if rows])
-    return [summary for _, summary in ordered]
+    return [summary for _, (summary, _seconds) in ordered]
 
 
 def _run_part(task, read, part: str, index: int, outputs: list[str], args: tuple, chunk_rows: int | None) -> tuple[list, Any]:
     """Returns, per output, (name, rows, schema) of each piece; empty pieces are not written."""
+    started = time.perf_counter()
     tables, summary = task(read(part), index, *args)
     written = []
     for table, folder in zip(tables, outputs, strict=True):
@@ -142,7 +147,7 @@ def _run_part(task, read, part: str, index: int, outputs: list[str], args: tuple
             else:
                 found.append((name, 0, pa.Schema.from_pandas(piece, preserve_index=False)))
         written.append(found)
-    return written, summary
+    return written, (summary, time.perf_counter() - started)
 
 
 def unify_parts(folder: Path, schemas: Sequence[pa.Schema]) -> None:
