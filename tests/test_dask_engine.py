@@ -1,22 +1,49 @@
-"""The dask engine (compute.engine: dask) on a real LocalCluster of worker processes: training on
-the cluster gives a model as good as the local engine's, with LightGBM's own early-stopping rule;
-an unreachable scheduler or an address with a password is one line."""
+"""The dask engine (compute.engine: dask) on real LocalClusters of worker processes.
+
+In process: every data stage's part-by-part function gives the local engine's result on a table
+cut into parts (bad rows, an id repeated across parts and a column that is integer in one file and
+float in another included); training on the cluster gives a model as good as the local engine's,
+with LightGBM's own early-stopping rule; a worker killed mid-task is replaced, a task that kills
+every worker or outgrows its memory limit ends in one line. Under DVC: the whole pipeline on the
+dask engine, its ROC-AUC and drift verdicts against the local engine's, the cache guarantees, and
+forced runs that give identical outputs."""
 
 from __future__ import annotations
 
 import json
+import os
+import sys
+from pathlib import Path
 
+import cloudpickle
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import unused_port
-from mlpipe import dask_training
+from conftest import ROOT, employment_sample, unused_port
+from mlpipe import dask_training, drift_report
 from mlpipe.compute import dask_client
-from mlpipe.config import ComputeParams, TrainParams, load_params, parse_params
+from mlpipe.config import ComputeParams, TrainParams, ValidateParams, load_params, parse_params
 from mlpipe.errors import ConfigError, DataError
+from mlpipe.features import build_schema, feature_table, featurize_parts
 from mlpipe.metrics import log_loss, roc_auc
-from mlpipe.model import lgb, train_model
+from mlpipe.model import lgb, model_to_text, train_model
+from mlpipe.partitioned import map_parts, part_files, staged
+from mlpipe.privacy import apply_personal_rules
+from mlpipe.scoring import model_version, score_parts, score_table
+from mlpipe.sources import ingest_parts, normalise_columns, read_source
+from mlpipe.split import split_parts, split_table
+from mlpipe.validation import REASON_COLUMN, validate_parts, validate_table
+
+# The tasks below run on the clusters' worker processes: send them by value, not by module name.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+ALL_STAGES = ["ingest", "validate", "split", "featurize", "train", "evaluate", "predict", "drift"]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with dask_client(ComputeParams(engine="dask", workers=2, memory_limit="1GiB")) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")
@@ -101,12 +128,164 @@ def test_a_scheduler_address_never_carries_a_password_and_the_message_never_quot
     assert TrainParams().seed == parse_params(raw, origin="p").train.seed
 
 
+def source_files(folder: Path) -> pd.DataFrame:
+    """The sample as three source files, with what partitioning must not lose: a row that breaks a
+    rule, an id repeated in a later file, and SCHL integer in one file but float (a null) in another."""
+    table = employment_sample(rows_per_year=400)
+    table.loc[5, "AGEP"] = 150  # out of range: quarantined
+    files = [table.iloc[start : start + 800].reset_index(drop=True) for start in (0, 800, 1600)]
+    files[2] = pd.concat([files[2], files[0].iloc[[7]]], ignore_index=True)  # id of file 0 again in file 2
+    files[1] = files[1].astype({"SCHL": "float64"})
+    files[1].loc[files[1].index[3], "SCHL"] = np.nan
+    folder.mkdir()
+    for index, part in enumerate(files):
+        part.to_parquet(folder / f"batch-{index}.parquet", index=False)
+    return table
+
+
+def test_every_data_stage_part_by_part_gives_the_local_engines_result(cluster, tmp_path):
+    source = tmp_path / "source"
+    source_files(source)
+    params = load_params(ROOT / "params.yaml")
+    data, checks = (
+        params.data.model_copy(update={"source": str(source)}),
+        ValidateParams.model_validate({**params.validate.model_dump(), "rows": {"min": 100}}),
+    )
+    # The local engine, on the whole table.
+    raw = apply_personal_rules(normalise_columns(read_source(source), origin=str(source)), data, origin=str(source))
+    validated = validate_table(raw, data, checks)
+    train, test = split_table(validated.clean, params.split, data.time_column, data.target)
+    schema = build_schema(train, data, params.features)
+    features = {"train": feature_table(train, schema), "test": feature_table(test, schema)}
+    # The dask engine, part by part (500-row parts).
+    out = {name: tmp_path / f"{name}.parquet" for name in ("raw", "clean", "quarantine", "train", "test", "ftrain", "ftest")}
+    ingest_parts(str(source), None, None, data, 500, out["raw"])
+    assert len(part_files(out["raw"])) > 3
+    pd.testing.assert_frame_equal(pd.read_parquet(out["raw"]), raw)
+    report = validate_parts(out["raw"], out["clean"], out["quarantine"], data, checks)
+    assert report["rows_quarantined"] == validated.report["rows_quarantined"] == 2
+    assert report["failures_by_rule"] == validated.report["failures_by_rule"]
+    pd.testing.assert_frame_equal(pd.read_parquet(out["clean"]), validated.clean)
+    quarantined = pd.read_parquet(out["quarantine"])
+    assert quarantined["id"].tolist() == validated.quarantine["id"].tolist() and "id:unique" in quarantined[REASON_COLUMN].tolist()
+    assert split_parts(out["clean"], out["train"], out["test"], params.split, data.time_column, data.target) == (len(train), len(test))
+    pd.testing.assert_frame_equal(pd.read_parquet(out["train"]), train)
+    learned, unseen = featurize_parts(out["train"], out["test"], out["ftrain"], out["ftest"], data, params.features)
+    assert learned.to_json() == schema.to_json()
+    pd.testing.assert_frame_equal(pd.read_parquet(out["ftest"]), features["test"])
+    # Scoring and drift on parts, against the same functions on whole tables.
+    booster = train_model(
+        features["train"][schema.feature_names], features["train"][schema.target], params.train.model_copy(update={"n_estimators": 50})
+    ).booster
+    text = model_to_text(booster)
+    scored = {name: tmp_path / f"scored-{name}.parquet" for name in ("reference", "current", "quarantine")}
+    quality = score_parts(out["train"], str(out["test"]), *scored.values(), text, schema, 0.5, data, checks)
+    assert quality["rows_in"] == len(test) and quality["rows_quarantined"] == 0
+    expected = score_table(test, booster, schema, 0.5, model_version(text))
+    current = pd.read_parquet(scored["current"])
+    assert np.array_equal(current["probability"], expected["probability"]) and current["batch"].str.startswith("part-").all()
+    settings = params.drift.model_copy(update={"report_windows": []})
+    reference_rows = pd.read_parquet(scored["reference"])
+    local, _ = drift_report.monitor(reference_rows, current.drop(columns="batch"), schema, settings, None)
+    on_parts, _ = drift_report.monitor_parts(scored["reference"], scored["current"], schema, settings, None)
+    assert local.keys() == on_parts.keys() == set(settings.windows)
+    for window, verdicts in local.items():
+        assert on_parts[window]["rows"] == verdicts["rows"] and on_parts[window]["roc_auc"] == pytest.approx(verdicts["roc_auc"], abs=1e-12)
+        for column, verdict in [*verdicts["columns"].items(), ("prediction", verdicts["prediction_drift"])]:
+            found = on_parts[window]["columns"].get(column, on_parts[window]["prediction_drift"])
+            assert (found["drifted"], found["method"]) == (verdict["drifted"], verdict["method"]), (window, column)
+            assert found["score"] == pytest.approx(verdict["score"], rel=1e-9, abs=1e-12), (window, column)
+
+
+def test_parts_that_disagree_on_columns_or_types_and_remote_sources_are_one_line(cluster, tmp_path):
+    params = load_params(ROOT / "params.yaml")
+    folder = tmp_path / "source"
+    folder.mkdir()
+    pd.DataFrame({"code": [1, 2], "y": [0, 1]}).to_csv(folder / "a.csv", index=False)
+    pd.DataFrame({"code": ["x7", "x8"], "y": [0, 1]}).to_csv(folder / "b.csv", index=False)
+    with pytest.raises(DataError, match=r"^the parts of .* disagree on a column's type .*: make it one type in every source file$"):
+        ingest_parts(str(folder), None, None, params.data, 1000, tmp_path / "raw.parquet")
+    pd.DataFrame({"other": [1, 2], "y": [0, 1]}).to_csv(folder / "b.csv", index=False)
+    with pytest.raises(DataError, match=r"b.csv' does not match 'a.csv': missing columns \['code'\], extra \['other'\]"):
+        ingest_parts(str(folder), None, None, params.data, 1000, tmp_path / "raw.parquet")
+    assert not (tmp_path / "raw.parquet").exists()  # nothing written
+    with pytest.raises(DataError, match="the dask engine reads a local file or folder"):
+        ingest_parts("s3://bucket/table.parquet", None, None, params.data, 1000, tmp_path / "raw.parquet")
+
+
+def _dies_the_first_time(table: pd.DataFrame, index: int, marker: str):
+    if index == 1 and not os.path.exists(marker):
+        Path(marker).touch()
+        os._exit(1)  # the worker process dies mid-task, as a killed or crashed machine would
+    return (table,), None
+
+
+def _always_dies(table: pd.DataFrame, index: int):
+    os._exit(1)
+
+
+def _outgrows_memory(table: pd.DataFrame, index: int):
+    ballast = np.ones(2 * 2**30 // 8)  # 2 GiB against a 600 MB limit
+    return (table.assign(ballast=float(ballast[0])),), None
+
+
+def three_parts(folder: Path) -> list[Path]:
+    folder.mkdir()
+    for index in range(3):
+        pd.DataFrame({"x": np.arange(100) + 100 * index}).to_parquet(folder / f"part-{index}.parquet", index=False)
+    return part_files(folder)
+
+
+def test_a_worker_killed_mid_task_is_replaced_and_the_output_is_complete(cluster, tmp_path):
+    parts = three_parts(tmp_path / "in")
+    with staged(tmp_path / "out.parquet") as folders:
+        map_parts(_dies_the_first_time, parts, folders, str(tmp_path / "died"), what="test")
+    assert (tmp_path / "died").exists()  # a worker did die
+    assert pd.read_parquet(tmp_path / "out.parquet")["x"].tolist() == list(range(300))
+
+
+def test_a_task_that_kills_every_worker_or_outgrows_its_memory_ends_in_one_line(tmp_path):
+    import dask
+
+    parts = three_parts(tmp_path / "in")
+    # Dask retries a task whose worker died (3 times by default); once is enough to prove the end.
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 1}),
+        dask_client(ComputeParams(engine="dask", workers=1, memory_limit="600MB")),
+    ):
+        for task, cause in ((_always_dies, "KilledWorker"), (_outgrows_memory, "KilledWorker")):
+            with pytest.raises(DataError) as caught, staged(tmp_path / "out.parquet") as folders:
+                map_parts(task, parts, folders, what="test")
+            message = str(caught.value)
+            assert message.startswith(f"a Dask worker failed on test ({cause}: ") and "\n" not in message, message
+            assert not (tmp_path / "out.parquet").exists()
+
+
 @pytest.mark.integration
-def test_switching_the_engine_reruns_train_on_a_cluster_under_dvc(repo):
-    repo.set_params(compute={"engine": "dask", "workers": 2, "memory_limit": "1GiB"}, train={"n_estimators": 300})
-    run = repo.dvc("repro", "train")
-    assert run.stages_run == ["train"], run.stdout
-    assert "local Dask cluster: 2 worker processes x 1 thread(s), 1GiB each" in run.stdout + run.stderr
-    model = (repo.path / "models" / "model.txt").read_text()
-    assert "[tree_learner: data]" in model and "[machines: ]" in model
-    assert "up to date" in repo.dvc("status", "train").stdout
+def test_the_pipeline_on_the_dask_engine_under_dvc(repo):
+    """ROC-AUC within 0.005 of the local engine's and the same drift verdict for every feature;
+    folders of parts as outputs; the cache guarantees; a forced rerun gives identical outputs."""
+    local = {name: json.loads((repo.path / "metrics" / f"{name}.json").read_text()) for name in ("evaluation", "drift")}
+    repo.set_params(compute={"engine": "dask", "workers": 2, "memory_limit": "1GiB", "partition_rows": 2000}, train={"n_estimators": 300})
+    run = repo.dvc("repro")
+    assert run.stages_run == ALL_STAGES, run.stdout
+    assert len(part_files(repo.path / "data" / "validated" / "dataset.parquet")) == 5  # 9,000 rows in parts of 2,000
+    found = {name: json.loads((repo.path / "metrics" / f"{name}.json").read_text()) for name in ("evaluation", "drift")}
+    assert abs(found["evaluation"]["test"]["roc_auc"] - local["evaluation"]["test"]["roc_auc"]) <= 0.005
+    for window, verdicts in local["drift"]["windows"].items():
+        assert {column: verdict["drifted"] for column, verdict in verdicts["columns"].items()} == {
+            column: verdict["drifted"] for column, verdict in found["drift"]["windows"][window]["columns"].items()
+        }, window
+    assert repo.dvc("repro").stages_run == []  # no-op
+    params = repo.path / "params.yaml"
+    params.write_text(params.read_text() + "\nnotes:\n  owner: data-team\n")  # an unrelated edit
+    assert repo.dvc("repro").stages_run == []
+    repo.set_params(train={"learning_rate": 0.1})
+    assert repo.dvc("repro").stages_run == ["train", "evaluate", "predict", "drift"]
+    repo.set_params(split={"train_until": 2014})
+    assert repo.dvc("repro").stages_run == ["split", "featurize", "train", "evaluate", "predict", "drift"]
+    before = {out["path"]: out["md5"] for stage in repo.lock()["stages"].values() for out in stage.get("outs", [])}
+    metrics = {name: (repo.path / "metrics" / f"{name}.json").read_text() for name in ("evaluation", "drift", "data_quality")}
+    assert repo.dvc("repro", "-f").stages_run == ALL_STAGES
+    assert {out["path"]: out["md5"] for stage in repo.lock()["stages"].values() for out in stage.get("outs", [])} == before
+    assert {name: (repo.path / "metrics" / f"{name}.json").read_text() for name in metrics} == metrics

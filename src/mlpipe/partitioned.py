@@ -86,6 +86,7 @@ def map_parts(
     per_part: Sequence[tuple] | None = None,
     read: Callable[[str], pd.DataFrame] = pd.read_parquet,
     chunk_rows: int | None = None,
+    check: Callable[[list[Any]], None] = lambda summaries: None,
     what: str = "parts",
 ) -> list[Any]:
     """Run `task(part table, part index, *args, *per_part[index]) -> (output tables, summary)` on
@@ -93,7 +94,8 @@ def map_parts(
 
     Output table k of a part is written as `outputs[k]/<the part's name>` (or, with `chunk_rows`,
     as `part-<index>-<chunk>.parquet` pieces of at most that many rows); the summaries come back
-    in part order. Then each output folder's parts are given one schema (`unify_parts`). Logs
+    in part order. `check(summaries)` runs next (a whole-table rule that may still fail the stage),
+    then each output folder's parts are given one schema (`unify_parts`). Logs
     progress as the parts finish. A worker's failure is one line; a `DataError` is passed on.
     """
     from distributed import as_completed, get_client
@@ -119,6 +121,7 @@ def map_parts(
     # more workers share from the work that stays in the stage's process.
     work = sum(summary[1] for _, summary in ordered)
     log.info("%s: %d parts in %.2f s (%.2f s of work in the parts)", what, len(futures), time.perf_counter() - started, work)
+    check([summary for _, (summary, _seconds) in ordered])
     for position, folder in enumerate(outputs):
         written = [piece for pieces, _ in ordered for piece in pieces[position]]
         if not any(rows for _, rows, _ in written):

@@ -161,15 +161,18 @@ def read_source(source: str | Path, fmt: str | None = None, pattern: str | None 
 
 
 def _concat_partitions(named: list[tuple[str, pd.DataFrame]]) -> pd.DataFrame:
-    first_name, first = named[0]
-    expected = list(first.columns)
-    for name, table in named[1:]:
-        if set(table.columns) != set(expected):
-            missing, extra = sorted(set(expected) - set(table.columns)), sorted(set(table.columns) - set(expected))
-            raise DataError(
-                f"partition '{name}' does not match '{first_name.rsplit('/', 1)[-1]}': missing columns {missing}, extra {extra}"
-            )
+    check_same_columns([name for name, _ in named], [list(table.columns) for _, table in named])
+    expected = list(named[0][1].columns)
     return pd.concat([table[expected] for _, table in named], ignore_index=True)
+
+
+def check_same_columns(names: list[str], columns: list[list[str]]) -> None:
+    """Partitions of one table must have the same columns; one line naming the first that does not."""
+    expected = set(columns[0])
+    for name, found in zip(names[1:], columns[1:], strict=True):
+        if set(found) != expected:
+            missing, extra = sorted(expected - set(found)), sorted(set(found) - expected)
+            raise DataError(f"partition '{name}' does not match '{names[0].rsplit('/', 1)[-1]}': missing columns {missing}, extra {extra}")
 
 
 def read_remote(url: str, fmt: str | None = None, pattern: str | None = None) -> list[tuple[str, pd.DataFrame]]:
@@ -284,6 +287,8 @@ def ingest_parts(source: str, fmt: str | None, pattern: str | None, data: DataPa
     path = Path(source)
     files = partition_files(path, pattern) if path.is_dir() else [path]
     names = [str(file) for file in files]
+
+    read = functools.partial(read_table, fmt=fmt)
     with staged(out) as (folder,):
         found = map_parts(
             _ingest_part,
@@ -291,15 +296,12 @@ def ingest_parts(source: str, fmt: str | None, pattern: str | None, data: DataPa
             [folder],
             data,
             names,
-            read=functools.partial(read_table, fmt=fmt),
+            read=read,
             chunk_rows=partition_rows,
+            check=lambda found: check_same_columns(names, [summary["columns"] for summary in found]),
             what="ingest",
         )
-        first = found[0]["columns"]
-        for name, summary in zip(names, found, strict=True):
-            if set(summary["columns"]) != set(first):
-                missing, extra = sorted(set(first) - set(summary["columns"])), sorted(set(summary["columns"]) - set(first))
-                raise DataError(f"partition '{name}' does not match '{Path(names[0]).name}': missing columns {missing}, extra {extra}")
+    first = found[0]["columns"]
     return {"files": len(files), "rows": sum(summary["rows"] for summary in found), "columns": first}
 
 
