@@ -142,10 +142,10 @@ def markdown(report: dict) -> str:
     lines = [
         "# Scale benchmark",
         "",
-        f"{facts['timestamp_utc']} · {facts['nproc']} CPUs · {facts['memory_gb']} GB · snapshot of {report['commit'][:10]}",
+        f"{facts['timestamp_utc']} · {facts['nproc']} CPUs · {facts['memory_gb']} GB · each run on a snapshot of the commit it names",
         "",
-        "| engine | rows | full `dvc repro` | no-op | peak memory (tree) | ROC-AUC | slowest stages |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "| engine | rows | full `dvc repro` | no-op | peak memory (tree) | ROC-AUC | slowest stages | other load | commit |",
+        "|---|---:|---:|---:|---:|---:|---|---:|---|",
     ]
     for run in sorted(report["runs"], key=lambda run: (run["engine"], run["rows"])):
         stages = sorted(run["full"]["stages_s"].items(), key=lambda item: -item[1])[:3]
@@ -153,8 +153,13 @@ def markdown(report: dict) -> str:
             f"| {run['engine']} | {run['rows']:,} | {run['full']['wall_s']:.1f} s | {run['noop']['wall_s']:.2f} s | "
             f"{run['full']['peak_tree_rss_gib']:.2f} GiB | {run['full']['roc_auc']:.4f} | "
             + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in stages)
-            + " |"
+            + f" | {run['full']['other_cpu_cores']:.2f} cores | {run.get('commit', report['commit'])[:10]} |"
         )
+    lines += [
+        "",
+        "Peak memory is the largest sum of RSS over every process of the run (DVC, the stage, its Dask workers), polled every 50 ms. "
+        "*Other load* is the CPU that processes outside the run used meanwhile, in cores: above about 0.2 the run's time is inflated.",
+    ]
     lines += ["", "## Targets", "", "| measure | value | target |", "|---|---:|---:|"]
     rows = [
         ("local engine, 1M rows end to end", found.get("local_1m_seconds"), "s", "≤ 180 s"),
@@ -236,12 +241,20 @@ def main() -> None:
     parser.add_argument("--quiet-below", type=float, default=0.25)
     parser.add_argument("--max-wait", type=float, default=120.0)
     parser.add_argument("--keep", action="store_true", help="keep the snapshot (its path is printed)")
+    parser.add_argument("--merge", action="store_true", help="keep the runs of the existing scale.json that this one does not repeat")
     args = parser.parse_args()
     bin_dir = Path(sys.executable).parent
     gate = QuietGate(threshold=args.quiet_below, max_wait_s=args.max_wait)
     workdir = Path(tempfile.mkdtemp(prefix="mlpipe-scale-"))
     copy = workdir / "repo"
     report = {"benchmark": "scale", "machine": machine_facts(bin_dir), "runs": [], "rows_per_part": args.rows_per_part}
+    if args.merge and (args.results_dir / "scale.json").exists():
+        # Runs measured by an earlier invocation (on its own snapshot: each run records its commit).
+        earlier = json.loads((args.results_dir / "scale.json").read_text(encoding="utf-8"))
+        repeated = {("local", rows) for rows in args.local} | {("dask", rows) for rows in args.dask}
+        report["runs"] = [run for run in earlier["runs"] if (run["engine"], run["rows"]) not in repeated]
+        if not args.multi_size and "multi" in earlier:
+            report["multi"], report["multi_rows"] = earlier["multi"], earlier["multi_rows"]
     try:
         report["snapshot"] = snapshot_repository(REPO, copy)
         report["commit"] = report["snapshot"]["head"]
@@ -278,7 +291,7 @@ def main() -> None:
             for workers in (1, 4):
                 set_params(params, "compute", {"engine": "dask", "workers": workers, "memory_limit": "4GiB"})
                 print(f"dask engine, {workers} single-thread worker(s), {args.multi_size:,} rows: dvc repro -f ...", flush=True)
-                report["multi"][str(workers)] = run_pipeline(copy, env, gate, ["dvc", "repro", "-f"])
+                report["multi"][str(workers)] = {**run_pipeline(copy, env, gate, ["dvc", "repro", "-f"]), "commit": report["commit"]}
                 print(f"  {report['multi'][str(workers)]['wall_s']:.1f} s", flush=True)
                 save(report, args.results_dir)
     finally:
