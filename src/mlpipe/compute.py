@@ -57,6 +57,9 @@ def dask_client(settings: ComputeParams) -> Iterator[Client]:
             memory_limit=settings.memory_limit,
             processes=True,
             dashboard_address=None,
+            # No dashboard; the scheduler's HTTP endpoints on any free port, not on 8787, which two
+            # clusters on one machine (parallel stages, experiments) would both ask for.
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
             silence_logs=logging.CRITICAL,
         ) as cluster, Client(cluster) as client:  # fmt: skip
             log.info(

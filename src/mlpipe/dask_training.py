@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from mlpipe.config import TrainParams
-from mlpipe.errors import DataError
+from mlpipe.errors import DataError, first_line
 from mlpipe.model import CURVE_SAMPLE_ROWS, TrainedModel, categorical_columns, lightgbm_params, log, model_from_text, validation_split
 from mlpipe.sampling import stratified_mask
 
@@ -39,6 +39,7 @@ def _import_lightgbm_dask():
 
 
 lgb_dask = _import_lightgbm_dask()
+WORKER_WAIT_SECONDS = 60
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -66,18 +67,33 @@ def train_model_on_cluster(features: pd.DataFrame, target: pd.Series, params: Tr
     settings = lightgbm_params(params)
     categorical = categorical_columns(features)
 
-    def distributed(frame: pd.DataFrame | pd.Series):
+    def distributed(frame: pd.DataFrame | pd.Series, on: list[str]):
         # Block i of the rows goes to the i-th worker by address, and LightGBM ranks its machines
         # in the order their first block comes: the same rows meet the same rank on every run,
         # so a run is repeatable on the same cluster shape (the scheduler would place them at will).
-        blocks = np.array_split(np.arange(len(frame)), len(workers))
-        futures = [client.scatter(frame.iloc[block], workers=[worker]) for block, worker in zip(blocks, workers, strict=True)]
+        blocks = np.array_split(np.arange(len(frame)), len(on))
+        futures = [client.scatter(frame.iloc[block], workers=[worker]) for block, worker in zip(blocks, on, strict=True)]
         return dd.from_delayed(futures, meta=frame.iloc[:0], verify_meta=False)
 
-    def fitted(rounds: int, rows: pd.DataFrame, labels: pd.Series):
+    def fit_once(rounds: int, rows: pd.DataFrame, labels: pd.Series, on: list[str]):
         model = lgb_dask.DaskLGBMClassifier(client=client, n_estimators=rounds, **settings)
-        booster = model.fit(distributed(rows), distributed(labels), categorical_feature=categorical).to_local().booster_
+        booster = model.fit(distributed(rows, on), distributed(labels, on), categorical_feature=categorical).to_local().booster_
         return model_from_text(without_network_settings(booster.model_to_string()))
+
+    def fitted(rounds: int, rows: pd.DataFrame, labels: pd.Series):
+        try:
+            return fit_once(rounds, rows, labels, workers)
+        except Exception as exc:  # noqa: BLE001 - a worker lost mid-fit surfaces as one of several distributed errors
+            log.warning("training on the cluster failed (%s: %s): training again", type(exc).__name__, first_line(exc))
+        # Once more, on as many workers as before (a local cluster's nanny restarts a dead one): the
+        # rows then meet the same ranks and the model is the one a clean run gives.
+        try:
+            return fit_once(rounds, rows, labels, answering_workers(client, len(workers)))
+        except Exception as exc:  # noqa: BLE001
+            raise DataError(
+                f"training on the Dask cluster failed twice ({type(exc).__name__}: {first_line(exc)}); "
+                "check the workers (their memory: compute.memory_limit), then run the stage again"
+            ) from None
 
     summary: dict[str, Any] = {"train_rows": len(features), "engine": "dask", "workers": len(workers)}
     curve: list[dict[str, float]] = []
@@ -120,6 +136,20 @@ def train_model_on_cluster(features: pd.DataFrame, target: pd.Series, params: Tr
         booster = model_from_text(booster.model_to_string(num_iteration=rounds))
     summary["n_trees"] = rounds
     return TrainedModel(booster=booster, curve=curve, summary=summary)
+
+
+def answering_workers(client: Client, count: int) -> list[str]:
+    """The workers that answer, sorted, once `count` of them do (or WORKER_WAIT_SECONDS pass): the
+    scheduler may still list a worker that just died, and rows sent there would land elsewhere."""
+    deadline = time.monotonic() + WORKER_WAIT_SECONDS
+    while True:
+        answering = sorted(client.run(lambda: None, on_error="ignore"))
+        if len(answering) >= count:
+            return answering
+        if time.monotonic() > deadline:
+            log.warning("%d of %d workers answer after %d s: training on those", len(answering), count, WORKER_WAIT_SECONDS)
+            return answering
+        time.sleep(0.2)
 
 
 def logloss_by_round(booster, rows: pd.DataFrame, labels: pd.Series, rounds: int | None = None, chunk_rows: int = 10_000) -> list[float]:
