@@ -96,6 +96,7 @@ def run_pipeline(copy: Path, env: dict[str, str], gate: QuietGate, command: list
         "parts_work_s": round(sum(map(float, PART_WORK.findall(log))), 2),
         "cluster_fit_s": round(sum(map(float, CLUSTER_FIT.findall(log))), 2),
         "roc_auc": evaluation["test"]["roc_auc"],
+        "n_trees": json.loads((copy / "metrics/train/metrics.json").read_text(encoding="utf-8")).get("n_trees"),
         "up_to_date": UP_TO_DATE in log,
     }
 
@@ -144,14 +145,14 @@ def markdown(report: dict) -> str:
         "",
         f"{facts['timestamp_utc']} · {facts['nproc']} CPUs · {facts['memory_gb']} GB · each run on a snapshot of the commit it names",
         "",
-        "| engine | rows | full `dvc repro` | no-op | peak memory (tree) | ROC-AUC | slowest stages | other load | commit |",
-        "|---|---:|---:|---:|---:|---:|---|---:|---|",
+        "| engine | rows | full `dvc repro` | no-op | peak memory (tree) | ROC-AUC | trees | slowest stages | other load | commit |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|---|",
     ]
     for run in sorted(report["runs"], key=lambda run: (run["engine"], run["rows"])):
         stages = sorted(run["full"]["stages_s"].items(), key=lambda item: -item[1])[:3]
         lines.append(
             f"| {run['engine']} | {run['rows']:,} | {run['full']['wall_s']:.1f} s | {run['noop']['wall_s']:.2f} s | "
-            f"{run['full']['peak_tree_rss_gib']:.2f} GiB | {run['full']['roc_auc']:.4f} | "
+            f"{run['full']['peak_tree_rss_gib']:.2f} GiB | {run['full']['roc_auc']:.4f} | {run['full'].get('n_trees') or ''} | "
             + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in stages)
             + f" | {run['full']['other_cpu_cores']:.2f} cores | {run.get('commit', report['commit'])[:10]} |"
         )
@@ -214,7 +215,7 @@ def plot(report: dict, target: Path) -> None:
         axis.set_ylabel(label)
         axis.grid(True, which="both", alpha=0.3)
         axis.legend()
-    figure.suptitle(f"Time and memory against rows ({report['machine']['nproc']} cores, snapshot {report['commit'][:10]})")
+    figure.suptitle(f"Time and memory against rows ({report['machine']['nproc']} cores; bench/results/scale.md names each run's commit)")
     figure.tight_layout()
     figure.savefig(target, dpi=110)
 
