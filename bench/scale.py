@@ -175,7 +175,7 @@ def markdown(report: dict) -> str:
         multi = report["multi"]
         lines += [
             "",
-            f"## Simulated machines: dask engine, {report['multi_rows']:,} rows",
+            f"## Simulated machines: dask engine, {report['multi_rows']:,} rows (commit {multi['1'].get('commit', report['commit'])[:10]})",
             "",
             f"1 single-thread worker: {multi['1']['wall_s']:.1f} s, of which {multi['1']['parts_work_s'] + multi['1']['cluster_fit_s']:.1f} s "
             f"is work on the workers ({found['multi_parallel_share']:.0%}); 4 single-thread workers on this "
@@ -253,9 +253,10 @@ def main() -> None:
         # Runs measured by an earlier invocation (on its own snapshot: each run records its commit).
         earlier = json.loads((args.results_dir / "scale.json").read_text(encoding="utf-8"))
         repeated = {("local", rows) for rows in args.local} | {("dask", rows) for rows in args.dask}
-        report["runs"] = [run for run in earlier["runs"] if (run["engine"], run["rows"]) not in repeated]
+        report["runs"] = [{"commit": earlier["commit"], **run} for run in earlier["runs"] if (run["engine"], run["rows"]) not in repeated]
         if not args.multi_size and "multi" in earlier:
-            report["multi"], report["multi_rows"] = earlier["multi"], earlier["multi_rows"]
+            report["multi"] = {workers: {"commit": earlier["commit"], **run} for workers, run in earlier["multi"].items()}
+            report["multi_rows"] = earlier["multi_rows"]
     try:
         report["snapshot"] = snapshot_repository(REPO, copy)
         report["commit"] = report["snapshot"]["head"]
