@@ -81,12 +81,11 @@ def train_model_on_cluster(features: pd.DataFrame, target: pd.Series, params: Tr
         return model_from_text(without_network_settings(booster.model_to_string()))
 
     def fitted(rounds: int, rows: pd.DataFrame, labels: pd.Series):
-        try:
-            return fit_once(rounds, rows, labels, workers)
+        try:  # the workers that answer now: one may have died in an earlier fit and come back under a new address
+            return fit_once(rounds, rows, labels, answering_workers(client, len(workers)))
         except Exception as exc:  # noqa: BLE001 - a worker lost mid-fit surfaces as one of several distributed errors
             log.warning("training on the cluster failed (%s: %s): training again", type(exc).__name__, first_line(exc))
-        # Once more, on as many workers as before (a local cluster's nanny restarts a dead one): the
-        # rows then meet the same ranks and the model is the one a clean run gives.
+        # Once more, on as many workers as answer (a local cluster's nanny restarts a dead one).
         try:
             return fit_once(rounds, rows, labels, answering_workers(client, len(workers)))
         except Exception as exc:  # noqa: BLE001
