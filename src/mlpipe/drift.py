@@ -279,10 +279,7 @@ def _normed_wasserstein(reference_counts: pd.Series, current_counts: pd.Series) 
 def window_drift(reference: pd.DataFrame, current: pd.DataFrame, columns: MonitoredColumns, params: DriftParams) -> dict[str, Any]:
     """Per-column verdicts, the dataset verdict over features, prediction and target drift, and
     ROC-AUC when the window is labelled."""
-    labels = None
-    if columns.target:
-        labelled = current[columns.target].notna()
-        labels = (current.loc[labelled, columns.target].astype(int).to_numpy(), current.loc[labelled, PROBABILITY].to_numpy())
+    labels = window_labels(current, columns)
     # Sides one column at a time (a column's values are dropped once judged): the cores are shared
     # with the report workers, the drift stage's critical path.
     sides = (
@@ -290,6 +287,14 @@ def window_drift(reference: pd.DataFrame, current: pd.DataFrame, columns: Monito
         for name in columns.all
     )
     return drift_result(sides, len(current), labels, columns, params)
+
+
+def window_labels(rows: pd.DataFrame, columns: MonitoredColumns) -> tuple[np.ndarray, np.ndarray] | None:
+    """The labelled rows' 0/1 labels and probabilities (for ROC-AUC), or None without a target."""
+    if not columns.target:
+        return None
+    labelled = rows[columns.target].notna()
+    return rows.loc[labelled, columns.target].astype(int).to_numpy(), rows.loc[labelled, PROBABILITY].to_numpy()
 
 
 def column_kind(name: str, columns: MonitoredColumns) -> str:

@@ -38,9 +38,10 @@ from mlpipe.drift import (
     import_evidently,
     monitored_columns,
     window_drift,
+    window_labels,
     window_rows,
 )
-from mlpipe.schema import PROBABILITY, FeatureSchema
+from mlpipe.schema import FeatureSchema
 
 
 def sample_rows(table: pd.DataFrame, size: int, seed: int) -> pd.DataFrame:
@@ -331,14 +332,10 @@ def _window_summary(table: pd.DataFrame, index: int, windows, time_column, colum
         rows = table if window is None else window_rows(table, time_column, name, window)
         keys = np.random.default_rng([seed, index]).random(len(rows))
         candidates = np.sort(np.argsort(keys, kind="stable")[:size])
-        labels = None
-        if columns.target:
-            known = rows[columns.target].notna()
-            labels = (rows.loc[known, columns.target].astype(int).to_numpy(), rows.loc[known, PROBABILITY].to_numpy())
         found[name] = {
             "rows": len(rows),
             "sides": {column: Side.counted(rows[column], column_kind(column, columns)) for column in columns.all},
-            "labels": labels,
+            "labels": window_labels(rows, columns),
             "sample": rows[columns.all].iloc[candidates].assign(_key=keys[candidates]),
         }
     return found

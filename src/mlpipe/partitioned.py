@@ -127,7 +127,7 @@ def map_parts(
         if not any(rows for _, rows, _ in written):
             # No part had rows: one empty part keeps the columns, so that the folder reads as a table.
             pq.write_table(written[0][2].empty_table(), Path(folder) / written[0][0], compression="snappy")
-        unify_parts(folder, [schema for _, rows, schema in written if rows])
+        unify_parts(folder, {Path(folder) / name: schema for name, rows, schema in written if rows})
     return [summary for _, (summary, _seconds) in ordered]
 
 
@@ -146,30 +146,28 @@ def _run_part(task, read, part: str, index: int, outputs: list[str], args: tuple
         for name, piece in pieces.items():
             if len(piece):
                 piece.to_parquet(Path(folder) / name, index=False, compression="snappy")
-                found.append((name, len(piece), pq.read_schema(Path(folder) / name)))
-            else:
-                found.append((name, 0, pa.Schema.from_pandas(piece, preserve_index=False)))
+            found.append((name, len(piece), pa.Schema.from_pandas(piece, preserve_index=False)))
         written.append(found)
     return written, (summary, time.perf_counter() - started)
 
 
-def unify_parts(folder: Path, schemas: Sequence[pa.Schema]) -> None:
-    """Give every part of `folder` the same schema, so that the folder reads as one table.
+def unify_parts(folder: Path, schemas: dict[Path, pa.Schema]) -> None:
+    """Give every part of `folder` ({part's path: its schema}) the same schema, so that the folder
+    reads as one table.
 
     Parts differ when one part's column is all missing (Arrow's null type) or integer where
     another's has missing values (float): those parts are rewritten cast to the common schema.
     Types that do not cast (text in one part, numbers in another) are one line naming the column.
     """
-    parts = sorted(file for file in Path(folder).glob("*.parquet"))
-    if len({schema.remove_metadata() for schema in schemas}) <= 1:
+    if len({schema.remove_metadata() for schema in schemas.values()}) <= 1:
         return
     try:  # the first part's pandas metadata is kept: it describes the table
-        common = pa.unify_schemas(schemas, promote_options="permissive")
+        common = pa.unify_schemas(list(schemas.values()), promote_options="permissive")
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise DataError(
             f"the parts of '{folder}' disagree on a column's type ({first_line(exc)}): make it one type in every source file"
         ) from None
-    for part, schema in zip(parts, schemas, strict=True):
+    for part, schema in schemas.items():
         if schema.remove_metadata() != common.remove_metadata():
             table = pq.read_table(part)
             try:

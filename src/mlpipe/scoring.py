@@ -75,6 +75,7 @@ def score_parts(
     under the personal-data rules and the row rules, as with the local engine) scored part by
     part, bad rows to the quarantine. Returns the current rows' quality report."""
     from mlpipe.sources import partition_files, read_table
+    from mlpipe.validation import merged_report
 
     path = Path(source)
     files = partition_files(path, "**/*") if path.is_dir() else [path]
@@ -97,8 +98,6 @@ def score_parts(
             read=read_table,
             what="predict: current",
         )
-        from mlpipe.validation import merged_report
-
         report = merged_report(reports)
         if report["rows_out"] == 0:
             raise DataError(
