@@ -272,9 +272,10 @@ def test_a_task_that_kills_every_worker_or_outgrows_its_memory_ends_in_one_line(
     import dask
 
     parts = three_parts(tmp_path / "in")
-    # Dask retries a task whose worker died (3 times by default); once is enough to prove the end.
+    # Dask retries a task whose worker died (3 times by default, proven above); no retry here: the
+    # first death is the end this test proves.
     with (
-        dask.config.set({"distributed.scheduler.allowed-failures": 1}),
+        dask.config.set({"distributed.scheduler.allowed-failures": 0}),
         dask_client(ComputeParams(engine="dask", workers=1, memory_limit="600MB")),
     ):
         for task, cause in ((_always_dies, "KilledWorker"), (_outgrows_memory, "KilledWorker")):
@@ -286,11 +287,15 @@ def test_a_task_that_kills_every_worker_or_outgrows_its_memory_ends_in_one_line(
 
 
 @pytest.mark.integration
-def test_the_pipeline_on_the_dask_engine_under_dvc(repo):
+def test_the_pipeline_on_the_dask_engine_under_dvc(repo, cluster):
     """ROC-AUC within 0.005 of the local engine's and the same drift verdict for every feature;
-    folders of parts as outputs; the cache guarantees; a forced rerun gives identical outputs."""
+    folders of parts as outputs; the cache guarantees; a forced rerun gives identical outputs.
+
+    The stages connect to one running cluster (`compute.scheduler: tcp://...`), as on a real
+    one; a cluster started per stage (`local`) is what the tests above run on."""
     local = {name: json.loads((repo.path / "metrics" / f"{name}.json").read_text()) for name in ("evaluation", "drift")}
-    repo.set_params(compute={"engine": "dask", "workers": 2, "memory_limit": "1GiB", "partition_rows": 2000}, train={"n_estimators": 300})
+    address = cluster.scheduler.address
+    repo.set_params(compute={"engine": "dask", "scheduler": address, "partition_rows": 2000}, train={"n_estimators": 300})
     run = repo.dvc("repro")
     assert run.stages_run == ALL_STAGES, run.stdout
     rows = json.loads((repo.path / "metrics" / "data_quality.json").read_text())["rows_in"]
@@ -307,8 +312,6 @@ def test_the_pipeline_on_the_dask_engine_under_dvc(repo):
     assert repo.dvc("repro").stages_run == []
     repo.set_params(train={"learning_rate": 0.1})
     assert repo.dvc("repro").stages_run == ["train", "evaluate", "predict", "drift"]
-    repo.set_params(split={"strategy": "random"})
-    assert repo.dvc("repro").stages_run == ["split", "featurize", "train", "evaluate", "predict", "drift"]
     before = {out["path"]: out["md5"] for stage in repo.lock()["stages"].values() for out in stage.get("outs", [])}
     metrics = {name: (repo.path / "metrics" / f"{name}.json").read_text() for name in ("evaluation", "drift", "data_quality")}
     assert repo.dvc("repro", "-f").stages_run == ALL_STAGES

@@ -31,9 +31,11 @@ def _import_lightgbm():
     never uses: 1.4 s of a stage's start-up (scipy.stats and most of scikit-learn). Marking
     scikit-learn as unavailable for the duration of the import makes LightGBM skip it, as it
     does when scikit-learn is not installed; the mark is removed at once, so scikit-learn
-    imports normally afterwards. When either is already imported, this is a plain import.
+    imports normally afterwards. When either is already imported, this is a plain import; so it
+    is in a Dask worker (distributed imported), a long-lived process where a later task may train
+    with `lightgbm.dask`, which needs the wrappers.
     """
-    if "lightgbm" in sys.modules or "sklearn" in sys.modules:
+    if {"lightgbm", "sklearn", "distributed"} & sys.modules.keys():
         import lightgbm
     else:
         sys.modules["sklearn"] = None  # `import sklearn` now raises ImportError

@@ -101,9 +101,21 @@ def map_parts(
     from distributed import as_completed, get_client
 
     client = get_client()
-    run = [str(folder) for folder in outputs]
+    # Absolute paths: a worker's working directory is its own, not the stage's (on a real
+    # cluster the repository is mounted at the same path on every machine, docs/scaling.md).
+    run = [str(Path(folder).absolute()) for folder in outputs]
     futures = [
-        client.submit(_run_part, task, read, str(part), index, run, (*args, *(per_part[index] if per_part else ())), chunk_rows, pure=False)
+        client.submit(
+            _run_part,
+            task,
+            read,
+            str(Path(part).absolute()),
+            index,
+            run,
+            (*args, *(per_part[index] if per_part else ())),
+            chunk_rows,
+            pure=False,
+        )
         for index, part in enumerate(parts)
     ]
     started, results, step = time.perf_counter(), {}, max(1, len(futures) // 10) if len(futures) >= 20 else len(futures)
