@@ -187,6 +187,7 @@ def test_metadata_and_the_openapi_schema_show_the_real_fields(served):
 
 def test_reload_under_load_fails_no_request_and_each_answer_names_its_model(built_repo_without_reports, tmp_path):
     repo = built_repo_without_reports.copy(tmp_path / "repo")
+    repo.set_params(serve={"watch_seconds": 0})  # POST /reload alone swaps the model (the watch is tested on its own)
     server = Server(repo)
     try:
         rows = records_of(pd.read_parquet(repo.path / repo.params()["monitor"]["current_source"]).head(20))
@@ -230,6 +231,60 @@ def test_reload_under_load_fails_no_request_and_each_answer_names_its_model(buil
         assert server.client.get("/ready").json()["model_version"] == new
     finally:
         server.stop()
+
+
+def test_several_workers_share_the_port_the_metrics_the_log_and_every_model_change(built_repo_without_reports, tmp_path):
+    repo = built_repo_without_reports.copy(tmp_path / "repo")
+    repo.set_params(serve={"workers": 2, "watch_seconds": 0.5})
+    server = Server(repo)
+    rows = records_of(pd.read_parquet(repo.path / repo.params()["monitor"]["current_source"]).head(10))
+    sent = []
+
+    def call(times: int) -> None:
+        for _ in range(times):  # a new connection each time: the kernel hands it to a worker that accepts
+            with httpx.Client(base_url=server.url, timeout=30) as client:
+                response = client.post("/predict", json=rows)
+                assert response.status_code == 200, response.text
+                sent.append(response.json()["model_version"])
+
+    def serving() -> dict[str, str]:
+        """pid -> the version that worker serves (its model_info series at 1)."""
+        found = server.metrics()
+        return {
+            dict(labels)["pid"]: dict(labels)["version"]
+            for (name, labels), value in found.items()
+            if name == "mlpipe_model_info" and value == 1
+        }
+
+    try:
+        callers = [threading.Thread(target=call, args=(10,)) for _ in range(4)]
+        for caller in callers:
+            caller.start()
+        for caller in callers:
+            caller.join()
+        found = server.metrics()  # whichever worker answers, the counts are every worker's
+        assert found[("mlpipe_requests_total", (("endpoint", "/predict"), ("status", "200")))] == len(sent) == 40
+        assert found[("mlpipe_predicted_probability_count", ())] == 400
+        old = server.client.get("/ready").json()["model_version"]
+        assert len(serving()) == 2 and set(serving().values()) == {old}  # one series per worker process
+        # A new model file, and no /reload: every worker sees the change and swaps it in.
+        model = repo.path / "models" / "model.txt"
+        import lightgbm
+
+        model.write_text(lightgbm.Booster(model_file=str(model)).model_to_string(num_iteration=5))
+        deadline = time.monotonic() + 20
+        while old in serving().values() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        workers = serving()
+        (new,) = set(workers.values())
+        assert new != old and len(workers) == 2
+        call(10)
+        assert set(sent[-10:]) == {new}
+    finally:
+        server.stop()
+    # Each worker wrote its own log files (its pid in their names); on stop every row is there.
+    logged = pd.read_parquet(repo.path / repo.params()["serve"]["log_folder"])
+    assert len(logged) == 10 * len(sent) and set(logged["model_version"]) == {old, new}
 
 
 def test_api_key_from_the_environment(built_repo_without_reports, tmp_path):

@@ -115,6 +115,40 @@ def test_personal_columns_are_protected_before_anything_is_logged(files, tmp_pat
     assert client(rules, log).post("/predict", json={**record, "phone": "555"}).status_code == 422
 
 
+def test_the_watch_swaps_in_changed_model_files_and_keeps_serving_through_a_broken_one(files, tmp_path, caplog):
+    import shutil
+    import time
+
+    import lightgbm
+
+    from mlpipe.serving import files_state
+
+    model, schema = tmp_path / "model.txt", tmp_path / "schema.json"
+    shutil.copy(files["model"], model)
+    shutil.copy(files["schema"], schema)
+    params = files["params"].model_copy(update={"serve": files["params"].serve.model_copy(update={"watch_seconds": 0.05})})
+    app = create_app(lambda: load_served_model(model, schema), params, watch=lambda: files_state(model, schema))
+
+    def version_after(change) -> str:
+        before = http.get("/ready").json()["model_version"]
+        change()
+        deadline = time.monotonic() + 10
+        while http.get("/ready").json()["model_version"] == before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return http.get("/ready").json()["model_version"]
+
+    with TestClient(app) as http:  # the lifespan runs: the watch is on
+        old = http.get("/ready").json()["model_version"]
+        smaller = lightgbm.Booster(model_file=str(model)).model_to_string(num_iteration=5)
+        new = version_after(lambda: model.write_text(smaller))
+        assert new != old and http.post("/predict", json=files["rows"][:2]).json()["model_version"] == new
+        model.write_text("not a model")
+        time.sleep(0.5)  # ten checks: it was tried once, refused, and the last good model still serves
+        assert http.get("/ready").json()["model_version"] == new
+        assert sum("do not load" in record.message for record in caplog.records) == 1  # not retried until the files change
+        assert version_after(lambda: shutil.copy(files["model"], model)) == old
+
+
 def test_a_body_streamed_past_the_limit_is_refused(files):
     chunks = (b" " * 1024 for _ in range(2000))  # no Content-Length: counted as it arrives
     response = client(files).post("/predict", content=chunks, headers={"content-type": "application/json"})
@@ -194,7 +228,7 @@ def test_a_date_sent_as_text_is_logged_as_text(tmp_path):
 def test_the_probability_histogram_reads_as_prometheus_clients_own():
     from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-    from mlpipe.service import ProbabilityHistogram
+    from mlpipe.service import observe_all
 
     values = np.concatenate([np.linspace(0, 1, 101), [0.1, 0.2, 0.30000000000000004, 1.0]])
     buckets = tuple(round(0.1 * i, 1) for i in range(1, 11))
@@ -202,12 +236,25 @@ def test_the_probability_histogram_reads_as_prometheus_clients_own():
     reference = Histogram("p", "probabilities", buckets=buckets, registry=theirs)
     for value in values:
         reference.observe(value)
-    batched = ProbabilityHistogram("p", "probabilities", buckets=buckets)
-    ours.register(batched)
-    batched.observe(values[:50])
-    batched.observe(values[50:])
-    created = b"# HELP p_created"  # the Histogram's creation time, which the batched one leaves out
-    assert generate_latest(ours) == generate_latest(theirs).split(created)[0]
+    batched = Histogram("p", "probabilities", buckets=buckets, registry=ours)
+    observe_all(batched, values[:50])
+    observe_all(batched, values[50:])
+
+    def exposed(registry):  # without the creation times, which differ
+        return [line for line in generate_latest(registry).decode().splitlines() if "_created" not in line]
+
+    assert exposed(ours) == exposed(theirs)
+
+
+def test_a_field_the_first_record_lacks_is_logged_for_the_records_that_have_it(tmp_path):
+    log = PredictionLog(tmp_path / "log", rows_per_file=100, flush_seconds=60, background=False)
+    log.append([{"x": 1}, {"x": 2, "employed": True}])
+    log.append([{"id": "p-3", "x": 3}])
+    log.close()
+    (written,) = (tmp_path / "log").rglob("*.parquet")
+    rows = pd.read_parquet(written)
+    assert list(rows.columns) == ["x", "employed", "id", SERVED_AT] and rows["x"].tolist() == [1, 2, 3]
+    assert rows["employed"].tolist() == [None, True, None] and rows["id"].tolist() == [None, None, "p-3"]
 
 
 def test_make_serve_refuses_to_start_in_one_line(built_repo_without_reports, tmp_path, monkeypatch, capsys):

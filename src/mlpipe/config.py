@@ -457,6 +457,22 @@ class ServeParams(Section):
     log_flush_seconds: float = Field(
         2.0, gt=0, description="buffered log rows are written at least this often: the most a crash of the service can lose"
     )
+    workers: int = Field(
+        1,
+        ge=1,
+        description="service processes sharing the port (uvicorn workers), each with the model loaded; more use more cores for large batches. /metrics counts every worker's requests",
+    )
+    watch_seconds: float = Field(
+        2.0,
+        ge=0,
+        description="each worker checks this often whether the model files changed on disk (dvc repro, dvc pull) and, if so, loads them and swaps them in; 0: only POST /reload does, which with several workers reaches only the worker that answers",
+    )
+
+    @model_validator(mode="after")
+    def _workers_watch_the_model(self) -> ServeParams:
+        if self.workers > 1 and self.watch_seconds == 0:
+            raise ValueError("serve.workers > 1 needs serve.watch_seconds > 0: POST /reload reaches one worker, the watch reaches them all")
+        return self
 
 
 class ComputeParams(Section):

@@ -14,7 +14,6 @@ leaves a half-written file; readers skip hidden files.
 from __future__ import annotations
 
 import datetime as dt
-import io
 import itertools
 import logging
 import os
@@ -26,10 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 import pandas as pd
 import pyarrow as pa
-import pyarrow.json as pa_json
 
 from mlpipe.errors import OutputError
 from mlpipe.io import write_parquet
@@ -72,13 +69,12 @@ class PredictionLog:
             self._flusher.start()
 
     def append(self, records: list[dict[str, Any]], outputs: Mapping[str, Any] | None = None) -> None:
-        """Queue served records (the fields each was sent with) and what was served for them:
-        `outputs` maps a column to one value per record (an array) or one for all of them. The
-        rows are stamped with the time they were served (UTC). The request pays for writing the
-        records as JSON lines (orjson, about a millisecond per thousand); the writer makes the
-        table from them with Arrow's JSON reader, which does not hold the interpreter's lock."""
-        lines = b"\n".join(map(orjson.dumps, records))
-        served = _Served(lines, len(records), dict(outputs or {}), self._clock().isoformat(timespec="microseconds"))
+        """Queue served records (the fields each was sent with; not changed afterwards: the
+        buffer holds them as they are) and what was served for them: `outputs` maps a column to
+        one value per record (an array) or one for all of them. The rows are stamped with the
+        time they were served (UTC). The request pays nothing more: the writer makes the table
+        (Arrow, from the records themselves: a fifth of the cost of JSON lines read back)."""
+        served = _Served(records, len(records), dict(outputs or {}), self._clock().isoformat(timespec="microseconds"))
         with self._lock:
             self._buffer.append(served)
             self._buffered_rows += served.rows
@@ -108,10 +104,11 @@ class PredictionLog:
             if not frames:
                 return []
             table = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-            days = table[SERVED_AT].str.slice(0, 10)
+            first, last = table[SERVED_AT].iloc[0][:10], table[SERVED_AT].iloc[-1][:10]
+            by_day = [(first, table)] if first == last else table.groupby(table[SERVED_AT].str.slice(0, 10), sort=True)
             parts = [
                 (day, rows.iloc[start : start + self.rows_per_file].reset_index(drop=True))
-                for day, rows in table.groupby(days, sort=True)
+                for day, rows in by_day
                 for start in range(0, len(rows), self.rows_per_file)
             ]
             written = []
@@ -151,9 +148,9 @@ class PredictionLog:
 
 @dataclass(frozen=True)
 class _Served:
-    """One append: its records as JSON lines, what was served for them and when."""
+    """One append: its records, what was served for them and when."""
 
-    lines: bytes
+    records: list[dict[str, Any]]
     rows: int
     outputs: dict[str, Any]
     served_at: str
@@ -162,13 +159,11 @@ class _Served:
 def _table(served: list[_Served]) -> pd.DataFrame:
     """The buffered appends as one table: every field any record was sent with (absent: null),
     then the outputs and the time served."""
-    lines = b"\n".join(chunk.lines for chunk in served if chunk.rows)
+    records = [record for chunk in served for record in chunk.records]
     try:
-        table = _read_lines(lines)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):  # a field sent as text and as numbers or booleans
-        records = [orjson.loads(line) for line in lines.splitlines()]
-        names = list(records[0])  # requests send much the same fields: the rest, if any, in a fixed order
-        names += sorted(set().union(*records).difference(names))
+        table = _records_table(records).to_pandas()
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):  # a field sent as text and as numbers or booleans
+        names = list(dict.fromkeys(itertools.chain.from_iterable(records)))
         table = pd.DataFrame({name: _column(list(map(dict.get, records, itertools.repeat(name)))) for name in names})
     sizes = [chunk.rows for chunk in served]
     for name in dict.fromkeys(name for chunk in served for name in chunk.outputs):
@@ -180,16 +175,15 @@ def _table(served: list[_Served]) -> pd.DataFrame:
     return table
 
 
-def _read_lines(lines: bytes) -> pd.DataFrame:
-    """JSON lines as a table, typed by Arrow's reader (in C++, without the interpreter's lock):
-    numbers as int64 or float64, text as text. Arrow reads an ISO date in a string as a
-    timestamp; such fields are read again as the text they were sent as."""
-    table = pa_json.read_json(io.BytesIO(lines))
-    dates = [field.name for field in table.schema if pa.types.is_timestamp(field.type)]
-    if dates:
-        as_text = pa_json.ParseOptions(explicit_schema=pa.schema([pa.field(name, pa.string()) for name in dates]))
-        table = pa_json.read_json(io.BytesIO(lines), parse_options=as_text).select(table.column_names)
-    return table.to_pandas()
+def _records_table(records: list[dict[str, Any]]) -> pa.Table:
+    """The records as a table typed by Arrow (numbers as int64 or float64, text as text), with a
+    column for every field any record has, in order of first appearance. Arrow takes the names
+    from the first record alone: when others have more, a first row naming them all leads, and
+    is cut off."""
+    names = list(dict.fromkeys(itertools.chain.from_iterable(records)))
+    if not records or names == list(records[0]):
+        return pa.Table.from_pylist(records)
+    return pa.Table.from_pylist([dict.fromkeys(names), *records]).slice(1)
 
 
 def _column(values: list[Any]) -> pd.Series:
@@ -198,6 +192,6 @@ def _column(values: list[Any]) -> pd.Series:
     column holds one type."""
     try:
         array = pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
         array = pa.array([None if value is None else category_label(value) for value in values])
     return array.to_pandas()

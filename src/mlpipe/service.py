@@ -13,9 +13,11 @@ layout; `mlpipe.tools.serve` (`make serve`) gives it the files `dvc.yaml` names.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import logging
-import threading
+import os
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -28,8 +30,6 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import HistogramMetricFamily
-from prometheus_client.utils import floatToGoString
 from pydantic import Field, TypeAdapter, ValidationError
 
 from mlpipe.config import Params
@@ -54,6 +54,7 @@ class Loaded:
     model: ServedModel
     one: TypeAdapter  # a body holding one record (its JSON schema is /docs' Record)
     many: TypeAdapter  # a body holding a list of them
+    files: Any = None  # what `watch` said about the model files just before they were read
 
 
 class RequestRejected(Exception):
@@ -87,30 +88,24 @@ class MeasuredRequests:
             self.metrics.requests.labels(endpoint, str(status[0])).inc()
 
 
-class ProbabilityHistogram:
-    """A Prometheus histogram that takes a request's probabilities at once (numpy), where
-    prometheus-client's Histogram takes a lock per value: a thousandth of the cost for a
-    1,000-record request. Exposed exactly as a Histogram of the same name and buckets."""
+def observe_all(histogram: Histogram, values: np.ndarray) -> None:
+    """`histogram.observe(value)` for every value, at once: prometheus-client takes a lock per
+    value, a thousand for a 1,000-record request. The counts go into the histogram's own buckets
+    (in memory, or the shared files of multiprocess mode), so it reads exactly as if each value
+    had been observed (tests/test_serving.py)."""
+    bounds = histogram._upper_bounds  # ascending, +Inf last: a value falls in the first bound >= it
+    counts = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))
+    histogram._sum.inc(float(values.sum()))
+    for bucket, count in zip(histogram._buckets, counts.tolist(), strict=True):
+        if count:
+            bucket.inc(count)
 
-    def __init__(self, name: str, documentation: str, buckets: tuple[float, ...]):
-        self.name, self.documentation = name, documentation
-        self.bounds = np.array(buckets, dtype=float)
-        self._counts = np.zeros(len(buckets) + 1, dtype=np.int64)  # per bucket, then above the last
-        self._sum = 0.0
-        self._lock = threading.Lock()
 
-    def observe(self, values: np.ndarray) -> None:
-        counts = np.bincount(np.searchsorted(self.bounds, values, side="left"), minlength=len(self._counts))
-        with self._lock:
-            self._counts += counts
-            self._sum += float(values.sum())
-
-    def collect(self) -> list[HistogramMetricFamily]:
-        with self._lock:
-            cumulative, total = np.cumsum(self._counts).tolist(), self._sum
-        buckets = [(floatToGoString(bound), count) for bound, count in zip(self.bounds.tolist(), cumulative, strict=False)]
-        family = HistogramMetricFamily(self.name, self.documentation, buckets=[*buckets, ("+Inf", cumulative[-1])], sum_value=total)
-        return [family]
+def multiprocess_metrics() -> bool:
+    """Several service processes: prometheus-client keeps every metric in files under the folder
+    PROMETHEUS_MULTIPROC_DIR names (`mlpipe.tools.serve` sets it before any worker starts), and
+    /metrics adds up every process's."""
+    return "PROMETHEUS_MULTIPROC_DIR" in os.environ
 
 
 class ServiceMetrics:
@@ -126,36 +121,106 @@ class ServiceMetrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
             registry=self.registry,
         )
-        self.probability = ProbabilityHistogram(
+        self.probability = Histogram(
             "mlpipe_predicted_probability",
             "predicted probabilities of the positive label",
             buckets=tuple(round(0.1 * i, 1) for i in range(1, 11)),
+            registry=self.registry,
         )
-        self.registry.register(self.probability)
         self.rejected = Counter("mlpipe_rejected_inputs", "rejected requests or fields by reason", ["reason"], registry=self.registry)
-        self.model = Gauge("mlpipe_model_info", "the model being served (1), by version", ["version"], registry=self.registry)
+        # With several workers, one series per live worker (a `pid` label): during a model change
+        # they show which worker serves which version.
+        self.model = Gauge(
+            "mlpipe_model_info", "the model being served (1), by version", ["version"], registry=self.registry, multiprocess_mode="liveall"
+        )
+
+    def exposition(self) -> bytes:
+        if not multiprocess_metrics():
+            return generate_latest(self.registry)
+        from prometheus_client import multiprocess
+
+        every_worker = CollectorRegistry()
+        multiprocess.MultiProcessCollector(every_worker)
+        return generate_latest(every_worker)
+
+    def serving(self, version: str, before: str | None = None) -> None:
+        if before is not None and before != version:
+            self.model.labels(before).set(0)  # multiprocess mode keeps a removed series' last value: 0, not 1
+            self.model.remove(before)
+        self.model.labels(version).set(1)
 
 
 def create_app(
-    load_model: Callable[[], ServedModel], params: Params, *, api_key: str | None = None, prediction_log: PredictionLog | None = None
+    load_model: Callable[[], ServedModel],
+    params: Params,
+    *,
+    api_key: str | None = None,
+    prediction_log: PredictionLog | None = None,
+    watch: Callable[[], Any] | None = None,
 ) -> FastAPI:
     """The app, with the model `load_model` returns already loaded (its errors propagate: a
-    service that cannot load its model must not start). /reload calls `load_model` again."""
+    service that cannot load its model must not start). /reload calls `load_model` again; so
+    does a change in what `watch()` says about the model files (checked every
+    serve.watch_seconds while the app runs). On shutdown the prediction log is closed."""
     serve, threshold = params.serve, params.evaluate.threshold
     metrics = ServiceMetrics()
 
     def load() -> Loaded:
+        files = watch() if watch is not None else None  # before reading: a change during the read is seen next time
         model = load_model()
         record = record_model(model.schema, params)
         many = TypeAdapter(Annotated[list[record], Field(min_length=1, max_length=serve.max_batch_rows)])
-        return Loaded(model, TypeAdapter(record), many)
+        return Loaded(model, TypeAdapter(record), many, files)
+
+    swapping = asyncio.Lock()  # one reload at a time, whether /reload or the watch asked
+
+    async def swap_in(why: str) -> tuple[str, str]:
+        """Load the model files again and swap them in (the old model keeps serving if they do not
+        load: the `PipelineError` propagates); (previous version, new version)."""
+        async with swapping:
+            before = app.state.loaded.model.version
+            fresh = await run_in_threadpool(load)
+            app.state.loaded = fresh  # one assignment: each request sees the old pair or the new one, never a mix
+            app.openapi_schema = None  # the request contract may have changed with the schema
+            metrics.serving(fresh.model.version, before)
+            log.info("reloaded (%s): %s -> %s", why, before[:12], fresh.model.version[:12])
+            return before, fresh.model.version
+
+    async def watch_files() -> None:
+        refused = None  # files that did not load are not tried again until they change again
+        while True:
+            await asyncio.sleep(serve.watch_seconds)
+            now = watch()
+            if now in (app.state.loaded.files, refused):
+                continue
+            try:
+                await swap_in("the model files changed")
+            except PipelineError as exc:
+                refused = now
+                log.error("the model files changed but do not load, %s still serves: %s", app.state.loaded.model.version[:12], exc)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        watcher = asyncio.create_task(watch_files()) if watch is not None and serve.watch_seconds > 0 else None
+        try:
+            yield
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+            if prediction_log is not None:
+                prediction_log.close()  # writes what is buffered
+            if multiprocess_metrics():
+                from prometheus_client import multiprocess
+
+                multiprocess.mark_process_dead(os.getpid())  # this worker's model_info series goes
 
     current = load()
-    metrics.model.labels(current.model.version).set(1)
+    metrics.serving(current.model.version)
     app = FastAPI(
         title="mlpipe prediction service",
         summary="Probabilities from the pipeline's LightGBM model, validated against its data contract.",
         version=current.model.version[:12],
+        lifespan=lifespan,
     )
     app.state.loaded = current
     app.add_middleware(MeasuredRequests, metrics=metrics)
@@ -184,7 +249,7 @@ def create_app(
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def prometheus() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/metadata", summary="The model being served", dependencies=[Depends(authorised)])
     async def metadata() -> dict[str, Any]:
@@ -207,7 +272,7 @@ def create_app(
         else:
             probability, labels = await run_in_threadpool(score_records, records, loaded.model, threshold)
         version = loaded.model.version
-        metrics.probability.observe(probability)
+        observe_all(metrics.probability, probability)
         if prediction_log is not None:
             prediction_log.append(records, {PROBABILITY: probability, PREDICTED_LABEL: labels, MODEL_VERSION: version})
         predictions = [
@@ -218,18 +283,12 @@ def create_app(
 
     @app.post("/reload", summary="Load the model files again and swap the new model in", dependencies=[Depends(authorised)])
     async def reload() -> dict[str, Any]:
-        before = app.state.loaded.model.version
         try:
-            fresh = await run_in_threadpool(load)
+            before, version = await swap_in("POST /reload")
         except PipelineError as exc:
-            raise RequestRejected(409, "reload_failed", f"the model was not reloaded, {before[:12]} still serves: {exc}") from None
-        app.state.loaded = fresh  # one assignment: each request sees the old pair or the new one, never a mix
-        app.openapi_schema = None  # the request contract may have changed with the schema
-        if fresh.model.version != before:
-            metrics.model.remove(before)
-            metrics.model.labels(fresh.model.version).set(1)
-        log.info("reloaded: %s -> %s", before[:12], fresh.model.version[:12])
-        return {"model_version": fresh.model.version, "previous_version": before}
+            current = app.state.loaded.model.version
+            raise RequestRejected(409, "reload_failed", f"the model was not reloaded, {current[:12]} still serves: {exc}") from None
+        return {"model_version": version, "previous_version": before}
 
     def openapi() -> dict[str, Any]:
         """FastAPI's schema, with /predict's body described by the current request contract."""

@@ -9,6 +9,7 @@ Free of HTTP and of the repository's layout: `mlpipe.service` puts it behind Fas
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,6 +117,20 @@ def load_served_model(model_path: str | Path, schema_path: str | Path, metadata:
         raise DataError(f"'{model_path}' is not a LightGBM model ({first_line(exc)}): run `dvc repro train` or pull it again") from None
     check_model_matches_schema(booster, schema, f"'{schema_path}' does not describe '{model_path}'")
     return ServedModel(booster, schema, model_version(text), dict(metadata or {}), RecordEncoder.for_schema(schema))
+
+
+def files_state(*paths: str | Path) -> tuple[tuple[int, int, int] | None, ...]:
+    """(inode, size, modification time) of each file, None where it is missing: changes when a
+    file is rewritten or replaced (`dvc repro`, `dvc pull`, `dvc checkout`), read without opening it."""
+    found = []
+    for path in paths:
+        try:
+            stat = os.stat(path)
+        except OSError:
+            found.append(None)
+        else:
+            found.append((stat.st_ino, stat.st_size, stat.st_mtime_ns))
+    return tuple(found)
 
 
 def check_model_matches_schema(booster: lgb.Booster, schema: FeatureSchema, problem: str) -> None:

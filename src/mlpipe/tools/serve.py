@@ -12,9 +12,12 @@ The API key, when used, comes from the environment variable serve.api_key_env na
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +43,6 @@ def model_artifact(dvc_yaml: Path, name: str | None) -> tuple[Path, Path]:
 
 def training_metadata(evaluation: Path, training_params: Path) -> dict[str, Any]:
     """What /metadata shows beside the model: the LightGBM params it was trained with and its test metrics."""
-    import json
-
     metadata: dict[str, Any] = {}
     if training_params.exists():
         metadata["training_params"] = yaml.safe_load(training_params.read_text(encoding="utf-8"))
@@ -50,7 +51,11 @@ def training_metadata(evaluation: Path, training_params: Path) -> dict[str, Any]
     return metadata
 
 
-def main(argv: list[str] | None = None) -> int:
+# How the workers of a multi-process service learn their command line (they start as new processes).
+WORKER_ARGV = "MLPIPE_SERVE_ARGV"
+
+
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m mlpipe.tools.serve", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -61,56 +66,93 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--artifact", help="the artifact to serve (default: the one of type model)")
     parser.add_argument("--evaluation", type=Path, required=True, help="the evaluate stage's metrics (test metrics for /metadata)")
     parser.add_argument("--training-params", type=Path, required=True, help="the LightGBM params train used (for /metadata)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _setup() -> None:
     # OpenMP threads that spin between LightGBM calls would take the core the event loop needs:
     # they sleep instead (set before LightGBM loads its OpenMP runtime; it changes no result).
     os.environ.setdefault("OMP_WAIT_POLICY", "passive")
     logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+
+
+def model_loader(args: argparse.Namespace, params) -> tuple[Callable[[], Any], Callable[[], tuple], Path]:
+    """Everything that can refuse to start, checked: (the model loader, what the watch reads of
+    the model files, the model's path). Raises `PipelineError`."""
+    from mlpipe.privacy import require_salt
+    from mlpipe.serving import files_state, load_served_model
+
+    model_path, schema_path = model_artifact(args.dvc_yaml, args.artifact)
+    # Checked now: a request carrying such a column could not be logged safely later.
+    hashed = [column for column, action in params.data.personal_columns.items() if action == "hash"]
+    require_salt(hashed, os.environ.get(params.data.salt_env), params.data.salt_env)
+    metadata = training_metadata(args.evaluation, args.training_params)
+    return (lambda: load_served_model(model_path, schema_path, metadata)), (lambda: files_state(model_path, schema_path)), model_path
+
+
+def service_app(params, load: Callable[[], Any], watch: Callable[[], tuple]):
+    """The app of one service process, its model loaded. Raises `PipelineError`."""
+    from mlpipe.prediction_log import PredictionLog
+    from mlpipe.privacy import apply_personal_rules
+    from mlpipe.service import create_app
+
+    prediction_log = None
+    if params.serve.log_folder:
+        prediction_log = PredictionLog(
+            params.serve.log_folder,
+            params.serve.log_rows_per_file,
+            params.serve.log_flush_seconds,
+            protect=lambda table: apply_personal_rules(table, params.data, origin="the service's requests"),
+        )
+    api_key = os.environ.get(params.serve.api_key_env) or None
+    return create_app(load, params, api_key=api_key, prediction_log=prediction_log, watch=watch)
+
+
+def worker_app():
+    """The app factory each process of a multi-process service calls (uvicorn's `factory=True`)."""
+    _setup()
+    args = parser().parse_args(json.loads(os.environ[WORKER_ARGV]))
+    params = load_params(args.params)
+    load, watch, _ = model_loader(args, params)
+    return service_app(params, load, watch)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser().parse_args(argv)
+    _setup()
     try:
         params = load_params(args.params)
-        model_path, schema_path = model_artifact(args.dvc_yaml, args.artifact)
-        from mlpipe.privacy import apply_personal_rules, require_salt
-
-        # Checked now: a request carrying such a column could not be logged safely later.
-        hashed = [column for column, action in params.data.personal_columns.items() if action == "hash"]
-        require_salt(hashed, os.environ.get(params.data.salt_env), params.data.salt_env)
-        from mlpipe.prediction_log import PredictionLog
-        from mlpipe.service import create_app
-        from mlpipe.serving import load_served_model
-
-        metadata = training_metadata(args.evaluation, args.training_params)
-        api_key = os.environ.get(params.serve.api_key_env) or None
-        prediction_log = None
-        if params.serve.log_folder:
-            prediction_log = PredictionLog(
-                params.serve.log_folder,
-                params.serve.log_rows_per_file,
-                params.serve.log_flush_seconds,
-                protect=lambda table: apply_personal_rules(table, params.data, origin="the service's requests"),
-            )
-        app = create_app(
-            lambda: load_served_model(model_path, schema_path, metadata), params, api_key=api_key, prediction_log=prediction_log
-        )
+        workers = params.serve.workers
+        load, watch, model_path = model_loader(args, params)
+        if workers == 1:
+            app = service_app(params, load, watch)
+            version = app.state.loaded.model.version
+        else:  # each worker builds its own app: check here that it can, before any starts
+            version = load().version
     except PipelineError as exc:
         print(f"error: serve: {exc}", file=sys.stderr)
         return 1
     import uvicorn
 
-    version = app.state.loaded.model.version
+    api_key = os.environ.get(params.serve.api_key_env) or None
     logging.getLogger("mlpipe.service").info(
-        "serving %s (model %s) on http://%s:%d; API key %s; prediction log %s",
+        "serving %s (model %s) on http://%s:%d, %d worker process(es); API key %s; prediction log %s",
         model_path,
         version[:12],
         args.host,
         args.port,
+        workers,
         f"required ({params.serve.api_key_env})" if api_key else f"off (set {params.serve.api_key_env} to require one)",
         params.serve.log_folder or "off",
     )
-    try:
+    if workers == 1:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
-    finally:
-        if prediction_log is not None:
-            prediction_log.close()
+        return 0
+    with tempfile.TemporaryDirectory(prefix="mlpipe-metrics-") as shared:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = shared  # every worker's metrics in files there, added up by /metrics
+        os.environ[WORKER_ARGV] = json.dumps(argv)
+        uvicorn.run("mlpipe.tools.serve:worker_app", factory=True, workers=workers, host=args.host, port=args.port, log_level="warning")
     return 0
 
 
