@@ -16,11 +16,14 @@ import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from mlpipe.errors import DataError, OutputError, first_line
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 def _temporary_name(target: Path, pid: int) -> Path:
@@ -177,6 +180,15 @@ def _output_errors(target: Path) -> Iterator[None]:
 def write_parquet(table: pd.DataFrame, target: str | Path) -> Path:
     with atomic_path(target) as temporary:
         table.to_parquet(temporary, index=False, compression="snappy")
+    return Path(target)
+
+
+def write_parquet_table(table: pa.Table, target: str | Path) -> Path:
+    """An Arrow table as Parquet, as `write_parquet` writes a DataFrame."""
+    import pyarrow.parquet as pq
+
+    with atomic_path(target) as temporary:
+        pq.write_table(table, temporary, compression="snappy")
     return Path(target)
 
 

@@ -22,15 +22,18 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from mlpipe.errors import OutputError
-from mlpipe.io import write_parquet
+from mlpipe.io import write_parquet_table
 from mlpipe.schema import category_label
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +46,12 @@ class PredictionLog:
         folder: str | Path,
         rows_per_file: int,
         flush_seconds: float,
-        protect: Callable[[pd.DataFrame], pd.DataFrame] = lambda table: table,
+        protect: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         background: bool = True,
     ):
-        """`protect` runs on every table before it is written: the personal-data rules. With
+        """`protect`, when given, runs on every table (as pandas) before it is written: the
+        personal-data rules; without, the table goes from the records to the file in Arrow. With
         `background`, a thread writes full and due files; without, `append` writes a full file
         itself and only `flush` and `close` write the rest (deterministic, for tests)."""
         self.folder = Path(folder)
@@ -59,7 +63,7 @@ class PredictionLog:
         self._writing = threading.Lock()  # one flush at a time, so files are written in order
         self._buffer: list[_Served] = []
         self._buffered_rows = 0
-        self._unwritten: list[pd.DataFrame] = []  # protected parts a failed write left
+        self._unwritten: list[pa.Table] = []  # protected parts a failed write left
         self._oldest: float | None = None
         self._sequence = itertools.count(1)
         self._closed = threading.Event()
@@ -94,7 +98,10 @@ class PredictionLog:
                 frames, self._unwritten = self._unwritten, []
             if served:
                 try:
-                    frames.append(self._protect(_table(served)))
+                    table = _table(served)
+                    if self._protect is not None:
+                        table = pa.Table.from_pandas(self._protect(table.to_pandas()), preserve_index=False)
+                    frames.append(table)
                 except Exception:
                     with self._lock:  # nothing is lost: back in front of what was appended since
                         self._buffer[:0], self._unwritten = served, frames + self._unwritten
@@ -103,19 +110,17 @@ class PredictionLog:
                     raise
             if not frames:
                 return []
-            table = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-            first, last = table[SERVED_AT].iloc[0][:10], table[SERVED_AT].iloc[-1][:10]
-            by_day = [(first, table)] if first == last else table.groupby(table[SERVED_AT].str.slice(0, 10), sort=True)
+            table = pa.concat_tables(frames, promote_options="permissive") if len(frames) > 1 else frames[0]
             parts = [
-                (day, rows.iloc[start : start + self.rows_per_file].reset_index(drop=True))
-                for day, rows in by_day
-                for start in range(0, len(rows), self.rows_per_file)
+                (day, rows.slice(start, self.rows_per_file))
+                for day, rows in _by_day(table)
+                for start in range(0, rows.num_rows, self.rows_per_file)
             ]
             written = []
             for index, (day, part) in enumerate(parts):
-                name = f"part-{part[SERVED_AT].iloc[0][11:19].replace(':', '')}-{os.getpid()}-{next(self._sequence):06d}.parquet"
+                name = f"part-{part[SERVED_AT][0].as_py()[11:19].replace(':', '')}-{os.getpid()}-{next(self._sequence):06d}.parquet"
                 try:
-                    written.append(write_parquet(part, self.folder / f"date={day}" / name))
+                    written.append(write_parquet_table(part, self.folder / f"date={day}" / name))
                 except OutputError:
                     with self._lock:
                         self._unwritten = [rows for _, rows in parts[index:]]
@@ -156,23 +161,23 @@ class _Served:
     served_at: str
 
 
-def _table(served: list[_Served]) -> pd.DataFrame:
+def _table(served: list[_Served]) -> pa.Table:
     """The buffered appends as one table: every field any record was sent with (absent: null),
     then the outputs and the time served."""
     records = [record for chunk in served for record in chunk.records]
     try:
-        table = _records_table(records).to_pandas()
+        table = _records_table(records)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):  # a field sent as text and as numbers or booleans
         names = list(dict.fromkeys(itertools.chain.from_iterable(records)))
-        table = pd.DataFrame({name: _column(list(map(dict.get, records, itertools.repeat(name)))) for name in names})
+        table = pa.table({name: _column(list(map(dict.get, records, itertools.repeat(name)))) for name in names})
     sizes = [chunk.rows for chunk in served]
     for name in dict.fromkeys(name for chunk in served for name in chunk.outputs):
         parts = [chunk.outputs.get(name) for chunk in served]
-        table[name] = np.concatenate(
+        values = np.concatenate(
             [np.asarray(part) if np.ndim(part) else np.full(size, part) for part, size in zip(parts, sizes, strict=True)]
         )
-    table[SERVED_AT] = np.repeat(np.array([chunk.served_at for chunk in served], dtype=object), sizes)
-    return table
+        table = table.append_column(name, pa.array(values))
+    return table.append_column(SERVED_AT, pa.array(np.repeat(np.array([chunk.served_at for chunk in served], dtype=object), sizes)))
 
 
 def _records_table(records: list[dict[str, Any]]) -> pa.Table:
@@ -186,12 +191,21 @@ def _records_table(records: list[dict[str, Any]]) -> pa.Table:
     return pa.Table.from_pylist([dict.fromkeys(names), *records]).slice(1)
 
 
-def _column(values: list[Any]) -> pd.Series:
+def _column(values: list[Any]) -> pa.Array:
     """A field's values, typed by Arrow. A text field that requests sent as numbers too is
     logged as text, as the categorical levels they are (3 and '3' are both '3'): one Parquet
     column holds one type."""
     try:
-        array = pa.array(values)
+        return pa.array(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-        array = pa.array([None if value is None else category_label(value) for value in values])
-    return array.to_pandas()
+        return pa.array([None if value is None else category_label(value) for value in values])
+
+
+def _by_day(table: pa.Table) -> list[tuple[str, pa.Table]]:
+    """The table's rows per UTC day they were served (in order: appends come in time order)."""
+    served_at = table[SERVED_AT]
+    first, last = served_at[0].as_py()[:10], served_at[-1].as_py()[:10]
+    if first == last:
+        return [(first, table)]
+    days = pc.utf8_slice_codeunits(served_at, 0, 10)
+    return [(day, table.filter(pc.equal(days, day))) for day in sorted(pc.unique(days).to_pylist())]

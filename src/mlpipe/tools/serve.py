@@ -102,7 +102,9 @@ def service_app(params, load: Callable[[], Any], watch: Callable[[], tuple]):
             params.serve.log_folder,
             params.serve.log_rows_per_file,
             params.serve.log_flush_seconds,
-            protect=lambda table: apply_personal_rules(table, params.data, origin="the service's requests"),
+            protect=(lambda table: apply_personal_rules(table, params.data, origin="the service's requests"))
+            if params.data.personal_columns
+            else None,
         )
     api_key = os.environ.get(params.serve.api_key_env) or None
     return create_app(load, params, api_key=api_key, prediction_log=prediction_log, watch=watch)
