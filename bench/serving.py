@@ -260,7 +260,7 @@ def main() -> None:
 
     results: dict = {"machine": machine_facts(Path(sys.executable).parent), "commit": _commit(), "levels": {}}
     limits = (args.requests, args.seconds)
-    batch_limits = (max(40, args.requests // 25), args.seconds)
+    batch_limits = (max(40, args.requests // 10), args.seconds)
     for workers in BATCH_WORKERS:
         with service_running(workers, batches[0]) as (url, process):
             if workers == 1:
