@@ -20,7 +20,7 @@ CPU used by the load generator (this process) and by the service is reported for
 Writes bench/results/serving.{json,md}.
 
     make repro                               # a trained model first
-    .venv/bin/python bench/serving.py        # about a minute and a half
+    .venv/bin/python bench/serving.py        # about three minutes
 """
 
 from __future__ import annotations
