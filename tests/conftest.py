@@ -40,13 +40,21 @@ BUILT_REPOSITORIES = {"built_repo", "built_repo_without_reports", "repo", "repo_
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that need no built repository first (in their usual order otherwise).
+    """Tests that need no built repository first; in each half the integration tests (the long
+    ones) first; otherwise their usual order.
 
     xdist's worksteal scheduler hands each worker a contiguous share of this list: one worker
     starts on the tests that need the built repository and builds it (a whole pipeline run),
-    while the other works through the tests that do not, instead of waiting for it.
+    while the other works through the tests that do not, instead of waiting for it. Long tests
+    first leave short ones for the end, which an idle worker can take over (steal): the run
+    does not end waiting on one long test.
     """
-    items.sort(key=lambda item: bool(BUILT_REPOSITORIES & set(getattr(item, "fixturenames", ()))))
+    items.sort(
+        key=lambda item: (
+            bool(BUILT_REPOSITORIES & set(getattr(item, "fixturenames", ()))),
+            item.get_closest_marker("integration") is None,
+        )
+    )
 
 
 def tool_env() -> dict[str, str]:
