@@ -78,7 +78,7 @@ class PredictionLog:
         one value per record (an array) or one for all of them. The rows are stamped with the
         time they were served (UTC). The request pays nothing more: the writer makes the table
         (Arrow, from the records themselves: a fifth of the cost of JSON lines read back)."""
-        served = _Served(records, len(records), dict(outputs or {}), self._clock().isoformat(timespec="microseconds"))
+        served = _Served(records, dict(outputs or {}), self._clock().isoformat(timespec="microseconds"))
         with self._lock:
             self._buffer.append(served)
             self._buffered_rows += served.rows
@@ -156,9 +156,12 @@ class _Served:
     """One append: its records, what was served for them and when."""
 
     records: list[dict[str, Any]]
-    rows: int
     outputs: dict[str, Any]
     served_at: str
+
+    @property
+    def rows(self) -> int:
+        return len(self.records)
 
 
 def _table(served: list[_Served]) -> pa.Table:
