@@ -114,9 +114,13 @@ def worker_app():
     """The app factory each process of a multi-process service calls (uvicorn's `factory=True`)."""
     _setup()
     args = parser().parse_args(json.loads(os.environ[WORKER_ARGV]))
-    params = load_params(args.params)
-    load, watch, _ = model_loader(args, params)
-    return service_app(params, load, watch)
+    try:  # checked by `main` a moment ago; the files may have changed since
+        params = load_params(args.params)
+        load, watch, _ = model_loader(args, params)
+        return service_app(params, load, watch)
+    except PipelineError as exc:
+        print(f"error: serve: worker {os.getpid()}: {exc}", file=sys.stderr)
+        sys.exit(1)
 
 
 def main(argv: list[str] | None = None) -> int:
