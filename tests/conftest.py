@@ -25,6 +25,7 @@ import pytest
 import yaml
 
 from mlpipe.tools.workspace import snapshot_repository, stages_run
+from warm_python import WarmPython
 
 # One test worker per core: OpenMP threads (LightGBM's) that spin while they wait would burn the
 # other worker's time. Passive waiting changes no result (docs/experiments.md). Set before any
@@ -57,10 +58,32 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     )
 
 
-def tool_env() -> dict[str, str]:
-    """The environment stage commands need: this venv's python first on PATH, a git identity, no telemetry."""
+_warm: list[WarmPython] = []
+
+
+def warm_python() -> WarmPython:
+    """This test process's warm interpreter (tests/warm_python.py), started on first use."""
+    if not _warm:
+        import tempfile
+
+        _warm.append(WarmPython(Path(tempfile.mkdtemp(prefix="warm-python-"))))
+    return _warm[0]
+
+
+def pytest_sessionfinish(session) -> None:
+    for warm in _warm:
+        warm.close()
+        shutil.rmtree(warm.folder, ignore_errors=True)
+
+
+def tool_env(warm: bool = True) -> dict[str, str]:
+    """The environment commands need: `python` first on PATH (the warm interpreter's shim unless
+    `warm` is false, then this venv's), a git identity, no telemetry."""
     env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    first = [str(warm_python().bin)] if warm else []
+    env["PATH"] = os.pathsep.join([*first, str(Path(sys.executable).parent), env.get("PATH", "")])
+    if not warm:
+        env["WARM_PYTHON"] = "0"  # nor does anything started below this run
     env.update(
         DVC_NO_ANALYTICS="1",
         GIT_AUTHOR_NAME="pipeline tests",
@@ -96,21 +119,23 @@ class Repo:
         shutil.copytree(self.path, destination, symlinks=True)
         return Repo(destination)
 
-    def run(self, *args: str, check: bool = True) -> Run:
+    def run(self, *args: str, check: bool = True, warm: bool = True) -> Run:
         # PYTHONPATH makes the stages import this copy's library, not the one installed from the checkout.
-        env = {**tool_env(), "PYTHONPATH": str(self.path / "src")}
+        env = {**tool_env(warm), "PYTHONPATH": str(self.path / "src")}
         done = subprocess.run(args, cwd=self.path, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
         result = Run(done.returncode, done.stdout, done.stderr)
         if check and done.returncode != 0:
             raise AssertionError(f"{' '.join(args)} exited {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}")
         return result
 
-    def dvc(self, *args: str, check: bool = True) -> Run:
-        return self.run(sys.executable, "-m", "dvc", *args, check=check)
+    def dvc(self, *args: str, check: bool = True, warm: bool = True) -> Run:
+        """`python -m dvc ...`: the `python` first on the command's PATH (see `tool_env`)."""
+        return self.run("python", "-m", "dvc", *args, check=check, warm=warm)
 
     def make(self, target: str, *variables: str, check: bool = True) -> Run:
-        """`make <target>` as a user runs it, on this test's venv (never rebuilt: its stamp is marked old-but-fine)."""
-        venv = Path(sys.executable).parent.parent
+        """`make <target>` as a user runs it, with the warm interpreter's folder as its venv (never
+        rebuilt: its stamp is marked old-but-fine)."""
+        venv = warm_python().folder
         return self.run("make", "-o", str(venv / ".installed-from-requirements"), target, *variables, f"VENV={venv}", check=check)
 
     def command(self, stage: str) -> list[str]:
@@ -136,7 +161,7 @@ class Repo:
         args = args or tuple(self.command(name))
         files = self.files()
         if name in STAGES_WITH_WORKERS:
-            done = self.run(sys.executable, f"src/stages/{name}.py", *args, check=False)
+            done = self.run("python", f"src/stages/{name}.py", *args, check=False)
         else:
             from mlpipe.cli import execute
 

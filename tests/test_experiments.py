@@ -2,7 +2,6 @@
 
 import json
 import re
-import sys
 
 import pytest
 
@@ -22,7 +21,7 @@ def test_queued_sweep_runs_only_train_and_downstream_in_each_experiment(repo):
     # A grid of three points (a 3 x 1 product) from the committed, reproduced workspace, run two at
     # a time; one of them has a learning rate the params check refuses.
     run = repo.run(
-        sys.executable,
+        "python",
         "-m",
         "mlpipe.tools.experiments",
         "train.learning_rate=0.03,0.1,-1",

@@ -27,7 +27,8 @@ def cache_files(repo) -> set[Path]:
 def kill_while_writing(repo, watched: Path, timeout: float = 120) -> None:
     """Start `dvc repro`, SIGKILL its whole process group the moment a temporary output file
     appears in `watched` (the stage is then inside its write), and wait for it to die."""
-    env = {**tool_env(), "PYTHONPATH": str(repo.path / "src")}
+    # The real interpreter: a warm one's children are not in the killed group (tests/warm_python.py).
+    env = {**tool_env(warm=False), "PYTHONPATH": str(repo.path / "src")}
     process = subprocess.Popen(
         [sys.executable, "-m", "dvc", "repro"],
         cwd=repo.path,
@@ -130,7 +131,7 @@ def test_params_changed_while_train_runs_fail_it_and_dvc_records_nothing(repo):
     repo.set_params(train={"learning_rate": 0.06, "n_estimators": 3000, "early_stopping_rounds": 0, "validation_fraction": 0})
     env = {**tool_env(), "PYTHONPATH": str(repo.path / "src")}
     process = subprocess.Popen(
-        [sys.executable, "-m", "dvc", "repro", "train"],
+        ["python", "-m", "dvc", "repro", "train"],
         cwd=repo.path,
         env=env,
         stdin=subprocess.DEVNULL,

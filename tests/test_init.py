@@ -66,7 +66,7 @@ def contacts(rows: int = 2000, seed: int = 1) -> pd.DataFrame:
 
 
 def init(repo, *args: str, check: bool = True):
-    return repo.run(sys.executable, "-m", "mlpipe.tools.init", *args, check=check)
+    return repo.run("python", "-m", "mlpipe.tools.init", *args, check=check)
 
 
 def test_personal_values_are_found_by_their_look_as_well_as_their_name():

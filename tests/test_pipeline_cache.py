@@ -77,10 +77,11 @@ def test_editing_a_library_module_reruns_only_the_stages_that_import_it(repo, mo
 
 def test_forced_repro_gives_identical_hashes_for_every_output(repo_with_reports):
     """A copy of a repository that already ran every stage once (HTML reports included): running
-    them all again must reproduce every output byte for byte."""
+    them all again must reproduce every output byte for byte. Fresh interpreters (not warm ones,
+    which share a string hash seed with the run that built the copy): a set's order must not matter."""
     first = out_hashes(repo_with_reports.lock())
     metrics_first = (repo_with_reports.path / "metrics" / "evaluation.json").read_bytes()
-    assert repo_with_reports.dvc("repro", "-f").stages_run == ALL_STAGES
+    assert repo_with_reports.dvc("repro", "-f", warm=False).stages_run == ALL_STAGES
     second = out_hashes(repo_with_reports.lock())
     assert first == second
     assert all(first.values()) and len(first) >= 20

@@ -33,7 +33,7 @@ class Server:
         self.process = subprocess.Popen(
             ["make", "-o", str(venv / ".installed-from-requirements"), "serve", f"PORT={self.url.rsplit(':', 1)[1]}", f"VENV={venv}"],
             cwd=repo.path,
-            env={**tool_env(), "PYTHONPATH": str(repo.path / "src"), **env},
+            env={**tool_env(warm=False), "PYTHONPATH": str(repo.path / "src"), **env},  # a process group of real processes
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

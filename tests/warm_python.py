@@ -1,0 +1,262 @@
+"""A warm interpreter for the integration tests: `python` and `dvc` processes forked from a server
+that has already imported the packages they use.
+
+The integration tests start hundreds of Python processes: every `dvc` command, and every stage
+that DVC runs. Each spends 1 to 2 s of CPU importing pandas, pyarrow, LightGBM or DVC before its
+first line, which was most of `make test`'s time on a 2-core machine. Each test process (xdist
+worker) starts one server that imports them once. A `python` shim, first on the PATH the tests
+give their commands, hands each `python <script>` or `python -m <module>` run to that server with
+its standard streams (the file descriptors themselves), working directory, environment and
+arguments. The server forks a child that runs it as the interpreter would (`runpy`), and the shim
+forwards signals to that child and exits as it did.
+
+A forked child differs from a fresh interpreter in three ways, none of which the code under test
+may rely on: the third-party modules above are already imported (never the project's own: each
+test's copy imports its own `src`), the string hash seed is its siblings', and OpenMP read its
+environment when LightGBM was loaded into the server. Tests that compare the outputs of two runs
+byte for byte, that kill process groups or that check what a stage imports use the real
+interpreter: `WARM_PYTHON=0` in the environment, or interpreter flags (`-c`, `-X ...`), which the
+shim never forwards. Nor does it when no server answers: the run then simply starts cold.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+# What the stages and DVC import (tests/test_stage_imports.py lists each stage's packages).
+# Evidently is left out: its import costs ten seconds, and few runs draw drift reports.
+PRELOAD = (
+    "numpy",
+    "pandas",
+    "pyarrow.parquet",
+    "pyarrow.compute",
+    "pydantic",
+    "yaml",
+    "pandera.pandas",
+    "scipy.stats",
+    "lightgbm",
+    "dvclive",
+    "matplotlib.figure",
+    "matplotlib.backends.backend_agg",
+    "dvc.cli",
+    "dvc.cli.parser",
+    "dvc.repo",
+    "dvc.repo.index",
+    "dvc.repo.plots",
+    "dvc.repo.reproduce",
+    "dvc.repo.experiments",
+    "dvc.scm",
+    "dvc.lock",
+    "scmrepo.git",
+    "dvc_s3",
+)
+
+SHIM = """#!{python} -IS
+# `python` for the integration tests: a script or -m module run goes to the warm server (tests/warm_python.py).
+import array, json, os, signal, socket, sys
+
+def cold():
+    os.execv({python!r}, [{python!r}, *sys.argv[1:]])
+
+args = sys.argv[1:]
+if os.environ.get("WARM_PYTHON") == "0" or not args or args[0] == "-" or (args[0].startswith("-") and (args[0] != "-m" or len(args) < 2)):
+    cold()
+server = socket.socket(socket.AF_UNIX)
+try:
+    server.connect({address!r})
+except OSError:
+    cold()
+request = json.dumps({{"argv": args, "cwd": os.getcwd(), "env": dict(os.environ), "executable": sys.argv[0]}}).encode()
+server.sendmsg([request + b"\\n"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [0, 1, 2]))])
+replies = server.makefile("r")
+child = int(replies.readline() or 0)
+if not child:
+    cold()
+for forwarded in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+    signal.signal(forwarded, lambda number, frame: os.kill(child, number))
+ended = replies.readline().split()  # "exit <code>" or "signal <number>"
+if ended[:1] == ["signal"]:
+    signal.signal(int(ended[1]), signal.SIG_DFL)
+    os.kill(os.getpid(), int(ended[1]))
+os._exit(int(ended[1]) if ended[:1] == ["exit"] else 1)
+"""
+
+
+class WarmPython:
+    """The server of one test process, and the folder whose `bin/` holds its `python` and `dvc`:
+    a stand-in for the venv (`make VENV=...`) and the first entry of the tests' PATH."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.bin = folder / "bin"
+        self.address = str(folder / "server.sock")
+        self.bin.mkdir(parents=True, exist_ok=True)
+        python = self.bin / "python"
+        python.write_text(SHIM.format(python=sys.executable, address=self.address))
+        dvc = self.bin / "dvc"
+        dvc.write_text(f'#!/bin/sh\nexec "{python}" -m dvc "$@"\n')
+        for tool in (python, dvc):
+            tool.chmod(0o755)
+        # The server reads nothing from its stdin: it ends when this process does (the pipe closes).
+        self.server = subprocess.Popen(
+            [sys.executable, "-P", __file__, self.address],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            env={name: value for name, value in os.environ.items() if name != "PYTHONPATH"},
+        )
+
+    @property
+    def python(self) -> str:
+        return str(self.bin / "python")
+
+    def close(self) -> None:
+        self.server.terminate()
+        self.server.wait(timeout=30)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.address)
+
+
+def serve(address: str) -> None:
+    """Import PRELOAD, then fork a handler per connection until stdin closes."""
+    for module in PRELOAD:
+        with contextlib.suppress(ImportError):
+            __import__(module)
+    base_path = list(sys.path)
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(address + ".new")
+    listener.listen(64)
+    os.rename(address + ".new", address)  # the shims start using the server only now
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # handlers are reaped by the kernel
+    while True:
+        readable, _, _ = select.select([listener, sys.stdin], [], [])
+        if sys.stdin in readable:
+            return
+        connection, _ = listener.accept()
+        if os.fork() == 0:
+            listener.close()
+            _handle(connection, base_path)  # never returns
+        connection.close()
+
+
+def _handle(connection: socket.socket, base_path: list[str]) -> None:
+    """In a forked handler: receive the run and its streams, fork the child that runs it, report
+    its pid and then how it ended; kill it if the shim goes away (killed, or its group was)."""
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    message, descriptors, _, _ = connection.recvmsg(1 << 20, socket.CMSG_SPACE(3 * 4))
+    while not message.endswith(b"\n"):
+        message += connection.recv(1 << 20)
+    streams = [number for level, kind, data in descriptors for number in memoryview(data).cast("i")]
+    request = json.loads(message)
+    child = os.fork()
+    if child == 0:
+        connection.close()
+        _run(request, streams, base_path)  # never returns
+    for number in streams:
+        os.close(number)
+    connection.sendall(f"{child}\n".encode())
+    ended = os.pidfd_open(child)
+    while True:
+        readable, _, _ = select.select([connection, ended], [], [])
+        if ended in readable:
+            _, status = os.waitpid(child, 0)
+            code = os.waitstatus_to_exitcode(status)
+            with contextlib.suppress(OSError):
+                connection.sendall((f"signal {-code}" if code < 0 else f"exit {code}").encode() + b"\n")
+            os._exit(0)
+        if not connection.recv(1):  # the shim is gone
+            os.kill(child, signal.SIGKILL)
+            os.waitpid(child, 0)
+            os._exit(0)
+
+
+def _run(request: dict, streams: list[int], base_path: list[str]) -> None:
+    """In the forked child: become the process `python <argv>` would have been, and run it."""
+    import atexit
+    import io
+    import runpy
+    import threading
+
+    for target, number in enumerate(streams):
+        os.dup2(number, target)
+        os.close(number)
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    for number in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(number, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # as the interpreter sets them
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    unbuffered = bool(os.environ.get("PYTHONUNBUFFERED"))
+    sys.stdin = io.TextIOWrapper(open(0, "rb", closefd=False), line_buffering=False)
+    sys.stdout = io.TextIOWrapper(
+        open(1, "wb", buffering=0 if unbuffered else -1, closefd=False),
+        line_buffering=os.isatty(1),
+        write_through=unbuffered,
+    )
+    sys.stderr = io.TextIOWrapper(
+        open(2, "wb", buffering=0 if unbuffered else -1, closefd=False), errors="backslashreplace", line_buffering=True
+    )
+    sys.executable = request["executable"]
+    if "numpy" in sys.modules:  # a fresh interpreter's global generator is seeded afresh; `random` reseeds itself at fork
+        sys.modules["numpy"].random.seed()
+    argv = request["argv"]
+    extra = [os.path.abspath(entry) for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry]
+    code = 0
+    try:
+        if argv[0] == "-m":
+            sys.argv = argv[1:]
+            sys.path[:] = [os.getcwd(), *extra, *base_path]
+            runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+        else:
+            sys.argv = argv
+            sys.path[:] = [os.path.dirname(os.path.abspath(argv[0])), *extra, *base_path]
+            runpy.run_path(argv[0], run_name="__main__")
+    except SystemExit as exit:
+        code = exit.code if isinstance(exit.code, int) else (0 if exit.code is None else 1)
+        if not isinstance(exit.code, int | None):
+            print(exit.code, file=sys.stderr)
+    except BaseException as error:
+        _print_traceback(error)
+        if isinstance(error, KeyboardInterrupt):
+            signal.signal(signal.SIGINT, signal.SIG_DFL)  # the interpreter ends by the signal, as here
+            os.kill(os.getpid(), signal.SIGINT)
+        code = 1
+    threading._shutdown()  # what the interpreter does at exit: wait for non-daemon threads, run atexit
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
+def _print_traceback(error: BaseException) -> None:
+    """The traceback the interpreter prints: from the script's frames on, without this module's or runpy's."""
+    import traceback
+
+    frames = error.__traceback__
+    while frames is not None and frames.tb_frame.f_code.co_filename in (__file__, "<frozen runpy>"):
+        frames = frames.tb_next
+    traceback.print_exception(type(error), error, frames)
+
+
+def wait_until_ready(warm: WarmPython, timeout: float = 60) -> bool:
+    """Whether the server listens (a shim run before then starts cold, so waiting is optional)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and warm.server.poll() is None:
+        if os.path.exists(warm.address):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1])
