@@ -33,7 +33,6 @@ import time
 from pathlib import Path
 
 # What the stages and DVC import (tests/test_stage_imports.py lists each stage's packages).
-# Evidently is left out: its import costs ten seconds, and few runs draw drift reports.
 PRELOAD = (
     "numpy",
     "pandas",
@@ -58,6 +57,17 @@ PRELOAD = (
     "dvc.lock",
     "scmrepo.git",
     "dvc_s3",
+    "distributed",
+    "dask.dataframe",
+    "lightgbm.dask",
+)
+# Imported by a successor server that takes over once it has them, so that the first runs need
+# not wait: Evidently's import alone takes ten seconds.
+PRELOAD_LATER = (
+    "evidently.legacy.calculations.stattests.registry",
+    "evidently.presets",
+    "evidently.legacy.renderers.html_widgets",
+    "evidently.legacy.utils.dashboard",
 )
 
 SHIM = """#!{python} -IS
@@ -119,32 +129,76 @@ class WarmPython:
         return str(self.bin / "python")
 
     def close(self) -> None:
-        self.server.terminate()
+        self.server.stdin.close()  # the server and its successor end
         self.server.wait(timeout=30)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.address)
 
 
 def serve(address: str) -> None:
-    """Import PRELOAD, then fork a handler per connection until stdin closes."""
-    for module in PRELOAD:
+    """Import PRELOAD and listen; meanwhile a forked successor imports PRELOAD_LATER and then takes
+    over the address. Fork a handler per connection until stdin closes."""
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
+    _import(PRELOAD)
+    base_path = list(sys.path)
+    listener = _listen(address)
+    taken_over, successor_listens = os.pipe()
+    if os.fork() == 0:  # the successor
+        listener.close()
+        os.close(taken_over)
+        _import(PRELOAD_LATER)
+        listener = _listen(address)
+        os.close(successor_listens)
+        _serve_connections(listener, base_path, None)
+        os._exit(0)
+    os.close(successor_listens)
+    _serve_connections(listener, base_path, taken_over)
+
+
+def _import(modules: tuple[str, ...]) -> None:
+    import gc
+
+    gc.disable()  # imports create objects, never garbage: collections would only cost time
+    for module in modules:
         with contextlib.suppress(ImportError):
             __import__(module)
-    base_path = list(sys.path)
+    gc.enable()
+
+
+def _listen(address: str) -> socket.socket:
     listener = socket.socket(socket.AF_UNIX)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(address + ".new")
     listener.bind(address + ".new")
     listener.listen(64)
-    os.rename(address + ".new", address)  # the shims start using the server only now
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # handlers are reaped by the kernel
+    os.rename(address + ".new", address)  # atomic: a shim connects to the old listener or to this one
+    return listener
+
+
+def _serve_connections(listener: socket.socket, base_path: list[str], taken_over: int | None) -> None:
+    """Until stdin closes. When `taken_over` becomes readable, the successor listens at the
+    address: the connections already queued here are still served, then this listener closes."""
     while True:
-        readable, _, _ = select.select([listener, sys.stdin], [], [])
+        readable, _, _ = select.select([listener, sys.stdin, *([] if taken_over is None else [taken_over])], [], [])
         if sys.stdin in readable:
             return
-        connection, _ = listener.accept()
-        if os.fork() == 0:
+        if taken_over in readable:
+            listener.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    _fork_handler(listener, listener.accept()[0], base_path)
             listener.close()
-            _handle(connection, base_path)  # never returns
-        connection.close()
+            select.select([sys.stdin], [], [])
+            return
+        _fork_handler(listener, listener.accept()[0], base_path)
+
+
+def _fork_handler(listener: socket.socket, connection: socket.socket, base_path: list[str]) -> None:
+    if os.fork() == 0:
+        listener.close()
+        connection.setblocking(True)
+        _handle(connection, base_path)  # never returns
+    connection.close()
 
 
 def _handle(connection: socket.socket, base_path: list[str]) -> None:
