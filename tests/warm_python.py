@@ -162,6 +162,9 @@ def _import(modules: tuple[str, ...]) -> None:
     for module in modules:
         with contextlib.suppress(ImportError):
             __import__(module)
+    # Out of the collector's sight: a forked child's collections would otherwise walk (and so
+    # copy, page by page) every object the server imported.
+    gc.freeze()
     gc.enable()
 
 
