@@ -7,7 +7,7 @@ first line, which was most of `make test`'s time on a 2-core machine. Each test 
 worker) starts one server that imports them once. A `python` shim, first on the PATH the tests
 give their commands, hands each `python <script>` or `python -m <module>` run to that server with
 its standard streams (the file descriptors themselves), working directory, environment and
-arguments. The server forks a child that runs it as the interpreter would (`runpy`), and the shim
+arguments. The server forks a child that runs it as the interpreter would, and the shim
 forwards signals to that child and exits as it did.
 
 A forked child differs from a fresh interpreter in three ways, none of which the code under test
@@ -29,7 +29,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 # What the stages and DVC import (tests/test_stage_imports.py lists each stage's packages).
@@ -128,6 +127,10 @@ class WarmPython:
     def python(self) -> str:
         return str(self.bin / "python")
 
+    def ready(self) -> bool:
+        """Whether the server listens (until then a shim's run starts cold)."""
+        return os.path.exists(self.address) and self.server.poll() is None
+
     def close(self) -> None:
         self.server.stdin.close()  # the server and its successor end
         self.server.wait(timeout=30)
@@ -147,7 +150,10 @@ def serve(address: str) -> None:
         listener.close()
         os.close(taken_over)
         _import(PRELOAD_LATER)
-        listener = _listen(address)
+        try:
+            listener = _listen(address)
+        except OSError:  # the session ended meanwhile and removed the folder
+            os._exit(0)
         os.close(successor_listens)
         _serve_connections(listener, base_path, None)
         os._exit(0)
@@ -276,7 +282,7 @@ def _run(request: dict, streams: list[int], base_path: list[str]) -> None:
         else:
             sys.argv = argv
             sys.path[:] = [os.path.dirname(os.path.abspath(argv[0])), *extra, *base_path]
-            runpy.run_path(argv[0], run_name="__main__")
+            _run_script(os.path.abspath(argv[0]))
     except SystemExit as exit:
         code = exit.code if isinstance(exit.code, int) else (0 if exit.code is None else 1)
         if not isinstance(exit.code, int | None):
@@ -295,6 +301,22 @@ def _run(request: dict, streams: list[int], base_path: list[str]) -> None:
     os._exit(code)
 
 
+def _run_script(path: str) -> None:
+    """Run a file as the interpreter runs `python <file>`: in a fresh `__main__` whose `__file__` is
+    absolute while `sys.argv[0]` stays as given (runpy would set both to the same path)."""
+    import builtins
+    import importlib.machinery
+    import types
+
+    main = types.ModuleType("__main__")
+    main.__file__, main.__cached__, main.__builtins__ = path, None, builtins
+    main.__loader__ = importlib.machinery.SourceFileLoader("__main__", path)
+    sys.modules["__main__"] = main
+    with open(path, "rb") as source:
+        code = compile(source.read(), path, "exec")
+    exec(code, main.__dict__)  # noqa: S102 - running a script file is what an interpreter is for
+
+
 def _print_traceback(error: BaseException) -> None:
     """The traceback the interpreter prints: from the script's frames on, without this module's or runpy's."""
     import traceback
@@ -303,16 +325,6 @@ def _print_traceback(error: BaseException) -> None:
     while frames is not None and frames.tb_frame.f_code.co_filename in (__file__, "<frozen runpy>"):
         frames = frames.tb_next
     traceback.print_exception(type(error), error, frames)
-
-
-def wait_until_ready(warm: WarmPython, timeout: float = 60) -> bool:
-    """Whether the server listens (a shim run before then starts cold, so waiting is optional)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and warm.server.poll() is None:
-        if os.path.exists(warm.address):
-            return True
-        time.sleep(0.05)
-    return False
 
 
 if __name__ == "__main__":
