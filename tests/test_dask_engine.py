@@ -30,13 +30,15 @@ from mlpipe.config import ComputeParams, TrainParams, ValidateParams, load_param
 from mlpipe.errors import ConfigError, DataError
 from mlpipe.features import build_schema, feature_table, featurize_parts
 from mlpipe.metrics import log_loss, roc_auc
-from mlpipe.model import lgb, model_to_text, train_model
+from mlpipe.model import lightgbm_core, model_to_text, train_model
 from mlpipe.partitioned import map_parts, part_files, staged
 from mlpipe.privacy import apply_personal_rules
 from mlpipe.scoring import model_version, score_parts, score_table
 from mlpipe.sources import ingest_parts, normalise_columns, read_source
 from mlpipe.split import split_parts, split_table
 from mlpipe.validation import REASON_COLUMN, validate_parts, validate_table
+
+lgb = lightgbm_core()
 
 # The tasks below run on the clusters' worker processes: send them by value, not by module name.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])

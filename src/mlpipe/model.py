@@ -7,11 +7,12 @@ a byte-identical model file.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -21,11 +22,16 @@ from mlpipe.errors import DataError
 from mlpipe.sampling import stratified_mask
 from mlpipe.schema import FeatureSchema
 
+if TYPE_CHECKING:
+    import lightgbm as lgb
+
 log = logging.getLogger(__name__)
 
 
-def _import_lightgbm():
-    """LightGBM's core (Dataset, train, Booster), without its scikit-learn wrappers.
+@functools.cache
+def lightgbm_core():
+    """LightGBM's core (Dataset, train, Booster), without its scikit-learn wrappers, imported on
+    first use: a stage's first log line need not wait for it.
 
     `import lightgbm` imports scikit-learn for `LGBMClassifier` and friends, which this project
     never uses: 1.4 s of a stage's start-up (scipy.stats and most of scikit-learn). Marking
@@ -46,8 +52,6 @@ def _import_lightgbm():
     lightgbm.register_logger(logging.getLogger("lightgbm"))
     return lightgbm
 
-
-lgb = _import_lightgbm()
 
 CURVE_SAMPLE_ROWS = 20_000
 
@@ -90,6 +94,7 @@ def train_model(features: pd.DataFrame, target: pd.Series, params: TrainParams) 
     The refit uses the early-stopped number of trees on the full training period, so the
     validation slice chooses the model size without costing the final model any data.
     """
+    lgb = lightgbm_core()
     settings = lightgbm_params(params)
     categorical = categorical_columns(features)
     summary: dict[str, Any] = {"train_rows": len(features)}
@@ -180,7 +185,7 @@ def model_to_text(booster: lgb.Booster) -> str:
 
 
 def model_from_text(text: str) -> lgb.Booster:
-    return lgb.Booster(model_str=text)
+    return lightgbm_core().Booster(model_str=text)
 
 
 def predict_proba(booster: lgb.Booster, features: pd.DataFrame, schema: FeatureSchema, threads: int = 0) -> np.ndarray:
