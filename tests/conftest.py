@@ -73,7 +73,6 @@ def warm_python() -> WarmPython:
 def pytest_sessionfinish(session) -> None:
     for warm in _warm:
         warm.close()
-        shutil.rmtree(warm.folder, ignore_errors=True)
 
 
 def tool_env(warm: bool = True) -> dict[str, str]:

@@ -132,10 +132,12 @@ class WarmPython:
         return os.path.exists(self.address) and self.server.poll() is None
 
     def close(self) -> None:
-        self.server.stdin.close()  # the server and its successor end
+        """End the server (and its successor) and remove the folder."""
+        import shutil
+
+        self.server.stdin.close()
         self.server.wait(timeout=30)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.address)
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def serve(address: str) -> None:
