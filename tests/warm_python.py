@@ -160,6 +160,7 @@ def serve(address: str) -> None:
             listener = _listen(address)
         except OSError:  # the session ended meanwhile and removed the folder
             os._exit(0)
+        os.write(successor_listens, b"listening")
         os.close(successor_listens)
         _serve_connections(listener, base_path, None)
         os._exit(0)
@@ -191,13 +192,17 @@ def _listen(address: str) -> socket.socket:
 
 
 def _serve_connections(listener: socket.socket, base_path: list[str], taken_over: int | None) -> None:
-    """Until stdin closes. When `taken_over` becomes readable, the successor listens at the
-    address: the connections already queued here are still served, then this listener closes."""
+    """Until stdin closes. When the successor says on `taken_over` that it listens at the address,
+    the connections already queued here are still served, then this listener closes; if it ends
+    without saying so, this server goes on."""
     while True:
         readable, _, _ = select.select([listener, sys.stdin, *([] if taken_over is None else [taken_over])], [], [])
         if sys.stdin in readable:
             return
-        if taken_over in readable:
+        if taken_over in readable and not os.read(taken_over, 16):  # the successor ended without listening
+            os.close(taken_over)
+            taken_over = None
+        elif taken_over in readable:
             listener.setblocking(False)
             with contextlib.suppress(BlockingIOError):
                 while True:
@@ -222,7 +227,10 @@ def _handle(connection: socket.socket, base_path: list[str]) -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     message, descriptors, _, _ = connection.recvmsg(1 << 20, socket.CMSG_SPACE(3 * 4))
     while not message.endswith(b"\n"):
-        message += connection.recv(1 << 20)
+        more = connection.recv(1 << 20)
+        if not more:  # the shim went away before sending its whole request
+            os._exit(0)
+        message += more
     streams = [number for level, kind, data in descriptors for number in memoryview(data).cast("i")]
     request = json.loads(message)
     child = os.fork()
