@@ -21,28 +21,27 @@ Records = list[dict[str, Any]]
 
 
 @functools.cache
-def _pyplot():
-    """matplotlib.pyplot on the file-only Agg backend, imported on first use (almost a second)."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # before pyplot is imported: no display, no GUI toolkit
-    import matplotlib.pyplot as plt
+def _figure_class() -> type[Figure]:
+    """matplotlib's Figure, imported on first use (0.4 s). Figures are made without pyplot:
+    no global registry of open figures to close, no backend to choose; `savefig` draws PNGs with
+    the Agg renderer, as it picks it for the format."""
+    from matplotlib.figure import Figure
 
     logging.getLogger("matplotlib").setLevel(logging.WARNING)  # its INFO notes on axis units are noise here
-    return plt
+    return Figure
 
 
 def save_figure(figure: Figure, target: str | Path) -> Path:
     with atomic_path(target) as temporary:
         figure.savefig(temporary, format="png", dpi=100, metadata={"Software": None})
-    _pyplot().close(figure)
     return Path(target)
 
 
 def _axes(title: str, xlabel: str, ylabel: str, size=(5, 4.5), left: float = 0.15):
     # Fixed margins rather than constrained layout: the layout solver costs the evaluate
     # stage about a second across its figures, for no visible gain on these simple plots.
-    figure, axes = _pyplot().subplots(figsize=size)
+    figure = _figure_class()(figsize=size)
+    axes = figure.subplots()
     figure.subplots_adjust(left=left, right=0.95, top=0.9, bottom=0.12)
     axes.set(title=title, xlabel=xlabel, ylabel=ylabel)
     axes.grid(alpha=0.3)

@@ -13,6 +13,7 @@ which rewrites every file each round; values are rounded like every other metric
 from __future__ import annotations
 
 import csv
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +23,8 @@ CURVES = {"training": "train_logloss", "validation": "validation_logloss"}
 
 
 def write_training_record(directory: str | Path, params: dict[str, Any], curve: list[dict[str, Any]], summary: dict[str, Any]) -> Path:
-    from dvclive import Live  # imported here: it pulls in DVC, which only this writer needs
-
     with atomic_dir(directory) as staging:
-        with Live(dir=str(staging), save_dvc_exp=False, dvcyaml=None, report=None) as live:
+        with _record_writer()(dir=str(staging), save_dvc_exp=False, dvcyaml=None, report=None) as live:
             live.log_params(rounded(params))
             for point in curve:
                 live.step = point["iteration"]
@@ -34,6 +33,26 @@ def write_training_record(directory: str | Path, params: dict[str, Any], curve: 
             live.summary.update(rounded(summary))
         (staging / "plots" / "metrics").mkdir(parents=True, exist_ok=True)  # exists even without a curve
     return Path(directory)
+
+
+@functools.cache
+def _record_writer() -> type:
+    """DVCLive's `Live` without its repository discovery, imported on first use.
+
+    On start `Live` opens the DVC repository (half a second: DVC's import and a `Repo()`) to
+    name the experiment it would save, to find a stage that overlaps its own dvc.yaml and to
+    `git add` its folder inside `dvc exp run`. This record saves no experiment and writes no
+    dvc.yaml, its folder is a staging copy, and DVC itself tracks it as a stage output, so
+    none of that applies. Should a later DVCLive rename the hook, `Live` discovers as before:
+    slower, with the same files.
+    """
+    from dvclive import Live
+
+    class RecordOnly(Live):
+        def _init_dvc(self) -> None:
+            pass
+
+    return RecordOnly
 
 
 def read_training_curve(directory: str | Path) -> list[dict[str, Any]]:
