@@ -164,7 +164,6 @@ def create_app(
     serve.watch_seconds while the app runs). On shutdown the prediction log is closed."""
     serve, threshold = params.serve, params.evaluate.threshold
     metrics = ServiceMetrics()
-    threads = batch_threads(serve.workers)
 
     def load() -> Loaded:
         files = watch() if watch is not None else None  # before reading: a change during the read is seen next time
@@ -271,7 +270,7 @@ def create_app(
         if len(records) <= INLINE_RECORDS:
             probability, labels = score_records(records, loaded.model, threshold, threads=1)
         else:
-            probability, labels = await run_in_threadpool(score_records, records, loaded.model, threshold, threads)
+            probability, labels = await run_in_threadpool(score_records, records, loaded.model, threshold)
         version = loaded.model.version
         observe_all(metrics.probability, probability)
         if prediction_log is not None:
@@ -307,14 +306,6 @@ def create_app(
 
     app.openapi = openapi
     return app
-
-
-def batch_threads(workers: int) -> int:
-    """LightGBM threads for a large request: the cores each service process may have. With one
-    process per core, one thread each: OpenMP threads of several processes on the same cores
-    contend, and spin while they wait, for CPU the other processes' requests need."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cores // workers)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
