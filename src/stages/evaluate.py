@@ -28,9 +28,9 @@ def run(
     figures_dir: Path,
 ) -> None:
     schema = FeatureSchema.read(model_schema)
-    booster = model_from_text(model.read_text(encoding="utf-8"))
     table = pd.read_parquet(features)
     log.info("read %s from %s", describe(table), features)
+    booster = model_from_text(model.read_text(encoding="utf-8"))  # imports LightGBM: after the first line
     y, proba = table[schema.target].to_numpy(), predict_proba(booster, table, schema)
     times = table[schema.time_column] if schema.time_column else None
     report = evaluation.evaluation_report(y, proba, times, params.evaluate)

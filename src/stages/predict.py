@@ -32,7 +32,7 @@ def run(
 ) -> None:
     schema = FeatureSchema.read(model_schema)
     model_text = model.read_text(encoding="utf-8")
-    booster, version = model_from_text(model_text), model_version(model_text)
+    version = model_version(model_text)
     source = params.monitor.current_source
     if params.compute.engine == "dask":
         from mlpipe.compute import dask_client
@@ -68,6 +68,7 @@ def run(
             f"every row of the current table ({source}) breaks the data contract (most: {worst_rule(checked.report)}): "
             "fix the batch or the contract in validate.*"
         )
+    booster = model_from_text(model_text)  # imports LightGBM: after the rows are read and checked
     tables = {"reference": (pd.read_parquet(reference), reference), "current": (checked.clean, source)}
     log.info("model %s; reference %s; current %s from %s", version[:12], describe(tables["reference"][0]), describe(checked.clean), source)
     scored = {}
