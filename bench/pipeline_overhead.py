@@ -636,6 +636,10 @@ def targets(report: dict) -> list[dict]:
     return rows
 
 
+def _runs(count: int) -> str:
+    return "one run" if count == 1 else f"medians of {count} runs"
+
+
 def markdown(report: dict) -> str:
     machine, sizes = report["machine"], report["sizes"]
     snapshot = report["snapshot"]
@@ -683,8 +687,8 @@ def markdown(report: dict) -> str:
             f"## Each stage on its own: {name} ({size['rows']:,} rows)",
             "",
             "Each stage's `dvc.yaml` command run alone, its inputs in place, each run right after a run of "
-            '`python -c "import pandas, pyarrow"` (the floor): when its first log line arrived, its wall time (medians '
-            f"of {len(next(iter(size['stages'].values()))['first_line_runs_s'])} runs) and its peak memory (the largest "
+            '`python -c "import pandas, pyarrow"` (the floor): when its first log line arrived and its wall time '
+            f"({_runs(len(next(iter(size['stages'].values()))['first_line_runs_s']))}), and its peak memory (the largest "
             "sums of RSS and of PSS over its processes; report workers included).",
             "",
             "| stage | first log line | floor beside it | wall | peak memory, RSS | peak memory, PSS |",
