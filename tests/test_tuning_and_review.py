@@ -1,5 +1,8 @@
 """Tuning (folds, reproducible search), the DVCLive training record, and the review report's logic."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -101,6 +104,25 @@ def test_training_record_round_trips_and_replaces_the_whole_folder(tmp_path):
     assert '"best_iteration": 5' in (folder / "metrics.json").read_text()
     assert "timestamp" not in (folder / "plots" / "metrics" / "training" / "logloss.tsv").read_text()
     assert [p.name for p in tmp_path.iterdir()] == ["train"]  # no staging folder left behind
+
+
+def test_training_record_inside_a_dvc_repository_does_not_open_it(tmp_path):
+    """DVCLive's repository discovery (DVC's import and a `Repo()`, half a second) is left out:
+    the record saves no experiment. Run in a fresh interpreter inside a git+DVC repository,
+    where DVCLive would otherwise open it, so that sys.modules shows what was imported."""
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    (tmp_path / ".dvc").mkdir()
+    (tmp_path / ".dvc" / "config").write_text("")
+    script = (
+        "import sys\n"
+        "from mlpipe.tracking import write_training_record\n"
+        "write_training_record('metrics/train', {'learning_rate': 0.1}, "
+        "[{'iteration': 1, 'train_logloss': 0.5, 'validation_logloss': 0.6}], {'n_trees': 1})\n"
+        "print(sorted(name for name in ('dvc.repo', 'scmrepo.git') if name in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
+    assert read_training_curve(tmp_path / "metrics" / "train") == [{"iteration": 1, "train_logloss": 0.5, "validation_logloss": 0.6}]
 
 
 def test_training_record_without_a_curve(tmp_path):
