@@ -345,7 +345,7 @@ def stage_runs(copy: Path, env: dict[str, str], gate: QuietGate, python: str, re
         floors, runs = [], []
         for _ in range(repeats):
             gate.wait()
-            floors.append(measure([python, "-c", "import pandas, pyarrow"], copy, env).wall_s)
+            floors.append(start_floor(python, copy, env))
             runs.append(checked(measure(["bash", "-c", command], copy, env), f"stage {name}"))
         first = [run.lines[0][0] for run in runs if run.lines]
         rows[name] = {
@@ -477,9 +477,14 @@ def bench_size(
     return result
 
 
+def start_floor(python: str, cwd: Path, env: dict[str, str]) -> float:
+    """Seconds for `python -c "import pandas, pyarrow"`: the least a stage that reads a table pays to start."""
+    return measure([python, "-c", "import pandas, pyarrow"], cwd, env).wall_s
+
+
 def python_floor(python: str, env: dict[str, str], repeats: int = 5) -> dict:
-    """`python -c "import pandas, pyarrow"`: the least a stage that reads a table pays to start."""
-    walls = [measure([python, "-c", "import pandas, pyarrow"], REPO, env).wall_s for _ in range(repeats)]
+    """The start floor at the beginning of the run (median of `repeats`)."""
+    walls = [start_floor(python, REPO, env) for _ in range(repeats)]
     return {"median_s": round(statistics.median(walls), 3), "runs_s": [round(wall, 3) for wall in walls]}
 
 
