@@ -668,12 +668,16 @@ def describe_validation_error(exc: ValidationError) -> str:
 # writes anything, whether the file changed under it (see `changes_since_read`).
 _READ: dict[Path, Any] = {}
 
+# libyaml's loader reads the same documents as yaml.SafeLoader about 8 times faster; every stage
+# reads params.yaml twice (at its start and before it writes). PyYAML's wheels ship libyaml.
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 def read_params_file(path: str | Path) -> Any:
     """The parsed YAML of a params file; one-line errors for a missing or malformed file."""
     path = Path(path)
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_SAFE_LOADER)
     except FileNotFoundError:
         raise ConfigError(f"params file '{path}' not found: run from the repository root") from None
     except yaml.YAMLError as exc:
