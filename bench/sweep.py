@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 from mlpipe.tools.dvc_cli import dvc
-from mlpipe.tools.experiments import queue_statuses, queued_names, worker_env
+from mlpipe.tools.experiments import queued_names, start_queue, wait_for
 from mlpipe.tools.workspace import snapshot_repository, stage_seconds, stages_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,12 +48,8 @@ def run_batch(jobs: int, copy: Path, env: dict[str, str]) -> dict:
     shutil.rmtree(copy / ".dvc" / "cache" / "runs", ignore_errors=True)
     names = queued_names(dvc("exp", "run", "--queue", *GRID, cwd=copy, env=env))
     started = time.perf_counter()
-    dvc("queue", "start", "-j", str(jobs), cwd=copy, env=worker_env(jobs, env))  # as `make sweep` starts them
-    while True:
-        statuses = queue_statuses(dvc("queue", "status", cwd=copy, env=env))
-        if all(statuses.get(name) not in ("Queued", "Running") for name in names):
-            break
-        time.sleep(1)
+    start_queue(jobs, cwd=copy, env=env)  # as `make sweep` starts and waits for them
+    statuses = wait_for(names, cwd=copy, env=env)
     wall = time.perf_counter() - started
     experiments = {}
     for name in names:
@@ -65,6 +61,10 @@ def run_batch(jobs: int, copy: Path, env: dict[str, str]) -> dict:
             "stage_seconds": stage_seconds(log),
         }
     print(f"-j {jobs}: {wall:.1f} s for {len(names)} experiments", flush=True)
+    # The workers linger idle for DVC's 10 s before they exit; the next batch must start its own
+    # (a lingering one would keep this batch's environment).
+    while "Worker status: 0 active, 0 idle" not in dvc("queue", "status", cwd=copy, env=env):
+        time.sleep(2)
     return {"jobs": jobs, "wall_s": wall, "experiments": experiments}
 
 

@@ -31,6 +31,10 @@ def test_queued_sweep_runs_only_train_and_downstream_in_each_experiment(repo):
         check=False,
     )
     names = re.search(r"queued 2 experiments: (.+)", run.stdout).group(1).split(", ")
+    # It shows progress while they run (`dvc queue start`'s workers once held its output pipe, so
+    # the first line came after they had all ended and exited).
+    first = re.search(r"\] (\d+) success, (\d+) failed, (\d+) running, (\d+) queued", run.stdout)
+    assert int(first.group(3)) + int(first.group(4)) > 0, run.stdout
     assert "| Experiment" in run.stdout  # dvc exp show --md
 
     # The failing experiment says why in one line from the stage, and the sweep exits 1.

@@ -181,6 +181,24 @@ def test_queue_output_parsing():
     assert experiments.queue_statuses(status) == {"slant-mako": "Success", "ample-glop": "Failed"}
 
 
+def test_queue_signature_changes_when_an_experiment_ends(tmp_path):
+    """The cheap cue `wait_for` reads every second instead of running `dvc queue status`."""
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@localhost"]
+    subprocess.run([*git, "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "base"], cwd=tmp_path, check=True)
+    before = experiments.queue_signature(tmp_path)
+    assert experiments.queue_signature(tmp_path) == before
+    # A success: DVC saves the experiment as refs/exps/<baseline>/<name>.
+    subprocess.run(["git", "update-ref", "refs/exps/ab/cdef/slant-mako", "HEAD"], cwd=tmp_path, check=True)
+    saved = experiments.queue_signature(tmp_path)
+    assert saved != before
+    # Any end, a failure too: the task queue writes its result.
+    results = tmp_path / ".dvc" / "tmp" / "exps" / "celery" / "result"
+    results.mkdir(parents=True)
+    (results / "celery-task-meta-1").write_text("{}")
+    assert experiments.queue_signature(tmp_path) != saved
+
+
 def test_failure_reason_prefers_the_stage_error():
     log = "Running stage 'train':\nerror: train: params.yaml: train.learning_rate: bad\nERROR: failed to reproduce 'train'\n"
     assert experiments.failure_reason(log) == "error: train: params.yaml: train.learning_rate: bad"

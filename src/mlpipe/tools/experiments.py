@@ -4,7 +4,7 @@
 
 Each argument becomes one `-S` of `dvc exp run --queue` (DVC expands the grid), then
 `dvc queue start -j N` runs them in background workers. This waits for exactly the
-experiments it queued, prints `dvc exp show --md` narrowed to the swept params and the
+experiments it queued (`wait_for`), showing progress, then prints `dvc exp show --md` narrowed to the swept params and the
 headline metrics, and for each failed one prints the tail of
 `dvc queue logs`, where the stage's one-line `error: <stage>: ...` says why. It warns first
 about untracked files, which queued experiments do not see.
@@ -13,11 +13,14 @@ about untracked files, which queued experiments do not see.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 from mlpipe.errors import PipelineError
 from mlpipe.tools.dvc_cli import dvc
@@ -59,6 +62,52 @@ def queue_statuses(output: str) -> dict[str, str]:
     return statuses
 
 
+def queue_signature(cwd: str | Path | None = None) -> tuple:
+    """What changes when a queued experiment ends, read in milliseconds: DVC's experiment git refs
+    (`refs/exps/<baseline>/<name>`, one per success) and the files of its task queue's result
+    store (one per ended task, failed ones too). Only a cue to ask `dvc queue status`: if another
+    DVC version keeps its queue elsewhere, the answer waits for the next regular check."""
+    refs = subprocess.run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], cwd=cwd, capture_output=True, text=True, check=True)
+    results = Path(cwd or ".") / ".dvc" / "tmp" / "exps" / "celery" / "result"
+    try:
+        ended = sorted((entry.name, entry.stat().st_mtime_ns) for entry in os.scandir(results))
+    except FileNotFoundError:
+        ended = []
+    return tuple(refs.stdout.split()), tuple(ended)
+
+
+def start_queue(jobs: int, cwd: str | Path | None = None, env: dict[str, str] | None = None) -> None:
+    """`dvc queue start -j N`, returning once its workers are started (they run in the background)."""
+    dvc("queue", "start", "-j", str(jobs), cwd=cwd, env=worker_env(jobs, env), leaves_processes=True)
+
+
+def wait_for(
+    names: list[str],
+    cwd: str | Path | None = None,
+    env: dict[str, str] | None = None,
+    on_status: Callable[[dict[str, str]], None] = lambda statuses: None,
+    poll_seconds: float = 1.0,
+    recheck_seconds: float = 15.0,
+) -> dict[str, str]:
+    """Wait until none of the experiments `names` is queued or running; their last statuses.
+
+    `dvc queue status` is a DVC process of about a CPU-second: asked every few seconds, it takes
+    a core's share from the experiments on a small machine. So it is asked when
+    `queue_signature` (read every `poll_seconds`) changes, and every `recheck_seconds` in any
+    case. `on_status` gets each status read (for progress).
+    """
+    statuses: dict[str, str] = {}
+    asked, signature = -math.inf, None
+    while True:
+        now = queue_signature(cwd)
+        if now != signature or time.monotonic() - asked >= recheck_seconds:
+            statuses, asked, signature = queue_statuses(dvc("queue", "status", cwd=cwd, env=env)), time.monotonic(), now
+            on_status(statuses)
+            if not any(statuses.get(name) in ACTIVE for name in names):
+                return statuses
+        time.sleep(poll_seconds)
+
+
 def failure_reason(log: str) -> str:
     """The stage's own one-line error when there is one, else the log's last line."""
     lines = [line.strip() for line in log.splitlines() if line.strip()]
@@ -87,7 +136,7 @@ def comparison_command(overrides: list[str]) -> list[str]:
     ]
 
 
-def sweep(overrides: list[str], jobs: int, poll_seconds: float = 3.0) -> int:
+def sweep(overrides: list[str], jobs: int) -> int:
     untracked = untracked_files()
     if untracked:
         print(
@@ -97,17 +146,17 @@ def sweep(overrides: list[str], jobs: int, poll_seconds: float = 3.0) -> int:
         )
     names = queued_names(dvc("exp", "run", "--queue", *(arg for override in overrides for arg in ("-S", override))))
     print(f"queued {len(names)} experiments: {', '.join(names)}")
-    dvc("queue", "start", "-j", str(jobs), env=worker_env(jobs))
+    start_queue(jobs)
     started, reported = time.monotonic(), ""
-    while True:
-        statuses = queue_statuses(dvc("queue", "status"))
+
+    def show_progress(statuses: dict[str, str]) -> None:
+        nonlocal reported
         progress = ", ".join(f"{sum(statuses.get(n) == s for n in names)} {s.lower()}" for s in ("Success", "Failed", "Running", "Queued"))
         if progress != reported:
             print(f"[{time.monotonic() - started:5.0f}s] {progress}", flush=True)
             reported = progress
-        if not any(statuses.get(name) in ACTIVE for name in names):
-            break
-        time.sleep(poll_seconds)
+
+    statuses = wait_for(names, on_status=show_progress)
     print(dvc(*comparison_command(overrides)))
     failed = [name for name in names if statuses.get(name) != "Success"]
     for name in failed:
