@@ -21,6 +21,7 @@ Writes bench/results/sweep.{json,md}.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -70,6 +71,7 @@ def run_batch(jobs: int, copy: Path, env: dict[str, str]) -> dict:
 
 
 def main() -> None:
+    started_utc = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     work = Path(tempfile.mkdtemp(prefix="mlpipe-sweep-"))
     copy = work / "repo"
     copy.mkdir()
@@ -119,6 +121,7 @@ def main() -> None:
         if stage in UPSTREAM
     )
     result = {
+        "started_utc": started_utc,
         "machine": {"cpus": os.cpu_count()},
         "snapshot": snapshot,
         "grid": " ".join(GRID),
@@ -141,6 +144,8 @@ def main() -> None:
     downstream = [stage for stage in baseline["stage_seconds"] if stage not in UPSTREAM]
     lines = [
         "# Sweep: four queued experiments, one at a time vs two at a time",
+        "",
+        f"Started {started_utc} on a snapshot of commit {snapshot['head'][:10]} with {len(snapshot['uncommitted_changes'])} uncommitted change(s).",
         "",
         f"Grid `{result['grid']}` on the default dataset; {os.cpu_count()} CPUs; run-cache emptied before each batch.",
         "",
