@@ -712,7 +712,7 @@ def markdown(report: dict) -> str:
         "",
         "## Figures",
         "",
-        "| size | rows | full `dvc repro -f` | bare script | ratio | DVC overhead | no-op repro "
+        "| size | rows | training path `dvc repro -f evaluate` | bare script | ratio | DVC overhead | no-op repro "
         "| peak RSS single / tree (pipeline) | peak RSS (bare) | other CPU load (pipeline / bare) "
         "| ROC-AUC pipeline / bare | trees pipeline / bare |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -748,7 +748,7 @@ def markdown(report: dict) -> str:
         total = size["full_repro"]["wall_s"]
         out += [
             "",
-            f"## Where the time goes: {name} ({size['rows']:,} rows, full repro {total:.1f} s)",
+            f"## Where the time goes: {name} ({size['rows']:,} rows, training path {total:.1f} s)",
             "",
             "| stage | in-stage (`done in`) | process (Running → done) | start-up + imports | DVC after the stage |",
             "|---|---:|---:|---:|---:|",
@@ -771,7 +771,7 @@ def markdown(report: dict) -> str:
             "All runs (wall s @ other cores): "
             + "; ".join(
                 f"{label} " + ", ".join(f"{run['wall_s']:.2f} @ {run['other_cpu_cores']:.2f}" for run in size[key]["runs"])
-                for label, key in (("full", "full_repro"), ("bare", "bare"), ("no-op", "noop_repro"))
+                for label, key in (("training path", "full_repro"), ("bare", "bare"), ("no-op", "noop_repro"))
             ),
         ]
     if report["snapshot"]["git_tracked_dvc_outputs_left_out"]:
