@@ -273,6 +273,7 @@ def _run(request: dict, streams: list[int], base_path: list[str]) -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)  # as the interpreter sets them
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     unbuffered = bool(os.environ.get("PYTHONUNBUFFERED"))
+    sys.dont_write_bytecode = bool(os.environ.get("PYTHONDONTWRITEBYTECODE"))  # read at start-up, like the above
     sys.stdin = io.TextIOWrapper(open(0, "rb", closefd=False), line_buffering=False)
     sys.stdout = io.TextIOWrapper(
         open(1, "wb", buffering=0 if unbuffered else -1, closefd=False),
