@@ -4,8 +4,8 @@
 
 Each argument becomes one `-S` of `dvc exp run --queue` (DVC expands the grid), then
 `dvc queue start -j N` runs them in background workers. This waits for exactly the
-experiments it queued (`wait_for`), showing progress, then prints `dvc exp show --md` narrowed to the swept params and the
-headline metrics, and for each failed one prints the tail of
+experiments it queued (`wait_for`), showing progress, then prints `dvc exp show --md` narrowed
+to the swept params and the headline metrics, and for each failed one prints the tail of
 `dvc queue logs`, where the stage's one-line `error: <stage>: ...` says why. It warns first
 about untracked files, which queued experiments do not see.
 """
