@@ -21,3 +21,17 @@ def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (libraries' messages can run to pages)."""
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+class ArtifactError(PipelineError):
+    """A file the pipeline itself wrote earlier (metrics, drift.json, schema.json, the model, the
+    prediction log) is corrupt or truncated: rebuild it, never read it as a verdict."""
+
+
+# Exit statuses of the `mlpipe` commands, one place for code and docs. Stages exit 0, 1 (a user
+# error, any PipelineError) or EXIT_CORRUPT; DVC only cares that it is non-zero.
+EXIT_OK = 0
+EXIT_FINDING = 1  # the gate's answer: retraining recommended, a guarded regression, a failed experiment
+EXIT_USAGE = 2  # a user error: a bad argument, a missing file, params or data the command cannot use
+EXIT_CORRUPT = 3  # a file the pipeline wrote is corrupt or truncated (ArtifactError): rebuild it
+EXIT_INTERRUPTED = 130
