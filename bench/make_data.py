@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         params = load_params(args.params)
         source = params.data.source if "://" in params.data.source else str(args.params.parent / params.data.source)
-        real = read_source(source, params.data.format, params.data.pattern)
+        real = read_source(source, params.data.format, params.data.pattern, params.data.csv)
     except PipelineError as exc:
         print(f"error: make_data: {exc}", file=sys.stderr)
         return 1

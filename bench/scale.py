@@ -69,7 +69,7 @@ def set_params(params_file: Path, section: str, values: dict[str, object]) -> No
 def make_sizes(copy: Path, sizes: list[int], rows_per_part: int) -> dict[int, str]:
     """Each size's folder of parts inside the snapshot, from bench/make_data.py's recipe."""
     params = load_params(copy / "params.yaml")
-    real = read_source(copy / params.data.source, params.data.format, params.data.pattern)
+    real = read_source(copy / params.data.source, params.data.format, params.data.pattern, params.data.csv)
     folders = {}
     for rows in sorted(set(sizes)):
         name = next((label for label, count in SIZES.items() if count == rows), str(rows))

@@ -55,6 +55,43 @@ class Section(BaseModel):
         return raw
 
 
+CSV_SEPARATOR_WORDS = {"tab": "\t", "whitespace": None}  # None: any run of spaces and tabs
+
+
+class CsvParams(Section):
+    """How a CSV source is read (ingest, make init, and the batches predict scores); Parquet ignores it."""
+
+    sep: str = Field(
+        ",",
+        description="the separator: one character such as ',' ';' '|', or the word tab, or whitespace (any run of spaces and tabs, as in space-aligned text files)",
+    )
+    header: bool = Field(True, description="true: the first line names the columns; false: every line is data")
+    names: list[str] | None = Field(
+        None,
+        description="the column names, in file order: they replace the header line's names (or name a file without one); null: the header's names, or column_1, column_2, ... without a header",
+    )
+
+    @model_validator(mode="after")
+    def _readable(self) -> CsvParams:
+        if self.sep not in CSV_SEPARATOR_WORDS and (len(self.sep) != 1 or self.sep in '"\r\n'):
+            raise ValueError(
+                f"{FIELD_MARK}sep: {self.sep!r} is not a separator: give one character such as ',' or ';', or tab, or whitespace"
+            )
+        if self.names is not None:
+            repeated = sorted({name for name in self.names if self.names.count(name) > 1})
+            if repeated:
+                raise ValueError(f"{FIELD_MARK}names: {repeated} named twice: a column name is given once")
+            if not self.names or any(not name.strip() for name in self.names):
+                raise ValueError(f"{FIELD_MARK}names: give one non-empty name per column, or null to read the names from the header")
+        return self
+
+    @property
+    def pandas_sep(self) -> str:
+        """What pandas.read_csv gets: the character itself, never the user's text as a regular
+        expression (pandas reads a longer sep as one); whitespace is this module's own pattern."""
+        return CSV_SEPARATOR_WORDS.get(self.sep, self.sep) or r"\s+"
+
+
 class DataParams(Section):
     """The table and the role of its columns. `make init` writes this section for your table."""
 
@@ -65,6 +102,7 @@ class DataParams(Section):
     format: Literal["csv", "parquet"] | None = Field(
         None, description="csv or parquet; null infers it from the file suffix (.csv, .csv.gz, .parquet, .pq)"
     )
+    csv: CsvParams = Field(CsvParams(), description="how CSV files are read: {sep, header, names} (below)")
     pattern: str | None = Field(
         None,
         description="for a folder source: a glob of the partition files to read, such as 'part-*.parquet'; null reads every CSV/Parquet file. Partitions are read in name order and must have the same columns; the glob may not leave the folder",
@@ -127,6 +165,45 @@ class DataParams(Section):
             "data.categorical_columns": self.categorical_columns or [],
         }
         return {key: columns for key, columns in named.items() if columns}
+
+
+class InitParams(Section):
+    """The leakage guard of `make init` (no stage reads this section). Every candidate feature is scored
+    alone against the target on the training rows: its values (rank ROC-AUC; for text, an out-of-fold
+    target-rate encoding), whether it is empty, and whether a value settles the target. A column the
+    rule below flags goes to data.drop_columns with the reason beside it, and init prints a warning."""
+
+    max_feature_auc: float = Field(
+        0.99,
+        gt=0.5,
+        le=1,
+        description="drop any column that alone predicts the target with a ROC-AUC above this (1 turns it off): an honest single column of a real outcome rarely ranks 99% of pairs right (the best of scikit-learn's breast-cancer table: 0.975)",
+    )
+    suspect_feature_auc: float = Field(
+        0.9,
+        gt=0.5,
+        le=1,
+        description="also drop a column scoring above this when it stands at least min_auc_gap above every column that stays: a leak stands alone, honest strong columns come in groups",
+    )
+    min_auc_gap: float = Field(
+        0.1,
+        ge=0,
+        le=0.5,
+        description="the gap for suspect_feature_auc (0 drops every column above suspect_feature_auc)",
+    )
+    min_settled_share: float = Field(
+        0.05,
+        gt=0,
+        le=1,
+        description="drop a column one of whose values (or its being empty) comes with a single target class in every training row holding it, when those rows are at least this share and an unrelated column would show 10 or more of the other class there (1 turns it off)",
+    )
+    keep_columns: list[str] = Field([], description="columns the guard never drops: known at prediction time, however well they predict")
+
+    @model_validator(mode="after")
+    def _suspect_below_the_limit(self) -> InitParams:
+        if self.suspect_feature_auc > self.max_feature_auc:
+            raise ValueError(f"{FIELD_MARK}suspect_feature_auc: must not exceed init.max_feature_auc={self.max_feature_auc:g}")
+        return self
 
 
 class SqlSnapshot(Section):
@@ -294,6 +371,15 @@ class TrainParams(Section):
         ge=1,
         description="fixed on purpose: LightGBM is deterministic for a given thread count, so results are byte-identical run to run",
     )
+    leak_warning_gain_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="warn (stage log and metrics/train/metrics.json) when one feature carries at least this share of the gain while the validation ROC-AUC is at least leak_warning_validation_auc: a leak looks like that (a post-outcome flag: 95% at 0.992), honest data rarely (people's outcomes: 55% at 0.76; breast cancer: 31% at 0.97)",
+    )
+    leak_warning_validation_auc: float = Field(
+        0.97, gt=0.5, le=1, description="the near-perfect validation ROC-AUC of that warning (1 turns the warning off)"
+    )
 
     @model_validator(mode="after")
     def _early_stopping_needs_validation(self) -> TrainParams:
@@ -412,7 +498,17 @@ class DriftParams(Section):
         description="windows that get an HTML report: null for every window, [] for none (the stage then skips importing Evidently, most of its time)",
     )
     report_sample_size: int = Field(10_000, ge=100, description="rows per side drawn (seeded) for the HTML report; verdicts use every row")
-    seed: int = Field(42, description="seeds the report samples")
+    seed: int = Field(42, description="seeds the report samples and the re-splits of null_draws")
+    null_draws: int = Field(
+        99,
+        ge=0,
+        le=10_000,
+        description="a distance (wasserstein, jensenshannon, psi, ...) at or above its threshold is drift only when it also beats the same distance on this many random re-splits of the pooled rows (a permutation test at level 1/(draws+1)): small samples and many distinct values inflate distances; 0: no check",
+    )
+    p_value_correction: Literal["benjamini-hochberg", "none"] = Field(
+        "benjamini-hochberg",
+        description="p-value tests (chisquare, ks, z, ...) over a window's columns are corrected for testing many at once, so stable columns do not drift 5% of the time; none: each column at its threshold, as Evidently does",
+    )
     max_auc_drop: float = Field(
         0.02, ge=0, le=1, description="recommend retraining when a labelled window's ROC-AUC falls more than this below the test ROC-AUC"
     )
@@ -548,6 +644,7 @@ with warnings.catch_warnings():
         model_config = ConfigDict(extra="allow", frozen=True)
 
         data: DataParams
+        init: InitParams = InitParams()
         sql_snapshots: dict[str, SqlSnapshot] = Field(
             {},
             description="name: {url, query | table, order_by, password_env}; one snapshot@name stage per entry writes data/snapshots/<name>.parquet on every dvc repro",

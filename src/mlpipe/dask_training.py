@@ -23,7 +23,17 @@ import pandas as pd
 
 from mlpipe.config import TrainParams
 from mlpipe.errors import DataError, first_line
-from mlpipe.model import CURVE_SAMPLE_ROWS, TrainedModel, categorical_columns, lightgbm_params, log, model_from_text, validation_split
+from mlpipe.model import (
+    CURVE_SAMPLE_ROWS,
+    TrainedModel,
+    categorical_columns,
+    dominant_feature,
+    lightgbm_params,
+    log,
+    model_from_text,
+    validation_roc_auc,
+    validation_split,
+)
 from mlpipe.sampling import stratified_mask
 
 
@@ -113,7 +123,12 @@ def train_model_on_cluster(features: pd.DataFrame, target: pd.Series, params: Tr
             {"iteration": i + 1, "train_logloss": train_loss, "validation_logloss": valid_loss}
             for i, (train_loss, valid_loss) in enumerate(zip(training, validation[:shown], strict=True))
         ]
-        summary.update(validation_rows=int(is_valid.sum()), best_iteration=rounds, validation_logloss=validation[rounds - 1])
+        summary.update(
+            validation_rows=int(is_valid.sum()),
+            best_iteration=rounds,
+            validation_logloss=validation[rounds - 1],
+            validation_roc_auc=validation_roc_auc(booster, features[is_valid], target[is_valid], rounds),
+        )
         log.info(
             "early stopping rule chose %d trees (validation logloss %.5f) on %d workers in %.1fs",
             rounds,
@@ -134,6 +149,7 @@ def train_model_on_cluster(features: pd.DataFrame, target: pd.Series, params: Tr
     elif rounds < booster.current_iteration():  # no refit: keep the trees early stopping would have kept
         booster = model_from_text(booster.model_to_string(num_iteration=rounds))
     summary["n_trees"] = rounds
+    summary.update(dominant_feature(booster, summary.get("validation_roc_auc"), params))
     return TrainedModel(booster=booster, curve=curve, summary=summary)
 
 

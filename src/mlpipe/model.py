@@ -134,6 +134,7 @@ def train_model(features: pd.DataFrame, target: pd.Series, params: TrainParams) 
             validation_rows=int(is_valid.sum()),
             best_iteration=rounds,
             validation_logloss=history["validation"]["binary_logloss"][rounds - 1],
+            validation_roc_auc=validation_roc_auc(booster, features[is_valid], target[is_valid], rounds),
         )
         log.info(
             "early stopping chose %d trees (validation logloss %.5f) in %.1fs",
@@ -147,7 +148,41 @@ def train_model(features: pd.DataFrame, target: pd.Series, params: TrainParams) 
         booster = lgb.train(settings, full_set, num_boost_round=rounds)
         log.info("fitted %d trees on all %d training rows in %.1fs", rounds, len(features), time.perf_counter() - started)
     summary["n_trees"] = rounds
+    summary.update(dominant_feature(booster, summary.get("validation_roc_auc"), params))
     return TrainedModel(booster=booster, curve=curve, summary=summary)
+
+
+def validation_roc_auc(booster: lgb.Booster, features: pd.DataFrame, target: pd.Series, rounds: int) -> float | None:
+    """The early-stopped model's ROC-AUC on the validation slice (None with one class there)."""
+    from mlpipe.metrics import roc_auc
+
+    if target.nunique() < 2:
+        return None
+    return roc_auc(target.to_numpy().astype(int), booster.predict(features, num_iteration=rounds))
+
+
+def dominant_feature(booster: lgb.Booster, validation_auc: float | None, params: TrainParams) -> dict[str, Any]:
+    """The feature that carries most of the final model's gain, its share, and `leak_warning` (1 or 0,
+    a number so that `dvc metrics diff` shows it change): 1 when that share and the validation
+    ROC-AUC both reach train.leak_warning_*, which is how a column recorded after the outcome looks."""
+    top = feature_importance(booster).iloc[0]
+    share = float(top["gain_share"])
+    suspect = (
+        validation_auc is not None and share >= params.leak_warning_gain_share and validation_auc >= params.leak_warning_validation_auc
+    )
+    return {"top_feature": str(top["feature"]), "top_feature_gain_share": share, "leak_warning": int(suspect)}
+
+
+def leak_warning(summary: dict[str, Any], params: TrainParams) -> str | None:
+    """The stage log's line for a suspected leak (None when there is none)."""
+    if not summary.get("leak_warning"):
+        return None
+    return (
+        f"warning: one feature, '{summary['top_feature']}', carries {summary['top_feature_gain_share']:.0%} of the gain and the "
+        f"validation ROC-AUC is {summary['validation_roc_auc']:.3f} (train.leak_warning_gain_share="
+        f"{params.leak_warning_gain_share:g}, train.leak_warning_validation_auc={params.leak_warning_validation_auc:g}): "
+        f"a column recorded after the outcome? if it is not known at prediction time, add it to data.drop_columns"
+    )
 
 
 def validation_split(target: pd.Series, params: TrainParams) -> np.ndarray:

@@ -95,7 +95,7 @@ def score_parts(
             validation,
             [str(file) for file in files],
             batches,
-            read=read_table,
+            read=functools.partial(read_table, csv_options=data.csv),
             what="predict: current",
         )
         report = merged_report(reports)

@@ -21,7 +21,7 @@ import pandas as pd
 from mlpipe.errors import DataError, first_line
 
 if TYPE_CHECKING:
-    from mlpipe.config import DataParams
+    from mlpipe.config import CsvParams, DataParams
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 BATCH_COLUMN = "batch"
@@ -42,21 +42,27 @@ def is_url(source: str | Path) -> bool:
     return "://" in str(source)
 
 
-def read_table(source: str | Path, fmt: str | None = None) -> pd.DataFrame:
-    """Read a local CSV or Parquet file into a DataFrame; every failure is a one-line DataError."""
+def read_table(source: str | Path, fmt: str | None = None, csv_options: CsvParams | None = None) -> pd.DataFrame:
+    """Read a local CSV (as `csv_options`, data.csv, say: None reads a comma-separated file with a
+    header) or Parquet file into a DataFrame; every failure is a one-line DataError."""
     path = Path(source)
     fmt = infer_format(path, fmt)
     if not path.exists():
         raise DataError(f"data source '{path}' does not exist; check data.source in params.yaml")
     if path.is_dir():
         raise DataError(f"'{path}' is a directory, not a {fmt} file")
-    return _parse(path, fmt, str(path))
+    return _parse(path, fmt, str(path), csv_options)
 
 
-def _parse(readable: Path | io.BytesIO, fmt: str, name: str) -> pd.DataFrame:
+def _parse(readable: Path | io.BytesIO, fmt: str, name: str, csv_options: CsvParams | None = None) -> pd.DataFrame:
+    if fmt == "csv":
+        from mlpipe.config import CsvParams
+
+        csv_options = csv_options or CsvParams()
     try:
         if fmt == "csv":
-            table = pd.read_csv(readable, low_memory=False, encoding="utf-8")
+            header = 0 if csv_options.header else None
+            table = pd.read_csv(readable, sep=csv_options.pandas_sep, header=header, low_memory=False, encoding="utf-8")
         else:
             table = pd.read_parquet(readable)
     except UnicodeDecodeError:
@@ -70,18 +76,36 @@ def _parse(readable: Path | io.BytesIO, fmt: str, name: str) -> pd.DataFrame:
     if table.empty:
         raise DataError(f"'{name}' has no rows: the pipeline needs data to train on")
     if fmt == "csv":
-        _check_header_unique(readable, name)
+        if csv_options.header and csv_options.names is None:
+            _check_header_unique(readable, name, csv_options.pandas_sep)
         if name.lower().endswith(".csv"):
-            _check_last_line_complete(readable, table.shape[1], name)
+            _check_last_line_complete(readable, table.shape[1], name, csv_options.pandas_sep)
+        table = _named(table, csv_options, name)
     return table
 
 
-def _check_header_unique(readable: Path | io.BytesIO, name: str) -> None:
+def _named(table: pd.DataFrame, options: CsvParams, name: str) -> pd.DataFrame:
+    """The columns named by data.csv.names, or column_1, column_2, ... for a file without a header.
+    The count is checked here: given fewer names than fields, pandas would take the first fields
+    for the row index, silently."""
+    if options.names is not None:
+        if len(options.names) != table.shape[1]:
+            raise DataError(
+                f"'{name}' has {table.shape[1]} columns but data.csv.names gives {len(options.names)} names: "
+                "give one name per column, in file order (or check data.csv.sep)"
+            )
+        return table.set_axis(options.names, axis=1)
+    if not options.header:
+        return table.set_axis([f"column_{number}" for number in range(1, table.shape[1] + 1)], axis=1)
+    return table
+
+
+def _check_header_unique(readable: Path | io.BytesIO, name: str, sep: str) -> None:
     """pandas renames a repeated CSV header (`DIS`, `DIS.1`), so the model would silently train on
     whichever copy kept the plain name. Read the header as it is written and refuse repeats."""
     if isinstance(readable, io.BytesIO):
         readable.seek(0)
-    header = pd.read_csv(readable, header=None, nrows=1, dtype=str, keep_default_na=False, encoding="utf-8").iloc[0].tolist()
+    header = pd.read_csv(readable, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False, encoding="utf-8").iloc[0].tolist()
     repeated = sorted({column for column in header if header.count(column) > 1})
     if repeated:
         raise DataError(f"'{name}' has repeated column names in its header: {repeated}; rename or remove the copies")
@@ -98,7 +122,7 @@ def _first_non_utf8(readable: Path | io.BytesIO) -> str:
     return "a byte sequence pandas could not decode"
 
 
-def _check_last_line_complete(readable: Path | io.BytesIO, n_columns: int, name: str) -> None:
+def _check_last_line_complete(readable: Path | io.BytesIO, n_columns: int, name: str, sep: str) -> None:
     """A CSV cut off mid-line (a partial copy or download) parses without complaint: pandas fills
     the missing fields of the last row with nulls. Catch it: a last line without its newline and
     with fewer fields than the header."""
@@ -111,7 +135,7 @@ def _check_last_line_complete(readable: Path | io.BytesIO, n_columns: int, name:
     if not tail or tail.endswith(b"\n"):
         return
     last_line = tail.rsplit(b"\n", 1)[-1].decode("utf-8", errors="replace")
-    fields = next(csv.reader([last_line]), [])
+    fields = last_line.split() if sep == r"\s+" else next(csv.reader([last_line], delimiter=sep), [])
     if len(fields) < n_columns:
         raise DataError(
             f"'{name}' looks truncated: its last line has {len(fields)} of {n_columns} fields and no line end "
@@ -146,17 +170,19 @@ def _no_partitions(folder: str | Path, pattern: str | None) -> str:
     return f"folder '{folder}' holds no .csv or .parquet batch files{matching}"
 
 
-def read_source(source: str | Path, fmt: str | None = None, pattern: str | None = None) -> pd.DataFrame:
+def read_source(
+    source: str | Path, fmt: str | None = None, pattern: str | None = None, csv_options: CsvParams | None = None
+) -> pd.DataFrame:
     """Read one file, or a folder of partition files (all CSV/Parquet files, or those matching
-    `pattern`) concatenated in name order; local, or at an http(s):// or s3:// URL.
-    Partitions must agree on their columns."""
+    `pattern`) concatenated in name order; local, or at an http(s):// or s3:// URL. CSV files are
+    read as `csv_options` says (data.csv). Partitions must agree on their columns."""
     if is_url(source):
-        named = read_remote(str(source), fmt, pattern)
+        named = read_remote(str(source), fmt, pattern, csv_options)
     else:
         path = Path(source)
         if not path.is_dir():
-            return read_table(path, fmt)
-        named = [(str(file), read_table(file, fmt)) for file in partition_files(path, pattern)]
+            return read_table(path, fmt, csv_options)
+        named = [(str(file), read_table(file, fmt, csv_options)) for file in partition_files(path, pattern)]
     return _concat_partitions(named)
 
 
@@ -175,7 +201,9 @@ def check_same_columns(names: list[str], columns: list[list[str]]) -> None:
             raise DataError(f"partition '{name}' does not match '{names[0].rsplit('/', 1)[-1]}': missing columns {missing}, extra {extra}")
 
 
-def read_remote(url: str, fmt: str | None = None, pattern: str | None = None) -> list[tuple[str, pd.DataFrame]]:
+def read_remote(
+    url: str, fmt: str | None = None, pattern: str | None = None, csv_options: CsvParams | None = None
+) -> list[tuple[str, pd.DataFrame]]:
     """Read the file at `url`, or every partition file under it, through fsspec: `(url, table)` pairs.
 
     Credentials and endpoints come from the environment the way each filesystem reads them
@@ -208,7 +236,7 @@ def read_remote(url: str, fmt: str | None = None, pattern: str | None = None) ->
             # Whole-object reads: plain HTTP servers need not support the range requests that
             # seeking inside a Parquet file would make.
             content = io.BytesIO(filesystem.cat_file(location))
-            named.append((name, _parse(content, infer_format(PurePosixPath(location), fmt), name)))
+            named.append((name, _parse(content, infer_format(PurePosixPath(location), fmt), name, csv_options)))
     return named
 
 
@@ -236,19 +264,21 @@ def _remote_errors(url: str) -> Iterator[None]:
         raise DataError(f"cannot read '{url}': {first_line(exc)}") from None
 
 
-def read_batches(source: str | Path, fmt: str | None = None) -> pd.DataFrame:
+def read_batches(source: str | Path, fmt: str | None = None, csv_options: CsvParams | None = None) -> pd.DataFrame:
     """Read one file, or every CSV/Parquet file in a folder and its subfolders (such as the
-    service's date-partitioned prediction log), sorted by path, as one table.
+    service's date-partitioned prediction log), sorted by path, as one table; CSV files as
+    `csv_options` says (data.csv: new batches come as the training source came).
 
     Rows from a folder carry a `batch` column naming their file (its path inside the folder),
     so a drift or a bad row can be traced to the batch that brought it.
     """
     path = Path(source)
     if not path.is_dir():
-        return read_table(path, fmt)
+        return read_table(path, fmt, csv_options)
     files = partition_files(path, "**/*")
     return pd.concat(
-        [read_table(file, fmt).assign(**{BATCH_COLUMN: file.relative_to(path).as_posix()}) for file in files], ignore_index=True
+        [read_table(file, fmt, csv_options).assign(**{BATCH_COLUMN: file.relative_to(path).as_posix()}) for file in files],
+        ignore_index=True,
     )
 
 
@@ -288,7 +318,7 @@ def ingest_parts(source: str, fmt: str | None, pattern: str | None, data: DataPa
     files = partition_files(path, pattern) if path.is_dir() else [path]
     names = [str(file) for file in files]
 
-    read = functools.partial(read_table, fmt=fmt)
+    read = functools.partial(read_table, fmt=fmt, csv_options=data.csv)
     with staged(out) as (folder,):
         found = map_parts(
             _ingest_part,

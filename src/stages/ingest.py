@@ -21,7 +21,7 @@ def run(params: Params, log: Logger, *, out: Path) -> None:
             found = ingest_parts(data.source, data.format, data.pattern, data, params.compute.partition_rows, out)
         log.info("read %d file(s) from %s: %s rows x %d columns", found["files"], data.source, f"{found['rows']:,}", len(found["columns"]))
         return log_written(log, out)
-    table = normalise_columns(read_source(data.source, data.format, data.pattern), origin=data.source)
+    table = normalise_columns(read_source(data.source, data.format, data.pattern, data.csv), origin=data.source)
     log.info("read %s from %s", describe(table), data.source)
     table = apply_personal_rules(table, data, origin=data.source)
     log_written(log, write_parquet(table, out))

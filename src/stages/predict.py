@@ -58,7 +58,9 @@ def run(
             log.info("current: %d of %d rows quarantined (most: %s)", report["rows_quarantined"], report["rows_in"], worst_rule(report))
         return log_written(log, out_reference, out_current, quarantine, write_json(report, quality))
     # New rows enter here: the same personal-data rules and row rules as at ingest and validate.
-    current = apply_personal_rules(normalise_columns(read_batches(source), origin=source), params.data, origin=source)
+    current = apply_personal_rules(
+        normalise_columns(read_batches(source, csv_options=params.data.csv), origin=source), params.data, origin=source
+    )
     log.info("read %s from %s", describe(current), source)
     checked = validate_rows(current, params.data, params.validate)
     if len(checked.quarantine):

@@ -30,7 +30,7 @@ def run(
     if on_cluster:
         from mlpipe.compute import dask_client
         from mlpipe.dask_training import train_model_on_cluster
-    from mlpipe.model import lightgbm_params, model_to_text, train_model
+    from mlpipe.model import leak_warning, lightgbm_params, model_to_text, train_model
 
     learned = FeatureSchema.read(schema)
     table = pd.read_parquet(features)
@@ -68,6 +68,9 @@ def run(
             trained = train_model_on_cluster(inputs, target, train_params, client)
     else:
         trained = train_model(inputs, target, train_params)
+    warning = leak_warning(trained.summary, train_params)
+    if warning:
+        log.warning(warning)
     log_written(
         log,
         write_text(model_to_text(trained.booster), model),

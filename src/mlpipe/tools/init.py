@@ -1,6 +1,7 @@
 """Point the pipeline at your own table: what `make init DATA=... TARGET=...` runs.
 
     python -m mlpipe.tools.init --data data/my_table.csv --target churned [--positive yes] [--time month] [--force]
+                                [--sep ';' | --sep whitespace] [--no-header] [--names a,b,c]
 
 Profiles the table (`mlpipe.profiling`), prints one line per decision, and rewrites only the
 data-specific parts of params.yaml (data, validate.rows/columns, split cut-offs, drift windows
@@ -19,11 +20,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mlpipe.config import parse_params
-from mlpipe.errors import ConfigError, DataError, PipelineError
+from pydantic import ValidationError
+
+from mlpipe.config import CsvParams, ValidateParams, describe_validation_error, parse_params
+from mlpipe.errors import ConfigError, DataError, PipelineError, exit_status
 from mlpipe.io import write_text
 from mlpipe.profiling import Profile, profile_table
-from mlpipe.sources import is_url, normalise_columns, read_source
+from mlpipe.sources import infer_format, is_url, normalise_columns, read_source
 from mlpipe.tools.dvc_cli import dvc
 
 
@@ -34,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--positive", help="the target value counted as positive (asked when it cannot be told)")
     parser.add_argument("--time", help="the column that orders rows in time (inferred when unambiguous)")
     parser.add_argument("--format", choices=["csv", "parquet"], help="when the file name does not tell")
+    parser.add_argument("--sep", help="CSV separator: one character such as ';' or '|', or tab, or whitespace (data.csv.sep)")
+    parser.add_argument("--no-header", action="store_true", help="the CSV file has no header line: every line is data")
+    parser.add_argument("--names", help="the CSV columns' names in file order, comma-separated: id,age,outcome")
     parser.add_argument("--force", action="store_true", help="overwrite uncommitted edits to params.yaml")
     parser.add_argument("--params", default="params.yaml", type=Path)
     args = parser.parse_args(argv)
@@ -44,14 +50,28 @@ def main(argv: list[str] | None = None) -> int:
             positive=args.positive,
             time_column=args.time,
             fmt=args.format,
+            csv_options=csv_options(args.sep, not args.no_header, args.names),
             params_path=args.params,
             force=args.force,
             ask=_ask if sys.stdin.isatty() else None,
         )
     except PipelineError as exc:
         print(f"error: init: {exc}", file=sys.stderr)
-        return 1
+        return exit_status(exc)
     return 0
+
+
+def csv_options(sep: str | None, header: bool, names: str | None) -> CsvParams:
+    """data.csv from init's options (SEP, HEADER=0, NAMES through make), checked as params.yaml would be."""
+    raw = {
+        "sep": "," if sep is None else sep,
+        "header": header,
+        "names": None if names is None else [name.strip() for name in names.split(",")],
+    }
+    try:
+        return CsvParams.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"data.csv.{describe_validation_error(exc)}") from None
 
 
 def _ask(question: str) -> str:
@@ -68,6 +88,7 @@ def init(
     positive: str | None = None,
     time_column: str | None = None,
     fmt: str | None = None,
+    csv_options: CsvParams | None = None,
     params_path: Path = Path("params.yaml"),
     force: bool = False,
     ask=None,
@@ -82,14 +103,20 @@ def init(
     local = None if is_url(source) else Path(source)
     if local is not None and not local.exists():
         raise DataError(f"DATA={source!r} does not exist: give the path of a CSV or Parquet file (or a folder of them) or a URL")
-    table = normalise_columns(read_source(source, fmt), origin=source)
+    csv_options = csv_options or CsvParams()
+    if fmt is None and csv_options != CsvParams() and local is not None and local.is_file() and not _format_known(local):
+        fmt = "csv"  # a CSV option was given for a file whose name does not say (data.txt, data.dat)
+    table = normalise_columns(read_source(source, fmt, csv_options=csv_options), origin=source)
     out(f"read {len(table):,} rows x {table.shape[1]} columns from {source}")
-    profile = profile_table(table, target, positive=positive, time_column=time_column, ask=ask)
+    limits = table_limits(params_path)
+    profile = profile_table(table, target, positive=positive, time_column=time_column, ask=ask, **limits)
 
     versioned_source, to_version, notes = source, None, []
     if local is not None:
         versioned_source, to_version = _repository_path(local, root)
-    text = rewrite_params(params_path.read_text(encoding="utf-8"), profile, versioned_source, fmt, out=lambda line: notes.append(line))
+    text = rewrite_params(
+        params_path.read_text(encoding="utf-8"), profile, versioned_source, fmt, csv_options, out=lambda line: notes.append(line)
+    )
     parse_params(yaml_round_trip().load(text), origin=str(params_path))  # what is written must pass the params check
 
     for line in [*(f"  {decision}" for decision in profile.decisions), *notes]:
@@ -117,6 +144,27 @@ def init(
             )
     out("next: make repro")
     return profile
+
+
+def _format_known(path: Path) -> bool:
+    try:
+        infer_format(path)
+    except DataError:
+        return False
+    return True
+
+
+def table_limits(params_path: Path) -> dict[str, Any]:
+    """validate's table-wide limits in the params being rewritten, which keep them: the profile gives
+    a column beyond them its own limit, so that the written contract passes on the table."""
+    document = yaml_round_trip().load(params_path.read_text(encoding="utf-8"))
+    section = document.get("validate") if isinstance(document, dict) else None
+    given = {key: section[key] for key in ("max_null_share", "max_text_length") if key in section} if isinstance(section, dict) else {}
+    try:
+        limits = ValidateParams.model_validate(given)
+    except ValidationError as exc:
+        raise ConfigError(f"{params_path}: validate.{describe_validation_error(exc)}") from None
+    return {"max_null_share": limits.max_null_share, "max_text_length": limits.max_text_length}
 
 
 def _refuse_uncommitted_edits(params_path: Path) -> None:
@@ -224,12 +272,13 @@ def _replace_mapping(parent: Any, key: str, entries: dict[str, Any]) -> None:
         mapping[name] = _flow(value)
 
 
-def rewrite_params(text: str, profile: Profile, source: str, fmt: str | None, out=print) -> str:
+def rewrite_params(text: str, profile: Profile, source: str, fmt: str | None, csv_options: CsvParams | None = None, out=print) -> str:
     """params.yaml's text with the table's data-specific values put in; every other key and comment kept."""
     yaml = yaml_round_trip()
     document = yaml.load(text)
     data = _section(document, "data")
-    for key, value in {"source": source, "format": fmt, "pattern": None, **profile.data}.items():
+    read_as = (csv_options or CsvParams()).model_dump()
+    for key, value in {"source": source, "format": fmt, "pattern": None, "csv": read_as, **profile.data}.items():
         data[key] = _flow(value)
     validate = _section(document, "validate")
     rows = validate.get("rows")

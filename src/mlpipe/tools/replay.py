@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from mlpipe.config import Params, load_params
-from mlpipe.errors import ConfigError, DataError, PipelineError
+from mlpipe.errors import EXIT_OK, EXIT_USAGE, ConfigError, DataError, PipelineError, exit_status
 
 
 def rows_to_replay(table: pd.DataFrame, params: Params, where: str | None) -> tuple[pd.DataFrame, str]:
@@ -49,9 +49,7 @@ def rows_to_replay(table: pd.DataFrame, params: Params, where: str | None) -> tu
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m mlpipe.tools.replay", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", default="http://127.0.0.1:8000", help="the running service")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--source", help="a file or folder of rows (default: monitor.current_source)")
@@ -65,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
 
         params = load_params(args.params)
         source = args.source or params.monitor.current_source
-        table = normalise_columns(read_batches(source), origin=source)
+        table = normalise_columns(read_batches(source, csv_options=params.data.csv), origin=source)
         rows, chosen = rows_to_replay(table, params, args.where)
         if rows.empty:
             raise DataError(f"{chosen} of '{source}' selects no rows: nothing to send")
@@ -89,12 +87,12 @@ def main(argv: list[str] | None = None) -> int:
                     rejected.append(f"{response.status_code} {response.text[:300]}")
     except PipelineError as exc:
         print(f"error: replay: {exc}", file=sys.stderr)
-        return 1
+        return exit_status(exc)
     mean = f", mean probability {sum(probabilities) / len(probabilities):.4f}" if probabilities else ""
     print(f"replay: sent {len(records):,} rows ({chosen}) of {source} to {args.url}: {scored:,} scored{mean}")
     for problem in rejected[:3]:
         print(f"replay: a batch was refused: {problem}", file=sys.stderr)
-    return 1 if rejected else 0
+    return EXIT_USAGE if rejected else EXIT_OK  # the service refused rows: they or the key do not fit it
 
 
 if __name__ == "__main__":
