@@ -1,8 +1,12 @@
 """Validation: the data contract (pandera) — fatal whole-table rules, quarantined rows with the rules they broke."""
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mlpipe.config import ColumnContract, DataParams, ValidateParams, parse_params
 from mlpipe.errors import ConfigError, DataError
@@ -113,7 +117,9 @@ def test_row_count_bounds_are_fatal_and_name_the_key():
 def test_a_column_null_limit_overrides_the_default_and_is_named():
     frame = table(note=[None, "x", "y", "z", "w", "v"])
     validate_table(frame, DATA, RULES)  # 17% null is under the 50% default
-    with pytest.raises(DataError, match=r"column 'note' is 16.7% null, above validate.columns.note.max_null_share=0.1"):
+    with pytest.raises(
+        DataError, match=r"column is more null than allowed: 'note' 16.7% \(over validate.columns.note.max_null_share=0.1\)"
+    ):
         validate_table(frame, DATA, ValidateParams(max_bad_row_share=0.9, columns={"note": {"max_null_share": 0.1}}))
 
 
@@ -165,7 +171,7 @@ def test_missing_column_suggests_the_closest_name():
 
 def test_mostly_null_column_is_fatal():
     frame = table(extra=[None, None, None, None, 1, None], t=[2015] * 6)
-    with pytest.raises(DataError, match="column 'extra' is 83.3% null"):
+    with pytest.raises(DataError, match=r"'extra' 83.4% \(over validate.max_null_share=0.5\)"):
         validate_table(frame, DATA, RULES)
 
 
@@ -245,3 +251,137 @@ def test_rows_arriving_after_training_meet_the_row_rules_but_may_be_unlabelled_a
     (reason,) = quality_reasons(result.report, 0.01)
     assert reason.startswith("current data: 3 of 4 rows (75.0%) broke the data contract") and "validate.max_bad_row_share=0.01" in reason
     assert quality_reasons(validate_rows(batch.head(1), DATA, RULES).report, 0.01) == []
+
+
+# The whole-table rules name every broken limit at once, and each fix their message gives works
+# when applied as written (the old message named one column per run and advised
+# data.drop_columns, which did not exempt the column).
+
+NULLS = re.compile(r"'(\w+)' (\d+\.\d)% \(over ([\w.]+)=")
+
+
+def nulls_table(nulls: dict[str, int], rows: int) -> pd.DataFrame:
+    """`rows` rows of a binary target `y` and one float column per entry, with that many nulls at the end."""
+    columns = {name: [1.0] * (rows - count) + [np.nan] * count for name, count in nulls.items()}
+    return pd.DataFrame({"y": [0, 1] * (rows // 2) + [0] * (rows % 2), **columns})
+
+
+def null_message(frame: pd.DataFrame, data: DataParams, rules: ValidateParams) -> str | None:
+    try:
+        validate_table(frame, data, rules)
+    except DataError as exc:
+        return str(exc)
+    return None
+
+
+def with_rules(rules: ValidateParams, **changes) -> ValidateParams:
+    return ValidateParams.model_validate({**rules.model_dump(), **changes})
+
+
+NULL_DATA = DataParams(source="t.csv", target="y", positive_label=1)
+
+
+def test_every_column_over_its_null_limit_is_named_in_one_message_most_null_first():
+    frame = nulls_table({f"c{number:02d}": 60 + number for number in range(13)} | {"fine": 10}, rows=100)
+    message = null_message(frame, NULL_DATA, ValidateParams())
+    assert message.startswith("13 columns are more null than allowed: 'c12' 72.0% (over validate.max_null_share=0.5), 'c11' 71.0%")
+    assert [column for column, _, _ in NULLS.findall(message)] == [f"c{number:02d}" for number in range(12, 2, -1)]
+    assert "and 3 more" in message and "'fine'" not in message and "\n" not in message
+    # The rest are named on the next run, once the ten shown are dealt with.
+    dropped = NULL_DATA.model_copy(update={"drop_columns": [column for column, _, _ in NULLS.findall(message)]})
+    assert [column for column, _, _ in NULLS.findall(null_message(frame, dropped, ValidateParams()))] == ["c02", "c01", "c00"]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rows=st.integers(2, 300),
+    shares=st.lists(st.floats(0, 1), min_size=1, max_size=8),
+    default=st.floats(0, 0.95),
+    declared=st.lists(st.one_of(st.none(), st.floats(0, 0.95)), min_size=8, max_size=8),
+)
+def test_each_fix_the_null_message_gives_makes_validate_pass(rows, shares, default, declared):
+    nulls = {f"c{number}": round(share * rows) for number, share in enumerate(shares)}
+    default = round(default, 3)
+    columns = {
+        f"c{number}": {"max_null_share": round(limit, 3)} for number, limit in enumerate(declared[: len(shares)]) if limit is not None
+    }
+    rules = ValidateParams(max_null_share=default, columns=columns)
+    frame = nulls_table(nulls, rows)
+    message = null_message(frame, NULL_DATA, rules)
+    over = {
+        column: count / rows for column, count in nulls.items() if count / rows > columns.get(column, {}).get("max_null_share", default)
+    }
+    if not over:
+        assert message is None
+        return
+    found = NULLS.findall(message)
+    assert {column for column, _, _ in found} == set(over) and len(found) == len(over)
+    assert [float(share) for _, share, _ in found] == sorted((float(share) for _, share, _ in found), reverse=True)
+    # (a) The columns in data.drop_columns.
+    assert "data.drop_columns" in message
+    assert null_message(frame, NULL_DATA.model_copy(update={"drop_columns": list(over)}), rules) is None
+    # (b) Each its own limit: the share shown, as a fraction.
+    own = {**columns, **{column: {"max_null_share": round(float(share) / 100, 3)} for column, share, _ in found}}
+    assert null_message(frame, NULL_DATA, with_rules(rules, columns=own)) is None
+    # (c) validate.max_null_share raised as the message says: every column over the default passes.
+    by_default = [column for column, _, key in found if key == "validate.max_null_share"]
+    if by_default:
+        raised = float(re.search(r"raise validate.max_null_share to ([\d.]+)", message).group(1))
+        left = null_message(frame, NULL_DATA, with_rules(rules, max_null_share=raised))
+        assert left is None or {column for column, _, _ in NULLS.findall(left)} == set(over) - set(by_default)
+    else:
+        assert "raise validate.max_null_share" not in message
+
+
+def test_a_dropped_column_is_exempt_from_null_limits_and_implied_rules_but_not_from_declared_ones():
+    frame = nulls_table({"empty": 6}, rows=6).assign(note=["z" * 2000] * 6, ratio=[np.inf] * 6, code=["a", "a", "b", "a", "a", "a"])
+    rules = ValidateParams(max_null_share=0.5, max_bad_row_share=1.0, columns={"empty": {"max_null_share": 0.1}})
+    data = NULL_DATA.model_copy(update={"drop_columns": ["empty", "note", "ratio", "code"]})
+    result = validate_table(frame, data, rules)
+    assert len(result.clean) == 6 and result.report["null_share"] == {"empty": 1.0}
+    assert not any(rule.startswith(("note:", "ratio:")) for rule in result.report["failures_by_rule"])
+    declared = validate_table(frame, data, with_rules(rules, columns={"code": {"allowed": ["a"]}}))
+    assert reasons_of(declared) == ["code:allowed['a']"]
+    # Rows arriving later (predict's batches) follow the same rule.
+    from mlpipe.validation import validate_rows
+
+    assert validate_rows(frame, data, rules).report["rows_quarantined"] == 0
+
+
+def reasons_of(result) -> list[str]:
+    return result.quarantine[REASON_COLUMN].tolist()
+
+
+@pytest.mark.parametrize(("bound", "rows"), [("min", 10), ("max", 5)])
+def test_each_fix_the_row_count_message_gives_makes_validate_pass(bound, rows):
+    rules = ValidateParams(max_bad_row_share=0.9, rows={bound: rows}, columns=RULES.columns)
+    message = null_message(table(), DATA, rules)
+    assert message.startswith(f"the table has 6 rows, outside validate.rows.{bound}={rows}")
+    value = int(re.search(rf"set validate.rows.{bound} to (\d+)", message).group(1))
+    assert null_message(table(), DATA, with_rules(rules, rows={bound: value})) is None
+    assert "(or null for no bound)" in message and null_message(table(), DATA, with_rules(rules, rows={bound: None})) is None
+
+
+def test_a_row_count_and_null_columns_out_of_bounds_are_one_message():
+    message = null_message(nulls_table({"a": 5, "b": 4}, rows=6), NULL_DATA, ValidateParams(rows={"min": 10}))
+    assert message.startswith("the table has 6 rows, outside validate.rows.min=10") and "; and 2 columns are more null" in message
+
+
+def test_the_dask_engine_applies_the_same_table_rules_and_exemptions(tmp_path):
+    from mlpipe.compute import dask_client
+    from mlpipe.config import ComputeParams
+    from mlpipe.validation import validate_parts
+
+    frame = nulls_table({"a": 50, "b": 45, "c": 10}, rows=60).assign(note=["z" * 2000] * 60)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for index, start in enumerate(range(0, 60, 20)):
+        frame.iloc[start : start + 20].to_parquet(raw / f"part-{index}.parquet", index=False)
+    outputs = (tmp_path / "clean", tmp_path / "quarantine")
+    with dask_client(ComputeParams(engine="dask", workers=1, memory_limit="1GiB")):
+        with pytest.raises(DataError) as failed:
+            validate_parts(raw, *outputs, NULL_DATA, ValidateParams(max_bad_row_share=1.0))
+        assert str(failed.value) == null_message(frame, NULL_DATA, ValidateParams(max_bad_row_share=1.0))
+        dropped = NULL_DATA.model_copy(update={"drop_columns": ["a", "b", "note"]})
+        report = validate_parts(raw, *outputs, dropped, ValidateParams())
+    assert report["rows_quarantined"] == 0 and report == validate_table(frame, dropped, ValidateParams()).report

@@ -17,6 +17,8 @@ are never null, and the id columns are unique.
 from __future__ import annotations
 
 import difflib
+import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,8 +100,8 @@ def validate_table(table: pd.DataFrame, data: DataParams, validation: ValidatePa
     check_target(table[data.target], data.positive_label)
     contracts = column_contracts(data, validation)
     null_share = table.isna().mean()
-    check_table_rules(len(table), null_share, validation, contracts)
-    result = quarantine_rows(table, contracts, data.id_columns, validation.max_text_length)
+    check_table_rules(len(table), null_share, validation, contracts, data)
+    result = quarantine_rows(table, contracts, data.id_columns, validation.max_text_length, unchecked=data.drop_columns)
     result.report["null_share"] = {column: float(share) for column, share in null_share.items() if share > 0}
     check_bad_row_share(result.report, validation)
     return result
@@ -122,7 +124,7 @@ def validate_rows(table: pd.DataFrame, data: DataParams, validation: ValidatePar
     """
     contracts = {column: contract for column, contract in arriving_row_contracts(data, validation).items() if column in table.columns}
     id_columns = [column for column in data.id_columns if column in table.columns]
-    return quarantine_rows(table, contracts, id_columns, validation.max_text_length)
+    return quarantine_rows(table, contracts, id_columns, validation.max_text_length, unchecked=data.drop_columns)
 
 
 def quarantine_rows(
@@ -131,12 +133,18 @@ def quarantine_rows(
     id_columns: list[str],
     max_text_length: int,
     known_failures: dict[str, pd.Series] | None = None,
+    unchecked: Collection[str] = (),
 ) -> ValidationResult:
     """Rows that pass every row rule (cast to the declared dtypes), rows that break one with the
     names of the rules they broke, and the counts per rule. `known_failures` adds rules decided
-    elsewhere ({rule: which rows break it}), such as ids repeated in another partition."""
+    elsewhere ({rule: which rows break it}), such as ids repeated in another partition; the
+    `unchecked` columns (data.drop_columns) get only the rules declared for them."""
     coerced, coercion_failures = coerce_dtypes(table, contracts)
-    row_failures = {**coercion_failures, **row_rule_failures(coerced, contracts, id_columns, max_text_length), **(known_failures or {})}
+    row_failures = {
+        **coercion_failures,
+        **row_rule_failures(coerced, contracts, id_columns, max_text_length, unchecked),
+        **(known_failures or {}),
+    }
     failed = pd.DataFrame({rule: rows.reindex(table.index, fill_value=False) for rule, rows in row_failures.items()}, index=table.index)
     bad = failed.any(axis=1)
     reasons = pd.Series(["; ".join(failed.columns[row]) for row in failed[bad].to_numpy()], index=table.index[bad], dtype=object)
@@ -157,16 +165,39 @@ def worst_rule(report: dict[str, Any]) -> str:
     return max(report["failures_by_rule"].items(), key=lambda item: item[1])[0]
 
 
-def check_table_rules(rows: int, null_share: pd.Series, validation: ValidateParams, contracts: dict[str, ColumnContract]) -> None:
-    """The whole-table rules, from the row count and each column's null share; the first broken
-    one is fatal. (Counts, not rows: the dask engine merges them from its partitions.)"""
+def check_table_rules(
+    rows: int, null_share: pd.Series, validation: ValidateParams, contracts: dict[str, ColumnContract], data: DataParams
+) -> None:
+    """The whole-table rules, from the row count and each column's null share: every broken one
+    is named in one `DataError`, with fixes that work when applied as written. A column in
+    data.drop_columns is exempt from the null limits (it is never a feature, so its nulls cannot
+    harm the model). (Counts, not rows: the dask engine merges them from its partitions.)"""
+    problems = [
+        problem for problem in (_row_count_problem(rows, validation), _null_problem(null_share, validation, contracts, data)) if problem
+    ]
+    if problems:
+        raise DataError("; and ".join(problems))
+
+
+def _row_count_problem(rows: int, validation: ValidateParams) -> str | None:
     bounds = validation.rows
     for bound, broken in (("min", bounds.min is not None and rows < bounds.min), ("max", bounds.max is not None and rows > bounds.max)):
         if broken:
-            raise DataError(
-                f"the table has {rows:,} rows, outside validate.rows.{bound}={getattr(bounds, bound)}: "
-                "check the source (a partial export?) or change the bound"
+            return (
+                f"the table has {rows:,} rows, outside validate.rows.{bound}={getattr(bounds, bound)}: check the source "
+                f"(a partial export?) or set validate.rows.{bound} to {rows} (or null for no bound)"
             )
+    return None
+
+
+# Columns named in a message before "and N more": enough to act on, short enough to read.
+SHOWN_COLUMNS = 10
+
+
+def _null_problem(null_share: pd.Series, validation: ValidateParams, contracts: dict[str, ColumnContract], data: DataParams) -> str | None:
+    """Every column more null than its limit, most null first, with the limit it breaks and the
+    share to allow (rounded up, so that a limit copied from the message passes)."""
+    over = []
     for column, share in null_share.items():
         declared = contracts.get(column, ColumnContract()).max_null_share
         limit, key = (
@@ -174,11 +205,35 @@ def check_table_rules(rows: int, null_share: pd.Series, validation: ValidatePara
             if declared is None
             else (declared, f"validate.columns.{column}.max_null_share")
         )
-        if share > limit:
-            raise DataError(
-                f"column '{column}' is {share:.1%} null, above {key}={limit}: "
-                "fix the source, add the column to data.drop_columns, or raise the limit"
-            )
+        if share > limit and column not in data.drop_columns:
+            over.append((-float(share), str(column), key, limit))
+    if not over:
+        return None
+    over.sort()
+    shown = ", ".join(f"'{column}' {_allowing(-share):.1%} (over {key}={limit})" for share, column, key, limit in over[:SHOWN_COLUMNS])
+    more = f" and {len(over) - SHOWN_COLUMNS} more" if len(over) > SHOWN_COLUMNS else ""
+    roles = {data.target, *data.id_columns, *([data.time_column] if data.time_column else [])}
+    fixes = ["fix the source"]
+    if any(column not in roles for _, column, _, _ in over):
+        fixes.append("list the columns that are not features in data.drop_columns")
+    first_share, first_column = -over[0][0], over[0][1]
+    fixes.append(
+        f"give each its own validate.columns.<name>.max_null_share, its share as a fraction ({first_column}: {_allowing(first_share):g})"
+    )
+    by_default = [-share for share, _, key, _ in over if key == "validate.max_null_share"]
+    if by_default:
+        fixes.append(f"raise validate.max_null_share to {_allowing(max(by_default)):g}")
+    count = f"{len(over)} columns are" if len(over) > 1 else "column is"
+    return f"{count} more null than allowed: {shown}{more}: {', or '.join(fixes)}"
+
+
+def _allowing(share: float) -> float:
+    """The smallest limit with three decimals that `share` does not exceed: shown in messages, so
+    that a limit copied from one passes (84.21% shows as 84.3%, never as a failing 84.2%)."""
+    thousandths = math.ceil(share * 1000)
+    while thousandths / 1000 < share:  # float rounding of share * 1000
+        thousandths += 1
+    return thousandths / 1000
 
 
 def coerce_dtypes(table: pd.DataFrame, contracts: dict[str, ColumnContract]) -> tuple[pd.DataFrame, dict[str, pd.Series]]:
@@ -236,20 +291,22 @@ def _as_bool(value: Any) -> Any:
 
 
 def row_rule_failures(
-    table: pd.DataFrame, contracts: dict[str, ColumnContract], id_columns: list[str], max_text_length: int
+    table: pd.DataFrame, contracts: dict[str, ColumnContract], id_columns: list[str], max_text_length: int, unchecked: Collection[str] = ()
 ) -> dict[str, pd.Series]:
     """Rule name -> which rows of `table` break it, for every row rule (rules nobody breaks included).
 
     Besides the declared rules, every column gets the rules its values imply: numbers finite
     (unless its contract says `finite: false`) and text no longer than `max_length` (default
-    `validate.max_text_length`), since one huge cell can exhaust memory downstream.
+    `validate.max_text_length`), since one huge cell can exhaust memory downstream. The
+    `unchecked` columns (data.drop_columns) do not: they never reach the model, and an inf or a
+    long note there must not cost the row.
     """
     import pandera.pandas as pa
 
     columns, rules, by_check = {}, [], {}
     for column in [*contracts, *(name for name in table.columns if name not in contracts)]:
         contract = contracts.get(column, ColumnContract())
-        checks = implied_checks(table[column], contract, max_text_length)
+        checks = [] if column in unchecked else implied_checks(table[column], contract, max_text_length)
         if contract.min is not None or contract.max is not None:
             low, high = contract.min, contract.max
             if low is not None and high is not None:
@@ -333,7 +390,7 @@ def validate_parts(raw: Path, out: Path, quarantine: Path, data: DataParams, val
     null_share = sum(summary["nulls"] for summary in found) / max(rows, 1)
     check_target(pd.Series(pd.unique(np.concatenate([summary["targets"] for summary in found])), name=data.target), data.positive_label)
     contracts = column_contracts(data, validation)
-    check_table_rules(rows, null_share, validation, contracts)
+    check_table_rules(rows, null_share, validation, contracts, data)
     unique_rule, repeats = None, []
     if data.id_columns:
         unique_rule = f"{','.join(data.id_columns)}:unique"
@@ -349,6 +406,7 @@ def validate_parts(raw: Path, out: Path, quarantine: Path, data: DataParams, val
             contracts,
             validation.max_text_length,
             unique_rule,
+            data.drop_columns,
             per_part=[(positions,) for positions in repeats] if repeats else None,
             what="validate: row rules",
         )
@@ -374,6 +432,7 @@ def _quarantine_part(
     contracts: dict[str, ColumnContract],
     max_text_length: int,
     unique_rule: str | None,
+    unchecked: list[str],
     repeated: np.ndarray | None = None,
 ):
     known = {}
@@ -381,7 +440,7 @@ def _quarantine_part(
         known[unique_rule] = pd.Series(False, index=table.index)
         if repeated is not None:
             known[unique_rule].iloc[repeated] = True
-    result = quarantine_rows(table, contracts, [], max_text_length, known_failures=known)
+    result = quarantine_rows(table, contracts, [], max_text_length, known_failures=known, unchecked=unchecked)
     return (result.clean, result.quarantine), result.report
 
 
