@@ -83,7 +83,7 @@ def test_missing_input_column_and_non_numeric_values_are_clear_errors():
     schema = build_schema(train_table(), DATA, FeaturesParams())
     with pytest.raises(DataError, match=r"missing feature column\(s\) \['city'\]"):
         make_features(pd.DataFrame({"age": [1.0], "flag": [True]}), schema)
-    with pytest.raises(DataError, match="feature 'age' must be numeric but holds 'old'"):
+    with pytest.raises(DataError, match="feature 'age' must be numeric but row .* holds 'old'"):
         make_features(pd.DataFrame({"age": ["old"], "city": ["a"], "flag": [True]}), schema)
 
 

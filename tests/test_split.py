@@ -42,7 +42,7 @@ def test_text_cutoff_on_numeric_time_is_a_clear_error():
 
 def test_non_time_column_is_a_clear_error():
     table = pd.DataFrame({"when": ["a", "b"] * 5, "y": [0, 1] * 5})
-    with pytest.raises(DataError, match="neither numeric nor dates"):
+    with pytest.raises(DataError, match=r"time column .when.: row 1 holds .a., which is not a date \(every row\)"):
         split_table(table, SplitParams(strategy="time", train_until=1), "when", "y")
 
 

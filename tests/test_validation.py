@@ -1,6 +1,7 @@
 """Validation: the data contract (pandera) — fatal whole-table rules, quarantined rows with the rules they broke."""
 
 import re
+from datetime import date
 
 import numpy as np
 import pandas as pd
@@ -385,3 +386,66 @@ def test_the_dask_engine_applies_the_same_table_rules_and_exemptions(tmp_path):
         dropped = NULL_DATA.model_copy(update={"drop_columns": ["a", "b", "note"]})
         report = validate_parts(raw, *outputs, dropped, ValidateParams())
     assert report["rows_quarantined"] == 0 and report == validate_table(frame, dropped, ValidateParams()).report
+
+
+# A time value that does not parse is named with its row, never a good value as the example (the
+# old message showed the column's first value, a valid date).
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    dates=st.lists(st.dates(min_value=date(1900, 1, 1), max_value=date(2100, 1, 1)), min_size=1, max_size=200),
+    bad=st.text(alphabet="qwkxv!#? ", min_size=1, max_size=12).filter(str.strip),
+    where=st.integers(0, 10_000),
+    with_time=st.booleans(),
+)
+def test_an_unparsable_time_is_named_with_its_row(dates, bad, where, with_time):
+    from mlpipe.times import time_values
+
+    values = [f"{day:%Y-%m-%d}" + (" 06:03:42" if with_time else "") for day in dates]
+    position = where % (len(values) + 1)
+    values.insert(position, bad)
+    with pytest.raises(DataError) as failed:
+        time_values(pd.Series(values, name="screening_date"))
+    message = str(failed.value)
+    assert f"time column 'screening_date': row {position + 1:,} holds {bad!r}, which is not a date (1 row in all)" in message
+    assert values[0 if position else 1] not in message  # no good value as an example
+
+
+def test_validate_names_an_unparsable_time_with_its_row_in_the_source_before_the_split_meets_it():
+    frame = table(t=["2015-01-01", "2015-02-01", "2016-03-01", "2016-13-45", "2016-05-01", "n/a"])
+    data = DataParams(source="t.csv", target="y", positive_label="yes", time_column="t", id_columns=["id"])
+    with pytest.raises(DataError, match=r"time column 't': row 4 holds '2016-13-45', which is not a date \(2 rows in all\)"):
+        validate_table(frame, data, RULES)
+    # A date in another format than the column's first one is named as such (pandas parses a column in one format).
+    with pytest.raises(DataError, match=r"row 2 holds '03/04/2016', a date in another format than the column's first date"):
+        validate_table(table(t=["2015-01-01", "03/04/2016", *["2016-01-01"] * 4]), data, RULES)
+    # A declared dtype casts the column row by row instead: the bad rows are quarantined.
+    cast = validate_table(frame, data, ValidateParams(max_bad_row_share=0.9, columns={**RULES.columns, "t": {"dtype": "datetime64[ns]"}}))
+    assert sorted(cast.quarantine.loc[cast.quarantine[REASON_COLUMN].str.contains("t:dtype"), "t"]) == ["2016-13-45", "n/a"]
+
+
+def test_every_reader_of_the_time_column_names_the_bad_value():
+    from mlpipe.config import DriftWindow, SplitParams
+    from mlpipe.drift import window_rows
+    from mlpipe.evaluation import period_labels
+    from mlpipe.split import split_table
+
+    times = pd.Series(["2015-01-01", "2015-06-01", "not a date", "2016-01-01"], name="t")
+    frame = pd.DataFrame({"t": times, "y": [0, 1, 0, 1]})
+    expected = r"time column 't': row 3 holds 'not a date', which is not a date"
+    with pytest.raises(DataError, match=expected):
+        split_table(frame, SplitParams(strategy="time", train_until="2015-12-31"), "t", "y")
+    with pytest.raises(DataError, match=expected):
+        period_labels(times, "Y", 10)
+    with pytest.raises(DataError, match=expected):
+        window_rows(frame, "t", "2016", DriftWindow(start="2016-01-01"))
+
+
+def test_text_in_a_numeric_column_is_shown_by_its_text_values():
+    from mlpipe.config import FeaturesParams
+    from mlpipe.features import build_schema
+
+    frame = pd.DataFrame({"y": [0, 1] * 3, "count": ["1", "2", "3", "4", "many", "5"]})
+    with pytest.raises(DataError, match=r"column 'count' holds text \(\['many'\]\)"):
+        build_schema(frame, DataParams(source="s", target="y", positive_label=1, categorical_columns=[]), FeaturesParams())

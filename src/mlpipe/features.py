@@ -93,9 +93,11 @@ def build_schema(
         elif pd.api.types.is_numeric_dtype(values):
             specs.append(FeatureSpec(name, "numeric", str(values.dtype)))
         else:
+            present = values.dropna()
+            text = present[pd.to_numeric(present, errors="coerce").isna()]  # the values that make it text, not numbers
             raise DataError(
-                f"column '{name}' holds text ({values.dropna().iloc[:3].tolist()}) but is not in data.categorical_columns: "
-                "add it there or to data.drop_columns"
+                f"column '{name}' holds text ({(text if len(text) else present).iloc[:3].tolist()}) but is not in "
+                "data.categorical_columns: add it there or to data.drop_columns"
             )
     labels = train[data.target].dropna().unique().tolist() if labels is None else labels
     positives = label_matches(pd.Series(labels), data.positive_label)
@@ -174,8 +176,11 @@ def make_features(table: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
             numbers = pd.to_numeric(values, errors="coerce")
             not_numeric = numbers.isna() & values.notna()
             if not_numeric.any():
-                example = values[not_numeric].iloc[0]
-                raise DataError(f"feature '{spec.name}' must be numeric but holds {example!r} ({int(not_numeric.sum())} rows)")
+                position = int(not_numeric.to_numpy().argmax())
+                raise DataError(
+                    f"feature '{spec.name}' must be numeric but row {position + 1:,} holds {values.iloc[position]!r} "
+                    f"({int(not_numeric.sum()):,} rows in all)"
+                )
             columns[spec.name] = numbers.astype("float64")
         else:
             columns[spec.name] = to_levels(category_strings(values), spec.categories)

@@ -28,8 +28,9 @@ import pandas as pd
 
 from mlpipe.config import ColumnContract, DataParams, ValidateParams
 from mlpipe.errors import DataError
-from mlpipe.partitioned import map_parts, offsets, part_files, repeated_positions, row_keys, sample_part, staged, summaries
+from mlpipe.partitioned import map_parts, offsets, part_files, read_columns, repeated_positions, row_keys, sample_part, staged, summaries
 from mlpipe.schema import label_matches
+from mlpipe.times import time_values
 
 REASON_COLUMN = "quarantine_reason"
 
@@ -99,12 +100,21 @@ def validate_table(table: pd.DataFrame, data: DataParams, validation: ValidatePa
     check_columns(table, data, validation)
     check_target(table[data.target], data.positive_label)
     contracts = column_contracts(data, validation)
+    if parses_time_column(data, contracts):
+        time_values(table[data.time_column])
     null_share = table.isna().mean()
     check_table_rules(len(table), null_share, validation, contracts, data)
     result = quarantine_rows(table, contracts, data.id_columns, validation.max_text_length, unchecked=data.drop_columns)
     result.report["null_share"] = {column: float(share) for column, share in null_share.items() if share > 0}
     check_bad_row_share(result.report, validation)
     return result
+
+
+def parses_time_column(data: DataParams, contracts: dict[str, ColumnContract]) -> bool:
+    """Whether validate reads the time column as times, here where its rows are still the source's
+    (a value that does not parse is named with its row in the source, before the split meets it).
+    A declared dtype casts it row by row instead, quarantining the values that cannot take it."""
+    return bool(data.time_column) and contracts[data.time_column].dtype is None
 
 
 def check_bad_row_share(report: dict[str, Any], validation: ValidateParams) -> None:
@@ -333,10 +343,10 @@ def row_rule_failures(
 
     failures = {rule: pd.Series(False, index=table.index) for rule in rules}
     cases = _failure_cases(schema, table)
-    for (column, check), rows in cases.groupby(["column", "check"], dropna=False)["index"]:
-        rule = by_check.get((column, check), check)
+    for (column, check), group in cases.groupby(["column", "check"], dropna=False):
+        rule, rows = by_check.get((column, check), check), group["index"]
         if rows.isna().any() or rule not in failures:
-            raise DataError(f"rule {rule} could not be checked on column '{column}': {cases['failure_case'].iloc[0]}")
+            raise DataError(f"rule {rule} could not be checked on column '{column}': {group['failure_case'].iloc[0]}")
         failures[rule].loc[rows.to_numpy()] = True
     return failures
 
@@ -390,6 +400,8 @@ def validate_parts(raw: Path, out: Path, quarantine: Path, data: DataParams, val
     null_share = sum(summary["nulls"] for summary in found) / max(rows, 1)
     check_target(pd.Series(pd.unique(np.concatenate([summary["targets"] for summary in found])), name=data.target), data.positive_label)
     contracts = column_contracts(data, validation)
+    if parses_time_column(data, contracts):
+        time_values(read_columns(parts, [data.time_column])[data.time_column])
     check_table_rules(rows, null_share, validation, contracts, data)
     unique_rule, repeats = None, []
     if data.id_columns:
