@@ -317,3 +317,17 @@ def test_the_pipeline_on_the_dask_engine_under_dvc(repo, cluster):
     assert repo.dvc("repro", "-f", warm=False).stages_run == ALL_STAGES  # fresh interpreters: another hash seed
     assert {out["path"]: out["md5"] for stage in repo.lock()["stages"].values() for out in stage.get("outs", [])} == before
     assert {name: (repo.path / "metrics" / f"{name}.json").read_text() for name in metrics} == metrics
+
+
+def test_ingest_parts_reads_csv_as_data_csv_says(cluster, tmp_path):
+    """The dask engine's workers read a CSV source with data.csv, as the local engine does."""
+    from mlpipe.config import CsvParams
+
+    source = tmp_path / "people.txt"
+    source.write_text("".join(f"{number}  {number % 3}   {'yes' if number % 2 else 'no'}\n" for number in range(1200)))
+    data = load_params(ROOT / "params.yaml").data.model_copy(
+        update={"source": str(source), "format": "csv", "csv": CsvParams(sep="whitespace", header=False, names=["id", "kind", "label"])}
+    )
+    found = ingest_parts(str(source), "csv", None, data, 1000, tmp_path / "raw.parquet")
+    assert found["columns"] == ["id", "kind", "label"] and found["rows"] == 1200
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "raw.parquet"), read_source(source, "csv", csv_options=data.csv))

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, make_repo
+from mlpipe.config import InitParams
 from mlpipe.errors import DataError
 from mlpipe.profiling import profile_table
 
@@ -174,3 +175,44 @@ def test_make_init_passes_its_variables_to_the_module():
     )
     command = done.stdout.replace("\\\n\t", "")
     assert '-m mlpipe.tools.init --data "my data.csv" --target "label" --positive "yes" --time "day" --force' in command
+
+
+# -- the leakage guard -----------------------------------------------------------------------------
+
+
+def test_init_drops_every_post_outcome_column_of_the_messy_table_and_no_honest_one():
+    """Issue 27: columns recorded after the outcome gave a test ROC-AUC of 0.999 with no warning."""
+    from messy_table import HONEST, LEAKS, TARGET, messy_people_table
+
+    table = messy_people_table()
+    profile = profile_table(table, TARGET)
+    features = set(table.columns) - set(profile.dropped) - set(profile.data["id_columns"]) - set(profile.data["personal_columns"])
+    assert features & set(LEAKS) == set(), "a post-outcome column is a feature"
+    assert set(HONEST) <= features, f"an honest column was dropped: {set(HONEST) - features}"
+    without_guard = profile_table(table, TARGET, leak_rule=InitParams(max_feature_auc=1, suspect_feature_auc=1, min_settled_share=1))
+    by_the_guard = {column for column, why in profile.dropped.items() if why.startswith("leak?")}
+    assert by_the_guard == set(LEAKS) - set(without_guard.dropped), "the guard drops exactly the leaks the roles keep"
+    leak_lines = [line for line in profile.warnings if line.startswith("drop '")]
+    assert len(leak_lines) == len(by_the_guard) and all("keep it only if it is known at prediction time" in line for line in leak_lines)
+    assert "drop 'is_recid': alone it predicts two_year_recid with ROC-AUC 0.97" in "\n".join(leak_lines)
+
+
+def test_init_keeps_every_feature_of_the_breast_cancer_table():
+    """Honest single columns up to ROC-AUC 0.98 on the training rows, in a continuum: none is a leak."""
+    profile = profile_table(breast_cancer(), "diagnosis", positive="malignant")
+    assert profile.dropped == {} and not [line for line in profile.warnings if line.startswith("drop '")]
+
+
+def test_the_reason_for_each_dropped_column_is_a_comment_beside_it():
+    from messy_table import TARGET, messy_people_table
+    from mlpipe.config import parse_params
+    from mlpipe.tools.init import rewrite_params
+
+    profile = profile_table(messy_people_table(1000), TARGET)
+    text = rewrite_params((ROOT / "params.yaml").read_text(), profile, "data/people.csv", None)
+    assert "    - is_recid               # leak? alone it predicts two_year_recid with ROC-AUC 0.9" in text
+    assert "    - violent_recid          # all null" in text
+    loaded = yaml.safe_load(text)
+    assert loaded["data"]["drop_columns"] == list(profile.dropped)
+    parse_params(loaded)
+    assert rewrite_params(text, profile, "data/people.csv", None) == text, "init run twice writes the same file"

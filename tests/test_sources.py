@@ -205,3 +205,15 @@ def test_sql_snapshot_stage_reruns_downstream_only_when_rows_change(repo, sample
     assert pd.read_parquet(repo.path / "data" / "raw" / "dataset.parquet").shape[0] == len(sample) + len(extra)
     changed = changed_stages(repo)  # the snapshot is listed as "always changed"
     assert "ingest" not in changed and "validate" in changed
+
+
+def test_an_http_csv_is_read_with_data_csv(http_server):
+    """A semicolon file without a header at a URL: the same options as a local file."""
+    from mlpipe.config import CsvParams
+
+    base, folder = http_server
+    (folder / "people.csv").write_text("66;Female;0\n54;Male;1\n")
+    table = read_source(f"{base}/people.csv", csv_options=CsvParams(sep=";", header=False, names=["age", "sex", "label"]))
+    assert table.to_dict("list") == {"age": [66, 54], "sex": ["Female", "Male"], "label": [0, 1]}
+    with pytest.raises(DataError, match=r"people.csv' has 3 columns but data.csv.names gives 2 names"):
+        read_source(f"{base}/people.csv", csv_options=CsvParams(sep=";", header=False, names=["age", "sex"]))

@@ -183,7 +183,7 @@ class InitParams(Section):
         0.9,
         gt=0.5,
         le=1,
-        description="also drop a column scoring above this when it stands at least min_auc_gap above every column that stays: a leak stands alone, honest strong columns come in groups",
+        description="also drop a column scoring above this when it stands at least min_auc_gap above every column that stays (so do the columns between them): leaks stand far above a table's honest columns, which come in a continuum",
     )
     min_auc_gap: float = Field(
         0.1,
@@ -503,7 +503,7 @@ class DriftParams(Section):
         99,
         ge=0,
         le=10_000,
-        description="a distance (wasserstein, jensenshannon, psi, ...) at or above its threshold is drift only when it also beats the same distance on this many random re-splits of the pooled rows (a permutation test at level 1/(draws+1)): small samples and many distinct values inflate distances; 0: no check",
+        description="a column its stat test flags drifts only when its score also beats the same test on each of this many random re-splits of the pooled rows (a permutation test at level 1/(draws+1)): small samples and many distinct values inflate distances and fool chi-square; runs only for flagged columns; 0: no check",
     )
     p_value_correction: Literal["benjamini-hochberg", "none"] = Field(
         "benjamini-hochberg",

@@ -79,26 +79,28 @@ def find_leaks(
     features: pd.DataFrame, is_positive: pd.Series, target: str, positive_label: Any, rule: InitParams, seed: int = 0
 ) -> tuple[list[Leak], list[ColumnScore]]:
     """The columns of `features` (the training rows) that `rule` drops as leaks, strongest first,
-    and every column's score (columns in rule.keep_columns are not judged)."""
-    judged = features.drop(columns=[column for column in rule.keep_columns if column in features.columns])
-    scores = score_columns(judged, is_positive, rule.min_settled_share, seed)
+    and every column's score. Columns in rule.keep_columns are never dropped, and count among the
+    columns that stay when the gap is measured."""
+    scores = score_columns(features, is_positive, rule.min_settled_share, seed)
     ranked = sorted(scores, key=lambda score: (-score.best, score.column))
+    judged = [score for score in ranked if score.column not in rule.keep_columns]
     # The plain rules first; the gap is then measured against the columns they leave.
-    plain = {score.column for score in ranked if score.best > rule.max_feature_auc or score.settled is not None}
+    plain = {score.column for score in judged if score.best > rule.max_feature_auc or score.settled is not None}
     rest = [score for score in ranked if score.column not in plain]
-    far_above = {score.column for score in rest[: _gap_suspects([score.best for score in rest], rule)]}
+    first_kept = next((index for index, score in enumerate(rest) if score.column in rule.keep_columns), len(rest))
+    far_above = {score.column for score in rest[: _gap_suspects([score.best for score in rest], first_kept, rule)]}
     best_kept = next((score for score in rest if score.column not in far_above), None)
-    leaks = [_judge(score, score.column in far_above, best_kept, target, positive_label, rule) for score in ranked]
+    leaks = [_judge(score, score.column in far_above, best_kept, target, positive_label, rule) for score in judged]
     return [leak for leak in leaks if leak is not None], scores
 
 
-def _gap_suspects(best: list[float], rule: InitParams) -> int:
-    """How many of the top-ranked columns stand above rule.suspect_feature_auc and at least
-    rule.min_auc_gap above every column below them: the largest such count (0 when none)."""
+def _gap_suspects(best: list[float], within: int, rule: InitParams) -> int:
+    """How many of the top-ranked columns (of the first `within`) stand above rule.suspect_feature_auc
+    and at least rule.min_auc_gap above every column below them: the largest such count (0: none).
+    At least one column stays: a table whose every column is strong is a strong table."""
     count = 0
-    for index, score in enumerate(best):
-        below = best[index + 1] if index + 1 < len(best) else 0.5
-        if score > rule.suspect_feature_auc and score - below >= rule.min_auc_gap:
+    for index, score in enumerate(best[: min(within, len(best) - 1)]):
+        if score > rule.suspect_feature_auc and score - best[index + 1] >= rule.min_auc_gap:
             count = index + 1
     return count
 
@@ -201,3 +203,24 @@ def _settled(values: pd.Series, positive: np.ndarray, min_share: float) -> Settl
 
 def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
+
+
+def leak_guard(
+    table: pd.DataFrame,
+    target: str,
+    positive_label: Any,
+    candidates: list[str],
+    split: dict[str, Any],
+    time_column: str | None,
+    rule: InitParams,
+) -> list[Leak]:
+    """The leaks among the `candidates` features of `table`, scored on the rows that `split` (the
+    split section init writes) trains on. A random split uses split.seed and split.test_size at
+    their defaults: a column that leaks does so on any large share of the rows."""
+    from mlpipe.config import SplitParams
+    from mlpipe.split import split_masks
+
+    is_train, _ = split_masks(table, SplitParams.model_validate(split), time_column, target)
+    training = table.loc[is_train]
+    leaks, _ = find_leaks(training[candidates], training[target] == positive_label, target, positive_label, rule)
+    return leaks

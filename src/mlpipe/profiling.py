@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from mlpipe.config import InitParams
 from mlpipe.errors import DataError
+from mlpipe.leakage import leak_guard
 from mlpipe.times import time_values
 
 # Value pairs whose positive member is plain from the words themselves (compared lower-cased).
@@ -27,21 +30,31 @@ OBVIOUS_POSITIVE = {
     frozenset({"f", "t"}): "t",
     frozenset({"negative", "positive"}): "positive",
 }
-TIME_NAME = re.compile(r"(^|[_\s-])(date|time|year|period|month|day|timestamp|datetime|dt)($|[_\s-])", re.IGNORECASE)
+TIME_NAME = re.compile(r"(^|[_\s-])(date|time|year|period|month|week|quarter|day|timestamp|datetime|dt|t|step)($|[_\s-])", re.IGNORECASE)
 ID_NAME = re.compile(r"(^|[_\s-])(id|key|uuid|guid)$|^id([_\s-]|$)", re.IGNORECASE)
-PERSONAL_NAME = re.compile(
-    r"e-?mail|phone|mobile|(^|[_\s-])(tel|fax|ssn|passport|address|street|zip|postcode|dob|birth_?date|ip)($|[_\s-])"
-    r"|(^|[_\s-])((first|last|full|sur|given|family|middle|user|customer|patient|maiden)[_\s-]?)?name($|[_\s-])",
+EMAIL_VALUE = re.compile(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}")
+# A phone number is written with a separator or a leading +: bare digit strings are ids or codes far more often.
+PHONE_VALUE = re.compile(r"(?=.*[\s().+-])\+?[\d\s().-]{7,20}")
+SSN_VALUE = re.compile(r"\d{3}-\d{2}-\d{4}")
+NUMBER_VALUE = re.compile(r"[-+]?\d*\.?\d+([eE][-+]?\d+)?")  # an amount stored as text is no phone number
+STREET_VALUE = re.compile(
+    r"\d+[A-Za-z]?,?\s+(\S+\s+)*(street|st|avenue|ave|road|rd|lane|ln|drive|dr|boulevard|blvd|court|ct|way|place|pl|terrace"
+    r"|close|crescent|square|sq|highway|hwy|parkway|pkwy|strasse|straße|str|rue|calle)\b.*",
     re.IGNORECASE,
 )
-EMAIL_VALUE = re.compile(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}")
-PHONE_VALUE = re.compile(r"\+?[\d\s().-]{7,20}")
 DATE_VALUE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}.*|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}")
+# Codes such as case numbers (13011352CM10A): letters and digits together, no spaces.
+CODE_VALUE = re.compile(r"(?=.*[A-Za-z])(?=.*\d)[A-Za-z0-9][A-Za-z0-9_./:-]*")
 YEAR_RANGE = (1800, 2200)
 MAX_DRIFT_WINDOWS = 6
 PERIOD_CHOICES = ("Y", "Q", "M", "W", "D")  # coarsest first: the first giving enough periods wins
 MIN_PERIODS = 4
-FREE_TEXT_SHARE = 0.5  # a text column with more distinct values than this share of rows is not a category
+FREE_TEXT_SHARE = 0.5  # a text column with more distinct values than this share of its values is not a category
+MIN_ID_VALUES = 50  # fewer distinct values than this can be a category, however many rows hold one
+SAMPLE = 1000  # values looked at to tell what a column holds
+MOSTLY = 0.5  # share of a sample that must look like a kind of personal data
+BIRTH_SPREAD_YEARS = 15  # dates whose middle half spans this many years are birth dates, not events
+NULL_HEADROOM = 0.05  # a per-column null limit: today's share plus this, rounded up to a multiple of it
 
 
 @dataclass
@@ -57,11 +70,24 @@ class Profile:
     period: str | None = None
     decisions: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    dropped: dict[str, str] = field(default_factory=dict)  # column -> why it is not a feature (data.drop_columns)
 
 
-def profile_table(table: pd.DataFrame, target: str, positive: str | None = None, time_column: str | None = None, ask=None) -> Profile:
+def profile_table(
+    table: pd.DataFrame,
+    target: str,
+    positive: str | None = None,
+    time_column: str | None = None,
+    ask=None,
+    max_null_share: float = 0.5,
+    max_text_length: int = 1000,
+    leak_rule: InitParams | None = None,
+) -> Profile:
     """Infer the data-specific params of `table`. `positive` and `time_column` override the inference;
-    `ask(question) -> answer` is called when the positive label cannot be told (None: an error)."""
+    `ask(question) -> answer` is called when the positive label cannot be told (None: an error).
+    `max_null_share` and `max_text_length` are the table-wide limits of the params being rewritten:
+    a column beyond them gets its own limit in the contract, so that the contract passes on `table`.
+    `leak_rule` (init.*) drops the features that give the target away (`mlpipe.leakage`)."""
     if table.empty or table.shape[1] == 0:
         raise DataError("the table has no rows: point DATA at a table with data")
     decisions: list[str] = []
@@ -70,7 +96,16 @@ def profile_table(table: pd.DataFrame, target: str, positive: str | None = None,
     labels = _binary_labels(table[target])
     positive_label = _positive_label(table[target].name, labels, positive, ask, decisions)
 
+    if time_column is not None:
+        _require_column(table, time_column, "TIME")
+        if time_column == target:
+            raise DataError(f"TIME={time_column!r} is the target: give the column that orders rows in time")
     personal = personal_columns(table.drop(columns=[target]))
+    if time_column in personal:
+        raise DataError(
+            f"TIME={time_column!r} looks like personal data ({personal[time_column]}), which is dropped at ingest: "
+            "give the column that orders rows in time"
+        )
     for column, why in personal.items():
         warnings.append(
             f"column '{column}' looks personal ({why}): data.personal_columns drops it at ingest; "
@@ -83,30 +118,25 @@ def profile_table(table: pd.DataFrame, target: str, positive: str | None = None,
     ids = id_columns(others)
     if ids:
         decisions.append(f"id columns: {', '.join(ids)} (unique in every row; checked for duplicates, never a feature)")
-    drop, categorical = [], []
+    dropped: dict[str, str] = {}
     for column in others.columns.drop(ids):
-        values = others[column]
-        if pd.api.types.is_datetime64_any_dtype(values):
-            drop.append(column)
-            decisions.append(f"drop '{column}': a date other than the time column is not a model feature")
-        elif not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
-            if len(values) > 100 and values.nunique() > FREE_TEXT_SHARE * len(values):
-                drop.append(column)
-                decisions.append(f"drop '{column}': free text ({values.nunique():,} distinct values in {len(values):,} rows)")
-            else:
-                categorical.append(column)
-    decisions.append(f"categorical columns: {', '.join(categorical) if categorical else 'none'} (text and boolean columns)")
+        why = drop_reason(others[column])
+        if why is not None:
+            dropped[column] = why
+            decisions.append(f"drop '{column}': {why}")
+    features = [column for column in others.columns if column not in ids and column not in dropped]
+    categorical = [column for column in features if _is_text(others[column]) or pd.api.types.is_bool_dtype(others[column])]
 
     split, windows, period = _split_and_windows(table, target, chosen_time, decisions)
-    data = {
-        "target": target,
-        "positive_label": positive_label,
-        "time_column": chosen_time,
-        "id_columns": ids,
-        "drop_columns": drop,
-        "categorical_columns": categorical,
-        "personal_columns": {column: "drop" for column in personal},
-    }
+    leaks = leak_guard(table, target, positive_label, features, split, chosen_time, leak_rule or InitParams())
+    for leak in leaks:
+        dropped[leak.column] = leak.reason
+        warnings.append(leak.warning)
+    decisions.append(
+        f"leak guard: {len(features)} candidate features scored alone on the training rows, {len(leaks)} dropped (warnings below)"
+    )
+    categorical = [column for column in categorical if column not in dropped]
+    decisions.append(f"categorical columns: {', '.join(categorical) if categorical else 'none'} (text and boolean columns)")
     kept = table.drop(columns=list(personal))
     contract = inferred_contract(kept, target, labels, chosen_time, ids)
     rows_min = max(1, len(table) // 2)
@@ -114,7 +144,98 @@ def profile_table(table: pd.DataFrame, target: str, positive: str | None = None,
         f"contract: dtype and widened ranges for {len(contract)} columns (pandera's schema inference); "
         f"validate.rows.min {rows_min:,} (half of today's {len(table):,} rows, so a truncated file fails)"
     )
-    return Profile(data, contract, rows_min, split, windows, [str(c) for c in kept.columns], period, decisions, warnings)
+    # data.drop_columns are exempt from validate's null, length and finite rules: only the rest need limits of their own.
+    decisions.extend(_own_limits(kept.drop(columns=list(dropped)), contract, max_null_share, max_text_length))
+    data = {
+        "target": target,
+        "positive_label": positive_label,
+        "time_column": chosen_time,
+        "id_columns": ids,
+        "drop_columns": list(dropped),
+        "categorical_columns": categorical,
+        "personal_columns": {column: "drop" for column in personal},
+    }
+    return Profile(data, contract, rows_min, split, windows, [str(c) for c in kept.columns], period, decisions, warnings, dropped)
+
+
+def drop_reason(values: pd.Series) -> str | None:
+    """Why a column (not the target, the time column or an id column) is no model feature, or None
+    when it is one: no information (all null, one value), a date, or an identifier or free text
+    (a distinct value in nearly every row teaches a model nothing about new rows)."""
+    present = values.dropna()
+    if present.empty:
+        return "all null"
+    distinct = present.nunique()
+    if distinct == 1:
+        value = _plain(present.iloc[0])
+        return f"constant ({value!r})" if len(present) == len(values) else f"one value ({value!r}) where not null"
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return "a date"
+    if not _is_text(values):
+        if pd.api.types.is_numeric_dtype(values) and ID_NAME.search(str(values.name)) and distinct == len(present) >= MIN_ID_VALUES:
+            return "ids: unique per row"
+        return None
+    if _date_sample(values) is not None:
+        return "a date stored as text"
+    if distinct < MIN_ID_VALUES or distinct <= FREE_TEXT_SHARE * len(present):
+        return None
+    sample = present.astype(str).head(SAMPLE)
+    counted = f"{distinct:,} distinct values in {len(present):,} rows"
+    if distinct >= 0.9 * len(present) and sample.str.fullmatch(CODE_VALUE).mean() >= 0.95:
+        return "case numbers: unique per row" if distinct == len(present) else f"case numbers: {counted}"
+    if sample.str.contains(r"\s").any():
+        return f"free text ({counted})"
+    return "ids: unique per row" if distinct == len(present) else f"id-like codes ({counted})"
+
+
+def _is_text(values: pd.Series) -> bool:
+    return pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)
+
+
+def _date_sample(values: pd.Series) -> pd.Series | None:
+    """The first non-null values as dates when the column holds dates (datetimes, or text nearly all
+    written as dates, such as 2013-08-14 06:03:42); None otherwise."""
+    present = values.dropna().head(SAMPLE)
+    if present.empty:
+        return None
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return present
+    if not _is_text(values):
+        return None
+    text = present.astype(str)
+    if text.str.fullmatch(DATE_VALUE).mean() < 0.95:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        parsed = pd.to_datetime(text, errors="coerce", format="mixed")
+    return parsed.dropna() if parsed.notna().mean() >= 0.95 else None
+
+
+def _own_limits(table: pd.DataFrame, contract: dict[str, dict[str, Any]], max_null_share: float, max_text_length: int) -> list[str]:
+    """Give each column beyond a table-wide limit its own limit in `contract` (in place), so that the
+    contract passes on the table it was inferred from; one decision line per column."""
+    lines = []
+    for column, share in table.isna().mean().items():
+        if share > max_null_share:
+            limit = min(1.0, math.ceil(round((share + NULL_HEADROOM) / NULL_HEADROOM, 6)) * NULL_HEADROOM)
+            contract.setdefault(str(column), {})["max_null_share"] = round(limit, 2)
+            lines.append(
+                f"'{column}' is {share:.1%} null, above validate.max_null_share={max_null_share}: "
+                f"validate.columns.{column}.max_null_share {round(limit, 2)}"
+            )
+    for column in table.columns:
+        values = table[column]
+        if _is_text(values):
+            longest = int(values.dropna().astype(str).str.len().max() or 0) if values.notna().any() else 0
+            if longest > max_text_length:
+                contract.setdefault(str(column), {})["max_length"] = longest
+                lines.append(
+                    f"'{column}' holds text of {longest:,} characters, above validate.max_text_length={max_text_length}: its own max_length"
+                )
+        elif pd.api.types.is_float_dtype(values) and np.isinf(values.to_numpy(dtype=float, na_value=np.nan)).any():
+            contract.setdefault(str(column), {})["finite"] = False
+            lines.append(f"'{column}' holds infinite values: finite: false (check whether they mean missing)")
+    return lines
 
 
 def _require_column(table: pd.DataFrame, column: str, option: str) -> None:
@@ -162,25 +283,110 @@ def _positive_label(target: str, labels: list[Any], positive: str | None, ask, d
 
 
 def personal_columns(table: pd.DataFrame) -> dict[str, str]:
-    """Columns that look like personal data, with why: by name, or by values that are e-mail addresses
-    or phone numbers in most of a sample."""
+    """Columns that look like personal data, with why: by name (name parts, birth dates, contact
+    details, national ids, IP addresses), or by values, most of a sample being e-mail addresses,
+    phone numbers, SSN-like or IP addresses, street addresses, or birth dates. A column holding at
+    most two values is a flag about such a datum (own_telephone: A191/A192), not the datum."""
     found = {}
     for column in table.columns:
-        name = str(column)
-        if PERSONAL_NAME.search(name):
-            found[column] = f"its name '{name}'"
-            continue
         values = table[column]
-        if not (pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)):
+        if values.nunique() <= 2:
             continue
-        sample = values.dropna().astype(str).head(1000)
-        if sample.empty:
-            continue
-        if sample.str.fullmatch(EMAIL_VALUE).mean() > 0.5:
-            found[column] = "e-mail addresses"
-        elif (sample.str.fullmatch(PHONE_VALUE) & sample.str.count(r"\d").ge(7) & ~sample.str.fullmatch(DATE_VALUE)).mean() > 0.5:
-            found[column] = "phone numbers"
+        kind = personal_name(str(column))
+        why = f"named like {kind}" if kind else _personal_values(values)
+        if why:
+            found[column] = why
     return found
+
+
+NAME_PARTS = {"surname", "forename", "fname", "lname", "firstname", "lastname", "fullname", "givenname", "middlename", "maidenname"}
+NAME_PARTS |= {"username", "nickname"}
+NAME_OWNERS = {"first", "last", "full", "sur", "given", "family", "middle", "maiden", "fore", "user", "nick", "legal", "birth"}
+NAME_OWNERS |= {"customer", "patient", "person", "client", "contact", "father", "mother", "spouse", "employee", "applicant", "member"}
+NAME_OWNERS |= {"student", "owner", "holder"}
+BIRTH_WORDS = {"dob", "yob", "birthday", "birthdate", "birthdates", "dateofbirth", "birthplace"}
+PHONE_WORDS = {"phone", "phones", "telephone", "tel", "mobile", "fax", "cellphone", "phonenumber", "msisdn"}
+ADDRESS_WORDS = {"address", "addresses", "addr", "street", "streetaddress", "zip", "zipcode", "postcode", "postalcode"}
+IP_WORDS = {"ipv4", "ipv6", "ipaddress", "ipaddr"}
+
+
+def _name_words(name: str) -> list[str]:
+    """A column name's words, lower-cased: `firstName`, `First Name`, `first_name` -> first, name."""
+    spaced = re.sub(r"([a-z])([A-Z])|([A-Z])([A-Z][a-z])", r"\1\3 \2\4", name)
+    return re.findall(r"[a-z]+|\d+", spaced.lower())
+
+
+def personal_name(name: str) -> str | None:
+    """The kind of personal datum a column name says it holds, or None. Bare `first`, `last` and
+    `name` count; `name` with another word only when that word is a person's (`product_name` is not)."""
+    words = _name_words(name)
+    present = set(words)
+    joined = "_".join(words)
+    if "".join(words) in {"first", "last", "name", *NAME_PARTS} or present & NAME_PARTS or ("name" in present and present & NAME_OWNERS):
+        return "a person's name"
+    if (
+        present & BIRTH_WORDS
+        or "date_of_birth" in joined
+        or ("birth" in present and (len(words) == 1 or present & {"date", "day", "dt", "year", "place", "of"}))
+    ):
+        return "a birth date"
+    if re.search(r"(^|_)e_?mail", joined):
+        return "an e-mail address"
+    if present & PHONE_WORDS:
+        return "a phone number"
+    if present & IP_WORDS or words[-1:] == ["ip"] or ("ip" in present and present & {"address", "addr"}):
+        return "an IP address"
+    if present & ADDRESS_WORDS or {"postal", "code"} <= present:
+        return "an address"
+    if (
+        present & {"ssn", "passport", "nino", "nationalid", "taxid"}
+        or ("national" in present and present & {"id", "number", "no", "insurance", "identity"})
+        or ("tax" in present and present & {"id", "number", "no"})
+        or {"social", "security"} <= present
+        or (present & {"driver", "drivers", "driving"} and present & {"license", "licence"})
+    ):
+        return "a national id"
+    return None
+
+
+def _personal_values(values: pd.Series) -> str | None:
+    """The kind of personal data most of a sample of `values` is, or None."""
+    dates = _date_sample(values)
+    if dates is not None:
+        q1, q3 = dates.quantile(0.25), dates.quantile(0.75)
+        spread = (q3 - q1).days / 365.25
+        # People's birth dates spread over decades; dates of events (sign-ups, orders) over a few years.
+        if spread >= BIRTH_SPREAD_YEARS and (dates.max() - dates.min()).days / 365.25 <= 120:
+            return f"birth dates (the middle half spans {spread:.0f} years)"
+        return None
+    if not _is_text(values):
+        return None
+    sample = values.dropna().astype(str).str.strip().head(SAMPLE)
+    if sample.empty:
+        return None
+    mostly = lambda looks: looks.mean() > MOSTLY  # noqa: E731
+    if mostly(sample.str.fullmatch(EMAIL_VALUE)):
+        return "e-mail addresses"
+    if mostly(sample.str.fullmatch(SSN_VALUE)):
+        return "SSN-like numbers"
+    if mostly(sample.map(_is_ip_address)):
+        return "IP addresses"
+    if mostly(sample.str.fullmatch(STREET_VALUE)):
+        return "street addresses"
+    phone_like = sample.str.fullmatch(PHONE_VALUE) & sample.str.count(r"\d").ge(7)
+    if mostly(phone_like & ~sample.str.fullmatch(DATE_VALUE) & ~sample.str.fullmatch(NUMBER_VALUE)):
+        return "phone numbers"
+    return None
+
+
+def _is_ip_address(text: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def id_columns(table: pd.DataFrame) -> list[str]:
@@ -198,6 +404,8 @@ def id_columns(table: pd.DataFrame) -> list[str]:
         named_like_an_id = bool(ID_NAME.search(str(column)))
         if not ((is_integer and named_like_an_id) or (is_text and (named_like_an_id or _looks_like_codes(values)))):
             continue
+        if is_text and _date_sample(values) is not None:
+            continue  # dates stored as text, unique per row (timestamps), are dates
         if len(values) > 1 and values.notna().all() and values.is_unique:
             ids.append(column)
     return ids
@@ -207,31 +415,64 @@ def _looks_like_codes(values: pd.Series) -> bool:
     return not values.dropna().astype(str).head(1000).str.contains(r"\s").any()
 
 
-def _is_time_like(values: pd.Series) -> bool:
-    if pd.api.types.is_datetime64_any_dtype(values):
-        return True
-    if not TIME_NAME.search(str(values.name)) or values.isna().all():
-        return False
-    if pd.api.types.is_integer_dtype(values) and not pd.api.types.is_bool_dtype(values):
-        return bool(values.dropna().between(*YEAR_RANGE).all())
-    if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
-        return False
+def _parses_as_times(values: pd.Series) -> bool:
     try:
-        time_values(values.dropna().head(1000))
+        time_values(values)
     except DataError:
         return False
     return True
 
 
+def _is_time_candidate(values: pd.Series) -> bool:
+    """Whether a column could order the rows in time without being asked for: complete, more than one
+    value, and dates (datetimes or text dates, whatever the name) or years in a column named like a time."""
+    if values.isna().any() or values.nunique() < 2:
+        return False
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return True
+    if pd.api.types.is_integer_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        return bool(TIME_NAME.search(str(values.name))) and bool(values.between(*YEAR_RANGE).all())
+    return _is_text(values) and _date_sample(values) is not None and _parses_as_times(values)
+
+
+def _check_given_time(values: pd.Series) -> None:
+    """A column given as TIME must be a time: dates (datetimes, or text pandas reads as dates), whole
+    years, or numbers in a column whose name says it counts periods (month, week, t, ...). Anything
+    else would split rows on a value that does not order them in time (TIME=age: "train until 66")."""
+    name = values.name
+    if values.isna().any():
+        raise DataError(f"TIME column '{name}' has missing values: every row needs a time for a time split")
+    accepted = (
+        f"TIME takes a column of dates (2013-08-14, datetimes), of years ({YEAR_RANGE[0]}-{YEAR_RANGE[1]}) or of "
+        "period numbers named like period, month, week, quarter, day or t"
+    )
+    if pd.api.types.is_bool_dtype(values):
+        raise DataError(f"TIME={name!r} is not a time: it holds yes/no values; {accepted}")
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return
+    if pd.api.types.is_numeric_dtype(values):
+        whole_years = bool((values == values.round()).all() and values.between(*YEAR_RANGE).all())
+        if not whole_years and not TIME_NAME.search(str(name)):
+            raise DataError(
+                f"TIME={name!r} is not a time: its values run from {_plain(values.min())} to {_plain(values.max())}, "
+                f"which are not years, and its name does not say it counts periods; {accepted}"
+            )
+        return
+    if not _parses_as_times(values):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            parsed = pd.to_datetime(values.astype(str), errors="coerce", format="mixed")
+        failed = parsed.isna().to_numpy().nonzero()[0]
+        row = failed[0] if len(failed) else 0
+        raise DataError(f"TIME={name!r} is not a time: its value {values.iloc[row]!r} (row {row + 1}) is not a date; {accepted}")
+
+
 def _time_column(table: pd.DataFrame, given: str | None, decisions: list[str]) -> str | None:
     if given is not None:
-        _require_column(table, given, "TIME")
-        if table[given].isna().any():
-            raise DataError(f"TIME column '{given}' has missing values: every row needs a time for a time split")
-        time_values(table[given])  # numbers or dates, or a one-line error
+        _check_given_time(table[given])
         decisions.append(f"time column: '{given}' (given)")
         return given
-    candidates = [column for column in table.columns if _is_time_like(table[column]) and table[column].notna().all()]
+    candidates = [column for column in table.columns if _is_time_candidate(table[column])]
     if len(candidates) == 1:
         decisions.append(f"time column: '{candidates[0]}' (the only date or year-like column)")
         return candidates[0]

@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from mlpipe.config import CsvParams, ValidateParams, describe_validation_error, parse_params
+from mlpipe.config import CsvParams, InitParams, ValidateParams, describe_validation_error, parse_params
 from mlpipe.errors import ConfigError, DataError, PipelineError, exit_status
 from mlpipe.io import write_text
 from mlpipe.profiling import Profile, profile_table
@@ -109,7 +109,7 @@ def init(
     table = normalise_columns(read_source(source, fmt, csv_options=csv_options), origin=source)
     out(f"read {len(table):,} rows x {table.shape[1]} columns from {source}")
     limits = table_limits(params_path)
-    profile = profile_table(table, target, positive=positive, time_column=time_column, ask=ask, **limits)
+    profile = profile_table(table, target, positive=positive, time_column=time_column, ask=ask, **limits, leak_rule=leak_rule(params_path))
 
     versioned_source, to_version, notes = source, None, []
     if local is not None:
@@ -165,6 +165,16 @@ def table_limits(params_path: Path) -> dict[str, Any]:
     except ValidationError as exc:
         raise ConfigError(f"{params_path}: validate.{describe_validation_error(exc)}") from None
     return {"max_null_share": limits.max_null_share, "max_text_length": limits.max_text_length}
+
+
+def leak_rule(params_path: Path) -> InitParams:
+    """The leakage guard's rule: the init section of the params being rewritten (defaults without one)."""
+    document = yaml_round_trip().load(params_path.read_text(encoding="utf-8"))
+    section = document.get("init") if isinstance(document, dict) else None
+    try:
+        return InitParams.model_validate(section or {})
+    except ValidationError as exc:
+        raise ConfigError(f"{params_path}: init.{describe_validation_error(exc)}") from None
 
 
 def _refuse_uncommitted_edits(params_path: Path) -> None:
@@ -251,6 +261,20 @@ def _text(value: Any) -> Any:
     return value if plain == [value] else SingleQuotedScalarString(value)
 
 
+def _with_reasons(columns: list[str], reasons: dict[str, str]) -> Any:
+    """A block list, one column a line with its reason as a comment, so that `git diff params.yaml`
+    shows why each column went (a comment: PyYAML and DVC read the plain list)."""
+    from ruamel.yaml.comments import CommentedSeq
+
+    items = [_text(column) for column in columns]
+    listed = CommentedSeq(items)
+    width = max(len(item) + (2 if type(item) is not str else 0) for item in items)  # quoted text takes two more
+    for index, column in enumerate(columns):
+        if reasons.get(column):
+            listed.yaml_add_eol_comment(reasons[column], index, column=4 + 2 + width + 2)
+    return listed
+
+
 def _section(document: Any, name: str) -> Any:
     from ruamel.yaml.comments import CommentedMap
 
@@ -280,6 +304,8 @@ def rewrite_params(text: str, profile: Profile, source: str, fmt: str | None, cs
     read_as = (csv_options or CsvParams()).model_dump()
     for key, value in {"source": source, "format": fmt, "pattern": None, "csv": read_as, **profile.data}.items():
         data[key] = _flow(value)
+    if profile.data["drop_columns"]:
+        data["drop_columns"] = _with_reasons(profile.data["drop_columns"], profile.dropped)
     validate = _section(document, "validate")
     rows = validate.get("rows")
     if isinstance(rows, dict):
