@@ -139,6 +139,10 @@ class Repo:
         """`make <target>` as a user runs it, with the warm interpreter's folder as its venv (never
         rebuilt: its stamp is marked old-but-fine)."""
         venv = warm_python().folder
+        mlpipe = venv / "bin" / "mlpipe"
+        if not mlpipe.exists():  # what pip makes of pyproject.toml's [project.scripts] in a real venv
+            mlpipe.write_text(f'#!/bin/sh\nexec "{venv / "bin" / "python"}" -m mlpipe.tools.command "$@"\n')
+            mlpipe.chmod(0o755)
         return self.run("make", "-o", str(venv / ".installed-from-requirements"), target, *variables, f"VENV={venv}", check=check)
 
     def command(self, stage: str) -> list[str]:

@@ -208,3 +208,42 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split("\n")[0]
     except (OSError, IndexError):
         return "zombie"
+
+
+def stage_outputs(repo, stage: str) -> dict[str, bytes]:
+    """Every file of a stage's outputs (folders walked), path -> bytes."""
+    files = {}
+    for out in repo.lock()["stages"][stage]["outs"]:
+        path = repo.path / out["path"]
+        for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
+            if file.is_file():
+                files[file.relative_to(repo.path).as_posix()] = file.read_bytes()
+    return files
+
+
+def test_a_failing_stage_keeps_its_last_good_outputs_under_make_repro_and_dvc_checkout_restores_them_under_dvc_repro(repo, tmp_path):
+    """DVC deletes a stage's outputs before running it. `make repro` puts them back when the stage
+    fails; after a plain `dvc repro` they are gone until `dvc checkout` (cached ones) and `git
+    checkout` (metrics files git keeps) restore them, as docs/troubleshooting.md says."""
+    before = stage_outputs(repo, "validate")
+    assert "metrics/data_quality.json" in before and any(path.startswith("data/validated/") for path in before)
+    plain = repo.copy(tmp_path / "plain")
+    for copy in (repo, plain):
+        copy.set_params(validate={"rows": {"min": 10**9, "max": None}})
+
+    failed = repo.make("repro", check=False)
+    assert failed.returncode == 2 and failed.stages_run == ["validate"], failed.stdout + failed.stderr
+    own = [line for line in failed.stderr.splitlines() if line.startswith("error: ")]
+    assert own[0].startswith("error: validate: ") and own[-1].startswith("error: repro: `dvc repro` failed"), failed.stderr
+    assert "metrics/data_quality.json" in own[-1] and "data/validated/dataset.parquet" in own[-1], own[-1]
+    assert stage_outputs(repo, "validate") == before, "make repro must leave the last good outputs byte for byte"
+    assert repo.run("git", "status", "--porcelain", "--", "metrics").stdout == ""
+
+    failed = plain.dvc("repro", check=False)
+    assert failed.returncode != 0 and failed.stages_run == ["validate"]
+    assert not (plain.path / "metrics" / "data_quality.json").exists()
+    assert " D metrics/data_quality.json" in plain.run("git", "status", "--porcelain").stdout
+    assert not list((plain.path / "data" / "validated").rglob("*.parquet"))
+    plain.dvc("checkout")
+    plain.run("git", "checkout", "--", "metrics/data_quality.json")
+    assert stage_outputs(plain, "validate") == before

@@ -35,3 +35,9 @@ EXIT_FINDING = 1  # the gate's answer: retraining recommended, a guarded regress
 EXIT_USAGE = 2  # a user error: a bad argument, a missing file, params or data the command cannot use
 EXIT_CORRUPT = 3  # a file the pipeline wrote is corrupt or truncated (ArtifactError): rebuild it
 EXIT_INTERRUPTED = 130
+
+
+def exit_status(exc: PipelineError) -> int:
+    """The exit status of a command that stopped on `exc`: a corrupt file the pipeline wrote is not
+    the user's input, and a CI gate must not read it as a finding either."""
+    return EXIT_CORRUPT if isinstance(exc, ArtifactError) else EXIT_USAGE

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from mlpipe.errors import DataError, OutputError, first_line
+from mlpipe.errors import ArtifactError, DataError, OutputError, first_line
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -220,6 +220,25 @@ def read_pipeline_text(path: str | Path, what: str, stage: str) -> str:
         raise DataError(f"{what} '{path}' does not exist: run `dvc repro {stage}` (or `dvc pull`) first") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read {what} '{path}': {first_line(exc)}") from None
+
+
+def read_pipeline_json(path: str | Path, what: str, stage: str, keys: tuple[str, ...] = ()) -> Any:
+    """The JSON object of a file `stage` writes, with at least `keys`: a `DataError` when it is
+    missing, an `ArtifactError` (its own exit status, never read as a verdict) when it is truncated,
+    not JSON or not the object the stage writes."""
+    path = Path(path)
+    try:
+        payload = json.loads(path.read_bytes())
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        problem = first_line(exc)
+    except OSError:  # missing or unreadable: its one-line DataError
+        return json.loads(read_pipeline_text(path, what, stage))
+    else:
+        lacking = [key for key in keys if key not in payload] if isinstance(payload, dict) else list(keys)
+        if not lacking:
+            return payload
+        problem = f"no {', '.join(map(repr, lacking))} in it"
+    raise ArtifactError(f"{what} '{path}' is corrupt or truncated ({problem}): rebuild it with `{f'dvc repro {stage}'.strip()}`")
 
 
 def read_json(source: str | Path) -> Any:

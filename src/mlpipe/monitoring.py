@@ -3,7 +3,6 @@ metrics/drift.json in a fraction of a second."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,9 @@ from typing import Any
 def retrain_verdict(windows: dict[str, dict[str, Any]], test_auc: float | None, max_auc_drop: float) -> tuple[bool, list[str]]:
     """Retrain on dataset drift or target drift in any window, when a labelled window's ROC-AUC fell
     more than `max_auc_drop` below the test ROC-AUC or cannot be computed, and on every finding (a
-    column whose drift could not be measured). Adds each window's `auc_change` as it goes."""
+    column whose drift could not be measured) that counts as drift: a problem of the current rows is
+    news, one of the reference's own (no usable value in it) is not, and featurize drops such columns
+    before training. Adds each window's `auc_change` as it goes."""
     reasons = []
     for name, result in windows.items():
         if result["dataset_drift"]:
@@ -23,13 +24,17 @@ def retrain_verdict(windows: dict[str, dict[str, Any]], test_auc: float | None, 
         monitored = {**result["columns"], "(prediction)": result["prediction_drift"]}
         if "target_drift" in result:
             monitored["(target)"] = result["target_drift"]
-            if result["target_drift"]["drifted"] and "finding" not in result["target_drift"]:
+            target = result["target_drift"]
+            if target["drifted"] and "finding" not in target:
+                beyond = "<" if target.get("statistic") == "p_value" else ">="  # a p-value drifts below its threshold
                 reasons.append(
-                    f"window {name}: target drift (the label distribution moved: {result['target_drift']['method']} "
-                    f"{result['target_drift']['score']:.4f} >= {result['target_drift']['threshold']})"
+                    f"window {name}: target drift (the label distribution moved: {target['method']} "
+                    f"{target['score']:.4f} {beyond} {target['threshold']})"
                 )
         reasons.extend(
-            f"window {name}: column {column}: {values['finding']}" for column, values in monitored.items() if "finding" in values
+            f"window {name}: column {column}: {values['finding']}"
+            for column, values in monitored.items()
+            if "finding" in values and values["drifted"]
         )
         if "target_drift" in result and result.get("roc_auc") is None:
             reasons.append(f"window {name}: ROC-AUC cannot be computed (its labels hold one class), so the model's accuracy is unknown")
@@ -82,19 +87,42 @@ def format_verdict(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str]) -> int:
-    """Print the verdict of a drift metrics file; exit 1 when retraining is recommended (for CI gates)."""
-    if len(argv) != 1:
-        print("usage: python -m mlpipe.monitoring <drift metrics file>", file=sys.stderr)
-        return 2
-    path = Path(argv[0])
-    if not path.exists():
-        print(f"error: {path} does not exist: run `dvc repro drift` first", file=sys.stderr)
-        return 2
-    report = json.loads(path.read_text(encoding="utf-8"))
-    print(format_verdict(report))
-    return 1 if report["retrain_recommended"] else 0
+def read_verdict(path: str | Path) -> tuple[dict[str, Any], str]:
+    """The drift stage's verdict file and its text (`format_verdict`). Raises a `DataError` when it is
+    missing and an `ArtifactError` when it is corrupt or truncated: never a verdict read from half a file."""
+    from mlpipe.errors import ArtifactError
+    from mlpipe.io import read_pipeline_json
+
+    report = read_pipeline_json(path, "the drift verdict", "drift", keys=("retrain_recommended", "reasons", "windows"))
+    try:
+        return report, format_verdict(report)
+    except (KeyError, TypeError, AttributeError) as exc:  # valid JSON, but not what the drift stage writes
+        raise ArtifactError(
+            f"the drift verdict '{path}' is corrupt ({type(exc).__name__}: {exc}): rebuild it with `dvc repro drift`"
+        ) from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`mlpipe monitor`: print the verdict of a drift metrics file; exit 1 when retraining is
+    recommended (for CI gates), 2 when the file is missing, 3 when it is corrupt (mlpipe.errors)."""
+    import argparse
+
+    from mlpipe.errors import EXIT_FINDING, EXIT_OK, PipelineError, exit_status
+
+    parser = argparse.ArgumentParser(
+        description="Print the drift verdict. Exit status: 0 no retraining needed, 1 retraining recommended, "
+        "2 the file is missing or an argument is wrong, 3 the file is corrupt or truncated."
+    )
+    parser.add_argument("drift", nargs="?", default="metrics/drift.json", help="the drift stage's verdict (default: metrics/drift.json)")
+    args = parser.parse_args(argv)
+    try:
+        report, verdict = read_verdict(args.drift)
+    except PipelineError as exc:
+        print(f"error: monitor: {exc}", file=sys.stderr)
+        return exit_status(exc)
+    print(verdict)
+    return EXIT_FINDING if report["retrain_recommended"] else EXIT_OK
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

@@ -4,15 +4,16 @@
 
 Each argument becomes one `-S` of `dvc exp run --queue` (DVC expands the grid), then
 `dvc queue start -j N` runs them in background workers. This waits for exactly the
-experiments it queued (`wait_for`), showing progress, then prints `dvc exp show --md` narrowed
-to the swept params and the headline metrics, and for each failed one prints the tail of
-`dvc queue logs`, where the stage's one-line `error: <stage>: ...` says why. It warns first
+experiments it queued (`wait_for`), showing progress, then prints a table of them from
+`dvc exp show --json` (each one's state, the swept params and the headline metrics), and for each
+failed one the tail of `dvc queue logs`, where the stage's one-line `error: <stage>: ...` says why. It warns first
 about untracked files, which queued experiments do not see.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import re
@@ -21,8 +22,9 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from mlpipe.errors import PipelineError
+from mlpipe.errors import EXIT_FINDING, EXIT_OK, PipelineError, exit_status
 from mlpipe.tools.dvc_cli import dvc
 
 ACTIVE = {"Queued", "Running"}
@@ -115,25 +117,45 @@ def failure_reason(log: str) -> str:
     return own[-1] if own else (lines[-1] if lines else "no log")
 
 
-def comparison_command(overrides: list[str]) -> list[str]:
-    """`dvc exp show` narrowed to the swept params and the headline metrics, best ROC-AUC first."""
+def comparison_table(shown: list[dict[str, Any]], names: list[str], overrides: list[str]) -> str:
+    """The experiments `names` beside their baseline, as a Markdown table: a state column, the swept
+    params and the headline metrics, best ROC-AUC first. Built from `dvc exp show --json`, whose
+    failed experiments carry their baseline's metrics files (they never wrote their own): those
+    are not shown, a failed experiment has no metrics."""
     swept = [override.split("=", 1)[0].split(":")[-1] for override in overrides]
-    keep = "^(" + "|".join(re.escape(name) for name in ["Experiment", *swept, *HEADLINE]) + ")$"
-    return [
-        "exp",
-        "show",
-        "--md",
-        "--no-pager",
-        "--hide-queued",
-        "--drop",
-        ".*",
-        "--keep",
-        keep,
-        "--sort-by",
-        "test.roc_auc",
-        "--sort-order",
-        "desc",
-    ]
+    rows = []
+    for baseline in shown:
+        if baseline.get("rev") == "workspace" or not baseline.get("experiments"):
+            continue
+        rows.append((baseline.get("name") or baseline["rev"][:7], "baseline", baseline.get("data") or {}))
+        for experiment in baseline["experiments"]:
+            if experiment.get("name") in names:
+                state = (experiment.get("executor") or {}).get("state") or "success"
+                rows.append((experiment["name"], state, (experiment.get("revs") or [{}])[0].get("data") or {}))
+    table = []
+    for name, state, data in rows:
+        params = (data.get("params") or {}).get("params.yaml", {}).get("data") or {}
+        metrics = [file.get("data") or {} for file in (data.get("metrics") or {}).values()] if state in ("success", "baseline") else []
+        headline = [next((value for value in (_dotted(file, key) for file in metrics) if value is not None), None) for key in HEADLINE]
+        table.append([name, state, *(_dotted(params, key) for key in swept), *headline])
+
+    def order(row: list[Any]) -> tuple:  # the baseline, then the best test ROC-AUC, then those without one
+        auc = row[2 + len(swept) + HEADLINE.index("test.roc_auc")]
+        scored = isinstance(auc, (int, float))
+        return row[1] != "baseline", not scored, -auc if scored else 0
+
+    header = ["Experiment", "State", *swept, *HEADLINE]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join("—" if cell is None else str(cell) for cell in row) + " |" for row in sorted(table, key=order)]
+    return "\n".join(lines)
+
+
+def _dotted(values: dict[str, Any], key: str) -> Any:
+    for part in key.split("."):
+        if not isinstance(values, dict) or part not in values:
+            return None
+        values = values[part]
+    return values
 
 
 def sweep(overrides: list[str], jobs: int) -> int:
@@ -157,7 +179,7 @@ def sweep(overrides: list[str], jobs: int) -> int:
             reported = progress
 
     statuses = wait_for(names, on_status=show_progress)
-    print(dvc(*comparison_command(overrides)))
+    print(comparison_table(json.loads(dvc("exp", "show", "--json", "--hide-queued") or "[]"), names, overrides))
     failed = [name for name in names if statuses.get(name) != "Success"]
     for name in failed:
         print(
@@ -165,19 +187,24 @@ def sweep(overrides: list[str], jobs: int) -> int:
             f" (full log: dvc queue logs {name})",
             file=sys.stderr,
         )
-    return 1 if failed else 0
+    return EXIT_FINDING if failed else EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Queue a parameter grid as DVC experiments, run it, and wait.")
-    parser.add_argument("overrides", nargs="+", help="params.yaml overrides, e.g. train.learning_rate=0.03,0.1")
+    parser.add_argument(
+        "overrides",
+        nargs="+",
+        help="params.yaml overrides, e.g. train.learning_rate=0.03,0.1 (one argument may hold several, space-separated)",
+    )
     parser.add_argument("--jobs", "-j", type=int, default=2, help="experiments run in parallel (dvc queue start -j)")
     args = parser.parse_args(argv)
     try:
-        return sweep(args.overrides, args.jobs)
+        # `make sweep GRID="a=1,2 b=3"` passes the grid as one argument: the overrides hold no spaces.
+        return sweep([word for argument in args.overrides for word in argument.split()], args.jobs)
     except PipelineError as exc:
         print(f"error: sweep: {exc}", file=sys.stderr)
-        return 2
+        return exit_status(exc)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mlpipe.errors import PipelineError
+from mlpipe.errors import PipelineError, exit_status
 from mlpipe.io import write_text
 from mlpipe.tools.dvc_cli import dvc
 
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         plots = plots_json(args.base)
     except PipelineError as exc:
         print(f"error: plots: {exc}", file=sys.stderr)
-        return 1
+        return exit_status(exc)
     title = f"Plots: workspace against {args.base}" if args.base else "Plots: workspace"
     write_text(render_page(plots, title), args.output)
     if args.images:

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from mlpipe.config import Guard, load_params
-from mlpipe.errors import PipelineError
-from mlpipe.io import write_text
-from mlpipe.monitoring import format_verdict
+from mlpipe.errors import EXIT_FINDING, EXIT_OK, ArtifactError, ConfigError, PipelineError, exit_status, first_line
+from mlpipe.io import read_pipeline_json, write_text
+from mlpipe.monitoring import read_verdict
 from mlpipe.tools.dvc_cli import dvc
 
 Diff = dict[str, dict[str, dict[str, Any]]]  # file -> key -> {"old", "new", "diff"}
@@ -66,7 +66,7 @@ def check_guards(metrics_diff: Diff, guards: list[Guard]) -> list[GuardResult]:
     return results
 
 
-def render(base: str, params_diff: Diff, metrics_diff: Diff, guards: list[GuardResult], drift: dict[str, Any] | None, plots: str) -> str:
+def render(base: str, params_diff: Diff, metrics_diff: Diff, guards: list[GuardResult], drift: str | None, plots: str) -> str:
     lines = [f"# Review: workspace vs `{base}`", ""]
     failed = [result for result in guards if result.failed]
     lines += [
@@ -99,7 +99,7 @@ def render(base: str, params_diff: Diff, metrics_diff: Diff, guards: list[GuardR
             lines += ["<details><summary>unchanged</summary>", ""] + _metric_table(unchanged) + ["", "</details>", ""]
 
     if drift is not None:
-        lines += ["## Drift (workspace)", "", "```", format_verdict(drift), "```", ""]
+        lines += ["## Drift (workspace)", "", "```", drift, "```", ""]
     lines += ["## Plots", "", f"Old and new plots side by side: `{plots}` (from `dvc plots diff {base}`).", ""]
     return "\n".join(lines)
 
@@ -132,6 +132,31 @@ def dvc_json(*args: str) -> Any:
     return json.loads(dvc(*args, "--json") or "{}")
 
 
+def check_readable(base: str, params: str, guards: list[Guard]) -> None:
+    """Refuse, in one line, a guarded metrics file that is corrupt in the workspace or at `base`, and
+    a params file that is not YAML at `base`: `dvc metrics diff` and `dvc params diff` skip what they
+    cannot read, which would turn a corrupt file into a "missing" metric and so into a regression."""
+    import subprocess
+
+    import yaml
+
+    for file in sorted({guard.file for guard in guards}):
+        if Path(file).exists():
+            read_pipeline_json(file, "the metrics file", "")
+    for file in [params, *sorted({guard.file for guard in guards})]:
+        shown = subprocess.run(["git", "show", f"{base}:{file}"], capture_output=True, text=True)
+        if shown.returncode != 0:
+            continue  # not at that revision (a new file, or not git's): the diff says so
+        try:
+            yaml.safe_load(shown.stdout)  # JSON is YAML
+        except yaml.YAMLError as exc:
+            if file == params:
+                raise ConfigError(f"{file} at revision {base} is not valid YAML ({first_line(exc)}): review against another BASE") from None
+            raise ArtifactError(
+                f"the metrics file '{file}' at revision {base} is corrupt or truncated ({first_line(exc)}): review against another BASE"
+            ) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Write the review report and gate on guarded metrics.")
     parser.add_argument("--base", required=True, help="git revision to compare the workspace with (branch, tag, commit)")
@@ -142,20 +167,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         guards = load_params(args.params).review.guards
+        check_readable(args.base, args.params, guards)
+        drift = read_verdict(args.drift)[1] if args.drift.exists() else None
         params_diff = dvc_json("params", "diff", args.base)
         metrics_diff = dvc_json("metrics", "diff", args.base, "--all")
         dvc("plots", "diff", args.base, "-o", str(args.plots_dir))
     except PipelineError as exc:
         print(f"error: review: {exc}", file=sys.stderr)
-        return 2
+        return exit_status(exc)
     plots_page = str(args.plots_dir / "index.html")
-    drift = json.loads(args.drift.read_text(encoding="utf-8")) if args.drift.exists() else None
     results = check_guards(metrics_diff, guards)
     write_text(render(args.base, params_diff, metrics_diff, results, drift, plots_page), args.output)
     for result in results:
         print(result.describe())
     print(f"wrote {args.output}; plots: {plots_page}")
-    return 1 if any(result.failed for result in results) else 0
+    return EXIT_FINDING if any(result.failed for result in results) else EXIT_OK
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from mlpipe.config import load_params
-from mlpipe.errors import ConfigError, PipelineError
+from mlpipe.errors import EXIT_OK, ArtifactError, ConfigError, PipelineError, exit_status, first_line
 
 
 def model_artifact(dvc_yaml: Path, name: str | None) -> tuple[Path, Path]:
@@ -43,11 +43,18 @@ def model_artifact(dvc_yaml: Path, name: str | None) -> tuple[Path, Path]:
 
 def training_metadata(evaluation: Path, training_params: Path) -> dict[str, Any]:
     """What /metadata shows beside the model: the LightGBM params it was trained with and its test metrics."""
+    from mlpipe.io import read_pipeline_json, read_pipeline_text
+
     metadata: dict[str, Any] = {}
     if training_params.exists():
-        metadata["training_params"] = yaml.safe_load(training_params.read_text(encoding="utf-8"))
+        try:
+            metadata["training_params"] = yaml.safe_load(read_pipeline_text(training_params, "the training params", "train"))
+        except yaml.YAMLError as exc:
+            raise ArtifactError(
+                f"the training params '{training_params}' are corrupt or truncated ({first_line(exc)}): rebuild them with `dvc repro train`"
+            ) from None
     if evaluation.exists():
-        metadata["test_metrics"] = json.loads(evaluation.read_text(encoding="utf-8")).get("test")
+        metadata["test_metrics"] = read_pipeline_json(evaluation, "the evaluation metrics", "evaluate", keys=("test",))["test"]
     return metadata
 
 
@@ -56,9 +63,7 @@ WORKER_ARGV = "MLPIPE_SERVE_ARGV"
 
 
 def parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m mlpipe.tools.serve", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
@@ -120,7 +125,7 @@ def worker_app():
         return service_app(params, load, watch)
     except PipelineError as exc:
         print(f"error: serve: worker {os.getpid()}: {exc}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(exit_status(exc))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             version = load().version
     except PipelineError as exc:
         print(f"error: serve: {exc}", file=sys.stderr)
-        return 1
+        return exit_status(exc)
     import uvicorn
 
     api_key = os.environ.get(params.serve.api_key_env) or None
@@ -154,12 +159,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     if workers == 1:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
-        return 0
+        return EXIT_OK
     with tempfile.TemporaryDirectory(prefix="mlpipe-metrics-") as shared:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = shared  # every worker's metrics in files there, added up by /metrics
         os.environ[WORKER_ARGV] = json.dumps(argv)
         uvicorn.run("mlpipe.tools.serve:worker_app", factory=True, workers=workers, host=args.host, port=args.port, log_level="warning")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

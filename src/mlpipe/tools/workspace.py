@@ -40,17 +40,23 @@ def _git_env() -> dict[str, str]:
     return {**os.environ, **IDENTITY}
 
 
-def cached_outputs(dvc_yaml: Path) -> list[str]:
-    """Paths of the outputs DVC caches (and so refuses to see tracked by git)."""
+def declared_outputs(dvc_yaml: Path) -> list[tuple[str, bool]]:
+    """(path, whether DVC caches it) of every output dvc.yaml declares, but those with `${...}` in
+    their path (foreach stages, paths from params)."""
     stages = yaml.safe_load(dvc_yaml.read_text(encoding="utf-8")).get("stages", {})
-    paths = []
+    outputs = []
     for stage in stages.values():
         for key in ("outs", "metrics", "plots"):
             for entry in stage.get(key, []) or []:
                 path, options = (entry, {}) if isinstance(entry, str) else next(iter(entry.items()))
-                if (options or {}).get("cache", True) and "${" not in path:
-                    paths.append(path.rstrip("/"))
-    return paths
+                if "${" not in path:
+                    outputs.append((path.rstrip("/"), bool((options or {}).get("cache", True))))
+    return outputs
+
+
+def cached_outputs(dvc_yaml: Path) -> list[str]:
+    """Paths of the outputs DVC caches (and so refuses to see tracked by git)."""
+    return [path for path, cached in declared_outputs(dvc_yaml) if cached]
 
 
 def snapshot_repository(source: Path, target: Path, *, keep_lock: bool = True) -> dict:
