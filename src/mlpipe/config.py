@@ -630,7 +630,8 @@ class ReviewParams(Section):
     """What `make review` guards when it compares the workspace with a git revision."""
 
     guards: list[Guard] = Field(
-        [], description="metrics that must not get worse by more than their limit: make review exits 1 when one does, or disappears"
+        [],
+        description="metrics that must not get worse by more than their limit: `mlpipe review` exits 1 when one does, or disappears (through make every failure is exit 2)",
     )
 
 

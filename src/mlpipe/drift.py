@@ -7,13 +7,24 @@ distance for categorical ones) the same statistics are computed exactly from eac
 value counts, which is what makes a million rows take a second instead of a minute; any other
 test, and small data, go through Evidently's own functions. The HTML reports are drawn apart,
 by `mlpipe.drift_report`.
+
+Two checks keep the verdicts silent when nothing changed (a random split of a static table). A
+distance (Wasserstein, Jensen-Shannon, PSI, ...) is biased upward on small samples and on columns
+with many distinct values, and chi-square on sparse levels gives p-values near 0 by chance, so a
+column its test flags is drift only when its score also beats the same statistic on every one of
+`drift.null_draws` random re-splits of the pooled rows (a seeded permutation test, drawn from the
+value counts; it runs only for flagged columns). And a p-value test flags 5% of stable columns by
+design, so the p-values of a window's columns are corrected for testing many at once
+(Benjamini-Hochberg, `drift.p_value_correction`).
 """
 
 from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import Iterable
+import operator
+import zlib
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,26 +143,51 @@ class Side:
         return pd.Series(np.repeat(self.counts.index.to_numpy(), self.counts.to_numpy()), name=name)
 
 
+@dataclass(frozen=True)
+class Chance:
+    """What a column its stat test flags must also beat to count as drift: the same statistic
+    between `draws` random re-splits of the pooled rows into a reference and a current side of the
+    observed sizes (0: no check), seeded by `seed` and the column's name, so that a verdict does
+    not depend on the column order."""
+
+    draws: int = 99
+    seed: int = 42
+
+
+P_VALUE, DISTANCE = "p_value", "distance"
+
+
 def column_drift(
-    reference: pd.Series, current: pd.Series, kind: str, method: str | None, threshold: float | None, key: str
+    reference: pd.Series, current: pd.Series, kind: str, method: str | None, threshold: float | None, key: str, chance: Chance = Chance()
 ) -> dict[str, Any]:
     """Evidently's stat test for one column (`kind` is "numerical" or "categorical"), on all rows."""
-    return side_drift(Side.of(reference, kind), Side.of(current, kind), kind, method, threshold, key, str(reference.name))
+    return side_drift(Side.of(reference, kind), Side.of(current, kind), kind, method, threshold, key, str(reference.name), chance)
 
 
 def side_drift(
-    reference: Side, current: Side, kind: str, method: str | None, threshold: float | None, key: str, name: str
+    reference: Side,
+    current: Side,
+    kind: str,
+    method: str | None,
+    threshold: float | None,
+    key: str,
+    name: str,
+    chance: Chance = Chance(),
 ) -> dict[str, Any]:
     """Evidently's stat test for one column, from both sides' values or counts.
 
-    A test that cannot run (no usable value on one side) or gives no finite score is a finding:
-    the column counts as drifted and says why, never silently as stable.
+    A test that cannot run because of the current rows (no usable value, infinite values the
+    reference never had) or gives no finite score is a finding: the column counts as drifted and
+    says why, never silently as stable. A reference without a usable value is a finding too, but
+    not drift: nothing about the current data changed (featurize drops such a column before
+    training, so only a reference from elsewhere can have one).
     """
     if current.infinite and not reference.infinite:
         return _finding(kind, f"{current.infinite:,} of {current.rows:,} current values are infinite, and the reference has none")
-    for side, values in (("reference", reference), ("current", current)):
-        if not values.usable:
-            return _finding(kind, f"no usable value in the {side} rows (all missing or not finite)")
+    if not reference.usable:
+        return _finding(kind, "no usable value in the reference rows (all missing or not finite)", drifted=False)
+    if not current.usable:
+        return _finding(kind, "no usable value in the current rows (all missing or not finite)")
     if method is None and reference.usable > LARGE_SAMPLE_ROWS:
         if kind == NUMERICAL and reference.values is not None and _continuous(reference.values):
             # Many distinct values: counting them gains nothing, sorting does the job.
@@ -162,12 +198,54 @@ def side_drift(
         else:
             distance, score = default_distance(reference.value_counts(), current.value_counts(), kind)
         limit = DEFAULT_THRESHOLD if threshold is None else threshold
-        verdict = _verdict(kind, distance, score, limit, score >= limit)
+        verdict = _verdict(kind, distance, score, limit, score >= limit, DISTANCE)
+        statistic = DISTANCES[distance]
     else:
-        verdict = evidently_test(reference.as_values(name), current.as_values(name), kind, method, threshold, key)
+        verdict, statistic = evidently_test(reference.as_values(name), current.as_values(name), kind, method, threshold, key)
     if "finding" not in verdict and not np.isfinite(verdict["score"]):
         return _finding(kind, f"the {verdict['method']} score could not be computed", verdict["method"])
+    if verdict["drifted"] and chance.draws and "finding" not in verdict:
+        beaten, chance_score = beats_chance(verdict, resampled_scores(reference, current, kind, statistic, chance, name))
+        verdict = {**verdict, "chance_score": chance_score, "drifted": beaten}
     return verdict
+
+
+# A statistic of two sides given as counts over their pooled distinct values (sorted).
+Statistic = Callable[[np.ndarray, np.ndarray, np.ndarray], float]
+
+
+def beats_chance(verdict: dict[str, Any], scores: Iterator[float]) -> tuple[bool, float]:
+    """Whether the observed score is more extreme (a distance above, a p-value below) than the
+    score of every re-split, and the most extreme re-split score seen. It stops at the first
+    re-split as extreme as the observed score: that settles "not drift", which is what a stable
+    column gives, after a draw or two."""
+    more_extreme = operator.gt if verdict["statistic"] == DISTANCE else operator.lt
+    extreme = None
+    for score in scores:
+        extreme = score if extreme is None or more_extreme(score, extreme) else extreme
+        if not more_extreme(verdict["score"], score):
+            return False, float(extreme)
+    return True, float(extreme)
+
+
+def resampled_scores(reference: Side, current: Side, kind: str, statistic: Statistic, chance: Chance, name: str) -> Iterator[float]:
+    """The statistic between `chance.draws` random re-splits of both sides' pooled rows, each side
+    keeping its size: what the statistic gives when nothing changed (a permutation null), drawn
+    one at a time.
+
+    A re-split's current counts are a multivariate hypergeometric draw from the pooled counts, so
+    each draw costs the number of distinct values (or of rows, when nearly every value is
+    distinct), not a shuffle of the table; both engines pool the same counts in the same order,
+    so they draw the same numbers.
+    """
+    support, reference_counts, current_counts = aligned_counts(reference.value_counts(), current.value_counts(), kind)
+    pooled = reference_counts + current_counts
+    rows = int(current_counts.sum())
+    rng = np.random.default_rng([chance.seed, zlib.crc32(name.encode("utf-8", "surrogatepass"))])
+    method = "marginals" if 4 * len(pooled) < pooled.sum() else "count"  # numpy's faster method for the shape
+    for _ in range(chance.draws):
+        drawn = rng.multivariate_hypergeometric(pooled, rows, method=method)
+        yield statistic(support, pooled - drawn, drawn)
 
 
 def _count_infinite(values: pd.Series) -> int:
@@ -184,8 +262,9 @@ def usable_values(values: pd.Series, kind: str) -> pd.Series:
 
 def evidently_test(
     reference: pd.Series, current: pd.Series, kind: str, method: str | None, threshold: float | None, key: str
-) -> dict[str, Any]:
-    """Run Evidently's own stat test function on the rows (small data, or a method named in params)."""
+) -> tuple[dict[str, Any], Statistic | None]:
+    """Run Evidently's own stat test function on the rows (small data, or a method named in params);
+    also returns the test as a statistic of counts, for `resampled_scores` (None for a finding)."""
     from evidently.legacy.calculations.stattests.registry import StatTestNotFoundError, get_stattest
     from evidently.legacy.core import ColumnType
 
@@ -198,19 +277,41 @@ def evidently_test(
         ) from None
     except Exception as exc:  # noqa: BLE001 - Evidently signals a method unfit for the column type this way
         raise ConfigError(f"{key}: stat test '{method}' cannot be used for {kind} column '{reference.name}': {exc}") from None
+
     try:
         result = test(reference, current, column_type, threshold)
     except (ValueError, ZeroDivisionError) as exc:  # e.g. scipy's chi-square on a level the reference never had
-        return _finding(kind, f"the {test.name} score could not be computed: {first_line(exc)}", test.name)
-    return _verdict(kind, test.name, result.drift_score, result.actual_threshold, result.drifted)
+        return _finding(kind, f"the {test.name} score could not be computed: {first_line(exc)}", test.name), None
+    score, limit, drifted = float(result.drift_score), float(result.actual_threshold), bool(result.drifted)
+    # Evidently's p-value tests flag drift below their threshold, its distances at or above it.
+    kind_of_score = P_VALUE if drifted == (score <= limit) else DISTANCE
+
+    def statistic(support: np.ndarray, reference_counts: np.ndarray, current_counts: np.ndarray) -> float:
+        rows = (pd.Series(np.repeat(support, counts), name=reference.name) for counts in (reference_counts, current_counts))
+        try:
+            with np.errstate(divide="ignore", invalid="ignore"):  # chi-square's empty expected levels: scored below
+                return float(test(*rows, column_type, threshold).drift_score)
+        except (ValueError, ZeroDivisionError):
+            # A re-split the test cannot score (chi-square on a level one side lacks) counts as the
+            # most extreme score: an observed score never beats it, so it never makes a column drift.
+            return 0.0 if kind_of_score == P_VALUE else np.inf
+
+    return _verdict(kind, test.name, score, limit, drifted, kind_of_score), statistic
 
 
-def _verdict(kind: str, method: str, score: float, threshold: float, drifted: bool) -> dict[str, Any]:
-    return {"kind": kind, "method": method, "score": float(score), "threshold": float(threshold), "drifted": bool(drifted)}
+def _verdict(kind: str, method: str, score: float, threshold: float, drifted: bool, statistic: str) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "method": method,
+        "statistic": statistic,  # p_value: drift below the threshold; distance: at or above it
+        "score": float(score),
+        "threshold": float(threshold),
+        "drifted": bool(drifted),
+    }
 
 
-def _finding(kind: str, reason: str, method: str | None = None) -> dict[str, Any]:
-    return {"kind": kind, "method": method, "score": None, "threshold": None, "drifted": True, "finding": reason}
+def _finding(kind: str, reason: str, method: str | None = None, drifted: bool = True) -> dict[str, Any]:
+    return {"kind": kind, "method": method, "score": None, "threshold": None, "drifted": drifted, "finding": reason}
 
 
 def _continuous(values: pd.Series) -> bool:
@@ -234,14 +335,29 @@ def default_distance(reference_counts: pd.Series, current_counts: pd.Series, kin
     Jensen-Shannon distance between the two frequency tables. Both equal what Evidently computes
     from the raw rows (tests/test_drift.py checks this against Evidently itself).
     """
-    support = reference_counts.index.union(current_counts.index)
-    if kind == NUMERICAL and len(support) > 5:
-        return "wasserstein", _normed_wasserstein(reference_counts, current_counts)
+    support, reference, current = aligned_counts(reference_counts, current_counts, kind)
+    distance = "wasserstein" if kind == NUMERICAL and len(support) > 5 else "jensenshannon"
+    return distance, DISTANCES[distance](support, reference, current)
+
+
+def aligned_counts(reference_counts: pd.Series, current_counts: pd.Series, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Both sides' counts over their pooled distinct values, sorted (numbers as floats, so that
+    1 and 1.0 are one value)."""
+    if kind == NUMERICAL:
+        reference_counts = reference_counts.groupby(reference_counts.index.astype(float)).sum()
+        current_counts = current_counts.groupby(current_counts.index.astype(float)).sum()
+    support = reference_counts.index.union(current_counts.index).sort_values()
+    return (
+        support.to_numpy(),
+        reference_counts.reindex(support, fill_value=0).to_numpy(dtype=np.int64),
+        current_counts.reindex(support, fill_value=0).to_numpy(dtype=np.int64),
+    )
+
+
+def _jensenshannon(support: np.ndarray, reference: np.ndarray, current: np.ndarray) -> float:
     from scipy.spatial import distance
 
-    reference_share = reference_counts.reindex(support, fill_value=0).to_numpy() / reference_counts.sum()
-    current_share = current_counts.reindex(support, fill_value=0).to_numpy() / current_counts.sum()
-    return "jensenshannon", float(distance.jensenshannon(reference_share, current_share))
+    return float(distance.jensenshannon(reference / reference.sum(), current / current.sum()))
 
 
 def sorted_wasserstein(reference: np.ndarray, current: np.ndarray) -> float:
@@ -263,17 +379,18 @@ def sorted_wasserstein(reference: np.ndarray, current: np.ndarray) -> float:
     return distance_w1 / max(float(np.std(reference)), 0.001)
 
 
-def _normed_wasserstein(reference_counts: pd.Series, current_counts: pd.Series) -> float:
+def _normed_wasserstein(support: np.ndarray, reference: np.ndarray, current: np.ndarray) -> float:
     """W1 = the area between the two CDFs, over sorted distinct values; / max(std(reference), 0.001)."""
-    values = np.union1d(reference_counts.index.to_numpy(dtype=float), current_counts.index.to_numpy(dtype=float))
-    ref = reference_counts.groupby(reference_counts.index.astype(float)).sum().reindex(values, fill_value=0).to_numpy(dtype=float)
-    cur = current_counts.groupby(current_counts.index.astype(float)).sum().reindex(values, fill_value=0).to_numpy(dtype=float)
-    ref_cdf, cur_cdf = np.cumsum(ref) / ref.sum(), np.cumsum(cur) / cur.sum()
+    values = support.astype(float)
+    ref_cdf, cur_cdf = np.cumsum(reference) / reference.sum(), np.cumsum(current) / current.sum()
     distance_w1 = float(np.sum(np.abs(ref_cdf - cur_cdf)[:-1] * np.diff(values)))
-    weights = ref / ref.sum()
+    weights = reference / reference.sum()
     mean = float(np.sum(weights * values))
     std = float(np.sqrt(np.sum(weights * (values - mean) ** 2)))
     return distance_w1 / max(std, 0.001)
+
+
+DISTANCES: dict[str, Statistic] = {"wasserstein": _normed_wasserstein, "jensenshannon": _jensenshannon}
 
 
 def window_drift(reference: pd.DataFrame, current: pd.DataFrame, columns: MonitoredColumns, params: DriftParams) -> dict[str, Any]:
@@ -311,6 +428,7 @@ def drift_result(
     """A window's verdicts from each monitored column's (name, (reference side, current side))
     (an iterable, possibly lazy), its row count, and its (label, probability) arrays when it is
     labelled."""
+    chance = Chance(params.null_draws, params.seed)
 
     def one(name: str, reference: Side, current: Side) -> dict[str, Any]:
         kind = column_kind(name, columns)
@@ -319,9 +437,11 @@ def drift_result(
             if kind == CATEGORICAL
             else (params.num_method, params.num_threshold, "drift.num_method")
         )
-        return side_drift(reference, current, kind, method, threshold, key, name)
+        return side_drift(reference, current, kind, method, threshold, key, name, chance)
 
     per_column = {name: one(name, *pair) for name, pair in sides}
+    if params.p_value_correction == "benjamini-hochberg":
+        per_column = corrected_p_values(per_column)
     drifted = [name for name in columns.features if per_column[name]["drifted"]]
     share = len(drifted) / len(columns.features)
     result = {
@@ -337,6 +457,28 @@ def drift_result(
         result["target_drift"] = per_column[columns.target]
         result["roc_auc"] = binary_metrics(*labels, 0.5)["roc_auc"]
     return result
+
+
+def corrected_p_values(per_column: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The window's p-value verdicts corrected for testing its columns at once (Benjamini-Hochberg):
+    each gets `adjusted_p_value` and drifts only when that is at or below its threshold too. Testing
+    twenty stable columns at 0.05 flags one of them on average; corrected, a window of stable
+    columns flags any at all in at most 5% of windows, while a real change keeps a tiny p-value."""
+    from scipy.stats import false_discovery_control
+
+    tested = [name for name, values in per_column.items() if values.get("statistic") == P_VALUE]
+    if not tested:
+        return per_column
+    adjusted = false_discovery_control([per_column[name]["score"] for name in tested], method="bh")
+    corrected = dict(per_column)
+    for name, p_value in zip(tested, adjusted, strict=True):
+        values = per_column[name]
+        corrected[name] = {
+            **values,
+            "adjusted_p_value": float(p_value),
+            "drifted": bool(values["drifted"] and p_value <= values["threshold"]),
+        }
+    return corrected
 
 
 def import_evidently() -> None:
