@@ -133,7 +133,8 @@ def profile_table(
         dropped[leak.column] = leak.reason
         warnings.append(leak.warning)
     decisions.append(
-        f"leak guard: {len(features)} candidate features scored alone on the training rows, {len(leaks)} dropped (warnings below)"
+        f"leak guard: {len(features)} candidate features scored alone against '{target}' on the training rows, "
+        f"{len(leaks)} dropped{' (a warning each, below)' if leaks else ''}"
     )
     categorical = [column for column in categorical if column not in dropped]
     decisions.append(f"categorical columns: {', '.join(categorical) if categorical else 'none'} (text and boolean columns)")
