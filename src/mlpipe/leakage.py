@@ -221,6 +221,6 @@ def leak_guard(
     from mlpipe.split import split_masks
 
     is_train, _ = split_masks(table, SplitParams.model_validate(split), time_column, target)
-    training = table.loc[is_train]
+    training = table.loc[is_train & table[target].notna().to_numpy()]  # a row without a target is no evidence either way
     leaks, _ = find_leaks(training[candidates], training[target] == positive_label, target, positive_label, rule)
     return leaks
