@@ -5,6 +5,7 @@ passes on the table it was inferred from."""
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 import sys
 import tempfile
@@ -301,3 +302,16 @@ def test_make_init_time_age_is_one_line_and_writes_nothing(tmp_path):
     assert done.returncode != 0
     assert done.stderr.startswith("error: init: TIME='age' is not a time: its values run from 18 to 79") and done.stderr.count("\n") == 1
     assert params.read_bytes() == (ROOT / "params.yaml").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("column", "message"),
+    [
+        ("y", "TIME='y' is the target: give the column that orders rows in time"),
+        ("dob", "TIME='dob' looks like personal data (named like a birth date), which is dropped at ingest"),
+    ],
+)
+def test_a_time_given_that_no_stage_could_use_is_refused(column, message):
+    table = timed_table().assign(dob=lambda frame: pd.Timestamp("1950-01-01") + pd.to_timedelta(frame["age"] * 200, unit="D"))
+    with pytest.raises(DataError, match=re.escape(message)):
+        profile_table(table, "y", time_column=column)

@@ -231,7 +231,8 @@ def _own_limits(table: pd.DataFrame, contract: dict[str, dict[str, Any]], max_nu
             if longest > max_text_length:
                 contract.setdefault(str(column), {})["max_length"] = longest
                 lines.append(
-                    f"'{column}' holds text of {longest:,} characters, above validate.max_text_length={max_text_length}: its own max_length"
+                    f"'{column}' holds text of {longest:,} characters, above validate.max_text_length={max_text_length}: "
+                    f"validate.columns.{column}.max_length {longest}"
                 )
         elif pd.api.types.is_float_dtype(values) and np.isinf(values.to_numpy(dtype=float, na_value=np.nan)).any():
             contract.setdefault(str(column), {})["finite"] = False
