@@ -3,10 +3,12 @@
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mlpipe.config import DataParams, FeaturesParams
 from mlpipe.errors import ConfigError, DataError
-from mlpipe.features import build_schema, feature_table, make_features, unseen_levels
+from mlpipe.features import Contents, build_schema, feature_table, make_features, unseen_levels
 from mlpipe.schema import OTHER_LEVEL, FeatureSchema, category_strings
 
 DATA = DataParams(source="t", target="y", positive_label="yes", time_column="t", id_columns=["id"], drop_columns=["junk"])
@@ -112,3 +114,58 @@ def test_a_column_name_lightgbm_cannot_store_is_one_clear_error(name):
     with pytest.raises(DataError, match="cannot be a model feature: LightGBM cannot store"):
         build_schema(table, DATA, FeaturesParams())
     build_schema(train_table().assign(**{"a b é <i>": [1.0, 2.0, 3.0, 4.0]}), DATA, FeaturesParams())  # these are fine
+
+
+def dead_columns_table():
+    table = train_table()
+    return table.assign(
+        empty=np.nan,
+        empty_text=pd.Series([None] * 4, dtype=object),
+        infinite=[np.inf, -np.inf, np.nan, np.inf],
+        kind="Risk of Recidivism",
+        version=3,
+        sometimes=["x", None, "x", "x"],  # one value and missing rows: whether it is there can inform
+    )
+
+
+def test_columns_without_a_usable_value_or_with_one_value_are_dropped_with_a_line_each(caplog):
+    """An all-null column, one of only infinities and a constant column teach the model nothing (and
+    an all-null one made drift recommend retraining on a random split): featurize drops them with a
+    warning each and records them in the schema, which train, predict and the service read."""
+    with caplog.at_level("WARNING", logger="mlpipe.features"):
+        schema = build_schema(dead_columns_table(), DATA, FeaturesParams())
+    assert schema.feature_names == ["age", "city", "flag", "sometimes"]
+    assert schema.dropped == {
+        "empty": "no usable value in the training rows (all missing or not finite)",
+        "empty_text": "no usable value in the training rows (all missing or not finite)",
+        "infinite": "no usable value in the training rows (all missing or not finite)",
+        "kind": "the same value ('Risk of Recidivism') in every training row",
+        "version": "the same value (3.0) in every training row",
+    }
+    assert [record.getMessage() for record in caplog.records] == [f"feature {name} dropped: {why}" for name, why in schema.dropped.items()]
+    assert FeatureSchema.from_json(schema.to_json()) == schema
+    assert "empty" not in schema.input_columns  # a caller (the service, a batch) need not send it
+    features = make_features(train_table().assign(sometimes="x"), schema)
+    assert list(features.columns) == schema.feature_names
+
+
+def test_a_table_whose_every_feature_is_empty_or_constant_is_one_clear_error():
+    table = train_table()[["id", "t", "y"]].assign(empty=np.nan, kind="a")
+    with pytest.raises(
+        DataError, match=r"^no usable feature: every feature column is empty or constant in the training rows \(empty, kind\)"
+    ):
+        build_schema(table, DATA, FeaturesParams())
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(st.one_of(st.none(), st.sampled_from([0.0, 1.0, np.inf, -np.inf, np.nan])), min_size=1, max_size=12),
+    cuts=st.lists(st.integers(0, 12), max_size=3),
+    categorical=st.booleans(),
+)
+def test_contents_merged_over_parts_decide_as_the_whole_column(values, cuts, categorical):
+    """The dask engine decides from the parts' merged contents: the same drops as the local engine."""
+    column = pd.Series(values, dtype=object if categorical else float)
+    bounds = [0, *sorted(min(cut, len(column)) for cut in cuts), len(column)]
+    parts = [Contents.of(column.iloc[start:end], categorical) for start, end in zip(bounds, bounds[1:], strict=False)]
+    assert Contents.merge(parts).useless() == Contents.of(column, categorical).useless()

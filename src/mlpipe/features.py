@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import unicodedata
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -72,33 +73,48 @@ def build_schema(
     features: FeaturesParams,
     level_counts: Mapping[str, pd.Series] | None = None,
     labels: list | None = None,
+    contents: Mapping[str, Contents] | None = None,
 ) -> FeatureSchema:
     """Decide the feature list, kinds and category levels from the training table.
 
+    A column with no usable value in the training rows, or one value in every row, teaches the
+    model nothing and would only reach drift as a false alarm: it is dropped with a warning and
+    recorded in the schema's `dropped`, so that train, predict and the service agree.
+
     The dask engine passes a sample of the training table (for the columns and their dtypes),
-    with the whole table's `level_counts` (`category_counts`, summed over its partitions) and
-    target `labels`."""
+    with the whole table's `level_counts` (`category_counts`, summed over its partitions), target
+    `labels` and column `contents` (`column_contents`, merged over its partitions)."""
     table = add_derived(train, features.derived)
     names, categorical = _feature_columns(table, data)
     for name in names:
         check_feature_name(name)
     if not names:
         raise ConfigError("no feature columns left after removing data.target, data.id_columns, data.time_column and data.drop_columns")
-    specs = []
     for name in names:
-        values = table[name]
-        if name in categorical:
-            counts = level_counts[name] if level_counts is not None else category_counts(table, [name])[name]
-            specs.append(FeatureSpec(name, "categorical", str(values.dtype), _levels(name, counts, features.max_categories)))
-        elif pd.api.types.is_numeric_dtype(values):
-            specs.append(FeatureSpec(name, "numeric", str(values.dtype)))
-        else:
-            present = values.dropna()
+        if name not in categorical and not pd.api.types.is_numeric_dtype(table[name]):
+            present = table[name].dropna()
             text = present[pd.to_numeric(present, errors="coerce").isna()]  # the values that make it text, not numbers
             raise DataError(
                 f"column '{name}' holds text ({(text if len(text) else present).iloc[:3].tolist()}) but is not in "
                 "data.categorical_columns: add it there or to data.drop_columns"
             )
+    contents = column_contents(table, names, categorical) if contents is None else contents
+    dropped = {name: why for name in names if (why := contents[name].useless())}
+    for name, why in dropped.items():
+        log.warning("feature %s dropped: %s", name, why)
+    if len(dropped) == len(names):
+        raise DataError(
+            f"no usable feature: every feature column is empty or constant in the training rows ({', '.join(dropped)}): "
+            "check the source and data.drop_columns"
+        )
+    specs = []
+    for name in (name for name in names if name not in dropped):
+        values = table[name]
+        if name in categorical:
+            counts = level_counts[name] if level_counts is not None else category_counts(table, [name])[name]
+            specs.append(FeatureSpec(name, "categorical", str(values.dtype), _levels(name, counts, features.max_categories)))
+        else:
+            specs.append(FeatureSpec(name, "numeric", str(values.dtype)))
     labels = train[data.target].dropna().unique().tolist() if labels is None else labels
     positives = label_matches(pd.Series(labels), data.positive_label)
     negative = next(label for label, positive in zip(labels, positives, strict=True) if not positive)
@@ -111,7 +127,44 @@ def build_schema(
         time_column=data.time_column,
         id_columns=tuple(data.id_columns),
         derived=dict(features.derived),
+        dropped=dropped,
     )
+
+
+@dataclass(frozen=True)
+class Contents:
+    """What decides whether a column can teach the model anything: up to two of its distinct usable
+    values (present, and finite for numbers), and whether some row has none. The dask engine merges
+    the contents of the parts (`Contents.merge`)."""
+
+    values: tuple = ()
+    missing: bool = False
+
+    @classmethod
+    def of(cls, values: pd.Series, categorical: bool) -> Contents:
+        if categorical:
+            strings = category_strings(values)
+            return cls(tuple(strings.cat.categories[:2]), bool(strings.isna().any()))
+        numbers = pd.to_numeric(values).to_numpy(dtype=float, na_value=np.nan)
+        finite = numbers[np.isfinite(numbers)]
+        return cls(tuple(pd.unique(finite)[:2].tolist()), len(finite) < len(numbers))
+
+    @classmethod
+    def merge(cls, parts: list[Contents]) -> Contents:
+        return cls(tuple(dict.fromkeys(value for part in parts for value in part.values))[:2], any(part.missing for part in parts))
+
+    def useless(self) -> str | None:
+        """Why the column is no feature (None when it is one). One value beside missing rows stays:
+        whether a value is there can carry information."""
+        if not self.values:
+            return "no usable value in the training rows (all missing or not finite)"
+        if len(self.values) == 1 and not self.missing:
+            return f"the same value ({self.values[0]!r}) in every training row"
+        return None
+
+
+def column_contents(table: pd.DataFrame, names: list[str], categorical: set[str]) -> dict[str, Contents]:
+    return {name: Contents.of(table[name], name in categorical) for name in names}
 
 
 def _feature_columns(table: pd.DataFrame, data: DataParams) -> tuple[list[str], set[str]]:
@@ -121,12 +174,6 @@ def _feature_columns(table: pd.DataFrame, data: DataParams) -> tuple[list[str], 
     if data.categorical_columns is None:
         return names, {name for name in names if is_inferred_categorical(table[name])}
     return names, set(data.categorical_columns) - set(data.drop_columns)
-
-
-def categorical_names(table: pd.DataFrame, data: DataParams, features: FeaturesParams) -> list[str]:
-    """The columns `build_schema` makes categorical features (`table` may be a sample of the rows)."""
-    names, categorical = _feature_columns(add_derived(table, features.derived), data)
-    return [name for name in names if name in categorical]
 
 
 def category_counts(table: pd.DataFrame, names: list[str]) -> dict[str, pd.Series]:
@@ -220,10 +267,12 @@ def featurize_parts(
     schema and, per categorical feature, the test rows with a level unseen in training."""
     train_parts, test_parts = part_files(train), part_files(test)
     sample = sample_part(train_parts)
-    names = categorical_names(sample, data, features)
-    found = summaries(_level_summary, train_parts, names, data.target, features, what="featurize: levels")
+    names, categorical = _feature_columns(add_derived(sample, features.derived), data)
+    found = summaries(_level_summary, train_parts, names, categorical, data.target, features, what="featurize: levels")
     labels = pd.unique(np.concatenate([summary["labels"] for summary in found])).tolist()
-    learned = build_schema(sample, data, features, level_counts=merged_counts([summary["counts"] for summary in found]), labels=labels)
+    contents = {name: Contents.merge([summary["contents"][name] for summary in found]) for name in names}
+    counts = merged_counts([summary["counts"] for summary in found])
+    learned = build_schema(sample, data, features, level_counts=counts, labels=labels, contents=contents)
     with staged(train_out, test_out) as (train_folder, test_folder):
         map_parts(_feature_part, train_parts, [train_folder], learned, what="featurize: training set")
         unseen = map_parts(_feature_part, test_parts, [test_folder], learned, what="featurize: test set")
@@ -234,8 +283,17 @@ def featurize_parts(
     return learned, totals
 
 
-def _level_summary(table: pd.DataFrame, index: int, names: list[str], target: str, features: FeaturesParams) -> dict[str, Any]:
-    return {"counts": category_counts(add_derived(table, features.derived), names), "labels": table[target].dropna().unique()}
+def _level_summary(
+    table: pd.DataFrame, index: int, names: list[str], categorical: set[str], target: str, features: FeaturesParams
+) -> dict[str, Any]:
+    table = add_derived(table, features.derived)
+    return {
+        "counts": category_counts(table, [name for name in names if name in categorical]),
+        "labels": table[target].dropna().unique(),
+        "contents": column_contents(
+            table, [name for name in names if name in categorical or pd.api.types.is_numeric_dtype(table[name])], categorical
+        ),
+    }
 
 
 def _feature_part(table: pd.DataFrame, index: int, learned: FeatureSchema):

@@ -14,8 +14,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from mlpipe.errors import DataError, first_line
-from mlpipe.io import read_pipeline_text
+from mlpipe.errors import first_line
+from mlpipe.io import corrupt_artifact, read_pipeline_text
 
 OTHER_LEVEL = "__other__"
 # Columns a scored table adds to its inputs (see scoring.score_table).
@@ -41,6 +41,9 @@ class FeatureSchema:
     time_column: str | None = None
     id_columns: tuple[str, ...] = ()
     derived: dict[str, str] = field(default_factory=dict)
+    # Columns featurize left out because they cannot teach the model anything, with the reason
+    # (all missing or one value in the training rows): never features, never monitored for drift.
+    dropped: dict[str, str] = field(default_factory=dict)
 
     @property
     def feature_names(self) -> list[str]:
@@ -64,13 +67,15 @@ class FeatureSchema:
         return json.dumps(asdict(self), indent=2) + "\n"
 
     @classmethod
-    def read(cls, path: str | Path) -> FeatureSchema:
-        return cls.from_json(read_pipeline_text(path, "feature schema", "train"), origin=str(path))
+    def read(cls, path: str | Path, stage: str = "train") -> FeatureSchema:
+        """The schema in `path`, which `stage` writes (train writes the model's; featurize the one train reads)."""
+        return cls.from_json(read_pipeline_text(path, "feature schema", stage), origin=str(path), stage=stage)
 
     @classmethod
-    def from_json(cls, text: str, origin: str = "the feature schema") -> FeatureSchema:
+    def from_json(cls, text: str, origin: str = "the feature schema", stage: str = "train") -> FeatureSchema:
         """Parse and check a schema. Its derived expressions are checked against the grammar before
-        anything can evaluate them: a schema may come from a remote, and must not carry code."""
+        anything can evaluate them: a schema may come from a remote, and must not carry code. A
+        text that is not a schema (truncated, say) is an `ArtifactError` naming `stage` to rebuild it."""
         try:
             raw = json.loads(text)
             if not isinstance(raw.get("derived", {}), dict):
@@ -79,9 +84,8 @@ class FeatureSchema:
             raw["id_columns"] = tuple(raw["id_columns"])
             schema = cls(**raw)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise DataError(
-                f"'{origin}' is not a feature schema written by this pipeline ({first_line(exc)}): "
-                "rerun `dvc repro train` or pull the model again"
+            raise corrupt_artifact(
+                "feature schema", origin, stage, f"not a feature schema written by this pipeline: {first_line(exc)}"
             ) from None
         from mlpipe.expressions import check_derived
 
