@@ -223,3 +223,94 @@ def test_a_model_schema_carrying_code_is_refused_by_predict(repo, tmp_path):
     schema_file.write_text(json.dumps(schema))
     assert_one_line_error(repo.stage("predict"), "models/schema.json: derived.X", "the call")
     assert not marker.exists()
+
+
+def test_nested_parquet_columns_are_dropped_with_one_line_on_every_path_rows_enter(repo):
+    """A list, struct or map column cannot be a feature (it ended in a traceback in featurize):
+    it is dropped as the file is read, with one warning naming it and its type."""
+    import pandas as pd
+
+    def with_nested(table):
+        return table.assign(
+            tags=[["a", "b"][: index % 3] for index in range(len(table))], address=[{"zip": str(index)} for index in range(len(table))]
+        )
+
+    source = pd.read_parquet(repo.path / repo.params()["data"]["source"])
+    with_nested(source).to_parquet(repo.path / "data" / "nested.parquet", index=False)
+    repo.set_params(data={"source": "data/nested.parquet"})
+    ingest = repo.stage("ingest")
+    assert ingest.returncode == 0, ingest.stderr
+    warning = [line for line in ingest.stdout.splitlines() if "nested column" in line]
+    assert len(warning) == 1 and "tags (list<element: string>), address (struct<zip: string>)" in warning[0], ingest.stdout
+    assert "flatten them in the source" in warning[0]
+    for stage in ("validate", "split", "featurize"):
+        run = repo.stage(stage)
+        assert run.returncode == 0 and not run.stderr, (stage, run.stderr)
+    assert not {"tags", "address"} & set(pd.read_parquet(repo.path_of("ingest", "out")).columns)
+
+    batch = with_nested(pd.read_parquet(repo.path_of("split", "test")))
+    batch.to_parquet(repo.path / "data" / "nested_batch.parquet", index=False)
+    repo.set_params(monitor={"current_source": "data/nested_batch.parquet"})
+    predict = repo.stage("predict")
+    assert predict.returncode == 0 and not predict.stderr, predict.stderr
+    assert len(pd.read_parquet(repo.path_of("predict", "out-current"))) == len(batch)
+
+
+# A file an earlier stage wrote, cut in half (a full disk, a killed copy, a partial `dvc pull`):
+# one line naming it and the stage that rebuilds it, exit status 3 (EXIT_CORRUPT), no traceback.
+# (reading stage, its option naming the file, what the message calls it, the stage that writes it)
+WRITTEN_EARLIER = [
+    ("validate", "raw", "the ingested table", "ingest"),
+    ("split", "validated", "the validated table", "validate"),
+    ("featurize", "train", "the training set", "split"),
+    ("train", "schema", "feature schema", "featurize"),
+    ("train", "features", "the training features", "featurize"),
+    ("evaluate", "model-schema", "feature schema", "train"),
+    ("evaluate", "model", "model", "train"),
+    ("evaluate", "features", "the test features", "featurize"),
+    ("predict", "model-schema", "feature schema", "train"),
+    ("predict", "model", "model", "train"),
+    ("predict", "reference", "the training set", "split"),
+    ("drift", "evaluation", "the evaluation metrics", "evaluate"),
+    ("drift", "current-quality", "the current data-quality metrics", "predict"),
+    ("drift", "current", "the scored current rows", "predict"),
+]
+
+
+@pytest.mark.parametrize(("stage", "option", "what", "writer"), WRITTEN_EARLIER, ids=[f"{s}-{o}" for s, o, _, _ in WRITTEN_EARLIER])
+def test_a_truncated_file_an_earlier_stage_wrote_is_one_line_and_exit_3(repo, stage, option, what, writer):
+    from mlpipe.errors import EXIT_CORRUPT
+
+    if stage == "drift":
+        repo.set_params(drift={"report_windows": []})  # no Evidently reports: the verdict is what is tested
+    path = repo.path_of(stage, option)
+    content = path.read_bytes()
+    path.write_bytes(content[: len(content) // 2])
+    run = repo.stage(stage)
+    assert run.returncode == EXIT_CORRUPT, (run.returncode, run.stderr)
+    relative = path.relative_to(repo.path).as_posix()
+    assert_one_line_error(run, f"{what} '{relative}' is corrupt or truncated", f"rebuild it with `dvc repro {writer}`")
+
+
+def test_a_truncated_file_in_the_prediction_log_is_refused_naming_it(repo):
+    """The log writes each file whole (renamed into place), so a cut one was damaged afterwards: it
+    cannot be rebuilt, and monitoring the rest silently would judge drift on part of the traffic."""
+    import pandas as pd
+
+    from mlpipe.errors import EXIT_CORRUPT
+
+    log = repo.path / "data" / "served" / "date=2026-01-02"
+    log.mkdir(parents=True)
+    batch = pd.read_parquet(repo.path_of("split", "test")).head(200)
+    batch.to_parquet(log / "part-000001-1-000001.parquet", index=False)
+    batch.to_parquet(log / "part-000002-1-000002.parquet", index=False)
+    cut = log / "part-000002-1-000002.parquet"
+    cut.write_bytes(cut.read_bytes()[:-100])
+    repo.set_params(monitor={"current_source": "data/served"})
+    run = repo.stage("predict")
+    assert run.returncode == EXIT_CORRUPT, run.stderr
+    assert_one_line_error(
+        run, "prediction log file 'data/served/date=2026-01-02/part-000002-1-000002.parquet' is corrupt or truncated", "move it out of"
+    )
+    cut.rename(repo.path / "data" / "damaged.parquet")  # the fix the message gives
+    assert repo.stage("predict").returncode == 0

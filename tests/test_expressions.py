@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from mlpipe.config import FeaturesParams, parse_params
-from mlpipe.errors import ConfigError, DataError
+from mlpipe.errors import ArtifactError, ConfigError, DataError
 from mlpipe.expressions import parse_expression
 from mlpipe.features import add_derived, build_schema
 from mlpipe.schema import FeatureSchema
@@ -115,7 +115,7 @@ def test_a_schema_file_carrying_code_is_refused_when_loaded(tmp_path):
 def test_a_broken_schema_file_is_one_clear_error(text, tmp_path):
     path = tmp_path / "schema.json"
     path.write_text(text)
-    with pytest.raises(DataError, match="is not a feature schema written by this pipeline"):
+    with pytest.raises(ArtifactError, match=r"feature schema '.*' is corrupt or truncated \(not a feature schema written by this pipeline"):
         FeatureSchema.read(path)
     with pytest.raises(DataError, match="does not exist"):
         FeatureSchema.read(tmp_path / "absent.json")

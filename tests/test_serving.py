@@ -18,7 +18,7 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 from mlpipe.config import load_params
-from mlpipe.errors import DataError, OutputError
+from mlpipe.errors import ArtifactError, DataError, OutputError
 from mlpipe.prediction_log import SERVED_AT, PredictionLog
 from mlpipe.service import create_app
 from mlpipe.serving import load_served_model, score_records
@@ -60,7 +60,7 @@ def test_model_and_schema_must_exist_parse_and_belong_together(files, tmp_path):
     with pytest.raises(DataError, match="model '.*missing.txt' does not exist: run `dvc repro train`"):
         load_served_model(tmp_path / "missing.txt", files["schema"])
     (tmp_path / "broken.txt").write_text("tree\nnot a model")
-    with pytest.raises(DataError, match="is not a LightGBM model"):
+    with pytest.raises(ArtifactError, match=r"model '.*broken.txt' is corrupt or truncated .*: rebuild it with `dvc repro train`"):
         load_served_model(tmp_path / "broken.txt", files["schema"])
     schema = json.loads(files["schema"].read_text())
     schema["features"] = schema["features"][::-1]
@@ -276,3 +276,16 @@ def test_make_serve_refuses_to_start_in_one_line(built_repo_without_reports, tmp
     text = (repo.path / "dvc.yaml").read_text()
     (repo.path / "dvc.yaml").write_text(text[: text.index("\nartifacts:")] + "\n")
     assert "needs exactly one artifact of type model" in refusal()
+
+
+def test_a_json_array_or_object_as_a_field_value_is_a_422_naming_the_field(files):
+    """Rows enter as flat values on every path: files drop nested columns as they are read, the
+    service refuses them, so the prediction log never holds one."""
+    served = client(files)
+    record = files["rows"][0]
+    categorical = next(spec["name"] for spec in json.loads(files["schema"].read_text())["features"] if spec["kind"] == "categorical")
+    for field in ("AGEP", categorical, "SEX", "id"):
+        for value in ([1, 2], {"a": 1}, []):
+            answer = served.post("/predict", json={**record, field: value})
+            assert answer.status_code == 422, (field, value)
+            assert [problem["field"] for problem in answer.json()["detail"]] == [field], answer.json()

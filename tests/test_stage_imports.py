@@ -189,8 +189,8 @@ def test_a_stage_imports_only_the_packages_it_uses(stage_repo, stage, tmp_path):
         (
             "split",
             "src/stages/split.py",
-            "import pandas as pd\n",
-            "import pandas as pd\nimport sklearn  # noqa: F401\n",
+            "from pathlib import Path\n",
+            "from pathlib import Path\n\nimport sklearn  # noqa: F401\n",
             "the stage's code",
         ),
         # LightGBM imported plainly: it brings scikit-learn along (what mlpipe.model avoids).

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from mlpipe.config import changes_since_read, load_params
 from mlpipe.credentials import mask_credentials
-from mlpipe.errors import ConfigError, PipelineError
+from mlpipe.errors import EXIT_CORRUPT, ArtifactError, ConfigError, PipelineError
 from mlpipe.io import after_commit, output_transaction
 
 
@@ -31,7 +31,8 @@ def run_stage(stage: Callable[..., None]) -> None:
     """The entry point of a stage script: `run_stage(run)` under `if __name__ == "__main__"`.
 
     Builds the command line from `run`'s signature (see `execute`), runs it and exits: 0 on
-    success, 1 with one line on stderr on a user error, 130 when interrupted.
+    success, 1 with one line on stderr on a user error, 3 (EXIT_CORRUPT) with one line when a file
+    an earlier stage wrote is corrupt or truncated, 130 when interrupted.
     """
     _exit(execute(stage, sys.argv[1:]))
 
@@ -59,7 +60,8 @@ def execute(stage: Callable[..., None], argv: list[str]) -> int:
             stage(params, log, **arguments)
     except PipelineError as exc:
         print(f"error: {name}: {mask_credentials(str(exc))}", file=sys.stderr)
-        return 1
+        # A corrupt file an earlier stage wrote has its own status: rebuild it, nothing to fix by hand.
+        return EXIT_CORRUPT if isinstance(exc, ArtifactError) else 1
     except KeyboardInterrupt:
         print(f"error: {name}: interrupted; nothing was written", file=sys.stderr)
         return 130

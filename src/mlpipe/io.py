@@ -238,11 +238,25 @@ def read_pipeline_json(path: str | Path, what: str, stage: str, keys: tuple[str,
         if not lacking:
             return payload
         problem = f"no {', '.join(map(repr, lacking))} in it"
-    raise ArtifactError(f"{what} '{path}' is corrupt or truncated ({problem}): rebuild it with `{f'dvc repro {stage}'.strip()}`")
+    raise corrupt_artifact(what, path, stage, problem)
 
 
-def read_json(source: str | Path) -> Any:
-    return json.loads(Path(source).read_text(encoding="utf-8"))
+def read_pipeline_table(path: str | Path, what: str, stage: str) -> pd.DataFrame:
+    """The Parquet table (a file, or a folder of parts) that `stage` writes: a `DataError` when it
+    is missing, an `ArtifactError` when it is truncated or corrupt."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{what} '{path}' does not exist: run `dvc repro {stage}` (or `dvc pull`) first")
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError, ArrowIOError an OSError
+        raise corrupt_artifact(what, path, stage, first_line(exc)) from None
+
+
+def corrupt_artifact(what: str, path: str | Path, stage: str, problem: str) -> ArtifactError:
+    """The one line for a file the pipeline wrote that no longer reads: rebuilding it is the fix
+    (DVC sees the changed output and reruns `stage`, or restores it from its run cache)."""
+    return ArtifactError(f"{what} '{path}' is corrupt or truncated ({problem}): rebuild it with `{f'dvc repro {stage}'.strip()}`")
 
 
 def rounded(value: Any, digits: int = 6) -> Any:

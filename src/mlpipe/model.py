@@ -8,6 +8,7 @@ a byte-identical model file.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import sys
 import time
@@ -18,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from mlpipe.config import TrainParams
-from mlpipe.errors import DataError
+from mlpipe.errors import DataError, first_line
+from mlpipe.io import corrupt_artifact
 from mlpipe.sampling import stratified_mask
 from mlpipe.schema import FeatureSchema
 
@@ -219,8 +221,20 @@ def model_to_text(booster: lgb.Booster) -> str:
     return booster.model_to_string()
 
 
-def model_from_text(text: str) -> lgb.Booster:
-    return lightgbm_core().Booster(model_str=text)
+def model_from_text(text: str, origin: str = "models/model.txt") -> lgb.Booster:
+    """The booster of a model text `model_to_text` wrote (read from `origin`). LightGBM crashes the
+    whole process on some truncated texts (a segmentation fault, not an error), so the text is
+    checked to be whole first: a model file ends with its trees, its parameters and the
+    `pandas_categorical:` line."""
+    last = text.rstrip("\n").rsplit("\n", 1)[-1]
+    whole = text.startswith("tree\n") and "\nend of trees\n" in text and "\nend of parameters\n" in text and text.endswith("\n")
+    try:
+        if not whole or not last.startswith("pandas_categorical:"):
+            raise ValueError("it does not end as a LightGBM model file does")
+        json.loads(last.removeprefix("pandas_categorical:"))
+        return lightgbm_core().Booster(model_str=text)
+    except (ValueError, lightgbm_core().basic.LightGBMError) as exc:
+        raise corrupt_artifact("model", origin, "train", first_line(exc)) from None
 
 
 def predict_proba(booster: lgb.Booster, features: pd.DataFrame, schema: FeatureSchema, threads: int = 0) -> np.ndarray:

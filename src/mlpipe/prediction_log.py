@@ -28,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mlpipe.errors import OutputError
+from mlpipe.errors import ArtifactError, OutputError, first_line
 from mlpipe.io import write_parquet_table
 from mlpipe.schema import category_label
 
@@ -212,3 +212,35 @@ def _by_day(table: pa.Table) -> list[tuple[str, pa.Table]]:
         return [(first, table)]
     days = pc.utf8_slice_codeunits(served_at, 0, 10)
     return [(day, table.filter(pc.equal(days, day))) for day in sorted(pc.unique(days).to_pylist())]
+
+
+def check_log_files(source: str, log_folder: str | None) -> None:
+    """When `source` (monitor.current_source) is the prediction log or a folder in it, every
+    Parquet file there must be whole: an `ArtifactError` naming the first that is not.
+
+    The log writes each file under a hidden name and renames it into place, so a truncated file
+    was damaged afterwards (a disk error, a partial copy or sync). It cannot be rebuilt, and
+    monitoring without it, silently, would judge drift on part of the traffic: the stage stops and
+    says which file to move out. Reading the footers (the Parquet metadata) finds a cut file
+    without reading the rows."""
+    import pyarrow.parquet as pq
+
+    from mlpipe.sources import is_url, partition_files
+
+    if (
+        not log_folder
+        or is_url(source)
+        or not Path(source).is_dir()
+        or not Path(source).resolve().is_relative_to(Path(log_folder).resolve())
+    ):
+        return
+    for file in partition_files(Path(source), "**/*"):
+        if file.suffix.lower() != ".parquet":
+            continue
+        try:
+            pq.read_metadata(file)
+        except (OSError, ValueError) as exc:
+            raise ArtifactError(
+                f"prediction log file '{file}' is corrupt or truncated ({first_line(exc)}): the service writes each file "
+                f"whole, so it was damaged afterwards; move it out of '{source}' to monitor the rest (or restore it from a backup)"
+            ) from None

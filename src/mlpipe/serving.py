@@ -21,7 +21,7 @@ from pydantic import AfterValidator, ConfigDict, Field, StrictBool, StrictFloat,
 from typing_extensions import TypedDict  # pydantic needs this one's TypedDict before Python 3.12
 
 from mlpipe.config import ColumnContract, Params
-from mlpipe.errors import DataError, first_line
+from mlpipe.errors import DataError
 from mlpipe.features import make_features
 from mlpipe.io import read_pipeline_text
 from mlpipe.model import model_from_text, predict_proba
@@ -111,10 +111,7 @@ def load_served_model(model_path: str | Path, schema_path: str | Path, metadata:
     belong together; one-line `DataError`s name the file and the fix."""
     text = read_pipeline_text(model_path, "model", "train")
     schema = FeatureSchema.read(schema_path)
-    try:
-        booster = model_from_text(text)
-    except Exception as exc:  # LightGBM raises its own LightGBMError for any text it cannot parse
-        raise DataError(f"'{model_path}' is not a LightGBM model ({first_line(exc)}): run `dvc repro train` or pull it again") from None
+    booster = model_from_text(text, origin=str(model_path))
     check_model_matches_schema(booster, schema, f"'{schema_path}' does not describe '{model_path}'")
     return ServedModel(booster, schema, model_version(text), dict(metadata or {}), RecordEncoder.for_schema(schema))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import functools
 import io
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +23,8 @@ from mlpipe.errors import DataError, first_line
 
 if TYPE_CHECKING:
     from mlpipe.config import CsvParams, DataParams
+
+log = logging.getLogger(__name__)
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 BATCH_COLUMN = "batch"
@@ -64,7 +67,7 @@ def _parse(readable: Path | io.BytesIO, fmt: str, name: str, csv_options: CsvPar
             header = 0 if csv_options.header else None
             table = pd.read_csv(readable, sep=csv_options.pandas_sep, header=header, low_memory=False, encoding="utf-8")
         else:
-            table = pd.read_parquet(readable)
+            table = _read_flat_parquet(readable, name)
     except UnicodeDecodeError:
         raise DataError(f"'{name}' is not UTF-8 text ({_first_non_utf8(readable)}): re-save it as UTF-8") from None
     except pd.errors.EmptyDataError:
@@ -82,6 +85,42 @@ def _parse(readable: Path | io.BytesIO, fmt: str, name: str, csv_options: CsvPar
             _check_last_line_complete(readable, table.shape[1], name, csv_options.pandas_sep)
         table = _named(table, csv_options, name)
     return table
+
+
+def _read_flat_parquet(readable: Path | io.BytesIO, name: str) -> pd.DataFrame:
+    """A Parquet file without its nested (list, struct, map) columns, dropped with one warning.
+
+    A model feature holds one value per row: a list-valued column would fail deep in the pipeline
+    (pandas cannot hash the arrays it holds), and a scored batch or a served request could never
+    supply it. Dropping them here covers every path rows enter from files (ingest, its parts,
+    scored batches, `make init`); the service refuses arrays and objects in a request (a 422)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(readable)
+    if isinstance(readable, io.BytesIO):
+        readable.seek(0)
+    nested = {field.name: str(field.type) for field in schema if pa.types.is_nested(field.type)}
+    if not nested:
+        return pd.read_parquet(readable)
+    index = {column for column in (schema.pandas_metadata or {}).get("index_columns", []) if isinstance(column, str)}
+    flat = [column for column in schema.names if column not in nested and column not in index]
+    if not flat:
+        raise DataError(
+            f"'{name}' holds only nested (list, struct or map) columns {list(nested)}: flatten them in the source, one value per column"
+        )
+    shown = ", ".join(f"{column} ({kind})" for column, kind in nested.items())
+    if shown not in _WARNED:  # once per process, not once per partition file
+        _WARNED.add(shown)
+        log.warning(
+            "%s: dropped nested column(s) %s: a feature holds one value per row; to use them, flatten them in the source (one column per value)",
+            name,
+            shown,
+        )
+    return pd.read_parquet(readable, columns=flat)
+
+
+_WARNED: set[str] = set()
 
 
 def _named(table: pd.DataFrame, options: CsvParams, name: str) -> pd.DataFrame:

@@ -4,12 +4,10 @@ from logging import Logger
 from pathlib import Path
 from typing import Annotated
 
-import pandas as pd
-
 from mlpipe import drift, drift_report
 from mlpipe.cli import describe, log_written, run_stage
 from mlpipe.config import Params
-from mlpipe.io import read_json, write_json, write_texts
+from mlpipe.io import read_pipeline_json, read_pipeline_table, write_json, write_texts
 from mlpipe.monitoring import coverage_reasons, quality_reasons, retrain_verdict
 from mlpipe.schema import FeatureSchema
 
@@ -49,14 +47,29 @@ def run(
             with dask_client(params.compute):
                 windows, reports = drift_report.monitor_parts(reference, current, schema, settings, reporter, on_window=progress)
         else:
-            reference_rows, current_rows = pd.read_parquet(reference), pd.read_parquet(current)
+            reference_rows, current_rows = (
+                read_pipeline_table(path, f"the scored {name} rows", "predict")
+                for path, name in ((reference, "reference"), (current, "current"))
+            )
             log.info("reference %s; current %s", describe(reference_rows), describe(current_rows))
             windows, reports = drift_report.monitor(reference_rows, current_rows, schema, settings, reporter, on_window=progress)
     empty = drift.empty_windows(windows, settings)
     for name, why in empty.items():
         log.warning("window %s %s: no verdict or report for it", name, why)
-    retrain, reasons = retrain_verdict(windows, read_json(evaluation)["test"]["roc_auc"], settings.max_auc_drop)
-    reasons += quality_reasons(read_json(current_quality), params.validate.max_bad_row_share)
+    retrain, reasons = retrain_verdict(
+        windows,
+        read_pipeline_json(evaluation, "the evaluation metrics", "evaluate", keys=("test",))["test"]["roc_auc"],
+        settings.max_auc_drop,
+    )
+    reasons += quality_reasons(
+        read_pipeline_json(
+            current_quality,
+            "the current data-quality metrics",
+            "predict",
+            keys=("rows_in", "rows_quarantined", "bad_row_share", "failures_by_rule"),
+        ),
+        params.validate.max_bad_row_share,
+    )
     reasons += coverage_reasons(windows, empty)
     retrain = bool(reasons)
     log.info("retrain recommended: %s%s", retrain, "".join(f"\n  - {reason}" for reason in reasons))

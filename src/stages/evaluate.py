@@ -4,12 +4,10 @@ from logging import Logger
 from pathlib import Path
 from typing import Annotated
 
-import pandas as pd
-
 from mlpipe import evaluation, plots
 from mlpipe.cli import describe, log_written, run_stage
 from mlpipe.config import Params
-from mlpipe.io import read_json, write_json
+from mlpipe.io import read_pipeline_json, read_pipeline_table, read_pipeline_text, write_json
 from mlpipe.model import feature_importance, model_from_text, predict_proba
 from mlpipe.schema import FeatureSchema
 from mlpipe.tracking import read_training_curve
@@ -28,9 +26,9 @@ def run(
     figures_dir: Path,
 ) -> None:
     schema = FeatureSchema.read(model_schema)
-    table = pd.read_parquet(features)
+    table = read_pipeline_table(features, "the test features", "featurize")
     log.info("read %s from %s", describe(table), features)
-    booster = model_from_text(model.read_text(encoding="utf-8"))  # imports LightGBM: after the first line
+    booster = model_from_text(read_pipeline_text(model, "model", "train"), origin=str(model))  # imports LightGBM: after the first line
     y, proba = table[schema.target].to_numpy(), predict_proba(booster, table, schema)
     times = table[schema.time_column] if schema.time_column else None
     report = evaluation.evaluation_report(y, proba, times, params.evaluate)
@@ -45,7 +43,10 @@ def run(
         )
     tables = evaluation.curve_tables(y, proba, params.evaluate, (schema.negative_label, schema.positive_label))
     tables["feature_importance"] = feature_importance(booster).to_dict("records")
-    curve, best_iteration = read_training_curve(train_record), read_json(train_record / "metrics.json").get("best_iteration")
+    curve, best_iteration = (
+        read_training_curve(train_record),
+        read_pipeline_json(train_record / "metrics.json", "the training summary", "train").get("best_iteration"),
+    )
     figures = plots.evaluation_figures(report, tables, curve, best_iteration)
     log_written(
         log,

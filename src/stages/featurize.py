@@ -3,12 +3,10 @@
 from logging import Logger
 from pathlib import Path
 
-import pandas as pd
-
 from mlpipe.cli import describe, log_written, run_stage
 from mlpipe.config import Params
 from mlpipe.features import build_schema, feature_table, unseen_levels
-from mlpipe.io import write_parquet, write_text
+from mlpipe.io import read_pipeline_table, write_parquet, write_text
 
 
 def run(params: Params, log: Logger, *, train: Path, test: Path, train_out: Path, test_out: Path, schema: Path) -> None:
@@ -20,7 +18,7 @@ def run(params: Params, log: Logger, *, train: Path, test: Path, train_out: Path
             learned, unseen = featurize_parts(train, test, train_out, test_out, params.data, params.features)
         written = [train_out, test_out]
     else:
-        training, testing = pd.read_parquet(train), pd.read_parquet(test)
+        training, testing = (read_pipeline_table(path, f"the {name} set", "split") for path, name in ((train, "training"), (test, "test")))
         log.info("read training %s, test %s", describe(training), describe(testing))
         learned = build_schema(training, params.data, params.features)
         unseen = unseen_levels(testing, learned)

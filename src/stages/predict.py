@@ -4,13 +4,12 @@ from logging import Logger
 from pathlib import Path
 from typing import Annotated
 
-import pandas as pd
-
 from mlpipe.cli import describe, log_written, run_stage
 from mlpipe.config import Params
 from mlpipe.errors import DataError
-from mlpipe.io import write_json, write_parquet
+from mlpipe.io import read_pipeline_table, read_pipeline_text, write_json, write_parquet
 from mlpipe.model import model_from_text
+from mlpipe.prediction_log import check_log_files
 from mlpipe.privacy import apply_personal_rules
 from mlpipe.schema import FeatureSchema
 from mlpipe.scoring import model_version, score_table
@@ -31,9 +30,10 @@ def run(
     quality: Annotated[Path, "the current rows' data-quality metrics (JSON)"],
 ) -> None:
     schema = FeatureSchema.read(model_schema)
-    model_text = model.read_text(encoding="utf-8")
+    model_text = read_pipeline_text(model, "model", "train")
     version = model_version(model_text)
     source = params.monitor.current_source
+    check_log_files(source, params.serve.log_folder)
     if params.compute.engine == "dask":
         from mlpipe.compute import dask_client
         from mlpipe.scoring import score_parts
@@ -70,8 +70,8 @@ def run(
             f"every row of the current table ({source}) breaks the data contract (most: {worst_rule(checked.report)}): "
             "fix the batch or the contract in validate.*"
         )
-    booster = model_from_text(model_text)  # imports LightGBM: after the rows are read and checked
-    tables = {"reference": (pd.read_parquet(reference), reference), "current": (checked.clean, source)}
+    booster = model_from_text(model_text, origin=str(model))  # imports LightGBM: after the rows are read and checked
+    tables = {"reference": (read_pipeline_table(reference, "the training set", "split"), reference), "current": (checked.clean, source)}
     log.info("model %s; reference %s; current %s from %s", version[:12], describe(tables["reference"][0]), describe(checked.clean), source)
     scored = {}
     for name, (table, origin) in tables.items():

@@ -3,11 +3,9 @@
 from logging import Logger
 from pathlib import Path
 
-import pandas as pd
-
 from mlpipe.cli import describe, log_written, run_stage
 from mlpipe.config import Params
-from mlpipe.io import write_parquet
+from mlpipe.io import read_pipeline_table, write_parquet
 from mlpipe.split import split_table
 
 
@@ -20,7 +18,7 @@ def run(params: Params, log: Logger, *, validated: Path, train: Path, test: Path
             rows = split_parts(validated, train, test, params.split, params.data.time_column, params.data.target)
         log.info("%s split: training %s rows, test %s rows", params.split.strategy, f"{rows[0]:,}", f"{rows[1]:,}")
         return log_written(log, train, test)
-    table = pd.read_parquet(validated)
+    table = read_pipeline_table(validated, "the validated table", "validate")
     log.info("read %s from %s", describe(table), validated)
     training, testing = split_table(table, params.split, params.data.time_column, params.data.target)
     log.info("%s split: training %s, test %s", params.split.strategy, describe(training), describe(testing))

@@ -5,11 +5,9 @@ from logging import Logger
 from pathlib import Path
 from typing import Annotated
 
-import pandas as pd
-
 from mlpipe.cli import describe, log_written, run_stage
 from mlpipe.config import Params, TrainParams
-from mlpipe.io import write_json, write_text
+from mlpipe.io import read_pipeline_table, write_json, write_text
 from mlpipe.schema import FeatureSchema
 from mlpipe.tracking import write_training_record
 
@@ -32,8 +30,8 @@ def run(
         from mlpipe.dask_training import train_model_on_cluster
     from mlpipe.model import leak_warning, lightgbm_params, model_to_text, train_model
 
-    learned = FeatureSchema.read(schema)
-    table = pd.read_parquet(features)
+    learned = FeatureSchema.read(schema, stage="featurize")
+    table = read_pipeline_table(features, "the training features", "featurize")
     log.info("read %s from %s", describe(table), features)
     inputs, target = table[learned.feature_names], table[learned.target]
 

@@ -4,11 +4,9 @@ a row rule, naming the rules; fail with one line when a whole-table rule breaks 
 from logging import Logger
 from pathlib import Path
 
-import pandas as pd
-
 from mlpipe.cli import describe, log_written, run_stage
 from mlpipe.config import Params
-from mlpipe.io import write_json, write_parquet
+from mlpipe.io import read_pipeline_table, write_json, write_parquet
 from mlpipe.validation import validate_table
 
 
@@ -21,7 +19,7 @@ def run(params: Params, log: Logger, *, raw: Path, out: Path, quarantine: Path, 
             report = validate_parts(raw, out, quarantine, params.data, params.validate)
         written = [out, quarantine]
     else:
-        table = pd.read_parquet(raw)
+        table = read_pipeline_table(raw, "the ingested table", "ingest")
         log.info("read %s from %s", describe(table), raw)
         result = validate_table(table, params.data, params.validate)
         report, written = result.report, [write_parquet(result.clean, out), write_parquet(result.quarantine, quarantine)]
