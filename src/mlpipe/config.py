@@ -115,7 +115,10 @@ class DataParams(Section):
         None, description="orders rows for a time split and per-period metrics: numbers (years) or dates; null for a table without time"
     )
     id_columns: list[str] = Field([], description="row identifiers: duplicates are quarantined (id:unique), never used as features")
-    drop_columns: list[str] = Field([], description="columns never used as features")
+    drop_columns: list[str] = Field(
+        [],
+        description="columns never used as features; validate applies to them only the rules declared under validate.columns (no null limit, no implied finite or text-length rule)",
+    )
     categorical_columns: list[str] | None = Field(
         None, description="columns LightGBM treats as categorical; null infers them (text and boolean columns)"
     )
