@@ -17,8 +17,8 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check --quiet
 GRID ?= train.learning_rate=0.03,0.1 train.num_leaves=31,127
 JOBS ?= 2
 BASE ?= HEAD
-HOST ?= 127.0.0.1
-PORT ?= 8000
+HOST = 127.0.0.1
+PORT = 8000
 REMOTE ?=
 
 # Every value a user gives reaches the tools as an environment variable, quoted where the recipe
@@ -73,7 +73,7 @@ $(STAMP): requirements.txt pyproject.toml
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	@set -o pipefail; $(BIN)/python -m pip --disable-pip-version-check install --progress-bar off -r requirements.txt \
-		| grep --line-buffered -E '^(Collecting|Successfully installed)' | sed -u 's/^Successfully installed .*/installed the pinned packages/'
+		| grep --line-buffered -E '^(Collecting|Processing|Successfully installed)' | sed -u 's/^Successfully installed .*/installed the pinned packages/'
 	$(PIP) install --no-deps -e .
 	touch $(STAMP)
 

@@ -35,7 +35,7 @@ def test_queued_sweep_runs_only_train_and_downstream_in_each_experiment(repo):
     # the first line came after they had all ended and exited).
     first = re.search(r"\] (\d+) success, (\d+) failed, (\d+) running, (\d+) queued", run.stdout)
     assert int(first.group(3)) + int(first.group(4)) > 0, run.stdout
-    assert "| Experiment" in run.stdout  # dvc exp show --md
+    assert "| Experiment | State | train.learning_rate | train.num_leaves | test.roc_auc |" in run.stdout
 
     # The failing experiment says why in one line from the stage, and the sweep exits 1.
     assert run.returncode == 1
@@ -43,6 +43,11 @@ def test_queued_sweep_runs_only_train_and_downstream_in_each_experiment(repo):
     failed = re.findall(r"experiment (\S+) failed: error: train:", run.stderr)
     assert len(failed) == 1 and failed[0] in names
     succeeded = [name for name in names if name not in failed]
+    # The table shows the failed one as failed, without the metrics DVC gives it from its baseline.
+    assert re.search(rf"^\| {failed[0]} \| failed \| -1 \| 7 \| — \| — \| — \| — \|$", run.stdout, re.M), run.stdout
+    assert re.search(rf"^\| {succeeded[0]} \| success \| 0\.1 \| 7 \| 0\.\d+ \| 0\.\d+ \| \d+ \| (True|False) \|$", run.stdout, re.M), (
+        run.stdout
+    )
 
     for name in succeeded:
         ran, skipped = ran_and_skipped(repo.dvc("queue", "logs", name).stdout)

@@ -247,3 +247,20 @@ def test_a_failing_stage_keeps_its_last_good_outputs_under_make_repro_and_dvc_ch
     plain.dvc("checkout")
     plain.run("git", "checkout", "--", "metrics/data_quality.json")
     assert stage_outputs(plain, "validate") == before
+
+
+def test_a_truncated_drift_verdict_is_refused_in_one_line_and_the_fix_it_names_works(repo):
+    """A truncated metrics/drift.json made `python -m mlpipe.monitoring` print a traceback and exit 1
+    ("retrain"). Now it is exit 3 (through make: 2) and one line whose fix, `dvc repro drift`, works."""
+    verdict = repo.path / "metrics" / "drift.json"
+    good = verdict.read_bytes()
+    verdict.write_bytes(good[: len(good) // 2])
+    refused = repo.run("python", "-m", "mlpipe.tools.command", "monitor", check=False)
+    assert refused.returncode == 3 and refused.stdout == "", refused.stdout + refused.stderr
+    assert refused.stderr.splitlines() == [refused.stderr.strip()] and "rebuild it with `dvc repro drift`" in refused.stderr
+    through_make = repo.make("monitor", check=False)
+    assert through_make.returncode == 2 and "error: monitor: the drift verdict 'metrics/drift.json' is corrupt" in through_make.stderr
+
+    assert repo.dvc("repro", "drift").stages_run == ["drift"]
+    assert verdict.read_bytes() == good
+    assert repo.run("python", "-m", "mlpipe.tools.command", "monitor", check=False).returncode in (0, 1)  # a verdict again

@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from mlpipe.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from mlpipe.errors import EXIT_CORRUPT, EXIT_FINDING, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 
 # command -> (module whose main(argv) runs it, one line for `mlpipe --help`)
 COMMANDS = {
@@ -32,11 +32,13 @@ COMMANDS = {
     "replay": ("mlpipe.tools.replay", "send rows through the running service, to fill its prediction log"),
 }
 
-EXIT_STATUSES = (
-    "exit status: 0 done; 1 the gate's finding (retraining recommended, a guarded regression, a failed experiment); "
-    "2 a user error (bad argument, missing file, unusable params or data); 3 a file the pipeline wrote is corrupt or "
-    "truncated; 130 interrupted"
-)
+EXIT_STATUSES = f"""exit status:
+  {EXIT_OK}  done
+  {EXIT_FINDING}  the gate's finding: retraining recommended, a guarded regression, a failed experiment
+  {EXIT_USAGE}  a user error: a bad argument, a missing file, params or data the command cannot use
+  {EXIT_CORRUPT}  a file the pipeline wrote is corrupt or truncated: rebuild it as the message says
+  {EXIT_INTERRUPTED}  interrupted
+(make exits 2 whenever a command fails: a CI gate calls .venv/bin/mlpipe itself)"""
 
 
 def usage() -> str:
