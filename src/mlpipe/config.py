@@ -501,7 +501,7 @@ class DriftParams(Section):
         description="windows that get an HTML report: null for every window, [] for none (the stage then skips importing Evidently, most of its time)",
     )
     report_sample_size: int = Field(10_000, ge=100, description="rows per side drawn (seeded) for the HTML report; verdicts use every row")
-    seed: int = Field(42, description="seeds the report samples and the re-splits of null_draws")
+    seed: int = Field(42, ge=0, description="seeds the report samples and the re-splits of null_draws")
     null_draws: int = Field(
         99,
         ge=0,
