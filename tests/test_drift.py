@@ -425,3 +425,11 @@ def test_a_reference_without_usable_values_is_a_finding_but_not_drift_nor_a_retr
     current_side = verdict(schema, reference, current.assign(AGEP=np.nan))
     retrain, reasons = retrain_verdict({"w": current_side}, None, 0.02)
     assert retrain and reasons == ["window w: column AGEP: no usable value in the current rows (all missing or not finite)"]
+
+
+def test_a_negative_drift_seed_is_refused_by_the_params_check():
+    """numpy refuses a negative seed with a traceback: the params check names the key first."""
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="seed"):
+        DriftParams(seed=-1)
