@@ -40,9 +40,12 @@ SAMPLE_ROWS_PER_YEAR = 1500
 BUILT_REPOSITORIES = {"built_repo", "built_repo_without_reports", "repo", "repo_with_reports", "stage_repo"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects: the marker added here counts
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests that need no built repository first; in each half the integration tests (the long
-    ones) first; otherwise their usual order.
+    ones) first; otherwise their usual order. A test that needs a built repository is an
+    integration test whatever its file says (it waits for a whole pipeline run), so `make
+    test-fast` (`-m "not integration"`) leaves it out.
 
     xdist's worksteal scheduler hands each worker a contiguous share of this list: one worker
     starts on the tests that need the built repository and builds it (a whole pipeline run),
@@ -50,6 +53,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     first leave short ones for the end, which an idle worker can take over (steal): the run
     does not end waiting on one long test.
     """
+    for item in items:
+        if BUILT_REPOSITORIES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
     items.sort(
         key=lambda item: (
             bool(BUILT_REPOSITORIES & set(getattr(item, "fixturenames", ()))),

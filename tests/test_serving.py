@@ -18,7 +18,7 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 from mlpipe.config import load_params
-from mlpipe.errors import ArtifactError, DataError, OutputError
+from mlpipe.errors import EXIT_USAGE, ArtifactError, DataError, OutputError
 from mlpipe.prediction_log import SERVED_AT, PredictionLog
 from mlpipe.service import create_app
 from mlpipe.serving import load_served_model, score_records
@@ -263,7 +263,7 @@ def test_make_serve_refuses_to_start_in_one_line(built_repo_without_reports, tmp
     arguments = ["--evaluation", "metrics/evaluation.json", "--training-params", "metrics/train/params.yaml"]
 
     def refusal() -> str:
-        assert serve_tool.main(arguments) == 1
+        assert serve_tool.main(arguments) == EXIT_USAGE  # 2, as for every user error (1 is a gate's finding)
         lines = capsys.readouterr().err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: serve: ")
         return lines[0]
