@@ -233,3 +233,30 @@ def test_the_sweep_table_shows_a_failed_experiment_as_failed_without_its_parents
         "| good | success | 0.1 | 0.95 | 0.4 | — | — |",
         "| bad-rate | failed | -1 | — | — | — | — |",
     ]
+
+
+def test_the_plots_page_refuses_plot_data_dvc_could_not_read(monkeypatch):
+    """DVC leaves out a plot file it cannot read (listing it under `errors`): the page drew it blank."""
+    from mlpipe.tools import plots_page
+
+    def shown(*errors):
+        monkeypatch.setattr(plots_page, "dvc", lambda *args: json.dumps({"errors": list(errors), "data": {"ROC curve": []}}))
+
+    corrupt = {
+        "name": "ROC curve",
+        "source": "metrics/plots/roc.json",
+        "type": "JSONFileCorruptedError",
+        "msg": "JSON file structure is corrupted",
+    }
+    shown({**corrupt, "rev": "workspace"})
+    with pytest.raises(errors.ArtifactError, match=r"^the plot data 'metrics/plots/roc.json' is corrupt .*: rebuild it with `dvc repro`$"):
+        plots_page.plots_json(None)
+    shown({**corrupt, "rev": "main"})
+    with pytest.raises(errors.ArtifactError, match=r"'metrics/plots/roc.json' at revision main is corrupt .*compare with another BASE$"):
+        plots_page.plots_json("main")
+    missing = {"name": "ROC curve", "source": "metrics/plots/roc.json", "type": "FileNotFoundError", "msg": "No such file"}
+    shown({**missing, "rev": "workspace"})
+    with pytest.raises(errors.DataError, match=r"does not exist: run `dvc repro` \(or `dvc pull`\) first"):
+        plots_page.plots_json(None)
+    shown({**missing, "rev": "main"})  # a plot added since the base revision: drawn from the workspace alone
+    assert plots_page.plots_json("main") == {"ROC curve": []}

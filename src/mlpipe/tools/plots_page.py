@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mlpipe.errors import PipelineError, exit_status
+from mlpipe.errors import ArtifactError, DataError, PipelineError, exit_status
 from mlpipe.io import write_text
 from mlpipe.tools.dvc_cli import dvc
 
@@ -46,9 +46,21 @@ h2 {{ font-size: 1rem; max-width: 40rem; }}
 
 
 def plots_json(base: str | None) -> dict[str, list[dict[str, Any]]]:
-    """DVC's plots, as `{plot id: [rendered entries]}`, for the workspace (and `base`, when given)."""
+    """DVC's plots, as `{plot id: [rendered entries]}`, for the workspace (and `base`, when given).
+    DVC leaves out a plot file it cannot read and lists it under `errors`: a corrupt one is refused
+    (`ArtifactError`), and so is one missing from the workspace (not yet built), never drawn blank."""
     text = dvc("plots", "diff", base, "--json") if base else dvc("plots", "show", "--json")
-    return json.loads(text or "{}").get("data", {})
+    shown = json.loads(text or "{}")
+    for problem in shown.get("errors", []):
+        source, revision = problem.get("source", "a plot definition"), problem.get("rev", "workspace")
+        if problem.get("type") == "FileNotFoundError":
+            if revision == "workspace":
+                raise DataError(f"the plot data '{source}' does not exist: run `dvc repro` (or `dvc pull`) first")
+            continue  # not at the base revision (a plot added since): drawn from the workspace alone
+        where = "" if revision == "workspace" else f" at revision {base}"
+        fix = "rebuild it with `dvc repro`" if revision == "workspace" else "compare with another BASE"
+        raise ArtifactError(f"the plot data '{source}'{where} is corrupt or truncated ({problem.get('msg', problem.get('type'))}): {fix}")
+    return shown.get("data", {})
 
 
 def render_page(plots: dict[str, list[dict[str, Any]]], title: str) -> str:
