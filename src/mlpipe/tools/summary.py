@@ -74,7 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         evaluation = read_pipeline_json(args.evaluation, "the evaluation metrics", "evaluate", keys=("threshold", "test"))
         drift = read_pipeline_json(args.drift, "the drift verdict", "drift", keys=("retrain_recommended", "reasons", "windows"))
-        quality = read_pipeline_json(args.quality, "the data quality metrics", "validate") if args.quality.exists() else None
+        quality = (
+            read_pipeline_json(args.quality, "the data quality metrics", "validate", keys=("rows_in", "rows_out", "rows_quarantined"))
+            if args.quality.exists()
+            else None
+        )
         figures, reports = sorted(args.figures.glob("*.png")), sorted(args.reports.glob("*.html"))
         try:
             text = summary(evaluation, drift, quality, figures, reports, vars(args))
