@@ -89,6 +89,10 @@ def tool_env(warm: bool = True) -> dict[str, str]:
     # project's library once, not in every process (set on some machines, this cost the suite
     # about 0.1 s of CPU per stage process).
     env.pop("PYTHONDONTWRITEBYTECODE", None)
+    # `make test` runs pytest under make: a `make` a test starts must behave as a user's top-level
+    # one (its messages say `make:`, not `make[1]:`; no flags inherited from the outer make).
+    for name in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES"):
+        env.pop(name, None)
     first = [str(warm_python().bin)] if warm else []
     env["PATH"] = os.pathsep.join([*first, str(Path(sys.executable).parent), env.get("PATH", "")])
     if not warm:

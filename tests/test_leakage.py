@@ -53,7 +53,8 @@ def test_a_copy_of_the_target_with_some_noise_is_dropped(rows, rate, noise, as_t
     features = honest_columns(target, seed).assign(flag=copy.map({True: "reoffended", False: "no"}) if as_text else copy.astype(int))
     leaks, scores = find_leaks(features, target, "y", True, RULE)
     assert [leak.column for leak in leaks] == ["flag"], {score.column: round(score.best, 3) for score in scores}
-    assert leaks[0].warning.startswith("drop 'flag': alone it predicts y with ROC-AUC ")
+    # Named by its score, or (few flips landing on one side) by a value that settles the target.
+    assert leaks[0].warning.startswith(("drop 'flag': alone it predicts y with ROC-AUC ", "drop 'flag': where it is "))
     assert "keep it only if it is known at prediction time" in leaks[0].warning
 
 
