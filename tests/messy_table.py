@@ -7,7 +7,8 @@ What makes it messy, each on purpose (`LEAKS`, `PERSONAL`, ... name them for the
 - first and last names, a full name and a birth date stored as text;
 - a dozen dates and timestamps stored as text (`2013-08-14 06:03:42`);
 - case numbers (`13011352CM10A`), unique per row;
-- columns 84-100% null, two constant columns.
+- columns 84-100% null, two constant columns;
+- as a CSV file (`write_messy_people_csv`), a header that repeats two names.
 
 The outcome depends on a handful of honest columns only, so a model without the leaks lands in an
 honest range (ROC-AUC about 0.70-0.78), while one with them scores near 1.
@@ -133,3 +134,15 @@ def messy_people_table(rows: int = 4000, seed: int = 0) -> pd.DataFrame:
         TARGET: outcome.astype(int),
     }
     return pd.DataFrame(table)
+
+
+REPEATED = ["decile_score", "priors_count"]
+
+
+def write_messy_people_csv(path, rows: int = 4000, seed: int = 0) -> None:
+    """The table as the public export writes it: its header repeats two names (`REPEATED`), each
+    copy a second column with the same values."""
+    table = messy_people_table(rows, seed)
+    for position, column in enumerate(REPEATED):
+        table.insert(len(table.columns) - 1 - position, column, table[column], allow_duplicates=True)
+    table.to_csv(path, index=False)

@@ -10,7 +10,6 @@ import yaml
 
 import messy_table as messy
 from conftest import make_repo
-from messy_table import messy_people_table
 from test_init import breast_cancer, contacts, orders
 
 pytestmark = pytest.mark.integration
@@ -120,12 +119,15 @@ def test_csv_with_personal_looking_columns_and_batches_that_carry_them(tmp_path,
 def test_messy_table_of_people_with_a_later_outcome_needs_no_hand_edits(tmp_path):
     """The kind of public table a new user brings (tests/messy_table.py): columns recorded after
     the outcome, names and a birth date, dates stored as text, case numbers, null and constant
-    columns. `make init` then `make repro`, with no hand edit in between: the leaks are dropped
+    columns, a header that repeats two names. `make init` then `make repro`, with no hand edit in between: the leaks are dropped
     and named, no personal or date-as-text column reaches the features, the ROC-AUC is honest,
     and a random split of this static table shows no drift."""
     repo = make_repo(tmp_path / "repo")
-    messy_people_table().to_csv(tmp_path / "people.csv", index=False)
+    messy.write_messy_people_csv(tmp_path / "people.csv")
     done = repo.make("init", f"DATA={tmp_path / 'people.csv'}", f"TARGET={messy.TARGET}")
+    assert (
+        "the header repeats 'decile_score', 'priors_count' with the same values: kept the first column of each" in done.stdout + done.stderr
+    )
     data = repo.params()["data"]
     not_features = {*data["drop_columns"], *data["id_columns"], *data["personal_columns"], data["time_column"], messy.TARGET}
     assert not_features >= {*messy.LEAKS, *messy.PERSONAL, *messy.TEXT_DATES, *messy.CASE_NUMBERS, *messy.ALL_NULL, *messy.CONSTANT}

@@ -5,7 +5,10 @@ import os
 
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from mlpipe.config import CsvParams
 from mlpipe.errors import DataError
 from mlpipe.io import atomic_path, write_json, write_parquet
 from mlpipe.sources import infer_format, normalise_columns, partition_files, read_table
@@ -62,12 +65,33 @@ def test_a_csv_without_a_final_line_end_is_fine_when_its_last_row_is_whole(tmp_p
     assert read_table(tmp_path / "q.csv").shape == (2, 2)
 
 
-def test_a_repeated_csv_header_is_an_error_not_a_renamed_column(tmp_path):
-    (tmp_path / "dup.csv").write_text("id,DIS,AGE,DIS\n1,0,30,1\n2,1,40,0\n")
-    with pytest.raises(DataError, match=r"'.*dup.csv' has repeated column names in its header: \['DIS'\]"):
+def test_a_repeated_csv_header_with_different_values_is_an_error_not_a_renamed_column(tmp_path):
+    (tmp_path / "dup.csv").write_text("id,DIS,AGE,DIS\n1,0,30,0\n2,1,40,0\n")
+    with pytest.raises(DataError, match=r"'.*dup.csv' has two columns named 'DIS' \(columns 2 and 4\) that differ \(row 2: 1 vs 0\)"):
         read_table(tmp_path / "dup.csv")
     (tmp_path / "fine.csv").write_text("id,DIS.1,DIS\n1,0,1\n")  # a name that merely looks mangled is fine
     assert list(read_table(tmp_path / "fine.csv").columns) == ["id", "DIS.1", "DIS"]
+
+
+def test_the_fix_for_a_repeated_header_works(tmp_path):
+    (tmp_path / "dup.csv").write_text("id,DIS,AGE,DIS\n1,0,30,0\n2,1,40,0\n")
+    named = read_table(tmp_path / "dup.csv", csv_options=CsvParams(names=["id", "DIS", "AGE", "DIS_2"]))
+    assert list(named.columns) == ["id", "DIS", "AGE", "DIS_2"] and named["DIS_2"].tolist() == [0, 0]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(values=st.lists(st.one_of(st.none(), st.integers(-5, 5), st.sampled_from(["a", "b"])), min_size=1, max_size=20))
+def test_a_column_written_twice_under_one_name_is_read_once(tmp_path_factory, values, caplog):
+    """Real exports write a column twice (a public table repeats `decile_score` and `priors_count`):
+    identical copies, empty cells included, keep the first, with a warning."""
+    caplog.clear()
+    path = tmp_path_factory.mktemp("dup") / "twice.csv"
+    pd.DataFrame([[index, value, value, index] for index, value in enumerate(values)], columns=["id", "x", "x", "y"]).to_csv(
+        path, index=False
+    )
+    table = read_table(path)
+    assert list(table.columns) == ["id", "x", "y"] and len(table) == len(values)
+    assert "repeats 'x' with the same values" in caplog.text
 
 
 def test_directory_source_is_rejected(tmp_path):

@@ -80,7 +80,7 @@ def _parse(readable: Path | io.BytesIO, fmt: str, name: str, csv_options: CsvPar
         raise DataError(f"'{name}' has no rows: the pipeline needs data to train on")
     if fmt == "csv":
         if csv_options.header and csv_options.names is None:
-            _check_header_unique(readable, name, csv_options.pandas_sep)
+            table = _without_repeated_header_copies(table, readable, name, csv_options.pandas_sep)
         if name.lower().endswith(".csv"):
             _check_last_line_complete(readable, table.shape[1], name, csv_options.pandas_sep)
         table = _named(table, csv_options, name)
@@ -139,15 +139,34 @@ def _named(table: pd.DataFrame, options: CsvParams, name: str) -> pd.DataFrame:
     return table
 
 
-def _check_header_unique(readable: Path | io.BytesIO, name: str, sep: str) -> None:
+def _without_repeated_header_copies(table: pd.DataFrame, readable: Path | io.BytesIO, name: str, sep: str) -> pd.DataFrame:
     """pandas renames a repeated CSV header (`DIS`, `DIS.1`), so the model would silently train on
-    whichever copy kept the plain name. Read the header as it is written and refuse repeats."""
+    whichever copy kept the plain name. Read the header as it is written: a repeated name whose
+    columns hold the same values in every row (an export that wrote a column twice) keeps its first
+    column, with a warning; copies that differ are refused, with a row where they do."""
     if isinstance(readable, io.BytesIO):
         readable.seek(0)
     header = pd.read_csv(readable, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False, encoding="utf-8").iloc[0].tolist()
     repeated = sorted({column for column in header if header.count(column) > 1})
-    if repeated:
-        raise DataError(f"'{name}' has repeated column names in its header: {repeated}; rename or remove the copies")
+    if not repeated or len(header) != table.shape[1]:
+        return table
+    copies = []
+    for column in repeated:
+        first, *others = [position for position, named in enumerate(header) if named == column]
+        for other in others:
+            differs = table.iloc[:, first].ne(table.iloc[:, other]) & ~(table.iloc[:, first].isna() & table.iloc[:, other].isna())
+            if differs.any():
+                row = int(differs.to_numpy().argmax())
+                shown = [table.iloc[:, position].tolist()[row] for position in (first, other)]  # Python values, not numpy's
+                raise DataError(
+                    f"'{name}' has two columns named '{column}' (columns {first + 1} and {other + 1}) that differ "
+                    f"(row {row + 1:,}: {shown[0]!r} vs {shown[1]!r}): rename one in the source, "
+                    "or name every column with data.csv.names (make init NAMES=a,b,...)"
+                )
+            copies.append(other)
+    log.warning("%s: the header repeats %s with the same values: kept the first column of each", name, ", ".join(map(repr, repeated)))
+    kept = [position for position in range(len(header)) if position not in copies]
+    return table.iloc[:, kept].set_axis([header[position] for position in kept], axis=1)
 
 
 def _first_non_utf8(readable: Path | io.BytesIO) -> str:
