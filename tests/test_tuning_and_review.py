@@ -6,11 +6,13 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.datasets import make_classification
 
 from mlpipe import tuning
 from mlpipe.config import ConfigError, Guard, TrainParams, TuneParams, parse_params
-from mlpipe.errors import DataError
+from mlpipe.errors import ArtifactError, DataError
 from mlpipe.tools import experiments, review
 from mlpipe.tracking import read_training_curve, write_training_record
 
@@ -104,6 +106,21 @@ def test_training_record_round_trips_and_replaces_the_whole_folder(tmp_path):
     assert '"best_iteration": 5' in (folder / "metrics.json").read_text()
     assert "timestamp" not in (folder / "plots" / "metrics" / "training" / "logloss.tsv").read_text()
     assert [p.name for p in tmp_path.iterdir()] == ["train"]  # no staging folder left behind
+
+
+@settings(max_examples=40, deadline=None)
+@given(cut=st.floats(0.0, 0.999), which=st.sampled_from(["training", "validation"]))
+def test_a_truncated_training_curve_is_one_artifact_error_naming_it(tmp_path_factory, cut, which):
+    """A curve file cut anywhere (a killed copy, a partial `dvc pull`) is a corrupt file the train
+    stage rebuilds: one ArtifactError naming it, never a traceback (evaluate reads it)."""
+    folder = tmp_path_factory.mktemp("record") / "train"
+    curve = [{"iteration": i, "train_logloss": 1 / i, "validation_logloss": 1.1 / i} for i in range(1, 30)]
+    write_training_record(folder, {}, curve, {"best_iteration": 29})
+    path = folder / "plots" / "metrics" / which / "logloss.tsv"
+    content = path.read_bytes()
+    path.write_bytes(content[: int(len(content) * cut)])
+    with pytest.raises(ArtifactError, match=r"^training curve '.*' is corrupt or truncated \(.*\): rebuild it with `dvc repro train`$"):
+        read_training_curve(folder)
 
 
 def test_training_record_inside_a_dvc_repository_does_not_open_it(tmp_path):

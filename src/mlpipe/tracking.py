@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import csv
 import functools
+import io
 from pathlib import Path
 from typing import Any
 
-from mlpipe.io import atomic_dir, rounded
+from mlpipe.errors import first_line
+from mlpipe.io import atomic_dir, corrupt_artifact, rounded
 
 CURVES = {"training": "train_logloss", "validation": "validation_logloss"}
 
@@ -62,7 +64,20 @@ def read_training_curve(directory: str | Path) -> list[dict[str, Any]]:
         path = Path(directory) / "plots" / "metrics" / name / "logloss.tsv"
         if not path.exists():
             return []
-        with path.open(encoding="utf-8", newline="") as handle:
-            columns[column] = {int(row["step"]): float(row["logloss"]) for row in csv.DictReader(handle, delimiter="\t")}
+        columns[column] = _logged_values(path)
     steps = sorted(columns["train_logloss"])
+    if any(set(values) != set(steps) for values in columns.values()):
+        raise corrupt_artifact("training curve", Path(directory) / "plots" / "metrics", "train", "its curves log different steps")
     return [{"iteration": step, **{column: values[step] for column, values in columns.items()}} for step in steps]
+
+
+def _logged_values(path: Path) -> dict[int, float]:
+    """{step: logloss} of one DVCLive curve file; an `ArtifactError` when it is cut short or garbled
+    (every line DVCLive writes ends with a line end)."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+        if not text.endswith("\n"):
+            raise ValueError("its last line has no line end")
+        return {int(row["step"]): float(row["logloss"]) for row in csv.DictReader(io.StringIO(text), delimiter="\t")}
+    except (KeyError, TypeError, ValueError) as exc:  # a missing column, a cut row (None), text that is not a number
+        raise corrupt_artifact("training curve", path, "train", first_line(exc)) from None
