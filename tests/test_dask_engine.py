@@ -27,7 +27,7 @@ from conftest import ROOT, employment_sample, unused_port
 from mlpipe import dask_training, drift_report
 from mlpipe.compute import dask_client
 from mlpipe.config import ComputeParams, TrainParams, ValidateParams, load_params, parse_params
-from mlpipe.errors import ConfigError, DataError
+from mlpipe.errors import ArtifactError, ConfigError, DataError
 from mlpipe.features import build_schema, feature_table, featurize_parts
 from mlpipe.metrics import log_loss, roc_auc
 from mlpipe.model import lightgbm_core, model_to_text, train_model
@@ -331,3 +331,18 @@ def test_ingest_parts_reads_csv_as_data_csv_says(cluster, tmp_path):
     found = ingest_parts(str(source), "csv", None, data, 1000, tmp_path / "raw.parquet")
     assert found["columns"] == ["id", "kind", "label"] and found["rows"] == 1200
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "raw.parquet"), read_source(source, "csv", csv_options=data.csv))
+
+
+def _passes_through(table: pd.DataFrame, index: int):
+    return (table,), None
+
+
+def test_a_truncated_part_an_earlier_stage_wrote_is_one_artifact_error_naming_it(cluster, tmp_path):
+    """Read by a worker, a part cut in half (a killed copy, a partial `dvc pull`) is a corrupt
+    pipeline file: exit status 3 through the harness, as with the local engine; never 'a worker failed'."""
+    parts = three_parts(tmp_path / "in")
+    parts[1].write_bytes(parts[1].read_bytes()[: parts[1].stat().st_size // 2])
+    with pytest.raises(ArtifactError, match=r"^part '.*part-1.parquet' is corrupt or truncated \(.*\): rebuild it with `dvc repro`$"):
+        with staged(tmp_path / "out.parquet") as folders:
+            map_parts(_passes_through, parts, folders, what="test")
+    assert not (tmp_path / "out.parquet").exists()

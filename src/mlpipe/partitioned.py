@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mlpipe.errors import DataError, PipelineError, first_line
-from mlpipe.io import atomic_dir
+from mlpipe.io import atomic_dir, read_pipeline_table
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def map_parts(
     outputs: Sequence[Path],
     *args: Any,
     per_part: Sequence[tuple] | None = None,
-    read: Callable[[str], pd.DataFrame] = pd.read_parquet,
+    read: Callable[[str], pd.DataFrame] | None = None,
     chunk_rows: int | None = None,
     check: Callable[[list[Any]], None] = lambda summaries: None,
     what: str = "parts",
@@ -97,6 +97,7 @@ def map_parts(
     in part order. `check(summaries)` runs next (a whole-table rule that may still fail the stage),
     then each output folder's parts are given one schema (`unify_parts`). Logs
     progress as the parts finish. A worker's failure is one line; a `DataError` is passed on.
+    `read` reads a part (default: a part an earlier stage wrote, corrupt or truncated -> `ArtifactError`).
     """
     from distributed import as_completed, get_client
 
@@ -143,10 +144,16 @@ def map_parts(
     return [summary for _, (summary, _seconds) in ordered]
 
 
+def read_written_part(part: str) -> pd.DataFrame:
+    """A part an earlier stage wrote; one that no longer reads is corrupt (its own exit status):
+    `dvc repro` sees the changed output and rebuilds it."""
+    return read_pipeline_table(part, "part", "")
+
+
 def _run_part(task, read, part: str, index: int, outputs: list[str], args: tuple, chunk_rows: int | None) -> tuple[list, Any]:
     """Returns, per output, (name, rows, schema) of each piece; empty pieces are not written."""
     started = time.perf_counter()
-    tables, summary = task(read(part), index, *args)
+    tables, summary = task(read(part) if read else read_written_part(part), index, *args)
     written = []
     for table, folder in zip(tables, outputs, strict=True):
         if chunk_rows is None:
