@@ -5,6 +5,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mlpipe.config import FeaturesParams, parse_params
 from mlpipe.errors import ArtifactError, ConfigError, DataError
@@ -119,3 +121,59 @@ def test_a_broken_schema_file_is_one_clear_error(text, tmp_path):
         FeatureSchema.read(path)
     with pytest.raises(DataError, match="does not exist"):
         FeatureSchema.read(tmp_path / "absent.json")
+
+
+# Deep and long expressions under the length limit: each shape nests once per unit.
+_SHAPES = {
+    "sum": lambda n: "a" + "+a" * n,
+    "minus": lambda n: "-" * n + "a",
+    "not": lambda n: "not " * n + "a",
+    "parentheses": lambda n: "(" * n + "a" + ")" * n,
+    "power": lambda n: "a" + "**a" * n,
+    "calls": lambda n: "abs(" * n + "a" + ")" * n,
+    "where": lambda n: "where(a>0," * n + "a" + ",a)" * n,
+}
+
+
+def _units_that_fit(shape: str) -> int:
+    return max(n for n in range(1000) if len(_SHAPES[shape](n)) <= 1000)
+
+
+@settings(max_examples=150, deadline=None)
+@given(shape=st.sampled_from(sorted(_SHAPES)), fill=st.floats(min_value=0, max_value=1))
+def test_deep_expressions_parse_and_evaluate_or_give_one_line_never_recursion_error(shape, fill):
+    text = _SHAPES[shape](int(fill * _units_that_fit(shape)))
+    try:
+        values = parse_expression(text, "features.derived.deep").evaluate(TABLE)
+    except ConfigError as exc:
+        message = str(exc)
+        assert message.startswith("features.derived.deep: ") and "\n" not in message, message
+        return
+    assert len(values) == len(TABLE)
+
+
+@pytest.mark.parametrize("text", ["1" + "+1" * 499, "-" * 996 + "1", "a" + " + a" * 101])
+def test_the_issue_deep_expressions_are_refused_at_parse_naming_the_key_and_the_limit(text):
+    with pytest.raises(ConfigError, match=r"^features.derived.deep: the expression nests more than 100 levels deep"):
+        parse_expression(text, "features.derived.deep")
+
+
+def test_a_deep_expression_in_a_schema_file_is_refused_when_loaded():
+    schema = build_schema(train_table(), DATA, FeaturesParams(derived={"age2": "age * 2"}))
+    planted = json.loads(schema.to_json())
+    planted["derived"]["age2"] = "-" * 996 + "age"
+    with pytest.raises(ConfigError, match="derived.age2: the expression nests more than 100 levels deep"):
+        FeatureSchema.from_json(json.dumps(planted))
+
+
+@pytest.mark.parametrize("name", ["__column_0__", "__column_1__", "___column_0__"])
+def test_the_backtick_placeholder_cannot_collide_with_a_column_or_a_bare_name(name):
+    """Backticked names are swapped for placeholders while parsing; a column or bare identifier
+    spelled like one must still mean itself."""
+    table = pd.DataFrame({name: [10.0, 20.0], "odd name": [1.0, 2.0], "__column_5__": [100.0, 200.0]})
+    for text in (f"{name} + `odd name`", f"`odd name` + {name}", f"`{name}` + `odd name`"):
+        expression = parse_expression(text, "features.derived.x")
+        assert list(expression.evaluate(table)) == [11.0, 22.0], text
+        assert sorted(expression.columns) == sorted([name, "odd name"])
+    expression = parse_expression("`odd name` + `a b` + __column_5__", "features.derived.x")
+    assert sorted(expression.columns) == ["__column_5__", "a b", "odd name"]

@@ -25,6 +25,10 @@ import pandas as pd
 from mlpipe.errors import ConfigError
 
 MAX_LENGTH = 1000  # characters; a longer expression is a mistake, and a deep one could exhaust the parser
+# Nesting levels of the syntax tree. Evaluation walks the tree recursively (two Python frames a
+# level), so `1+1+...` with 499 terms or 996 unary minus signs, both under MAX_LENGTH, would
+# exhaust Python's stack; no expression a person writes comes near this depth.
+MAX_DEPTH = 100
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _BACKTICKED = re.compile(r"`([^`]+)`")
 
@@ -114,9 +118,14 @@ def parse_expression(text: str, key: str) -> Expression:
     if len(text) > MAX_LENGTH:
         raise ConfigError(f"{key}: the expression is {len(text):,} characters long; the limit is {MAX_LENGTH}")
     aliases: dict[str, str] = {}
+    # Backticked names become identifiers with a prefix the text does not contain, so no column
+    # name or bare identifier in the expression can be mistaken for one (`__column_0__` included).
+    prefix = "__column_"
+    while prefix in text:
+        prefix = "_" + prefix
 
     def alias(match: re.Match) -> str:
-        placeholder = f"__column_{len(aliases)}__"
+        placeholder = f"{prefix}{len(aliases)}__"
         aliases[placeholder] = match.group(1)
         return placeholder
 
@@ -128,6 +137,11 @@ def parse_expression(text: str, key: str) -> Expression:
         raise ConfigError(f"{key}: '{text}' is not a valid expression{where}: use {_SUMMARY}") from None
     except (RecursionError, MemoryError, ValueError):
         raise ConfigError(f"{key}: '{text[:60]}' is nested too deeply to be an expression") from None
+    if _depth(tree) > MAX_DEPTH:
+        raise ConfigError(
+            f"{key}: the expression nests more than {MAX_DEPTH} levels deep (operators, signs or parentheses); "
+            "split it into derived features that build on each other"
+        )
     columns: list[str] = []
     for node in ast.walk(tree):
         problem = _forbidden(node)
@@ -141,6 +155,16 @@ def parse_expression(text: str, key: str) -> Expression:
             if name not in columns:
                 columns.append(name)
     return Expression(text, tree, tuple(columns), aliases)
+
+
+def _depth(tree: ast.AST) -> int:
+    """The syntax tree's depth, counted without recursion (the point is to refuse deep trees)."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return deepest
 
 
 def _is_function_position(name: ast.Name, tree: ast.Expression) -> bool:
