@@ -11,6 +11,8 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 with warnings.catch_warnings():
     # Starlette 1.10's test client announces a move from httpx to httpx2; it runs on the pinned httpx.
@@ -289,3 +291,69 @@ def test_a_json_array_or_object_as_a_field_value_is_a_422_naming_the_field(files
             answer = served.post("/predict", json={**record, field: value})
             assert answer.status_code == 422, (field, value)
             assert [problem["field"] for problem in answer.json()["detail"]] == [field], answer.json()
+
+
+def test_ids_sent_as_text_and_as_numbers_reach_predict_as_text(built_repo_without_reports, tmp_path):
+    """Two accepted requests, `"id": "A-1"` then `"id": 2`, land in two log files of different
+    types; predict reads the log as one table: the id is text, with one warning (it crashed in
+    Arrow: 'Conversion failed for column id')."""
+    repo = built_repo_without_reports.copy(tmp_path / "repo")
+    files = {"model": repo.path_of("train", "model"), "schema": repo.path_of("train", "model-schema")}
+    files["params"] = load_params(repo.path / "params.yaml")
+    rows = json.loads(pd.read_parquet(repo.path / repo.params()["monitor"]["current_source"]).head(2).to_json(orient="records"))
+    log = PredictionLog(repo.path / "data" / "served", rows_per_file=1, flush_seconds=60, background=False)
+    served = client(files, log)
+    assert served.post("/predict", json={**rows[0], "id": "A-1"}).status_code == 200
+    assert served.post("/predict", json={**rows[1], "id": 2}).status_code == 200
+    log.close()
+    assert len(list((repo.path / "data" / "served").rglob("*.parquet"))) == 2
+    repo.set_params(monitor={"current_source": "data/served"})
+    done = repo.stage("predict")
+    assert done.returncode == 0, done.stderr
+    assert pd.read_parquet(repo.path_of("predict", "out-current"))["id"].tolist() == ["A-1", "2"]
+    (warning,) = [line for line in (done.stdout + done.stderr).splitlines() if "disagree" in line]
+    assert "the batches disagree on the type of 'id' (text in " in warning and warning.endswith("): read as text")
+
+
+@pytest.mark.parametrize("engine", ["local", "dask"])
+def test_two_parquet_batches_whose_column_types_differ_are_scored_with_it_as_text(built_repo_without_reports, tmp_path, engine):
+    repo = built_repo_without_reports.copy(tmp_path / "repo")
+    rows = pd.read_parquet(repo.path / repo.params()["monitor"]["current_source"]).head(40)
+    (repo.path / "batches").mkdir()
+    rows.head(20).assign(id=lambda table: "A-" + table["id"].astype(str)).to_parquet(repo.path / "batches" / "a.parquet")
+    rows.tail(20).to_parquet(repo.path / "batches" / "b.parquet")
+    repo.set_params(monitor={"current_source": "batches"}, compute={"engine": engine, "workers": 1})
+    for output in ("out-reference", "out-current", "quarantine"):
+        repo.path_of("predict", output).unlink()  # as dvc repro does before it runs a stage: dask writes folders
+    done = repo.stage("predict")
+    assert done.returncode == 0, done.stderr
+    scored = pd.read_parquet(repo.path_of("predict", "out-current"))
+    assert scored["id"].tolist() == [f"A-{value}" for value in rows["id"].head(20)] + [str(value) for value in rows["id"].tail(20)]
+
+
+_VALUES = {
+    "numbers": st.lists(st.one_of(st.none(), st.integers(-(2**40), 2**40)), min_size=1, max_size=4),
+    "floats": st.lists(st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False)), min_size=1, max_size=4),
+    "booleans": st.lists(st.booleans(), min_size=1, max_size=4),
+    "text": st.lists(st.one_of(st.none(), st.text(max_size=5)), min_size=1, max_size=4),
+    "dates": st.lists(st.datetimes(min_value=dt.datetime(2000, 1, 1), max_value=dt.datetime(2030, 1, 1)), min_size=1, max_size=4),
+}
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.lists(st.sampled_from(sorted(_VALUES)).flatmap(lambda kind: _VALUES[kind]), min_size=1, max_size=4))
+def test_batches_of_any_column_types_combine_into_one_table_parquet_can_hold(columns):
+    """Whatever types the files give one column, the combined table has one type per column:
+    it writes to Parquet, and each value is kept (as text when the files disagree)."""
+    import pyarrow as pa
+
+    from mlpipe.schema import category_label
+    from mlpipe.sources import concat_batches
+
+    named = [(f"part-{index}.parquet", pd.DataFrame({"x": values})) for index, values in enumerate(columns)]
+    combined = concat_batches(named)
+    pa.Table.from_pandas(combined)  # raised ArrowTypeError / ArrowInvalid on a mix
+    sent = [value for values in columns for value in values]
+    assert len(combined) == len(sent)
+    if combined["x"].dtype == object and any(isinstance(value, str) for value in sent):
+        assert combined["x"].tolist() == [None if value is None else category_label(value) for value in sent]

@@ -87,6 +87,7 @@ def map_parts(
     read: Callable[[str], pd.DataFrame] | None = None,
     chunk_rows: int | None = None,
     check: Callable[[list[Any]], None] = lambda summaries: None,
+    mixed_as_text: bool = False,
     what: str = "parts",
 ) -> list[Any]:
     """Run `task(part table, part index, *args, *per_part[index]) -> (output tables, summary)` on
@@ -95,7 +96,9 @@ def map_parts(
     Output table k of a part is written as `outputs[k]/<the part's name>` (or, with `chunk_rows`,
     as `part-<index>-<chunk>.parquet` pieces of at most that many rows); the summaries come back
     in part order. `check(summaries)` runs next (a whole-table rule that may still fail the stage),
-    then each output folder's parts are given one schema (`unify_parts`). Logs
+    then each output folder's parts are given one schema (`unify_parts`; with `mixed_as_text`, a
+    column that is text in some parts and not in others becomes text, as `concat_batches` reads
+    files that disagree). Logs
     progress as the parts finish. A worker's failure is one line; a `DataError` is passed on.
     `read` reads a part (default: a part an earlier stage wrote, corrupt or truncated -> `ArtifactError`).
     """
@@ -140,7 +143,7 @@ def map_parts(
         if not any(rows for _, rows, _ in written):
             # No part had rows: one empty part keeps the columns, so that the folder reads as a table.
             pq.write_table(written[0][2].empty_table(), Path(folder) / written[0][0], compression="snappy")
-        unify_parts(folder, {Path(folder) / name: schema for name, rows, schema in written if rows})
+        unify_parts(folder, {Path(folder) / name: schema for name, rows, schema in written if rows}, mixed_as_text)
     return [summary for _, (summary, _seconds) in ordered]
 
 
@@ -170,16 +173,19 @@ def _run_part(task, read, part: str, index: int, outputs: list[str], args: tuple
     return written, (summary, time.perf_counter() - started)
 
 
-def unify_parts(folder: Path, schemas: dict[Path, pa.Schema]) -> None:
+def unify_parts(folder: Path, schemas: dict[Path, pa.Schema], mixed_as_text: bool = False) -> None:
     """Give every part of `folder` ({part's path: its schema}) the same schema, so that the folder
     reads as one table.
 
     Parts differ when one part's column is all missing (Arrow's null type) or integer where
     another's has missing values (float): those parts are rewritten cast to the common schema.
-    Types that do not cast (text in one part, numbers in another) are one line naming the column.
+    Types that do not cast (text in one part, numbers in another) are one line naming the column,
+    or, with `mixed_as_text`, text in every part.
     """
     if len({schema.remove_metadata() for schema in schemas.values()}) <= 1:
         return
+    if mixed_as_text:
+        schemas = _mixed_columns_as_text(schemas)
     try:  # the first part's pandas metadata is kept: it describes the table
         common = pa.unify_schemas(list(schemas.values()), promote_options="permissive")
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
@@ -194,6 +200,36 @@ def unify_parts(folder: Path, schemas: dict[Path, pa.Schema]) -> None:
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError, KeyError) as exc:
                 raise DataError(f"part '{part.name}' of '{folder}' cannot take the others' column types: {first_line(exc)}") from None
             pq.write_table(table, part, compression="snappy")
+
+
+def _mixed_columns_as_text(schemas: dict[Path, pa.Schema]) -> dict[Path, pa.Schema]:
+    """The parts with each column that is text in some and numbers, booleans or dates in others
+    rewritten as text (`mlpipe.sources.concat_batches`' rule, one warning); their new schemas."""
+    from mlpipe.schema import category_texts
+
+    kinds: dict[str, dict[bool, str]] = {}  # column -> is text -> first part holding it
+    for part, schema in schemas.items():
+        for field in schema:
+            if not pa.types.is_null(field.type):  # an empty column takes any type
+                kinds.setdefault(field.name, {}).setdefault(
+                    pa.types.is_string(field.type) or pa.types.is_large_string(field.type), part.name
+                )
+    mixed = [column for column, found in kinds.items() if len(found) > 1]
+    if not mixed:
+        return schemas
+    log.warning(
+        "the batches disagree on the type of %s: read as text",
+        "; ".join(f"'{column}' (text in {kinds[column][True]!r}, not in {kinds[column][False]!r})" for column in mixed),
+    )
+    rewritten = dict(schemas)
+    for part, schema in schemas.items():
+        columns = [column for column in mixed if column in schema.names and not pa.types.is_string(schema.field(column).type)]
+        if columns:
+            table = pd.read_parquet(part)
+            table = table.assign(**{column: category_texts(table[column]) for column in columns})
+            table.to_parquet(part, index=False, compression="snappy")
+            rewritten[part] = pa.Schema.from_pandas(table, preserve_index=False)
+    return rewritten
 
 
 def concat_counts(counts: Sequence[pd.Series]) -> pd.Series:

@@ -116,6 +116,12 @@ def category_strings(values: pd.Series) -> pd.Series:
     return pd.Series(pd.Categorical.from_codes(remap[codes], categories=distinct), index=values.index, name=values.name)
 
 
+def category_texts(values: pd.Series) -> pd.Series:
+    """The values as text labels (3, 3.0 and '3' are all '3'), missing ones None: a column read
+    as text where files disagree on its type (`mlpipe.sources.concat_batches`)."""
+    return category_strings(values).astype(object).where(values.notna(), None)
+
+
 def to_levels(strings: pd.Series, levels: tuple[str, ...]) -> pd.Categorical:
     """Re-code string categories onto fixed levels; unknown ones go to the "other" level if
     there is one, else become missing."""

@@ -96,6 +96,7 @@ def score_parts(
             [str(file) for file in files],
             batches,
             read=functools.partial(read_table, csv_options=data.csv),
+            mixed_as_text=True,  # new batches: a column text in one and numbers in another is text, as with the local engine
             what="predict: current",
         )
         report = merged_report(reports)

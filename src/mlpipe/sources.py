@@ -247,7 +247,53 @@ def read_source(
 def _concat_partitions(named: list[tuple[str, pd.DataFrame]]) -> pd.DataFrame:
     check_same_columns([name for name, _ in named], [list(table.columns) for _, table in named])
     expected = list(named[0][1].columns)
-    return pd.concat([table[expected] for _, table in named], ignore_index=True)
+    return concat_batches([(name, table[expected]) for name, table in named])
+
+
+def concat_batches(named: list[tuple[str, pd.DataFrame]]) -> pd.DataFrame:
+    """Tables read from several files ({name: table}, in order) as one, read as one file holding
+    all their rows would be: a column that is text in some files and numbers, booleans or dates in
+    others is text in all (3 and 3.0 as '3', as categorical levels are), said in one warning.
+
+    Each file's types are its own (Parquet's, or what pandas infers from a CSV's values), so the
+    prediction log's requests that sent an id as "A-1" and others that sent 2, or a batch whose
+    codes happen to be all digits, give one column two types: pandas would hold both, and the
+    Parquet written from it (or any later step) would fail on the mix. The contract's dtypes
+    still apply: validation casts the text back row by row, quarantining what does not fit."""
+    from mlpipe.schema import category_texts
+
+    kinds: dict[str, dict[str, str]] = {}  # column -> kind -> first file holding it
+    for name, table in named:
+        for column in table.columns:
+            values = table[column]
+            if not values.isna().all():  # an empty column (Arrow's null type) takes any type
+                kinds.setdefault(column, {}).setdefault(_value_kind(values), name)
+    mixed = {column: found for column, found in kinds.items() if len(found) > 1}
+    if mixed:
+        log.warning(
+            "the batches disagree on the type of %s: read as text",
+            "; ".join(
+                f"'{column}' ({', '.join(f'{kind} in {name!r}' for kind, name in found.items())})" for column, found in mixed.items()
+            ),
+        )
+        named = [
+            (
+                name,
+                table.assign(**{column: category_texts(table[column]) for column in mixed if column in table}),
+            )
+            for name, table in named
+        ]
+    return pd.concat([table for _, table in named], ignore_index=True)
+
+
+def _value_kind(values: pd.Series) -> str:
+    if pd.api.types.is_bool_dtype(values):
+        return "booleans"
+    if pd.api.types.is_numeric_dtype(values):
+        return "numbers"
+    if pd.api.types.is_datetime64_any_dtype(values) or pd.api.types.is_timedelta64_dtype(values):
+        return "dates"
+    return "text"
 
 
 def check_same_columns(names: list[str], columns: list[list[str]]) -> None:
@@ -334,9 +380,8 @@ def read_batches(source: str | Path, fmt: str | None = None, csv_options: CsvPar
     if not path.is_dir():
         return read_table(path, fmt, csv_options)
     files = partition_files(path, "**/*")
-    return pd.concat(
-        [read_table(file, fmt, csv_options).assign(**{BATCH_COLUMN: file.relative_to(path).as_posix()}) for file in files],
-        ignore_index=True,
+    return concat_batches(
+        [(str(file), read_table(file, fmt, csv_options).assign(**{BATCH_COLUMN: file.relative_to(path).as_posix()})) for file in files]
     )
 
 
