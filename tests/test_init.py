@@ -6,6 +6,7 @@ in a throw-away git+DVC copy of the project, on three tables unlike the default 
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 
@@ -13,6 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import ROOT, make_repo
 from mlpipe.config import InitParams
@@ -230,3 +233,57 @@ def test_the_reason_for_each_dropped_column_is_a_comment_beside_it():
     assert loaded["data"]["drop_columns"] == list(profile.dropped)
     parse_params(loaded)
     assert rewrite_params(text, profile, "data/people.csv", None) == text, "init run twice writes the same file"
+
+
+# -- what init writes reads back the same through both readers of params.yaml ----------------------
+
+# Names YAML 1.1 (PyYAML, the stages' reader) or 1.2 (ruamel, DVC's) reads as something other than text.
+YAML_LOOKALIKES = ["on", "off", "yes", "no", "y", "n", "null", "~", "1e3", "0x1f", "1_000", ".inf", "2024-01-01", "a:b", "- x", "? q", "#h"]
+
+
+def _written_with(name: str) -> str:
+    """params.yaml with `name` where init writes column names: a mapping key (validate.columns),
+    a value inside it, and an item of the block list of dropped columns."""
+    from mlpipe.tools.init import _replace_mapping, _section, _with_reasons, yaml_round_trip
+
+    yaml_rt = yaml_round_trip()
+    document = yaml_rt.load("data:\n  source: t.csv  # a comment\nvalidate:\n  columns: {}\n")
+    _replace_mapping(_section(document, "validate"), "columns", {name: {"dtype": "str", "values": [name]}})
+    _section(document, "data")["drop_columns"] = _with_reasons([name], {name: "why"})
+    out = io.StringIO()
+    yaml_rt.dump(document, out)
+    return out.getvalue()
+
+
+def _check_reads_back(name: str) -> None:
+    from ruamel.yaml import YAML
+
+    from mlpipe.config import read_params_text
+
+    text = _written_with(name)
+    for read in (read_params_text(text, "params.yaml"), YAML(typ="safe").load(text)):
+        assert read["validate"]["columns"] == {name: {"dtype": "str", "values": [name]}}
+        assert read["data"]["drop_columns"] == [name]
+
+
+@pytest.mark.parametrize("name", YAML_LOOKALIKES)
+def test_column_names_yaml_reads_as_other_things_are_quoted_as_keys_and_values(name):
+    _check_reads_back(name)
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=st.text(min_size=1, max_size=20))
+def test_any_column_name_reads_back_identical_through_both_readers(name):
+    _check_reads_back(name)
+
+
+@pytest.mark.integration
+def test_init_on_a_table_with_yaml_lookalike_column_names_writes_params_every_stage_reads(tmp_path):
+    """Issue 28: `on`, `yes`... written unquoted as keys were True to every stage."""
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame({name: rng.normal(size=400) for name in YAML_LOOKALIKES}).assign(target=rng.integers(0, 2, 400))
+    repo = make_repo(tmp_path / "repo")
+    table.to_csv(repo.path / "data" / "lookalikes.csv", index=False)
+    init(repo, "--data", "data/lookalikes.csv", "--target", "target")
+    assert list(repo.params()["validate"]["columns"]) == [*YAML_LOOKALIKES, "target"]
+    repo.run("dvc", "repro", "validate")

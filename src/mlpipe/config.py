@@ -554,7 +554,24 @@ class ServeParams(Section):
     )
     log_rows_per_file: int = Field(10_000, ge=1, description="a log file is closed and a new one started after this many rows")
     log_flush_seconds: float = Field(
-        2.0, gt=0, description="buffered log rows are written at least this often: the most a crash of the service can lose"
+        2.0,
+        gt=0,
+        description="buffered log rows are written at least this often; a crash of the service loses the rows not yet written (docs/serving.md: this much traffic, more when the disk is slower than the traffic)",
+    )
+    log_max_buffered_rows: int = Field(
+        100_000,
+        ge=1,
+        description="the most rows the log holds in memory while it cannot write them (a full disk, failing personal-data rules); past it the oldest are dropped, counted in /metrics (mlpipe_prediction_log_dropped_rows_total); must be at least log_rows_per_file",
+    )
+    log_max_age_days: float | None = Field(
+        None,
+        gt=0,
+        description="log files whose first row was served longer ago than this are removed (checked after each write); null: kept for ever",
+    )
+    log_max_bytes: int | None = Field(
+        10_000_000_000,
+        ge=1,
+        description="the log's files may take this many bytes in all; past it the oldest are removed (checked after each write); null: no limit",
     )
     workers: int = Field(
         1,
@@ -566,6 +583,15 @@ class ServeParams(Section):
         ge=0,
         description="each worker checks this often whether the model files changed on disk (dvc repro, dvc pull) and, if so, loads them and swaps them in; 0: only POST /reload does, which with several workers reaches only the worker that answers",
     )
+
+    @model_validator(mode="after")
+    def _buffer_holds_a_file(self) -> ServeParams:
+        if self.log_max_buffered_rows < self.log_rows_per_file:
+            raise ValueError(
+                f"serve.log_max_buffered_rows ({self.log_max_buffered_rows}) must be at least serve.log_rows_per_file "
+                f"({self.log_rows_per_file}): a file's rows wait in memory until it is written"
+            )
+        return self
 
     @model_validator(mode="after")
     def _workers_watch_the_model(self) -> ServeParams:
@@ -778,13 +804,20 @@ def read_params_file(path: str | Path) -> Any:
     """The parsed YAML of a params file; one-line errors for a missing or malformed file."""
     path = Path(path)
     try:
-        return yaml.load(path.read_text(encoding="utf-8"), Loader=_SAFE_LOADER)
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"params file '{path}' not found: run from the repository root") from None
+    return read_params_text(text, str(path))
+
+
+def read_params_text(text: str, origin: str) -> Any:
+    """A params file's text parsed as every stage reads it (`make init` checks what it writes with this)."""
+    try:
+        return yaml.load(text, Loader=_SAFE_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+        raise ConfigError(f"{origin}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
 
 
 def load_params(path: str | Path = "params.yaml", fresh: bool = False) -> Params:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import re
 import shutil
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from mlpipe.config import CsvParams, InitParams, ValidateParams, describe_validation_error, parse_params
+from mlpipe.config import CsvParams, InitParams, ValidateParams, describe_validation_error, parse_params, read_params_text
 from mlpipe.errors import ConfigError, DataError, PipelineError, exit_status
 from mlpipe.io import write_text
 from mlpipe.profiling import Profile, profile_table
@@ -117,7 +118,8 @@ def init(
     text = rewrite_params(
         params_path.read_text(encoding="utf-8"), profile, versioned_source, fmt, csv_options, out=lambda line: notes.append(line)
     )
-    parse_params(yaml_round_trip().load(text), origin=str(params_path))  # what is written must pass the params check
+    check_readers_agree(text, yaml_round_trip().load(text), str(params_path))
+    parse_params(read_params_text(text, str(params_path)), origin=str(params_path))  # what is written must pass the params check
 
     for line in [*(f"  {decision}" for decision in profile.decisions), *notes]:
         out(line)
@@ -249,16 +251,77 @@ def _flow(value: Any) -> Any:
 
 
 def _text(value: Any) -> Any:
-    import yaml
-    from ruamel.yaml.scalarstring import SingleQuotedScalarString
+    from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
 
-    if not isinstance(value, str):
+    if not isinstance(value, str) or _plain_reads_back(value):
         return value
-    try:
-        plain = yaml.safe_load(f"[{value}]")
-    except yaml.YAMLError:
-        plain = None
-    return value if plain == [value] else SingleQuotedScalarString(value)
+    # Single quotes keep every printable character as it is; a line break (YAML 1.1 counts NEL and
+    # the Unicode separators too) or a control character is folded or refused there, and needs the
+    # escapes of double quotes.
+    return SingleQuotedScalarString(value) if value.isprintable() else DoubleQuotedScalarString(value)
+
+
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# YAML 1.1's booleans and null among identifiers (`y` and `n` too: PyYAML and ruamel leave them
+# text, other YAML 1.1 readers do not).
+_YAML_WORDS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null"}
+
+
+def _plain_reads_back(value: str) -> bool:
+    """Whether `value` written unquoted reads back as the same text, as a list item and as a mapping
+    key, through both readers of params.yaml: the stages' (PyYAML, YAML 1.1) and DVC's (ruamel, 1.2)."""
+    if _PLAIN_NAME.fullmatch(value):  # the common case, decided without parsing
+        return value.lower() not in _YAML_WORDS
+    if value.lower() in _YAML_WORDS:
+        return False
+    for document, expected in ((f"[{value}]", [value]), (f"{{{value}: 0}}", {value: 0})):
+        for read in (_read_as_stages_do, _read_as_dvc_does):
+            try:
+                if read(document) != expected:
+                    return False
+            except Exception:  # noqa: BLE001 - either reader's syntax error: the text needs quotes
+                return False
+    return True
+
+
+def _read_as_stages_do(text: str) -> Any:
+    from mlpipe.config import read_params_text
+
+    return read_params_text(text, "params.yaml")
+
+
+def _read_as_dvc_does(text: str) -> Any:
+    """params.yaml as DVC reads it to record params in dvc.lock (`dvc.utils.serialize.parse_yaml`)."""
+    from ruamel.yaml import YAML
+
+    return YAML(typ="safe").load(text)
+
+
+def check_readers_agree(text: str, document: Any, origin: str) -> None:
+    """Refuse to write `text` unless the stages' reader and DVC's both read back `document`, the values meant."""
+    for reader, read in (("PyYAML (the stages)", _read_as_stages_do), ("ruamel (DVC)", _read_as_dvc_does)):
+        where = _first_difference(document, read(text))
+        if where is not None:
+            path, meant, got = where
+            raise ConfigError(
+                f"{origin}: {'.'.join(map(str, path)) or 'the file'} would be read by {reader} as {got!r}, not {meant!r}: "
+                "quote that value (or key) in params.yaml"
+            )
+
+
+def _first_difference(meant: Any, got: Any, path: tuple = ()) -> tuple[tuple, Any, Any] | None:
+    if isinstance(meant, dict) and isinstance(got, dict):
+        for key in meant:
+            if key not in got:
+                return (*path, key), key, next((other for other in got if other not in meant), None)
+            found = _first_difference(meant[key], got[key], (*path, key))
+            if found:
+                return found
+        return None
+    if isinstance(meant, list) and isinstance(got, list) and len(meant) == len(got):
+        return next(filter(None, (_first_difference(a, b, (*path, i)) for i, (a, b) in enumerate(zip(meant, got, strict=True)))), None)
+    same = meant == got and (type(meant) is bool) == (type(got) is bool) and isinstance(meant, str) == isinstance(got, str)
+    return None if same else (path, meant, got)
 
 
 def _with_reasons(columns: list[str], reasons: dict[str, str]) -> Any:
@@ -293,7 +356,7 @@ def _replace_mapping(parent: Any, key: str, entries: dict[str, Any]) -> None:
     for name in list(mapping):
         del mapping[name]
     for name, value in entries.items():
-        mapping[name] = _flow(value)
+        mapping[_text(name)] = _flow(value)
 
 
 def rewrite_params(text: str, profile: Profile, source: str, fmt: str | None, csv_options: CsvParams | None = None, out=print) -> str:
