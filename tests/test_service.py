@@ -349,3 +349,74 @@ def test_replay_without_a_service_is_one_line(repo):
     refused = repo.make("replay", f"PORT={unused_port()}", check=False)
     assert refused.returncode != 0
     assert "error: replay: no prediction service at http://127.0.0.1:" in refused.stderr and "Traceback" not in refused.stderr
+
+
+class _FakeService:
+    """A real HTTP server on loopback answering as told: `/openapi.json` and `/predict` give
+    (status, content type, body); the POSTs it received are counted."""
+
+    def __init__(self, openapi: tuple[int, str, bytes], predict: tuple[int, str, bytes]):
+        import http.server
+
+        answers, self.posts = {"/openapi.json": openapi, "/predict": predict}, []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(handler):
+                status, kind, body = answers[handler.path]
+                handler.send_response(status)
+                handler.send_header("Content-Type", kind)
+                handler.send_header("Content-Length", str(len(body)))
+                handler.end_headers()
+                handler.wfile.write(body)
+
+            def do_GET(handler):
+                handler._answer()
+
+            def do_POST(handler):
+                self.posts.append(handler.rfile.read(int(handler.headers["Content-Length"])))
+                handler._answer()
+
+            def log_message(handler, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+CONTRACT = (200, "application/json", json.dumps({"components": {"schemas": {"Record": {"properties": {"AGEP": {}}}}}}).encode())
+
+
+@pytest.mark.parametrize(
+    ("openapi", "predict", "posts", "says"),
+    [
+        (
+            CONTRACT,
+            (401, "application/json", b'{"detail":"missing or wrong API key"}'),
+            1,
+            "answered 401: the service refuses the API key; export",
+        ),
+        (CONTRACT, (403, "application/json", b'{"detail":"forbidden"}'), 1, "answered 403: the service refuses the API key"),
+        ((200, "text/html", b"<html><body>It works!</body></html>"), (200, "text/html", b""), 0, "GET http://127.0.0.1:"),
+        (CONTRACT, (200, "text/html", b"<html>a proxy's page</html>"), 1, 'answered 200 with "<html>a proxy\'s page</html>", not the'),
+    ],
+)
+def test_replay_stops_at_a_refused_key_or_an_answer_that_is_not_the_services(tmp_path, capsys, openapi, predict, posts, says):
+    """A wrong key sent every batch despite 401; a non-JSON answer raised JSONDecodeError."""
+    from mlpipe.errors import EXIT_USAGE
+    from mlpipe.tools import replay
+
+    pd.DataFrame({"year": [2018] * 30, "AGEP": range(30)}).to_parquet(tmp_path / "rows.parquet")
+    service = _FakeService(openapi, predict)
+    try:
+        status = replay.main(["--url", service.url, "--params", str(Path(__file__).parent.parent / "params.yaml"),
+                              "--source", str(tmp_path / "rows.parquet"), "--batch-rows", "10"])  # fmt: skip
+    finally:
+        service.close()
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert status == EXIT_USAGE and len(lines) == 1 and lines[0].startswith("error: replay: ") and says in lines[0], lines
+    assert len(service.posts) == posts  # three batches to send: it stopped at the first refusal

@@ -4,8 +4,10 @@ The service over real HTTP is tests/test_service.py."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import os
 import warnings
 
 import numpy as np
@@ -19,7 +21,7 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
     from fastapi.testclient import TestClient
 
-from mlpipe.config import load_params
+from mlpipe.config import ServeParams, load_params
 from mlpipe.errors import EXIT_USAGE, ArtifactError, DataError, OutputError
 from mlpipe.prediction_log import SERVED_AT, PredictionLog
 from mlpipe.service import create_app
@@ -38,13 +40,11 @@ def files(built_repo_without_reports):
     }
 
 
-def protected_log(files, folder) -> PredictionLog:
-    """A log that applies the files' personal-data rules, as `make serve` sets it up."""
-    from mlpipe.privacy import apply_personal_rules
-
-    return PredictionLog(
-        folder, rows_per_file=100, flush_seconds=60, protect=lambda table: apply_personal_rules(table, files["params"].data, "test")
-    )
+def protected_log(files, folder, **options) -> PredictionLog:
+    """The log `make serve` sets up (the files' personal-data rules), in `folder`."""
+    params = files["params"]
+    serve = params.serve.model_copy(update={"log_folder": str(folder), "log_rows_per_file": 100, "log_flush_seconds": 60})
+    return serve_tool.service_log(params.model_copy(update={"serve": serve}), **options)
 
 
 def client(files, log: PredictionLog | None = None, **serve) -> TestClient:
@@ -357,3 +357,116 @@ def test_batches_of_any_column_types_combine_into_one_table_parquet_can_hold(col
     assert len(combined) == len(sent)
     if combined["x"].dtype == object and any(isinstance(value, str) for value in sent):
         assert combined["x"].tolist() == [None if value is None else category_label(value) for value in sent]
+
+
+def test_a_request_without_one_of_two_similar_personal_columns_is_logged(files, tmp_path, caplog):
+    """`first_name` sent, `last_name` not: an absent declared column is no misspelling of the other
+    (every flush failed with "did you mean 'first_name'?" and the rows were lost at shutdown)."""
+    rules = with_data_rules(files, personal_columns={"first_name": "drop", "last_name": "drop"})
+    log = protected_log(rules, tmp_path / "log", background=False)
+    assert client(rules, log).post("/predict", json={**files["rows"][0], "first_name": "Ann"}).status_code == 200
+    log.close()
+    (written,) = (tmp_path / "log").rglob("*.parquet")
+    assert "first_name" not in pd.read_parquet(written) and log.dropped_rows == 0
+    # At ingest the whole table is known: a near miss of an undeclared column is still refused there.
+    from mlpipe.privacy import protect_personal_columns
+
+    with pytest.raises(DataError, match="names 'last_name', which is not in the table; did you mean 'lastname'"):
+        protect_personal_columns(pd.DataFrame({"first_name": ["a"], "lastname": ["b"]}), rules["params"].data.personal_columns, None, "S")
+    assert list(
+        protect_personal_columns(pd.DataFrame({"first_name": ["a"], "x": [1]}), {"first_name": "drop", "last_name": "drop"}, None, "S")
+    ) == ["x"]
+
+
+def test_a_log_that_cannot_write_holds_at_most_its_bound_and_counts_what_it_drops(files, tmp_path, caplog):
+    blocked = tmp_path / "log"
+    blocked.write_text("a file where the log folder should be")
+    log = PredictionLog(blocked, rows_per_file=2, flush_seconds=60, background=False, max_buffered_rows=4)
+    served = client(files, log)  # the service counts what the log drops
+    for value in range(6):
+        with contextlib.suppress(OutputError):  # without the background thread, a full append writes (and fails) itself
+            log.append([{"x": value}])
+    assert log.dropped_rows == 2  # the two oldest: at most four rows were ever held
+    with pytest.raises(ValueError, match="serve.log_max_buffered_rows .* must be at least serve.log_rows_per_file"):
+        ServeParams(log_rows_per_file=1000, log_max_buffered_rows=999)
+    assert "mlpipe_prediction_log_dropped_rows_total 2.0" in served.get("/metrics").text
+    blocked.unlink()
+    log.close()
+    assert sorted(pd.concat(map(pd.read_parquet, blocked.rglob("*.parquet")))["x"]) == [2, 3, 4, 5]
+    # Still failing at shutdown: one line, the rows counted, no traceback out of close().
+    blocked = tmp_path / "blocked"
+    blocked.write_text("")
+    log = PredictionLog(blocked, rows_per_file=100, flush_seconds=60, background=False)
+    log.append([{"x": 1}, {"x": 2}])
+    log.close()
+    assert log.dropped_rows == 2
+    assert [record.getMessage()[:60] for record in caplog.records if record.levelname == "ERROR"] == [
+        f"prediction log: 2 row(s) not written at shutdown: cannot write '{blocked}"[:60]
+    ]
+
+
+def test_a_background_writer_that_keeps_failing_says_so_once_per_attempt(tmp_path, caplog):
+    import time
+
+    failures = []
+
+    def protect(table):
+        failures.append(1)
+        raise DataError("the personal-data rules failed")
+
+    log = PredictionLog(tmp_path / "log", rows_per_file=1000, flush_seconds=0.05, protect=protect, max_buffered_rows=1000)
+    log.append([{"x": 1}])
+    deadline = time.monotonic() + 10
+    while len(failures) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    log.close()
+    lines = [record.getMessage() for record in caplog.records if record.name == "mlpipe.prediction_log"]
+    assert len(lines) == len(failures) >= 3  # the attempts at 0.05 s, then close's
+    assert (
+        lines[0]
+        == "prediction log: cannot write (the personal-data rules failed); 1 row(s) held, 0 dropped so far (serve.log_max_buffered_rows 1000)"
+    )
+    assert lines[-1] == "prediction log: 1 row(s) not written at shutdown: the personal-data rules failed" and log.dropped_rows == 1
+
+
+def test_temporaries_of_killed_writers_are_removed_and_never_read(tmp_path):
+    import subprocess
+    import sys
+
+    from mlpipe.sources import read_batches
+
+    folder = tmp_path / "log" / "date=2026-11-30"
+    folder.mkdir(parents=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    killed, running = folder / f".part-081502-{dead}-000001.parquet.{dead}.tmp", folder / f".part-081502-1-000001.parquet.{os.getpid()}.tmp"
+    killed.write_bytes(b"PAR1 half a file")
+    running.write_bytes(b"PAR1 being written")
+    log = PredictionLog(tmp_path / "log", rows_per_file=100, flush_seconds=60, background=False)
+    log.append([{"x": 1}])
+    with pytest.raises(DataError, match="holds no .csv or .parquet batch files"):  # temporaries are no batches
+        read_batches(tmp_path / "log")
+    log.close()
+    assert not killed.exists() and running.exists()  # a live writer's temporary is its own
+    assert read_batches(tmp_path / "log")["x"].tolist() == [1]  # hidden files are never batches
+
+
+def test_retention_removes_the_oldest_log_files_by_age_and_by_total_size(tmp_path):
+    now = dt.datetime(2026, 12, 3, 12, 0, tzinfo=dt.UTC)
+    clock = iter([now - dt.timedelta(days=days) for days in (10, 9, 5)] + [now] * 10)
+    log = PredictionLog(tmp_path / "log", rows_per_file=1, flush_seconds=60, clock=lambda: next(clock), background=False, tidy_seconds=0)
+    for value in range(3):  # served 10, 9 and 5 days ago
+        log.append([{"x": value}])
+    other = tmp_path / "log" / "kept-by-hand.parquet"  # not one of the log's files: never removed
+    pd.DataFrame({"x": [9]}).to_parquet(other)
+    log.max_age_days = 7
+    log.append([{"x": 3}])  # served now; the write tidies
+    assert sorted(pd.concat(map(pd.read_parquet, (tmp_path / "log").glob("date=*/*.parquet")))["x"]) == [2, 3]
+    assert sorted(path.name for path in (tmp_path / "log").iterdir()) == ["date=2026-11-28", "date=2026-12-03", "kept-by-hand.parquet"]
+    size = next((tmp_path / "log").glob("date=2026-12-03/*.parquet")).stat().st_size
+    log.max_bytes = 2 * size  # room for two files: the oldest goes first, the one just written never
+    log.append([{"x": 4}])
+    log.append([{"x": 5}])
+    log.close()
+    assert sorted(pd.concat(map(pd.read_parquet, (tmp_path / "log").glob("date=*/*.parquet")))["x"]) == [4, 5] and other.exists()

@@ -92,6 +92,15 @@ class CsvParams(Section):
         return CSV_SEPARATOR_WORDS.get(self.sep, self.sep) or r"\s+"
 
 
+def _refuse_credentials_in_source(source: str, field: str) -> None:
+    """A source URL in params (committed, and recorded in dvc.lock) may carry no secret; the message never quotes it."""
+    from mlpipe.credentials import source_credentials_problem
+
+    problem = source_credentials_problem(source)
+    if problem:
+        raise ValueError(f"{FIELD_MARK}{field}: {problem}")
+
+
 class DataParams(Section):
     """The table and the role of its columns. `make init` writes this section for your table."""
 
@@ -146,6 +155,11 @@ class DataParams(Section):
             both = [column for column in first_columns if column in second_columns]
             if both:
                 raise ValueError(f"column '{both[0]}' is both data.{first} and data.{second}: a column plays one role; remove it from one")
+        return self
+
+    @model_validator(mode="after")
+    def _no_credentials_in_the_source(self) -> DataParams:
+        _refuse_credentials_in_source(self.source, "source")
         return self
 
     @model_validator(mode="after")
@@ -473,6 +487,11 @@ class MonitorParams(Section):
         min_length=1,
         description="the table to score and monitor: a file, or a folder of batch files (their rows meet the personal-data rules and the contract's row rules)",
     )
+
+    @model_validator(mode="after")
+    def _no_credentials_in_the_source(self) -> MonitorParams:
+        _refuse_credentials_in_source(self.current_source, "current_source")
+        return self
 
 
 class DriftWindow(Section):

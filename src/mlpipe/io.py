@@ -36,10 +36,23 @@ def _remove_stale_temporaries(target: Path) -> None:
     The writer's pid is in the name, so a temporary whose process still runs is left alone.
     """
     for stale in [*target.parent.glob(f".{target.name}.*.tmp"), *target.parent.glob(f".{target.name}.*.old")]:
-        pid = stale.name[len(target.name) + 2 : -len(".tmp")]
-        if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
-            continue
-        shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+        if _left_by_dead_writer(stale.name[len(target.name) + 2 : -len(".tmp")]):
+            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+
+
+def remove_stale_temporaries(folder: Path) -> int:
+    """Delete the temporary files that killed writers left anywhere under `folder`; how many.
+
+    For writers that name every file anew (the prediction log): they never claim the same
+    target again, so `atomic_path`'s own clean-up, beside the target, never reaches them."""
+    stale = [path for path in folder.rglob(".*.tmp") if path.is_file() and _left_by_dead_writer(path.name.rsplit(".", 2)[-2])]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return len(stale)
+
+
+def _left_by_dead_writer(pid: str) -> bool:
+    return pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid))
 
 
 def _alive(pid: int) -> bool:

@@ -8,15 +8,19 @@ Records are buffered as they come (no table per request) and written as a new fi
 personal-data rules, when `rows_per_file` are waiting, when the oldest has waited
 `flush_seconds`, and on close. Each file is written under a hidden temporary name
 and renamed into place (mlpipe.io), so a crash loses at most the rows still buffered and never
-leaves a half-written file; readers skip hidden files.
+leaves a half-written file; readers skip hidden files, and the writer removes the temporaries
+killed writers left. A writer that cannot write keeps at most `max_buffered_rows` rows, dropping
+the oldest (counted). After writing, files past the retention limits are removed, oldest first.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import itertools
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -28,8 +32,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mlpipe.errors import ArtifactError, OutputError, first_line
-from mlpipe.io import write_parquet_table
+from mlpipe.errors import ArtifactError, OutputError, PipelineError, first_line
+from mlpipe.io import remove_stale_temporaries, write_parquet_table
 from mlpipe.schema import category_label
 
 if TYPE_CHECKING:
@@ -38,6 +42,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SERVED_AT = "served_at"
+# The log's own files: date=<day>/part-<time of the first row>-<pid>-<sequence>.parquet
+_LOG_FILE = re.compile(r"date=(\d{4}-\d{2}-\d{2})/part-(\d{6})-\d+-\d+\.parquet")
 
 
 class PredictionLog:
@@ -49,20 +55,36 @@ class PredictionLog:
         protect: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         background: bool = True,
+        max_buffered_rows: int = 100_000,
+        max_age_days: float | None = None,
+        max_bytes: int | None = None,
+        tidy_seconds: float = 60.0,
     ):
         """`protect`, when given, runs on every table (as pandas) before it is written: the
         personal-data rules; without, the table goes from the records to the file in Arrow. With
         `background`, a thread writes full and due files; without, `append` writes a full file
-        itself and only `flush` and `close` write the rest (deterministic, for tests)."""
+        itself and only `flush` and `close` write the rest (deterministic, for tests).
+
+        At most `max_buffered_rows` (at least a file's) wait in memory; when the writer cannot
+        keep up or cannot write, the oldest are dropped and `on_dropped(rows)` is called (the
+        service counts them in /metrics). At most every `tidy_seconds`, after a write, the files
+        whose first row is older than `max_age_days`, then the oldest past `max_bytes` in all,
+        are removed (never those just written), with the temporaries killed writers left."""
         self.folder = Path(folder)
         self.rows_per_file = rows_per_file
         self.flush_seconds = flush_seconds
+        self.max_buffered_rows = max(max_buffered_rows, rows_per_file)
+        self.max_age_days, self.max_bytes, self.tidy_seconds = max_age_days, max_bytes, tidy_seconds
+        self.dropped_rows = 0
+        self.on_dropped: Callable[[int], None] = lambda rows: None
+        self._tidied: float | None = None
         self._protect = protect
         self._clock = clock
         self._lock = threading.Lock()  # guards the buffer: held for an append, never for a write
         self._writing = threading.Lock()  # one flush at a time, so files are written in order
         self._buffer: list[_Served] = []
         self._buffered_rows = 0
+        self._in_flight = 0  # rows a flush took and has not yet written
         self._unwritten: list[pa.Table] = []  # protected parts a failed write left
         self._oldest: float | None = None
         self._sequence = itertools.count(1)
@@ -83,7 +105,10 @@ class PredictionLog:
             self._buffer.append(served)
             self._buffered_rows += served.rows
             self._oldest = self._oldest or time.monotonic()
+            dropped = self._drop_oldest()
             full = self._buffered_rows >= self.rows_per_file
+        if dropped:
+            self._count_dropped(dropped)
         if full and self._flusher is not None:
             self._full.set()  # the flusher thread writes it: the caller (a request) does not wait
         elif full:
@@ -96,6 +121,9 @@ class PredictionLog:
             with self._lock:
                 served, self._buffer, self._buffered_rows, self._oldest = self._buffer, [], 0, None
                 frames, self._unwritten = self._unwritten, []
+                # Rows being written count against max_buffered_rows until they are in a file: a
+                # kill loses at most that many, however far the writer is behind the traffic.
+                self._in_flight = sum(chunk.rows for chunk in served) + sum(table.num_rows for table in frames)
             if served:
                 try:
                     table = _table(served)
@@ -104,7 +132,7 @@ class PredictionLog:
                     frames.append(table)
                 except Exception:
                     with self._lock:  # nothing is lost: back in front of what was appended since
-                        self._buffer[:0], self._unwritten = served, frames + self._unwritten
+                        self._buffer[:0], self._unwritten, self._in_flight = served, frames + self._unwritten, 0
                         self._buffered_rows += sum(chunk.rows for chunk in served)
                         self._oldest = self._oldest or time.monotonic()
                     raise
@@ -116,25 +144,102 @@ class PredictionLog:
                 for day, rows in _by_day(table)
                 for start in range(0, rows.num_rows, self.rows_per_file)
             ]
-            written = []
+            written: list[Path] = []
             for index, (day, part) in enumerate(parts):
                 name = f"part-{part[SERVED_AT][0].as_py()[11:19].replace(':', '')}-{os.getpid()}-{next(self._sequence):06d}.parquet"
                 try:
                     written.append(write_parquet_table(part, self.folder / f"date={day}" / name))
                 except OutputError:
                     with self._lock:
-                        self._unwritten = [rows for _, rows in parts[index:]]
+                        self._unwritten, self._in_flight = [rows for _, rows in parts[index:]], 0
                         self._oldest = self._oldest or time.monotonic()  # due again after flush_seconds
                     raise
+                with self._lock:
+                    self._in_flight -= part.num_rows
+            self._tidy(written)
             return written
 
     def close(self) -> None:
-        """Stop the flusher and write what is left."""
+        """Stop the flusher and write what is left; rows that cannot be written are dropped with
+        one line (the service is stopping: nothing would try again)."""
         self._closed.set()
         self._full.set()
         if self._flusher is not None:
             self._flusher.join()
-        self.flush()
+        try:
+            self.flush()
+        except Exception as exc:  # noqa: BLE001 - any failure: said in one line, never a traceback at shutdown
+            with self._lock:
+                lost = self._buffered_rows + sum(table.num_rows for table in self._unwritten)
+                self._buffer, self._buffered_rows, self._unwritten = [], 0, []
+            self._count_dropped(lost)
+            log.error("prediction log: %d row(s) not written at shutdown: %s", lost, _reason(exc))
+
+    def _drop_oldest(self) -> int:
+        """With the lock held: the oldest rows past `max_buffered_rows` dropped (those a failed
+        write left first); how many."""
+        excess = self._in_flight + self._buffered_rows + sum(table.num_rows for table in self._unwritten) - self.max_buffered_rows
+        dropped = 0
+        while excess > dropped and self._unwritten:
+            cut = min(excess - dropped, self._unwritten[0].num_rows)
+            self._unwritten[0] = self._unwritten[0].slice(cut)
+            self._unwritten = [table for table in self._unwritten if table.num_rows]
+            dropped += cut
+        while excess > dropped and self._buffer:
+            cut = min(excess - dropped, self._buffer[0].rows)
+            self._buffer[0] = self._buffer[0].without_first(cut)
+            self._buffer = [chunk for chunk in self._buffer if chunk.rows]
+            self._buffered_rows -= cut
+            dropped += cut
+        return dropped
+
+    def _count_dropped(self, rows: int) -> None:
+        self.dropped_rows += rows
+        self.on_dropped(rows)
+
+    def _tidy(self, written: list[Path]) -> None:
+        """Retention, after a write: see `__init__`. Several processes may tidy one folder: a
+        file another removed first is skipped."""
+        now = time.monotonic()
+        if self._tidied is not None and now - self._tidied < self.tidy_seconds:
+            return
+        self._tidied = now
+        remove_stale_temporaries(self.folder)
+        if self.max_age_days is None and self.max_bytes is None:
+            return
+        files = []  # (time of the first row, size, path), oldest first; other files are not the log's
+        for path in self.folder.glob("date=*/part-*.parquet"):
+            named = _LOG_FILE.fullmatch(path.relative_to(self.folder).as_posix())
+            with contextlib.suppress(FileNotFoundError):
+                if named and path not in written:
+                    first = dt.datetime.strptime(named[1] + named[2], "%Y-%m-%d%H%M%S").replace(tzinfo=dt.UTC)
+                    files.append((first, path.stat().st_size, path))
+        files.sort()
+        expired = 0
+        if self.max_age_days is not None:
+            cutoff = self._clock() - dt.timedelta(days=self.max_age_days)
+            expired = sum(1 for first, _, _ in files if first < cutoff)
+        removed = files[:expired]
+        if self.max_bytes is not None:
+            total = sum(size for _, size, _ in files[expired:]) + sum(path.stat().st_size for path in written if path.exists())
+            for entry in files[expired:]:
+                if total <= self.max_bytes:
+                    break
+                removed.append(entry)
+                total -= entry[1]
+        for _, _, path in removed:
+            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # the day's folder, once empty (another process may write there now)
+                path.parent.rmdir()
+        if removed:
+            log.info(
+                "prediction log: removed %d file(s) (%s bytes), the oldest served %s: past serve.log_max_age_days (%s) or serve.log_max_bytes (%s)",
+                len(removed),
+                f"{sum(size for _, size, _ in removed):,}",
+                removed[0][0].isoformat(),
+                self.max_age_days,
+                self.max_bytes,
+            )
 
     def _flush_when_due(self) -> None:
         while not self._closed.is_set():
@@ -145,10 +250,17 @@ class PredictionLog:
             if due:
                 try:
                     self.flush()
-                except OutputError as exc:  # kept buffered; said once per attempt, retried next time
-                    log.error("prediction log: %s", exc)
-                except Exception as exc:  # kept buffered too: a dead writer thread would log nothing more
-                    log.error("prediction log: %s: %s", type(exc).__name__, exc)
+                except Exception as exc:  # noqa: BLE001 - kept buffered (a dead writer thread would log nothing more)
+                    # One line per attempt; retried every flush_seconds; past max_buffered_rows the oldest go.
+                    with self._lock:
+                        held = self._buffered_rows + sum(table.num_rows for table in self._unwritten)
+                    log.error(
+                        "prediction log: cannot write (%s); %d row(s) held, %d dropped so far (serve.log_max_buffered_rows %d)",
+                        _reason(exc),
+                        held,
+                        self.dropped_rows,
+                        self.max_buffered_rows,
+                    )
 
 
 @dataclass(frozen=True)
@@ -162,6 +274,15 @@ class _Served:
     @property
     def rows(self) -> int:
         return len(self.records)
+
+    def without_first(self, rows: int) -> _Served:
+        outputs = {name: part[rows:] if np.ndim(part) else part for name, part in self.outputs.items()}
+        return _Served(self.records[rows:], outputs, self.served_at)
+
+
+def _reason(exc: Exception) -> str:
+    """A failure as one line: the pipeline's own errors say it all; others with their type."""
+    return first_line(exc) if isinstance(exc, PipelineError) else f"{type(exc).__name__}: {first_line(exc)}"
 
 
 def _table(served: list[_Served]) -> pa.Table:

@@ -51,17 +51,21 @@ def require_salt(hashed: list[str], salt: str | None, salt_env: str) -> None:
 
 
 def protect_personal_columns(
-    table: pd.DataFrame, rules: Mapping[str, str], salt: str | None, salt_env: str, origin: str = "the table"
+    table: pd.DataFrame, rules: Mapping[str, str], salt: str | None, salt_env: str, origin: str = "the table", near_misses: bool = True
 ) -> pd.DataFrame:
     """Drop or hash each column named in `rules` ({column: "drop" | "hash"}) that `table` holds.
 
     A declared column may be absent (a batch or a snapshot that does not carry it, or one an
-    earlier entry path dropped), but a column whose name is close to a declared one is refused:
-    that is a misspelt rule, and the data it should protect would pass in clear.
+    earlier entry path dropped). With `near_misses`, an undeclared column whose name is close to
+    an absent declared one is refused: that is a misspelt rule, and the data it should protect
+    would pass in clear. A declared column is no near miss of another (`first_name` present,
+    `last_name` absent). The service's requests skip the check: their contract refuses every
+    undeclared field before a row is logged, and a request need not carry every declared one.
     """
     present = {column: action for column, action in rules.items() if column in table.columns}
-    for column in rules.keys() - present.keys():
-        close = difflib.get_close_matches(column, [str(name) for name in table.columns], n=1)
+    undeclared = [str(name) for name in table.columns if name not in rules]
+    for column in rules.keys() - present.keys() if near_misses else ():
+        close = difflib.get_close_matches(column, undeclared, n=1)
         if close:
             raise DataError(
                 f"data.personal_columns names '{column}', which is not in {origin}; did you mean '{close[0]}'? "
@@ -75,11 +79,14 @@ def protect_personal_columns(
     return protected
 
 
-def apply_personal_rules(table: pd.DataFrame, data: DataParams, origin: str, environ: Mapping[str, str] = os.environ) -> pd.DataFrame:
-    """`data.personal_columns` applied to rows entering from `origin`; logs what was done to each column."""
+def apply_personal_rules(
+    table: pd.DataFrame, data: DataParams, origin: str, environ: Mapping[str, str] = os.environ, near_misses: bool = True
+) -> pd.DataFrame:
+    """`data.personal_columns` applied to rows entering from `origin`; logs what was done to each
+    column. `near_misses`: as `protect_personal_columns`."""
     if not data.personal_columns:
         return table
-    protected = protect_personal_columns(table, data.personal_columns, environ.get(data.salt_env), data.salt_env, origin)
+    protected = protect_personal_columns(table, data.personal_columns, environ.get(data.salt_env), data.salt_env, origin, near_misses)
     done = []
     for column, action in data.personal_columns.items():
         if column not in table.columns:

@@ -128,6 +128,11 @@ class ServiceMetrics:
             registry=self.registry,
         )
         self.rejected = Counter("mlpipe_rejected_inputs", "rejected requests or fields by reason", ["reason"], registry=self.registry)
+        self.log_dropped = Counter(
+            "mlpipe_prediction_log_dropped_rows",
+            "served rows the prediction log dropped unwritten (it could not write them: serve.log_max_buffered_rows)",
+            registry=self.registry,
+        )
         # With several workers, one series per live worker (a `pid` label): during a model change
         # they show which worker serves which version.
         self.model = Gauge(
@@ -216,6 +221,8 @@ def create_app(
 
     current = load()
     metrics.serving(current.model.version)
+    if prediction_log is not None:
+        prediction_log.on_dropped = metrics.log_dropped.inc
     app = FastAPI(
         title="mlpipe prediction service",
         summary="Probabilities from the pipeline's LightGBM model, validated against its data contract.",

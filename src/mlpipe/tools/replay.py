@@ -18,6 +18,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -48,6 +49,29 @@ def rows_to_replay(table: pd.DataFrame, params: Params, where: str | None) -> tu
     return table[values == latest], f"the latest period, {time_column} {latest}"
 
 
+def answer(response, url: str, key_env: str, keys: tuple[str, ...]) -> Any:
+    """The part of a JSON answer at `keys`, or a one-line `DataError`: a refused API key (401,
+    403: every further batch would be refused too), or an answer that is not the service's JSON
+    (another server on the port, a proxy's error page)."""
+    where = f"{response.request.method} {url}{response.request.url.path}"
+    if response.status_code in (401, 403):
+        raise DataError(
+            f"{where} answered {response.status_code}: the service refuses the API key; "
+            f"export the service's key in {key_env} (serve.api_key_env) and replay again"
+        )
+    try:
+        found = response.json()
+        for key in keys:
+            found = found[key]
+    except (ValueError, KeyError, TypeError, IndexError):
+        shown = " ".join(response.text[:80].split())
+        raise DataError(
+            f"{where} answered {response.status_code} with {shown!r}, not the prediction service's JSON: "
+            "is the service of `make serve` on that port? (set --url, or HOST and PORT)"
+        ) from None
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", default="http://127.0.0.1:8000", help="the running service")
@@ -71,20 +95,23 @@ def main(argv: list[str] | None = None) -> int:
         headers = {"X-API-Key": key} if key else {}
         with httpx.Client(base_url=args.url, headers=headers, timeout=60) as client:
             try:
-                contract = client.get("/openapi.json").json()["components"]["schemas"]["Record"]["properties"]
+                contract = answer(
+                    client.get("/openapi.json"), args.url, params.serve.api_key_env, ("components", "schemas", "Record", "properties")
+                )
+                fields = [column for column in rows.columns if column in contract]
+                records = json.loads(rows[fields].to_json(orient="records", date_format="iso"))
+                scored, rejected, probabilities = 0, [], []
+                for start in range(0, len(records), args.batch_rows):
+                    response = client.post("/predict", json=records[start : start + args.batch_rows])
+                    if response.status_code == 200:
+                        predictions = answer(response, args.url, params.serve.api_key_env, ("predictions",))
+                        scored += len(predictions)
+                        probabilities += [p["probability"] for p in predictions]
+                    else:
+                        answer(response, args.url, params.serve.api_key_env, ())  # a refused key ends the replay
+                        rejected.append(f"{response.status_code} {response.text[:300]}")
             except httpx.TransportError as exc:
                 raise DataError(f"no prediction service at {args.url} ({exc}): start it with `make serve`") from None
-            fields = [column for column in rows.columns if column in contract]
-            records = json.loads(rows[fields].to_json(orient="records", date_format="iso"))
-            scored, rejected, probabilities = 0, [], []
-            for start in range(0, len(records), args.batch_rows):
-                response = client.post("/predict", json=records[start : start + args.batch_rows])
-                if response.status_code == 200:
-                    predictions = response.json()["predictions"]
-                    scored += len(predictions)
-                    probabilities += [p["probability"] for p in predictions]
-                else:
-                    rejected.append(f"{response.status_code} {response.text[:300]}")
     except PipelineError as exc:
         print(f"error: replay: {exc}", file=sys.stderr)
         return exit_status(exc)

@@ -95,24 +95,36 @@ def model_loader(args: argparse.Namespace, params) -> tuple[Callable[[], Any], C
     return (lambda: load_served_model(model_path, schema_path, metadata)), (lambda: files_state(model_path, schema_path)), model_path
 
 
-def service_app(params, load: Callable[[], Any], watch: Callable[[], tuple]):
-    """The app of one service process, its model loaded. Raises `PipelineError`."""
+def service_log(params, **options: Any):
+    """The prediction log serve.* describes (None without serve.log_folder), under the
+    personal-data rules; `options` for tests (`background`, `clock`)."""
     from mlpipe.prediction_log import PredictionLog
     from mlpipe.privacy import apply_personal_rules
+
+    if not params.serve.log_folder:
+        return None
+    return PredictionLog(
+        params.serve.log_folder,
+        params.serve.log_rows_per_file,
+        params.serve.log_flush_seconds,
+        # Not near misses: the request contract refuses every undeclared field, and a request need
+        # not carry every declared one (an absent `last_name` is no misspelt `first_name`).
+        protect=(lambda table: apply_personal_rules(table, params.data, origin="the service's requests", near_misses=False))
+        if params.data.personal_columns
+        else None,
+        max_buffered_rows=params.serve.log_max_buffered_rows,
+        max_age_days=params.serve.log_max_age_days,
+        max_bytes=params.serve.log_max_bytes,
+        **options,
+    )
+
+
+def service_app(params, load: Callable[[], Any], watch: Callable[[], tuple]):
+    """The app of one service process, its model loaded. Raises `PipelineError`."""
     from mlpipe.service import create_app
 
-    prediction_log = None
-    if params.serve.log_folder:
-        prediction_log = PredictionLog(
-            params.serve.log_folder,
-            params.serve.log_rows_per_file,
-            params.serve.log_flush_seconds,
-            protect=(lambda table: apply_personal_rules(table, params.data, origin="the service's requests"))
-            if params.data.personal_columns
-            else None,
-        )
     api_key = os.environ.get(params.serve.api_key_env) or None
-    return create_app(load, params, api_key=api_key, prediction_log=prediction_log, watch=watch)
+    return create_app(load, params, api_key=api_key, prediction_log=service_log(params), watch=watch)
 
 
 def worker_app():
