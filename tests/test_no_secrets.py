@@ -16,6 +16,11 @@ PATTERNS = {
     "password in a URL's query": re.compile(
         r"(?i)(?:[?&;]|%3B|%26)[a-z_]*(?:password|passwd|pwd)\s*(?:=|%3D)(?!\$\{|\*+|<|%2A)[^&;\s'\"]{3,}"
     ),
+    # A token, key or signature in a source URL (a pre-signed S3 or Azure URL, an API download link).
+    "secret in a URL's query": re.compile(
+        r"(?i)[?&;][a-z_.-]*(?:token|signature|secret|api_?key|access_?key|credential|(?<![a-z])sig|(?<![a-z])key)"
+        r"\s*=(?!\$\{|\*+|<|%2A)[^&;\s'\"]{8,}"
+    ),
     "private key": re.compile(r"-----BEGIN (?:RSA |EC |DSA |OPENSSH )?PRIVATE KEY-----"),
     "secret assigned in config": re.compile(
         r"(?i)\b(?:password|passwd|secret_access_key|api_key|token)\s*[=:]\s*['\"](?!\$\{)[^'\"\s]{8,}['\"]"
@@ -58,6 +63,9 @@ def test_no_tracked_file_holds_a_credential():
         "url: postgresql+psycopg://analyst@db.example.com/prod?pass" + "word=hunter2",
         "url: mssql+pyodbc:///?odbc_connect=DRIVER%3D%7BODBC%7D%3BP" + "WD%3Dhunter2",
         "s3 endpoint https://user:" + "s3cr3t" + "@minio.local",
+        "source: https://files.example.com/t.csv?tok" + "en=9f8e7d6c5b4a",
+        "source: https://bucket.s3.amazonaws.com/t.csv?X-Amz-Algorithm=AWS4&X-Amz-Sign" + "ature=0123456789abcdef",
+        "source: https://acct.blob.core.windows.net/c/t.csv?sv=2024&si" + "g=abcdefgh1234",
         "-----BEGIN RSA " + "PRIVATE KEY-----",
         "password: '" + "correct-horse-battery" + "'",
     ],
@@ -75,6 +83,8 @@ def test_the_scanner_catches_planted_secrets(planted):
         "https://dvc.org/doc/command-reference/remote/modify",
         "postgresql+psycopg://analyst@db.example.com/prod?sslmode=require",
         "postgresql+psycopg://analyst:***@db.example.com/prod?password=***",
+        "https://files.example.com/t.csv?token=***",
+        "https://api.example.com/t.csv?key=1&monkey=2",
     ],
 )
 def test_the_scanner_leaves_placeholders_alone(harmless):

@@ -1,10 +1,11 @@
-"""Credentials in database URLs: found with SQLAlchemy's own URL parser, refused in params, and
-masked in every message.
+"""Credentials in URLs: refused in params, and masked in every message.
 
 params.yaml is committed and its values are recorded in dvc.lock, so a URL there must carry no
-password in any of the places a driver accepts one: after the user name (`user:secret@`, whatever
-characters the secret holds), in a query parameter named like a password, or inside a connection
-string passed as a query value (an ODBC string's PWD field).
+secret. A database URL (found with SQLAlchemy's own parser) may carry a password in any of the
+places a driver accepts one: after the user name (`user:secret@`, whatever characters the secret
+holds), in a query parameter named like a password, or inside a connection string passed as a
+query value (an ODBC string's PWD field). A source URL (http(s)://, s3://) may carry one after
+the user name or in a query parameter: a token, an API key, a pre-signed URL's signature.
 """
 
 from __future__ import annotations
@@ -46,6 +47,48 @@ def credentials_in_url(url: str) -> list[str]:
     return found
 
 
+# Query keys that carry a secret in a source URL: the words above, and those of signed and keyed
+# URLs (`sig` of an Azure SAS, `X-Amz-Signature`/`X-Amz-Credential`, `key`, `access_key`, `auth`).
+_SECRET_SOURCE_KEY = re.compile(
+    r"pass|pwd|secret|token|credential|signature|api_?key|access_?key|(?:^|[-_.])(?:key|sig|auth|session)(?:$|[-_.])", re.I
+)
+
+
+def credentials_in_source_url(source: str) -> list[str]:
+    """Where a data source URL carries a secret, in words that never repeat it; empty for a local path."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    if "://" not in source:
+        return []
+    parts = urlsplit(source)
+    found = ["a password after the user name"] if _has_password(parts, source) else []
+    found += [f"query parameter '{key}'" for key, _ in parse_qsl(parts.query, keep_blank_values=True) if _SECRET_SOURCE_KEY.search(key)]
+    return found
+
+
+def _has_password(parts: Any, source: str) -> bool:
+    if parts.password:
+        return True
+    try:
+        _ = parts.port
+    except ValueError:  # `user:pa/ss@host`: the password's '/' ended the host early, leaving 'pa' as its port
+        return bool(_PASSWORD_IN_TEXT_URL.match(source))
+    return False
+
+
+def source_credentials_problem(source: str) -> str | None:
+    """Why a data source may not be written to params as it is, and where its credentials go; None when it may."""
+    found = credentials_in_source_url(source)
+    if not found:
+        return None
+    return (
+        f"the URL holds a secret ({', '.join(found)}), and params.yaml is committed: give the URL without it; "
+        "put an http(s) user and password in ~/.netrc (or the file named by $NETRC): `machine HOST login USER password ...`, "
+        "s3:// keys in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; a URL that works only with a token or signature in it: "
+        "download the file into data/ and give its path"
+    )
+
+
 def redact_url(url: Any) -> str:
     """The URL as it may be shown: password and secret-bearing query values replaced by ***."""
     try:
@@ -73,7 +116,8 @@ def scrub(message: str, *secrets: str | None) -> str:
 # For free text (error lines, logs): a password in a URL's user part, and secret-bearing parameters.
 _PASSWORD_IN_TEXT_URL = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/@:'\"]*:)[^\s@'\"]+@")
 _SECRET_PARAMETER_IN_TEXT = re.compile(
-    r"(?i)((?:[?&;]|%3B|%26)\s*[a-z_]*(?:pass|pwd|secret|token|api_?key)[a-z_]*\s*(?:=|%3D)\s*)(?:(?!%3B|%26)[^&;\s'\"])+"
+    r"(?i)((?:[?&;]|%3B|%26)\s*[a-z_.-]*(?:pass|pwd|secret|token|credential|signature|api_?key|access_?key|key|sig|auth|session)[a-z_.-]*"
+    r"\s*(?:=|%3D)\s*)(?:(?!%3B|%26)[^&;\s'\"])+"
 )
 
 

@@ -311,8 +311,8 @@ def read_remote(
     """Read the file at `url`, or every partition file under it, through fsspec: `(url, table)` pairs.
 
     Credentials and endpoints come from the environment the way each filesystem reads them
-    (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, AWS_PROFILE for s3://), never
-    from params.yaml, which is committed.
+    (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, AWS_PROFILE for s3://; ~/.netrc
+    or $NETRC for http(s)://), never from params.yaml, which is committed.
     """
     scheme = url.split("://", 1)[0].lower()
     if scheme not in URL_SCHEMES:
@@ -325,7 +325,10 @@ def read_remote(
     with _remote_errors(url):
         # A fresh filesystem per read: fsspec's cached instances would keep an old endpoint,
         # credentials and directory listing in a long-running process (the service, a Dask worker).
-        filesystem, root = fsspec.core.url_to_fs(url, skip_instance_cache=True)
+        # trust_env: aiohttp then reads a user and password for the host from ~/.netrc (or $NETRC),
+        # which is where http(s) credentials go: params.yaml, which names the URL, is committed.
+        http_options = {"client_kwargs": {"trust_env": True}} if scheme in ("http", "https") else {}
+        filesystem, root = fsspec.core.url_to_fs(url, skip_instance_cache=True, **http_options)
         protocol = url[: len(scheme) + 3]
         if scheme in ("http", "https") or not filesystem.isdir(root):
             locations = [root]
@@ -432,6 +435,7 @@ def ingest_parts(source: str, fmt: str | None, pattern: str | None, data: DataPa
             read=read,
             chunk_rows=partition_rows,
             check=lambda found: check_same_columns(names, [summary["columns"] for summary in found]),
+            mixed_as_text=True,  # as `concat_batches` reads the files with the local engine
             what="ingest",
         )
     first = found[0]["columns"]

@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from mlpipe.config import CsvParams, InitParams, ValidateParams, describe_validation_error, parse_params, read_params_text
+from mlpipe.credentials import mask_credentials, source_credentials_problem
 from mlpipe.errors import ConfigError, DataError, PipelineError, exit_status
 from mlpipe.io import write_text
 from mlpipe.profiling import Profile, profile_table
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             ask=_ask if sys.stdin.isatty() else None,
         )
     except PipelineError as exc:
-        print(f"error: init: {exc}", file=sys.stderr)
+        print(f"error: init: {mask_credentials(str(exc))}", file=sys.stderr)
         return exit_status(exc)
     return 0
 
@@ -101,6 +102,9 @@ def init(
         raise ConfigError(f"'{params_path}' not found: run make init from the repository root")
     if not force:
         _refuse_uncommitted_edits(params_path)
+    problem = source_credentials_problem(source)
+    if problem:
+        raise ConfigError(f"DATA: {problem}")
     local = None if is_url(source) else Path(source)
     if local is not None and not local.exists():
         raise DataError(f"DATA={source!r} does not exist: give the path of a CSV or Parquet file (or a folder of them) or a URL")
