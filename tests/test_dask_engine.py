@@ -333,6 +333,20 @@ def test_ingest_parts_reads_csv_as_data_csv_says(cluster, tmp_path):
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "raw.parquet"), read_source(source, "csv", csv_options=data.csv))
 
 
+def test_ingest_parts_read_a_column_text_in_one_file_and_numbers_in_another_as_the_local_engine(cluster, tmp_path):
+    """Both engines read it as text (it was 'the parts disagree on a column's type' here, an
+    ArrowTypeError with the local engine)."""
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    pd.DataFrame({"id": range(600), "code": [f"A{n}" for n in range(600)]}).to_parquet(folder / "a.parquet")
+    pd.DataFrame({"id": range(600, 1200), "code": range(600)}).to_parquet(folder / "b.parquet")
+    data = load_params(ROOT / "params.yaml").data.model_copy(update={"source": str(folder), "format": None, "personal_columns": {}})
+    ingest_parts(str(folder), None, None, data, 1000, tmp_path / "raw.parquet")
+    local = read_source(folder)
+    assert local["code"].tolist()[598:602] == ["A598", "A599", "0", "1"]
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "raw.parquet"), local)
+
+
 def _passes_through(table: pd.DataFrame, index: int):
     return (table,), None
 
