@@ -470,3 +470,19 @@ def test_retention_removes_the_oldest_log_files_by_age_and_by_total_size(tmp_pat
     log.append([{"x": 5}])
     log.close()
     assert sorted(pd.concat(map(pd.read_parquet, (tmp_path / "log").glob("date=*/*.parquet")))["x"]) == [4, 5] and other.exists()
+
+
+def test_rows_being_written_count_against_the_bound(tmp_path):
+    """What a kill -9 can lose is at most serve.log_max_buffered_rows, the rows of a write in
+    progress included: a writer far behind the traffic drops (and counts) rather than grows."""
+
+    def protect(table):  # a request arrives while the three rows are being written
+        if log.dropped_rows == 0 and len(table) == 3:
+            log.append([{"x": 9}])
+        return table
+
+    log = PredictionLog(tmp_path / "log", rows_per_file=3, flush_seconds=60, protect=protect, background=False, max_buffered_rows=3)
+    log.append([{"x": 0}, {"x": 1}, {"x": 2}])  # full: written now, with the fourth arriving meanwhile
+    assert log.dropped_rows == 1
+    log.close()
+    assert sorted(pd.read_parquet(next((tmp_path / "log").rglob("*.parquet")))["x"]) == [0, 1, 2]
