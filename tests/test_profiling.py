@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 import messy_table as messy
 from conftest import DEFAULT_DATA, ROOT
-from mlpipe.config import parse_params
+from mlpipe.config import parse_params, read_params_text
 from mlpipe.errors import DataError
 from mlpipe.privacy import apply_personal_rules
 from mlpipe.profiling import personal_columns, personal_name, profile_table
@@ -315,3 +315,42 @@ def test_a_time_given_that_no_stage_could_use_is_refused(column, message):
     table = timed_table().assign(dob=lambda frame: pd.Timestamp("1950-01-01") + pd.to_timedelta(frame["age"] * 200, unit="D"))
     with pytest.raises(DataError, match=re.escape(message)):
         profile_table(table, "y", time_column=column)
+
+
+@pytest.mark.parametrize(
+    ("labels", "given", "expected"),
+    [
+        ([0.0, 1.0], None, 1.0),  # a CSV target with a missing value is read as floats
+        ([0.0, 1.0], "1", 1.0),
+        ([0.0, 1.0], "1.0", 1.0),
+        ([0.0, 1.0], "0", 0.0),
+        ([0, 1], "1", 1),
+        ([False, True], "TRUE", True),
+    ],
+)
+def test_a_float_zero_one_target_is_read_as_zero_one(labels, given, expected):
+    """Issue 28: a 0.0/1.0 target asked for POSITIVE, then refused POSITIVE=1."""
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame({"x": rng.normal(size=200), "y": np.array(labels, dtype=object)[rng.integers(0, 2, 200)]})
+    table["y"] = table["y"].astype(type(labels[0]))
+    profile = profile_table(table, "y", positive=given)
+    assert profile.data["positive_label"] == expected and type(profile.data["positive_label"]) is type(expected)
+    parse_params(read_params_text(rewrite_params((ROOT / "params.yaml").read_text(), profile, "t.csv", None), "params.yaml"))
+
+
+@pytest.mark.integration
+def test_a_column_name_lightgbm_cannot_store_is_dropped_by_init_and_every_stage_runs(tmp_path):
+    """Issue 28: a column named `a:b` passed init and failed at featurize."""
+    from conftest import make_repo
+
+    rng = np.random.default_rng(0)
+    signal = rng.normal(size=600)
+    table = pd.DataFrame({"a:b": rng.normal(size=600), "x[1]": rng.normal(size=600), "signal": signal})
+    table["y"] = (signal + rng.normal(size=600) > 0).astype(int)
+    profile = profile_table(table, "y")
+    assert set(profile.dropped) == {"a:b", "x[1]"} and "LightGBM cannot store ':' in a feature name" in profile.dropped["a:b"]
+    assert any(line.startswith("drop 'a:b': ") and "rename the column in the source" in line for line in profile.warnings)
+    repo = make_repo(tmp_path / "repo")
+    table.to_csv(repo.path / "data" / "colons.csv", index=False)
+    repo.run("python", "-m", "mlpipe.tools.init", "--data", "data/colons.csv", "--target", "y")
+    repo.run("dvc", "repro", "evaluate")

@@ -52,10 +52,15 @@ def add_derived(table: pd.DataFrame, derived: dict[str, str], key: str = "featur
 _UNFIT_IN_FEATURE_NAME = set(',:[]{}"')
 
 
+def unfit_name_characters(name: str) -> list[str]:
+    """The characters of `name` LightGBM cannot store in a feature name (`make init` drops such a column)."""
+    return sorted({char for char in str(name) if char in _UNFIT_IN_FEATURE_NAME or unicodedata.category(char).startswith("C")})
+
+
 def check_feature_name(name: str) -> None:
     if not str(name).strip():
         raise DataError("a column without a name cannot be a model feature: name it in the source or drop it")
-    unfit = sorted({char for char in str(name) if char in _UNFIT_IN_FEATURE_NAME or unicodedata.category(char).startswith("C")})
+    unfit = unfit_name_characters(name)
     if unfit:
         raise DataError(
             f"column {name!r} cannot be a model feature: LightGBM cannot store the character(s) {unfit} in a name; "

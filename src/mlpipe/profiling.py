@@ -18,6 +18,7 @@ import pandas as pd
 
 from mlpipe.config import InitParams
 from mlpipe.errors import DataError
+from mlpipe.features import unfit_name_characters
 from mlpipe.leakage import leak_guard
 from mlpipe.times import time_values
 
@@ -124,6 +125,10 @@ def profile_table(
         if why is not None:
             dropped[column] = why
             decisions.append(f"drop '{column}': {why}")
+        elif unfit_name_characters(column):
+            # featurize would refuse the column: init drops it, so every stage runs, and says why.
+            dropped[column] = f"LightGBM cannot store {''.join(unfit_name_characters(column))!r} in a feature name"
+            warnings.append(f"drop {column!r}: {dropped[column]}; rename the column in the source to use it as a feature")
     features = [column for column in others.columns if column not in ids and column not in dropped]
     categorical = [column for column in features if _is_text(others[column]) or pd.api.types.is_bool_dtype(others[column])]
 
@@ -266,17 +271,25 @@ def _binary_labels(values: pd.Series) -> list[Any]:
     return labels
 
 
+def _spelled(label: Any) -> str:
+    """A label as a person would type it, lower-cased: a float target read from a CSV holds 0.0 and
+    1.0, which POSITIVE=1 and the obvious 0/1 pair mean."""
+    if isinstance(label, float) and label.is_integer():
+        return str(int(label))
+    return str(label).lower()
+
+
 def _positive_label(target: str, labels: list[Any], positive: str | None, ask, decisions: list[str]) -> Any:
     shown = ", ".join(repr(label) for label in labels)
     if positive is not None:
         for label in labels:
-            if str(label) == str(positive) or str(label).lower() == str(positive).lower():
+            if str(positive).lower() in (str(label).lower(), _spelled(label)):
                 decisions.append(f"positive label: {label!r} (given)")
                 return label
         raise DataError(f"POSITIVE={positive!r} is not a value of '{target}' (values: {shown})")
-    obvious = OBVIOUS_POSITIVE.get(frozenset(str(label).lower() for label in labels))
+    obvious = OBVIOUS_POSITIVE.get(frozenset(_spelled(label) for label in labels))
     if obvious is not None:
-        label = next(label for label in labels if str(label).lower() == obvious)
+        label = next(label for label in labels if _spelled(label) == obvious)
         decisions.append(f"positive label: {label!r} (of {shown})")
         return label
     if ask is None:
