@@ -29,6 +29,7 @@ export MLPIPE_ARG_DATA := $(value DATA)
 export MLPIPE_ARG_TARGET := $(value TARGET)
 export MLPIPE_ARG_POSITIVE := $(value POSITIVE)
 export MLPIPE_ARG_TIME := $(value TIME)
+export MLPIPE_ARG_FORMAT := $(value FORMAT)
 export MLPIPE_ARG_SEP := $(value SEP)
 export MLPIPE_ARG_NAMES := $(value NAMES)
 export MLPIPE_ARG_BASE := $(value BASE)
@@ -41,11 +42,12 @@ export MLPIPE_ARG_PORT := $(value PORT)
 export MLPIPE_ARG_REMOTE := $(value REMOTE)
 # Make itself exports variables set on its command line, expanding them as it does (a `$(shell ...)`
 # in a value would run): these reach the recipes only as the MLPIPE_ARG_ copies above.
-unexport DATA TARGET POSITIVE TIME SEP HEADER NAMES FORCE BASE WHERE SOURCE GRID JOBS HOST PORT REMOTE
+unexport DATA TARGET POSITIVE TIME FORMAT SEP HEADER NAMES FORCE BASE WHERE SOURCE GRID JOBS HOST PORT REMOTE
 MLPIPE := $(BIN)/mlpipe
 
 help:
 	@echo "make init    DATA=path/or/url TARGET=column [POSITIVE=label] [TIME=column] [FORCE=1]: point params.yaml at your table"
+	@echo "             [FORMAT=csv or parquet when the file name does not say]"
 	@echo "             CSV files: [SEP=';' or SEP=whitespace] [HEADER=0 for no header line] [NAMES=a,b,c for the column names]"
 	@echo "make repro   build .venv if needed, then run the pipeline (dvc repro); a failing stage's last good outputs are put back"
 	@echo "make test    build .venv (with the test tools) if needed, then run the test suite"
@@ -89,7 +91,7 @@ $(DEV_STAMP): requirements-dev.txt $(STAMP)
 init: setup
 	@test -n "$$MLPIPE_ARG_DATA" -a -n "$$MLPIPE_ARG_TARGET" || { echo "error: init: give DATA=path/or/url and TARGET=column" >&2; exit 2; }
 	$(MLPIPE) init --data="$$MLPIPE_ARG_DATA" --target="$$MLPIPE_ARG_TARGET" $${MLPIPE_ARG_POSITIVE:+--positive="$$MLPIPE_ARG_POSITIVE"} \
-		$${MLPIPE_ARG_TIME:+--time="$$MLPIPE_ARG_TIME"} $${MLPIPE_ARG_SEP:+--sep="$$MLPIPE_ARG_SEP"} \
+		$${MLPIPE_ARG_TIME:+--time="$$MLPIPE_ARG_TIME"} $${MLPIPE_ARG_FORMAT:+--format="$$MLPIPE_ARG_FORMAT"} $${MLPIPE_ARG_SEP:+--sep="$$MLPIPE_ARG_SEP"} \
 		$${MLPIPE_ARG_NAMES:+--names="$$MLPIPE_ARG_NAMES"} $(if $(filter 0,$(value HEADER)),--no-header) $(if $(value FORCE),--force)
 
 # dvc repro; when a stage fails, the outputs DVC removed before running it are put back.

@@ -177,7 +177,17 @@ def test_make_init_passes_its_variables_to_the_command_as_arguments(tmp_path):
     stub = tmp_path / "mlpipe"
     stub.write_text(f"#!{sys.executable}\nimport json, sys\nprint(json.dumps(sys.argv[1:]))\n")
     stub.chmod(0o755)
-    variables = ["DATA=my data.csv", 'TARGET=a "b" $c; `d`', "POSITIVE=yes", "TIME=day", "SEP=;", "HEADER=0", "NAMES=x,y", "FORCE=1"]
+    variables = [
+        "DATA=my data.csv",
+        'TARGET=a "b" $c; `d`',
+        "POSITIVE=yes",
+        "TIME=day",
+        "FORMAT=csv",
+        "SEP=;",
+        "HEADER=0",
+        "NAMES=x,y",
+        "FORCE=1",
+    ]
     done = subprocess.run(["make", "-s", "init", f"BIN={tmp_path}", *variables], cwd=ROOT, capture_output=True, text=True, check=True)
     assert json.loads(done.stdout) == [
         "init",
@@ -185,6 +195,7 @@ def test_make_init_passes_its_variables_to_the_command_as_arguments(tmp_path):
         '--target=a "b" $c; `d`',
         "--positive=yes",
         "--time=day",
+        "--format=csv",
         "--sep=;",
         "--names=x,y",
         "--no-header",
@@ -287,3 +298,16 @@ def test_init_on_a_table_with_yaml_lookalike_column_names_writes_params_every_st
     init(repo, "--data", "data/lookalikes.csv", "--target", "target")
     assert list(repo.params()["validate"]["columns"]) == [*YAML_LOOKALIKES, "target"]
     repo.run("dvc", "repro", "validate")
+
+
+def test_a_file_whose_name_does_not_say_its_format_gets_the_option_init_takes(tmp_path):
+    """Issue 28: `make init DATA=/etc/passwd` advised setting data.format, which init cannot pass."""
+    repo = make_repo(tmp_path / "repo")
+    contacts(500).to_csv(repo.path / "data" / "contacts.data", index=False)
+    refused = init(repo, "--data", "data/contacts.data", "--target", "bought", check=False)
+    assert refused.returncode == EXIT_USAGE
+    assert refused.stderr.strip() == (
+        "error: init: cannot tell the format of 'data/contacts.data' from its name: pass FORMAT=csv or FORMAT=parquet (--format)"
+    )
+    init(repo, "--data", "data/contacts.data", "--target", "bought", "--format", "csv")  # what make init FORMAT=csv passes
+    assert repo.params()["data"]["format"] == "csv"

@@ -20,6 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
@@ -111,6 +112,9 @@ def init(
     csv_options = csv_options or CsvParams()
     if fmt is None and csv_options != CsvParams() and local is not None and local.is_file() and not _format_known(local):
         fmt = "csv"  # a CSV option was given for a file whose name does not say (data.txt, data.dat)
+    one_file = local.is_file() if local is not None else source.lower().startswith(("http://", "https://"))
+    if fmt is None and one_file and not _format_known(source):
+        raise DataError(f"cannot tell the format of {source!r} from its name: pass FORMAT=csv or FORMAT=parquet (--format)")
     table = normalise_columns(read_source(source, fmt, csv_options=csv_options), origin=source)
     out(f"read {len(table):,} rows x {table.shape[1]} columns from {source}")
     limits = table_limits(params_path)
@@ -152,9 +156,9 @@ def init(
     return profile
 
 
-def _format_known(path: Path) -> bool:
+def _format_known(path: str | Path) -> bool:
     try:
-        infer_format(path)
+        infer_format(urlsplit(path).path if isinstance(path, str) and is_url(path) else path)
     except DataError:
         return False
     return True
