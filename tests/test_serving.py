@@ -327,6 +327,8 @@ def test_two_parquet_batches_whose_column_types_differ_are_scored_with_it_as_tex
         repo.path_of("predict", output).unlink()  # as dvc repro does before it runs a stage: dask writes folders
     done = repo.stage("predict")
     assert done.returncode == 0, done.stderr
+    (warning,) = [line for line in (done.stdout + done.stderr).splitlines() if "disagree" in line]
+    assert "the batches disagree on the type of 'id' (text in " in warning and warning.endswith("): read as text")
     scored = pd.read_parquet(repo.path_of("predict", "out-current"))
     assert scored["id"].tolist() == [f"A-{value}" for value in rows["id"].head(20)] + [str(value) for value in rows["id"].tail(20)]
 
