@@ -205,31 +205,33 @@ def unify_parts(folder: Path, schemas: dict[Path, pa.Schema], mixed_as_text: boo
 def _mixed_columns_as_text(schemas: dict[Path, pa.Schema]) -> dict[Path, pa.Schema]:
     """The parts with each column that is text in some and numbers, booleans or dates in others
     rewritten as text (`mlpipe.sources.concat_batches`' rule, one warning); their new schemas."""
-    from mlpipe.schema import category_texts
+    from mlpipe.schema import category_texts, mixed_types_warning
 
-    kinds: dict[str, dict[bool, str]] = {}  # column -> is text -> first part holding it
+    kinds: dict[str, dict[str, str]] = {}  # column -> kind -> first part holding it
     for part, schema in schemas.items():
         for field in schema:
             if not pa.types.is_null(field.type):  # an empty column takes any type
-                kinds.setdefault(field.name, {}).setdefault(
-                    pa.types.is_string(field.type) or pa.types.is_large_string(field.type), part.name
-                )
-    mixed = [column for column, found in kinds.items() if len(found) > 1]
+                kinds.setdefault(field.name, {}).setdefault(_kind(field.type), part.name)
+    mixed = {column: found for column, found in kinds.items() if len(found) > 1}
     if not mixed:
         return schemas
-    log.warning(
-        "the batches disagree on the type of %s: read as text",
-        "; ".join(f"'{column}' (text in {kinds[column][True]!r}, not in {kinds[column][False]!r})" for column in mixed),
-    )
+    log.warning(mixed_types_warning(mixed))
     rewritten = dict(schemas)
     for part, schema in schemas.items():
-        columns = [column for column in mixed if column in schema.names and not pa.types.is_string(schema.field(column).type)]
+        columns = [column for column in mixed if column in schema.names and _kind(schema.field(column).type) != "text"]
         if columns:
             table = pd.read_parquet(part)
             table = table.assign(**{column: category_texts(table[column]) for column in columns})
             table.to_parquet(part, index=False, compression="snappy")
             rewritten[part] = pa.Schema.from_pandas(table, preserve_index=False)
     return rewritten
+
+
+def _kind(arrow: pa.DataType) -> str:
+    """`mlpipe.schema.value_kind` of an Arrow type (a dictionary's: its values')."""
+    from mlpipe.schema import value_kind
+
+    return value_kind((arrow.value_type if pa.types.is_dictionary(arrow) else arrow).to_pandas_dtype())
 
 
 def concat_counts(counts: Sequence[pd.Series]) -> pd.Series:

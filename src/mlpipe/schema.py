@@ -122,6 +122,26 @@ def category_texts(values: pd.Series) -> pd.Series:
     return category_strings(values).astype(object).where(values.notna(), None)
 
 
+def value_kind(dtype: Any) -> str:
+    """What a column's dtype (pandas', or Arrow's `to_pandas_dtype()`) holds, as files that give one
+    column different types are told apart: booleans, numbers, dates or text."""
+    if pd.api.types.is_bool_dtype(dtype):
+        return "booleans"
+    if pd.api.types.is_numeric_dtype(dtype):
+        return "numbers"
+    if pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype):
+        return "dates"
+    return "text"
+
+
+def mixed_types_warning(mixed: dict[str, dict[str, str]]) -> str:
+    """One line for {column: {kind: first file holding it}}: the columns read as text."""
+    columns = "; ".join(
+        f"'{column}' ({', '.join(f'{kind} in {name!r}' for kind, name in found.items())})" for column, found in mixed.items()
+    )
+    return f"the batches disagree on the type of {columns}: read as text"
+
+
 def to_levels(strings: pd.Series, levels: tuple[str, ...]) -> pd.Categorical:
     """Re-code string categories onto fixed levels; unknown ones go to the "other" level if
     there is one, else become missing."""

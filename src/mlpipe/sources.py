@@ -12,6 +12,7 @@ import functools
 import io
 import logging
 import os
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
@@ -147,7 +148,7 @@ def _without_repeated_header_copies(table: pd.DataFrame, readable: Path | io.Byt
     if isinstance(readable, io.BytesIO):
         readable.seek(0)
     header = pd.read_csv(readable, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False, encoding="utf-8").iloc[0].tolist()
-    repeated = sorted({column for column in header if header.count(column) > 1})
+    repeated = sorted(column for column, count in Counter(header).items() if count > 1)  # not header.count: quadratic in columns
     if not repeated or len(header) != table.shape[1]:
         return table
     copies = []
@@ -260,40 +261,20 @@ def concat_batches(named: list[tuple[str, pd.DataFrame]]) -> pd.DataFrame:
     codes happen to be all digits, give one column two types: pandas would hold both, and the
     Parquet written from it (or any later step) would fail on the mix. The contract's dtypes
     still apply: validation casts the text back row by row, quarantining what does not fit."""
-    from mlpipe.schema import category_texts
+    from mlpipe.schema import category_texts, mixed_types_warning, value_kind
 
     kinds: dict[str, dict[str, str]] = {}  # column -> kind -> first file holding it
     for name, table in named:
         for column in table.columns:
-            values = table[column]
-            if not values.isna().all():  # an empty column (Arrow's null type) takes any type
-                kinds.setdefault(column, {}).setdefault(_value_kind(values), name)
+            if not table[column].isna().all():  # an empty column (Arrow's null type) takes any type
+                kinds.setdefault(column, {}).setdefault(value_kind(table[column].dtype), name)
     mixed = {column: found for column, found in kinds.items() if len(found) > 1}
     if mixed:
-        log.warning(
-            "the batches disagree on the type of %s: read as text",
-            "; ".join(
-                f"'{column}' ({', '.join(f'{kind} in {name!r}' for kind, name in found.items())})" for column, found in mixed.items()
-            ),
-        )
+        log.warning(mixed_types_warning(mixed))
         named = [
-            (
-                name,
-                table.assign(**{column: category_texts(table[column]) for column in mixed if column in table}),
-            )
-            for name, table in named
+            (name, table.assign(**{column: category_texts(table[column]) for column in mixed if column in table})) for name, table in named
         ]
     return pd.concat([table for _, table in named], ignore_index=True)
-
-
-def _value_kind(values: pd.Series) -> str:
-    if pd.api.types.is_bool_dtype(values):
-        return "booleans"
-    if pd.api.types.is_numeric_dtype(values):
-        return "numbers"
-    if pd.api.types.is_datetime64_any_dtype(values) or pd.api.types.is_timedelta64_dtype(values):
-        return "dates"
-    return "text"
 
 
 def check_same_columns(names: list[str], columns: list[list[str]]) -> None:
@@ -397,7 +378,7 @@ def normalise_columns(table: pd.DataFrame, origin: str) -> pd.DataFrame:
     names = [str(column).strip() for column in table.columns]
     if "" in names:
         raise DataError(f"'{origin}' has a column without a name (column {names.index('') + 1}): name it in the source")
-    duplicated = sorted({name for name in names if names.count(name) > 1})
+    duplicated = sorted(name for name, count in Counter(names).items() if count > 1)
     if duplicated:
         raise DataError(f"'{origin}' has duplicate column names after stripping spaces: {duplicated}")
     table = table.set_axis(names, axis=1)
