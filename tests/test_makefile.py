@@ -40,3 +40,13 @@ def test_make_init_reads_a_headerless_space_separated_file_with_sep_header_and_n
     fresh_repo.make("init", "DATA=data/plain.txt", "SEP=whitespace", "HEADER=0", "NAMES=age,region,outcome", "TARGET=outcome")
     data = fresh_repo.params()["data"]
     assert data["target"] == "outcome" and data["csv"] == {"sep": "whitespace", "header": False, "names": ["age", "region", "outcome"]}
+
+
+def test_make_init_on_a_file_whose_name_does_not_say_its_format_takes_the_format_it_advises(fresh_repo):
+    """Issue 28: `make init DATA=/etc/passwd` advised data.format, which make init cannot set."""
+    small_table("outcome").to_csv(fresh_repo.path / "data" / "people.export", index=False)
+    refused = fresh_repo.make("init", "DATA=data/people.export", "TARGET=outcome", check=False)
+    own = [line for line in refused.stderr.splitlines() if not line.startswith("make: ***")]
+    assert refused.returncode == 2 and len(own) == 1 and "pass FORMAT=csv or FORMAT=parquet" in own[0], refused.stderr
+    fresh_repo.make("init", "DATA=data/people.export", "TARGET=outcome", "FORMAT=csv")
+    assert fresh_repo.params()["data"]["format"] == "csv"
