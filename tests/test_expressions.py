@@ -177,3 +177,16 @@ def test_the_backtick_placeholder_cannot_collide_with_a_column_or_a_bare_name(na
         assert sorted(expression.columns) == sorted([name, "odd name"])
     expression = parse_expression("`odd name` + `a b` + __column_5__", "features.derived.x")
     assert sorted(expression.columns) == ["__column_5__", "a b", "odd name"]
+
+
+def test_make_replay_where_takes_the_same_bound():
+    """`make replay WHERE=` goes through the same parse: one line naming --where, no RecursionError."""
+    from mlpipe.config import Params, parse_params
+    from mlpipe.tools.replay import rows_to_replay
+
+    params: Params = parse_params(
+        {"data": {"source": "t.csv", "target": "y", "positive_label": 1}, "monitor": {"current_source": "data/new"}}
+    )
+    with pytest.raises(ConfigError, match=r"^--where: the expression nests more than 100 levels deep"):
+        rows_to_replay(TABLE, params, "-" * 990 + "a > 0")
+    assert len(rows_to_replay(TABLE, params, "-" * 50 + "a > 0")[0]) == 0
