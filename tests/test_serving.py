@@ -488,3 +488,81 @@ def test_rows_being_written_count_against_the_bound(tmp_path):
     assert log.dropped_rows == 1
     log.close()
     assert sorted(pd.read_parquet(next((tmp_path / "log").rglob("*.parquet")))["x"]) == [0, 1, 2]
+
+
+_HUGE_NUMBERS = st.one_of(
+    st.integers(min_value=18, max_value=4000).map(lambda digits: "9" * digits),  # past int64, past a float64's range
+    st.integers(min_value=18, max_value=4000).map(lambda digits: "-" + "9" * digits),
+    st.sampled_from(["1e400", "-1e400", "1e308", "9223372036854775808", "-9223372036854775809", "Infinity", "-Infinity", "NaN"]),
+)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(field=st.sampled_from(["DIS", "AGEP", "RELP", "MAR", "SEX", "id", "year", "employed"]), number=_HUGE_NUMBERS)
+def test_a_huge_or_non_finite_number_in_any_field_is_scored_or_a_422_naming_it(files, field, number):
+    """A 400-digit integer in an unbounded numeric field was a 500 (OverflowError in the encoder):
+    every field, whether numeric, categorical, allowed-values, id or time, answers 200 or a 422 naming it."""
+    served = shared_client(files)
+    record = {key: value for key, value in files["rows"][0].items() if key != field}
+    body = json.dumps(record)[:-1] + f', "{field}": {number}}}'
+    answer = served.post("/predict", content=body.encode(), headers={"content-type": "application/json"})
+    assert answer.status_code in (200, 422), (field, number[:30], answer.text[:300])
+    if answer.status_code == 422:
+        assert [problem["field"] for problem in answer.json()["detail"]] == [field], answer.json()
+    else:
+        assert 0 <= answer.json()["predictions"][0]["probability"] <= 1
+    # Past 4,300 digits JSON's parser itself refuses the number: a 400 that says so.
+    beyond = served.post("/predict", content=body.replace(number, "9" * 4400).encode(), headers={"content-type": "application/json"})
+    assert beyond.status_code == 400 and "number out of range" in beyond.json()["detail"]
+
+
+_CLIENTS: dict[int, TestClient] = {}
+
+
+def shared_client(files) -> TestClient:
+    """One app per module's files, for property tests that send many requests."""
+    return _CLIENTS.setdefault(id(files), client(files))
+
+
+def test_an_empty_or_unsendable_api_key_refuses_to_start_and_an_open_host_warns(built_repo_without_reports, tmp_path, monkeypatch, capsys):
+    """MLPIPE_API_KEY="" (what "$(cat /run/secrets/key)" gives when the file is missing) turned
+    authentication off; a non-ASCII key could never match; 0.0.0.0 without a key said nothing."""
+    import uvicorn
+
+    repo = built_repo_without_reports.copy(tmp_path / "repo")
+    monkeypatch.chdir(repo.path)
+    started = []
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **options: started.append(options["host"]))
+    arguments = ["--evaluation", "metrics/evaluation.json", "--training-params", "metrics/train/params.yaml"]
+    for key, says in [("", "is set but empty"), ("clé-secrète", "non-ASCII"), ("two words", "a space")]:
+        monkeypatch.setenv("MLPIPE_API_KEY", key)
+        assert serve_tool.main(arguments) == EXIT_USAGE
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: serve: MLPIPE_API_KEY (serve.api_key_env) ") and says in lines[0], lines
+    assert started == []
+    monkeypatch.setenv("MLPIPE_API_KEY", "a-good-key")  # the fix the message gives works
+    assert serve_tool.main([*arguments, "--host", "0.0.0.0"]) == 0 and capsys.readouterr().err == ""
+    monkeypatch.delenv("MLPIPE_API_KEY")
+    assert serve_tool.main([*arguments, "--host", "0.0.0.0"]) == 0
+    (warning,) = capsys.readouterr().err.strip().splitlines()
+    assert warning.startswith("warning: serve: listening on 0.0.0.0 without an API key") and "set MLPIPE_API_KEY" in warning
+    for host in ("127.0.0.1", "localhost", "::1"):
+        assert serve_tool.main([*arguments, "--host", host]) == 0 and capsys.readouterr().err == ""
+    assert started == ["0.0.0.0", "0.0.0.0", "127.0.0.1", "localhost", "::1"]
+
+
+def test_with_an_api_key_the_open_routes_do_not_tell_the_model_version(files):
+    """/ready and /metrics stay open for probes and scrapers, without the version; /metadata tells it."""
+    params = files["params"]
+    keyed = TestClient(create_app(lambda: load_served_model(files["model"], files["schema"]), params, api_key="k3y"))
+    version = client(files).get("/ready").json()["model_version"]
+    assert keyed.get("/ready").json() == {"ready": True}
+    exposition = keyed.get("/metrics").text
+    assert "mlpipe_model_info 1.0" in exposition and version not in exposition
+    assert (
+        keyed.get("/metadata").status_code == 401
+        and keyed.get("/metadata", headers={"X-API-Key": "k3y"}).json()["model_version"] == version
+    )
+    # A header of latin-1 bytes is compared as bytes: refused, never a 500.
+    assert keyed.post("/predict", json=files["rows"][0], headers={"X-API-Key": "k3\xe9".encode("latin-1")}).status_code == 401
+    assert keyed.post("/predict", json=files["rows"][0], headers={"X-API-Key": "k3y"}).status_code == 200

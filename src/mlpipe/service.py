@@ -36,7 +36,7 @@ from mlpipe.config import Params
 from mlpipe.errors import PipelineError
 from mlpipe.prediction_log import PredictionLog
 from mlpipe.schema import MODEL_VERSION, PREDICTED_LABEL, PROBABILITY
-from mlpipe.serving import RecordError, ServedModel, record_model, score_records
+from mlpipe.serving import INT64, RecordError, ServedModel, record_model, score_records
 
 log = logging.getLogger("mlpipe.service")
 
@@ -111,7 +111,7 @@ def multiprocess_metrics() -> bool:
 class ServiceMetrics:
     """The service's Prometheus metrics, in a registry of its own (one per app)."""
 
-    def __init__(self) -> None:
+    def __init__(self, reveal_version: bool = True) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter("mlpipe_requests", "HTTP requests by endpoint and status", ["endpoint", "status"], registry=self.registry)
         self.latency = Histogram(
@@ -134,9 +134,15 @@ class ServiceMetrics:
             registry=self.registry,
         )
         # With several workers, one series per live worker (a `pid` label): during a model change
-        # they show which worker serves which version.
+        # they show which worker serves which version. /metrics asks no key (scrapers have none):
+        # with one required, the version is not shown here.
+        self.reveal_version = reveal_version
         self.model = Gauge(
-            "mlpipe_model_info", "the model being served (1), by version", ["version"], registry=self.registry, multiprocess_mode="liveall"
+            "mlpipe_model_info",
+            "the model being served (1), by version (no version when an API key is required)",
+            ["version"] if reveal_version else [],
+            registry=self.registry,
+            multiprocess_mode="liveall",
         )
 
     def exposition(self) -> bytes:
@@ -149,6 +155,9 @@ class ServiceMetrics:
         return generate_latest(every_worker)
 
     def serving(self, version: str, before: str | None = None) -> None:
+        if not self.reveal_version:
+            self.model.set(1)
+            return
         if before is not None and before != version:
             self.model.labels(before).set(0)  # multiprocess mode keeps a removed series' last value: 0, not 1
             self.model.remove(before)
@@ -168,7 +177,7 @@ def create_app(
     does a change in what `watch()` says about the model files (checked every
     serve.watch_seconds while the app runs). On shutdown the prediction log is closed."""
     serve, threshold = params.serve, params.evaluate.threshold
-    metrics = ServiceMetrics()
+    metrics = ServiceMetrics(reveal_version=api_key is None)
 
     def load() -> Loaded:
         files = watch() if watch is not None else None  # before reading: a change during the read is seen next time
@@ -235,8 +244,8 @@ def create_app(
     async def authorised(request: Request) -> None:  # async: FastAPI would run a plain def in a worker thread
         if api_key is None:  # probes, scrapers and the OpenAPI page have no key: their routes do not ask
             return
-        sent = request.headers.get(API_KEY_HEADER, "")
-        if not hmac.compare_digest(sent.encode("utf-8", "surrogateescape"), api_key.encode("utf-8")):
+        sent = request.headers.get(API_KEY_HEADER, "")  # the header's bytes as latin-1 (ASGI); the key is ASCII (tools/serve.py)
+        if not hmac.compare_digest(sent.encode("latin-1"), api_key.encode("latin-1")):
             raise RequestRejected(401, "unauthorised", f"missing or wrong API key: send it in the {API_KEY_HEADER} header")
 
     @app.exception_handler(RequestRejected)
@@ -250,9 +259,10 @@ def create_app(
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/ready", summary="A model is loaded and serving")
+    @app.get("/ready", summary="A model is loaded and serving (its version too, unless an API key is required)")
     async def ready() -> dict[str, Any]:
-        return {"ready": True, "model_version": app.state.loaded.model.version}
+        # Probes have no key: with one required, the version is told only to callers of /metadata.
+        return {"ready": True} if api_key is not None else {"ready": True, "model_version": app.state.loaded.model.version}
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def prometheus() -> Response:
@@ -390,6 +400,11 @@ def _field_problem(errors: list[dict[str, Any]], depth: int) -> tuple[str, str]:
     if errors[0].get("input", ...) is None and errors[0]["type"] not in {"missing", "extra_forbidden"}:
         return "null", "must not be null (the data contract)"
     for error in errors:
+        context = error.get("ctx") or {}
+        if context.get("ge") == INT64[0] or context.get("le") == INT64[1]:
+            continue  # only steers a huge integer to the float member, whose verdict speaks
+        if error["type"] == "finite_number" and type(error.get("input")) is int:
+            return "not_finite", "is beyond the range of a float64: send a number of at most about 1.8e308"
         if error["type"] in _FIELD_ERRORS:
             reason, message = _FIELD_ERRORS[error["type"]]
             context = {key: f"{value:g}" if isinstance(value, float) else value for key, value in (error.get("ctx") or {}).items()}

@@ -141,6 +141,10 @@ def check_model_matches_schema(booster: lgb.Booster, schema: FeatureSchema, prob
         raise DataError(f"{problem}: the model's categorical levels differ from the schema's; {fix}")
 
 
+# The integers a field takes as integers: a larger one goes to the float member (see `_field`).
+INT64 = (-(2**63), 2**63 - 1)
+
+
 class RecordError(ValueError):
     """A field that breaks the request contract; `reason` is its label in the service's metrics."""
 
@@ -178,12 +182,15 @@ def record_model(schema: FeatureSchema, params: Params) -> type:
 def _field(name: str, contract: ColumnContract, params: Params, spec: Any, required: bool) -> Any:
     categories = spec.categories if spec is not None and spec.kind == "categorical" else ()
     bounds = {key: value for key, value in (("ge", contract.min), ("le", contract.max)) if value is not None}
+    # A JSON integer beyond 64 bits is read as the float member (1e30), or refused as not finite
+    # beyond a float's range: a 400-digit integer would overflow the encoder and the log's Parquet.
+    integer = Annotated[StrictInt, Field(ge=max(bounds.get("ge", INT64[0]), INT64[0]), le=min(bounds.get("le", INT64[1]), INT64[1]))]
     if spec is not None and spec.kind == "numeric" or bounds:
         whole = {"multiple_of": 1} if contract.dtype is not None and contract.dtype.lower().startswith(("int", "uint")) else {}
-        kind = Annotated[StrictInt, Field(**bounds)] | Annotated[StrictFloat, Field(**bounds, **whole, allow_inf_nan=not contract.finite)]
+        kind = integer | Annotated[StrictFloat, Field(**bounds, **whole, allow_inf_nan=not contract.finite)]
     else:
         text = Annotated[StrictStr, Field(max_length=contract.max_length or params.validate.max_text_length)]
-        kind = StrictBool | StrictInt | Annotated[StrictFloat, Field(allow_inf_nan=not contract.finite)] | text
+        kind = StrictBool | integer | Annotated[StrictFloat, Field(allow_inf_nan=not contract.finite)] | text
     if contract.allowed is not None:
         # pydantic's own check of a set (in Rust, a hundred times a Python validator's speed); like
         # Python's `in`, it takes 1.0 and true for 1.

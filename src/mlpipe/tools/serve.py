@@ -119,12 +119,42 @@ def service_log(params, **options: Any):
     )
 
 
+def api_key(params) -> str | None:
+    """The API key from the environment variable serve.api_key_env names; None when it is unset.
+    Set but empty is refused (what `"$(cat /run/secrets/key)"` gives when the file is missing: it
+    must not turn authentication off), and so is a key of anything but visible ASCII (HTTP headers
+    carry bytes: a space, a newline or an accented letter could never be matched as sent)."""
+    name = params.serve.api_key_env
+    key = os.environ.get(name)
+    if key is None:
+        return None
+    if not key:
+        raise ConfigError(f"{name} (serve.api_key_env) is set but empty: put the key in it, or unset it to serve without one")
+    if not all("!" <= character <= "~" for character in key):
+        raise ConfigError(
+            f"{name} (serve.api_key_env) holds a space, a control character or non-ASCII text, which an HTTP header cannot "
+            "carry as sent: use visible ASCII only, e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+        )
+    return key
+
+
+def exposed_without_key(host: str) -> bool:
+    """Whether a service on `host` answers beyond this machine (anything but a loopback address)."""
+    import ipaddress
+
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to any interface
+        return True
+
+
 def service_app(params, load: Callable[[], Any], watch: Callable[[], tuple]):
     """The app of one service process, its model loaded. Raises `PipelineError`."""
     from mlpipe.service import create_app
 
-    api_key = os.environ.get(params.serve.api_key_env) or None
-    return create_app(load, params, api_key=api_key, prediction_log=service_log(params), watch=watch)
+    return create_app(load, params, api_key=api_key(params), prediction_log=service_log(params), watch=watch)
 
 
 def worker_app():
@@ -146,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     _setup()
     try:
         params = load_params(args.params)
+        key = api_key(params)
         workers = params.serve.workers
         load, watch, model_path = model_loader(args, params)
         if workers == 1:
@@ -158,7 +189,12 @@ def main(argv: list[str] | None = None) -> int:
         return exit_status(exc)
     import uvicorn
 
-    api_key = os.environ.get(params.serve.api_key_env) or None
+    if key is None and exposed_without_key(args.host):
+        print(
+            f"warning: serve: listening on {args.host} without an API key: anyone who can reach this port can score and read "
+            f"/metadata; set {params.serve.api_key_env} (see docs/security.md)",
+            file=sys.stderr,
+        )
     logging.getLogger("mlpipe.service").info(
         "serving %s (model %s) on http://%s:%d, %d worker process(es); API key %s; prediction log %s",
         model_path,
@@ -166,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         args.host,
         args.port,
         workers,
-        f"required ({params.serve.api_key_env})" if api_key else f"off (set {params.serve.api_key_env} to require one)",
+        f"required ({params.serve.api_key_env})" if key else f"off (set {params.serve.api_key_env} to require one)",
         params.serve.log_folder or "off",
     )
     if workers == 1:
