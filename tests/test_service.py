@@ -154,6 +154,37 @@ def test_a_thousand_malformed_requests_leave_it_serving_correct_answers(served, 
     assert served.predict(good).json() == before
 
 
+def test_health_answers_while_large_invalid_requests_are_being_checked(served, current_rows):
+    """Four concurrent 1,000-record requests of nothing but broken fields held the event loop
+    (validation ran on it): /health waited for all four. Now they are checked in worker threads,
+    so /health answers before them. Ordering, not timing: the four are sent and given a moment to
+    arrive, then /health is asked; when it answers, none of the four has (each takes a good part
+    of a second to report; on the event loop, /health waited for the one being checked)."""
+    import select
+    import socket
+
+    broken = json.dumps([{column: [] for column in current_rows.columns}] * 1000).encode()
+    host, port = served.url.removeprefix("http://").split(":")
+    request = (
+        f"POST /predict HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {len(broken)}\r\n\r\n".encode()
+        + broken
+    )
+    slow = [socket.create_connection((host, int(port))) for _ in range(4)]
+    senders = [threading.Thread(target=connection.sendall, args=(request,)) for connection in slow]
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.join()
+    time.sleep(0.3)  # not an assertion: lets the service read the four bodies before /health is asked
+    assert served.client.get("/health").json() == {"status": "ok"}
+    answered, _, _ = select.select(slow, [], [], 0)  # which of the four have an answer waiting now
+    assert answered == [], "/health waited for a large request to be checked"
+    for connection in slow:
+        connection.settimeout(60)
+        assert connection.recv(64).startswith(b"HTTP/1.1 422")
+        connection.close()
+
+
 def test_metrics_count_requests_rejections_probabilities_and_the_model(served, current_rows):
     before = served.metrics()
     good = records_of(current_rows.head(5))

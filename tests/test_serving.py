@@ -566,3 +566,46 @@ def test_with_an_api_key_the_open_routes_do_not_tell_the_model_version(files):
     # A header of latin-1 bytes is compared as bytes: refused, never a 500.
     assert keyed.post("/predict", json=files["rows"][0], headers={"X-API-Key": "k3\xe9".encode("latin-1")}).status_code == 401
     assert keyed.post("/predict", json=files["rows"][0], headers={"X-API-Key": "k3y"}).status_code == 200
+
+
+def test_a_reload_describes_and_labels_with_the_new_model_and_threshold(built_repo_without_reports, tmp_path, monkeypatch):
+    """/metadata kept the first model's training params and test metrics after a reload (read
+    once at start), and a changed evaluate.threshold was picked up by neither /reload nor the watch."""
+    import time
+
+    import lightgbm
+    import yaml
+
+    repo = built_repo_without_reports.copy(tmp_path / "repo")
+    monkeypatch.chdir(repo.path)
+    repo.set_params(serve={"watch_seconds": 0.05})
+    args = serve_tool.parser().parse_args(["--evaluation", "metrics/evaluation.json", "--training-params", "metrics/train/params.yaml"])
+    params = load_params(args.params)
+    load, watch, model = serve_tool.model_loader(args, params)
+    with TestClient(create_app(load, params, watch=watch)) as http:
+        before = http.get("/metadata").json()
+        model.write_text(lightgbm.Booster(model_file=str(model)).model_to_string(num_iteration=5))
+        evaluation = json.loads(args.evaluation.read_text())
+        evaluation["test"]["roc_auc"] = 0.625
+        args.evaluation.write_text(json.dumps(evaluation))
+        args.training_params.write_text(yaml.safe_dump({**yaml.safe_load(args.training_params.read_text()), "num_leaves": 7}))
+        reloaded = http.post("/reload").json()
+        after = http.get("/metadata").json()
+        assert after["model_version"] == reloaded["model_version"] != before["model_version"]
+        assert after["test_metrics"]["roc_auc"] == 0.625 != before["test_metrics"]["roc_auc"]
+        assert after["training_params"]["num_leaves"] == 7 != before["training_params"]["num_leaves"]
+        assert after["threshold"] == 0.5
+        rows = files_rows(repo)
+        assert "0" in {p["label"] for p in http.post("/predict", json=rows).json()["predictions"]}
+        repo.set_params(evaluate={"threshold": 1e-9})  # no edit to the model files: the watch sees params.yaml change
+        deadline = time.monotonic() + 10
+        while http.get("/metadata").json()["threshold"] != 1e-9 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert http.get("/metadata").json()["threshold"] == 1e-9
+        assert {p["label"] for p in http.post("/predict", json=rows).json()["predictions"]} == {"1"}
+        repo.set_params(evaluate={"threshold": 1.5})  # params that do not load: the last good ones keep serving
+        assert http.post("/reload").status_code == 409 and http.get("/metadata").json()["threshold"] == 1e-9
+
+
+def files_rows(repo, rows: int = 40) -> list[dict]:
+    return json.loads(pd.read_parquet(repo.path / repo.params()["monitor"]["current_source"]).head(rows).to_json(orient="records"))

@@ -41,10 +41,12 @@ from mlpipe.serving import INT64, RecordError, ServedModel, record_model, score_
 log = logging.getLogger("mlpipe.service")
 
 API_KEY_HEADER = "X-API-Key"
-# Requests of up to this many records are scored on the event loop, on one LightGBM thread: a
-# small call takes less time than handing it to a worker thread or waking OpenMP's. Larger ones
-# go to a thread, so that a big batch does not hold up the single records behind it.
-INLINE_RECORDS = 64
+# Bodies of up to this many bytes (a few dozen records) are checked and scored on the event loop,
+# on one LightGBM thread: a small call takes less time than handing it to a worker thread or
+# waking OpenMP's. Larger ones go to a thread, checks included (a 1,000-record body of broken
+# fields takes a good fraction of a second to report), so that neither a big batch nor a broken
+# one holds up /health and the single records behind it.
+INLINE_BYTES = 16_384
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ class Loaded:
     model: ServedModel
     one: TypeAdapter  # a body holding one record (its JSON schema is /docs' Record)
     many: TypeAdapter  # a body holding a list of them
+    threshold: float  # the label's threshold, read with the model (a reload picks up a new evaluate.threshold)
     files: Any = None  # what `watch` said about the model files just before they were read
 
 
@@ -176,7 +179,7 @@ def create_app(
     service that cannot load its model must not start). /reload calls `load_model` again; so
     does a change in what `watch()` says about the model files (checked every
     serve.watch_seconds while the app runs). On shutdown the prediction log is closed."""
-    serve, threshold = params.serve, params.evaluate.threshold
+    serve = params.serve
     metrics = ServiceMetrics(reveal_version=api_key is None)
 
     def load() -> Loaded:
@@ -184,7 +187,8 @@ def create_app(
         model = load_model()
         record = record_model(model.schema, params)
         many = TypeAdapter(Annotated[list[record], Field(min_length=1, max_length=serve.max_batch_rows)])
-        return Loaded(model, TypeAdapter(record), many, files)
+        threshold = params.evaluate.threshold if model.threshold is None else model.threshold
+        return Loaded(model, TypeAdapter(record), many, threshold, files)
 
     swapping = asyncio.Lock()  # one reload at a time, whether /reload or the watch asked
 
@@ -270,10 +274,11 @@ def create_app(
 
     @app.get("/metadata", summary="The model being served", dependencies=[Depends(authorised)])
     async def metadata() -> dict[str, Any]:
-        model = app.state.loaded.model
+        loaded = app.state.loaded
+        model = loaded.model
         return {
             "model_version": model.version,
-            "threshold": params.evaluate.threshold,
+            "threshold": loaded.threshold,
             "target": model.schema.target,
             "positive_label": model.schema.positive_label,
             "features": [{"name": spec.name, "kind": spec.kind, "categories": list(spec.categories)} for spec in model.schema.features],
@@ -283,11 +288,12 @@ def create_app(
     @app.post("/predict", summary="Score one record or a list of records", dependencies=[Depends(authorised)])
     async def predict(request: Request) -> Response:
         loaded = app.state.loaded  # one model for the whole request, even if /reload swaps it meanwhile
-        records = validated_records(await read_body(request, serve.max_body_bytes), loaded, serve.max_batch_rows)
-        if len(records) <= INLINE_RECORDS:
-            probability, labels = score_records(records, loaded.model, threshold, threads=1)
+        body = await read_body(request, serve.max_body_bytes)
+        if len(body) <= INLINE_BYTES:
+            records = validated_records(body, loaded, serve.max_batch_rows)
+            probability, labels = score_records(records, loaded.model, loaded.threshold, threads=1)
         else:
-            probability, labels = await run_in_threadpool(score_records, records, loaded.model, threshold)
+            records, probability, labels = await run_in_threadpool(validated_and_scored, body, loaded, serve.max_batch_rows)
         version = loaded.model.version
         observe_all(metrics.probability, probability)
         if prediction_log is not None:
@@ -337,6 +343,12 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise RequestRejected(413, "body_too_large", f"the body exceeds {limit} bytes (serve.max_body_bytes)")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def validated_and_scored(body: bytes, loaded: Loaded, max_rows: int) -> tuple[list[dict[str, Any]], np.ndarray, np.ndarray]:
+    """A large body's records, checked, and their (probability, label): in a worker thread."""
+    records = validated_records(body, loaded, max_rows)
+    return (records, *score_records(records, loaded.model, loaded.threshold))
 
 
 def validated_records(body: bytes, loaded: Loaded, max_rows: int) -> list[dict[str, Any]]:

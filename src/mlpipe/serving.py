@@ -104,16 +104,19 @@ class ServedModel:
     version: str
     metadata: dict[str, Any] = field(default_factory=dict)
     encoder: RecordEncoder | None = None
+    threshold: float | None = None  # evaluate.threshold as read with the model (None: the service's params)
 
 
-def load_served_model(model_path: str | Path, schema_path: str | Path, metadata: Mapping[str, Any] | None = None) -> ServedModel:
+def load_served_model(
+    model_path: str | Path, schema_path: str | Path, metadata: Mapping[str, Any] | None = None, threshold: float | None = None
+) -> ServedModel:
     """Read the LightGBM text model and its feature schema (never a pickle) and check that they
     belong together; one-line `DataError`s name the file and the fix."""
     text = read_pipeline_text(model_path, "model", "train")
     schema = FeatureSchema.read(schema_path)
     booster = model_from_text(text, origin=str(model_path))
     check_model_matches_schema(booster, schema, f"'{schema_path}' does not describe '{model_path}'")
-    return ServedModel(booster, schema, model_version(text), dict(metadata or {}), RecordEncoder.for_schema(schema))
+    return ServedModel(booster, schema, model_version(text), dict(metadata or {}), RecordEncoder.for_schema(schema), threshold)
 
 
 def files_state(*paths: str | Path) -> tuple[tuple[int, int, int] | None, ...]:

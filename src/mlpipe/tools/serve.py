@@ -91,8 +91,16 @@ def model_loader(args: argparse.Namespace, params) -> tuple[Callable[[], Any], C
     # Checked now: a request carrying such a column could not be logged safely later.
     hashed = [column for column, action in params.data.personal_columns.items() if action == "hash"]
     require_salt(hashed, os.environ.get(params.data.salt_env), params.data.salt_env)
-    metadata = training_metadata(args.evaluation, args.training_params)
-    return (lambda: load_served_model(model_path, schema_path, metadata)), (lambda: files_state(model_path, schema_path)), model_path
+    training_metadata(args.evaluation, args.training_params)  # checked now: a service that cannot describe its model does not start
+
+    def load():
+        """The model files, what /metadata says of them and the threshold, read afresh on every
+        (re)load: a reload describes and labels with the new model's, not the first one's."""
+        threshold = load_params(args.params).evaluate.threshold
+        return load_served_model(model_path, schema_path, training_metadata(args.evaluation, args.training_params), threshold)
+
+    files = (model_path, schema_path, args.params, args.evaluation, args.training_params)
+    return load, (lambda: files_state(*files)), model_path
 
 
 def service_log(params, **options: Any):
