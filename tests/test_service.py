@@ -264,6 +264,45 @@ def test_reload_under_load_fails_no_request_and_each_answer_names_its_model(buil
         server.stop()
 
 
+def test_a_half_written_or_spliced_model_never_crashes_a_loader(built_repo_without_reports, tmp_path):
+    """Writing part of models/model.txt over the file while the service ran killed it (LightGBM
+    Fatal, terminate called), and service start and evaluate on such a file exited 139 with no
+    error line. A prefix, and a file cut in the middle that still begins and ends as a model does:
+    the running service keeps answering with the last good model; start and evaluate say one line,
+    exit 3."""
+    repo = built_repo_without_reports.copy(tmp_path / "repo")
+    repo.set_params(serve={"watch_seconds": 0.1})
+    model = repo.path / "models" / "model.txt"
+    good = model.read_text()
+    size = len(good)  # a splice that keeps the end: the file copied over while it was read
+    broken = {"a prefix": good[: size // 3], "a splice": good[: size // 4] + good[size // 2 :]}
+    rows = records_of(pd.read_parquet(repo.path / repo.params()["monitor"]["current_source"]).head(20))
+    server = Server(repo)
+    try:
+        before = server.predict(rows).json()
+        for text in broken.values():
+            model.write_text(text)
+            time.sleep(0.5)  # not an assertion: a few watch ticks
+            assert server.predict(rows).json() == before
+            refused = server.client.post("/reload")
+            assert refused.status_code == 409 and "is corrupt or truncated" in refused.json()["detail"]
+        assert server.client.get("/health").json() == {"status": "ok"}
+    finally:
+        out = server.stop()
+    # One line per change it saw (a write seen half done is a change of its own); it never died.
+    assert sum("do not load" in line for line in out.splitlines()) >= len(broken) and "Fatal" not in out, out
+    for what, text in broken.items():
+        model.write_text(text)
+        started = repo.run(
+            "python", "-m", "mlpipe.tools.serve", "--evaluation", "metrics/evaluation.json", "--training-params",
+            "metrics/train/params.yaml", check=False, warm=False,
+        )  # fmt: skip
+        evaluated = repo.run("python", "src/stages/evaluate.py", *repo.command("evaluate"), check=False, warm=False)
+        for done in (started, evaluated):
+            lines = done.stderr.strip().splitlines()
+            assert done.returncode == 3 and len(lines) == 1 and "model 'models/model.txt' is corrupt or truncated" in lines[0], (what, done)
+
+
 def test_several_workers_share_the_port_the_metrics_the_log_and_every_model_change(built_repo_without_reports, tmp_path):
     repo = built_repo_without_reports.copy(tmp_path / "repo")
     repo.set_params(serve={"workers": 2, "watch_seconds": 0.5})

@@ -609,3 +609,19 @@ def test_a_reload_describes_and_labels_with_the_new_model_and_threshold(built_re
 
 def files_rows(repo, rows: int = 40) -> list[dict]:
     return json.loads(pd.read_parquet(repo.path / repo.params()["monitor"]["current_source"]).head(rows).to_json(orient="records"))
+
+
+@settings(max_examples=100, deadline=None, derandomize=True)
+@given(cut=st.tuples(st.floats(0, 1), st.floats(0, 1)))
+def test_a_model_text_cut_or_spliced_anywhere_is_refused_in_one_line_never_a_crash(files, cut):
+    """LightGBM finds trees by the sizes its header lists and aborts the process when they are
+    wrong: text[:i] + text[j:], cut in the trees, kept the start and end a model has and crashed every loader."""
+    from mlpipe.model import model_from_text
+
+    text = files["model"].read_text()
+    trees, end = text.index("\nTree=0\n"), text.index("\nend of trees\n")  # a cut in the trees: where LightGBM crashed
+    i, j = sorted(trees + int(point * (end - trees)) for point in cut)
+    if i == j:
+        return
+    with pytest.raises(ArtifactError, match="is corrupt or truncated"):
+        model_from_text(text[:i] + text[j:], origin="models/model.txt")

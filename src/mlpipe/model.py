@@ -232,9 +232,27 @@ def model_from_text(text: str, origin: str = "models/model.txt") -> lgb.Booster:
         if not whole or not last.startswith("pandas_categorical:"):
             raise ValueError("it does not end as a LightGBM model file does")
         json.loads(last.removeprefix("pandas_categorical:"))
+        _check_tree_sizes(text)
         return lightgbm_core().Booster(model_str=text)
     except (ValueError, lightgbm_core().basic.LightGBMError) as exc:
         raise corrupt_artifact("model", origin, "train", first_line(exc)) from None
+
+
+def _check_tree_sizes(text: str) -> None:
+    """LightGBM finds each tree by the byte sizes its header lists (`tree_sizes=`) and crashes the
+    process when they are wrong: a file cut or spliced in the middle (a copy over the file while
+    it is read) can still begin and end as a model does. Each tree must start where the sizes say."""
+    header, found, _ = text.partition("\ntree_sizes=")
+    if not found:
+        return  # written without sizes: LightGBM reads the trees one after another
+    try:
+        sizes = [int(size) for size in text[len(header) + len("\ntree_sizes=") :].split("\n", 1)[0].split()]
+    except ValueError:
+        raise ValueError("its tree_sizes line is not a list of sizes") from None
+    start, end = text.find("\nTree=0\n") + 1, text.find("\nend of trees\n") + 1
+    offsets = np.cumsum([start, *sizes]).tolist()
+    if start == 0 or offsets[-1] != end or any(not text.startswith(f"Tree={i}\n", at) for i, at in enumerate(offsets[:-1])):
+        raise ValueError("its trees are not the sizes its header lists (cut or spliced)")
 
 
 def predict_proba(booster: lgb.Booster, features: pd.DataFrame, schema: FeatureSchema, threads: int = 0) -> np.ndarray:
