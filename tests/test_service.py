@@ -16,6 +16,8 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import Repo, tool_env, unused_port
@@ -183,6 +185,62 @@ def test_health_answers_while_large_invalid_requests_are_being_checked(served, c
         connection.settimeout(60)
         assert connection.recv(64).startswith(b"HTTP/1.1 422")
         connection.close()
+
+
+_LEAVES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.integers(1, 1000).map(lambda digits: 10**digits),  # past int64, past a float64
+    st.floats(),  # nan and infinities too: json.dumps writes NaN and Infinity
+    st.text(max_size=20),  # any unicode, surrogates and NUL included
+)
+_HUGE = st.integers(300, 1000).map(lambda digits: -(10**digits) if digits % 2 else 10**digits)  # past a float64, as a field
+_JSON = st.recursive(
+    _LEAVES, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=8
+)
+
+
+@st.composite
+def _records(draw, good: dict) -> dict:
+    """A served record with some fields dropped, some replaced by any JSON value, some added."""
+    record = {key: value for key, value in good.items() if draw(st.integers(0, 9))}  # each field dropped one time in ten
+    for key in draw(st.lists(st.sampled_from(sorted(good)), max_size=4, unique=True)):
+        record[key] = draw(st.one_of(_JSON, _HUGE))
+    record.update(draw(st.dictionaries(st.text(max_size=8), _JSON, max_size=2)))
+    return record
+
+
+def _bodies(good: dict):
+    records = _records(good)
+    one_off = st.tuples(st.sampled_from(sorted(good)), st.one_of(_HUGE, _LEAVES))  # a good record but for one value
+    return st.one_of(
+        one_off.map(lambda change: json.dumps({**good, change[0]: change[1]})),
+        records.map(json.dumps),
+        st.lists(records, max_size=5).map(json.dumps),  # the empty list included
+        st.integers(1, 3).map(lambda extra: json.dumps([good] * (1000 + extra))),  # past serve.max_batch_rows
+        _JSON.map(json.dumps),  # anything JSON: a number, a string, nested arrays and objects
+        st.binary(max_size=64),  # not JSON, not UTF-8
+    )
+
+
+def test_the_service_answers_any_body_with_a_status_below_500_and_json(served, current_rows):
+    """The service fuzz: request bodies from Hypothesis (valid records, wrong types, huge numbers,
+    nested arrays and objects, unicode, missing and extra fields, empty lists, oversized batches)
+    sent to the real uvicorn service: never a 5xx, always a JSON body, and /health afterwards."""
+    good = records_of(current_rows.head(1))[0]
+
+    @settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(body=_bodies(good))
+    def answers(body):
+        response = served.predict(body.encode() if isinstance(body, str) else body)
+        assert response.status_code < 500, (body[:200], response.text[:300])
+        assert response.status_code in (200, 400, 413, 422), (body[:200], response.text[:300])
+        response.json()
+
+    answers()
+    assert served.client.get("/health").json() == {"status": "ok"}
+    assert served.predict(good).status_code == 200
 
 
 def test_metrics_count_requests_rejections_probabilities_and_the_model(served, current_rows):
