@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -389,16 +390,21 @@ class _StaticFilesWithETag(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def http_server(tmp_path):
-    """(base URL, served folder): a real HTTP server on loopback."""
-    folder = tmp_path / "www"
-    folder.mkdir()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_StaticFilesWithETag, directory=str(folder)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+@contextlib.contextmanager
+def serving_folder(handler: type[http.server.SimpleHTTPRequestHandler], folder: Path) -> Iterator[int]:
+    """A real HTTP server on loopback serving `folder` with `handler`, for the block; yields its port."""
+    folder.mkdir(exist_ok=True)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(folder)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", folder
+        yield server.server_address[1]
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def http_server(tmp_path):
+    """(base URL, served folder): a real HTTP server on loopback."""
+    with serving_folder(_StaticFilesWithETag, tmp_path / "www") as port:
+        yield f"http://127.0.0.1:{port}", tmp_path / "www"

@@ -1,15 +1,14 @@
 """No credential in a database or source URL gets past the params check, and none is ever shown."""
 
 import base64
-import functools
 import http.server
 import subprocess
 import sys
-import threading
 
 import pytest
 import yaml
 
+from conftest import serving_folder
 from mlpipe.config import parse_params
 from mlpipe.credentials import credentials_in_source_url, credentials_in_url, mask_credentials, redact_url
 from mlpipe.errors import ConfigError, DataError
@@ -154,15 +153,8 @@ class _BasicAuthFiles(http.server.SimpleHTTPRequestHandler):
 @pytest.fixture
 def auth_server(tmp_path):
     """(host, port, served folder): a real HTTP server on loopback behind basic auth."""
-    folder = tmp_path / "www"
-    folder.mkdir()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_BasicAuthFiles, directory=str(folder)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield "127.0.0.1", server.server_address[1], folder
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving_folder(_BasicAuthFiles, tmp_path / "www") as port:
+        yield "127.0.0.1", port, tmp_path / "www"
 
 
 def _init(cwd, data: str, env: dict | None = None) -> subprocess.CompletedProcess:
