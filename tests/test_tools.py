@@ -172,9 +172,10 @@ def test_a_user_error_exits_2_and_a_corrupt_pipeline_file_3(tmp_path, capsys):
 def test_the_exit_status_table_in_the_docs_is_errors_py():
     """docs/troubleshooting.md's table of exit statuses, against the constants the commands use."""
     docs = (Path(__file__).resolve().parents[1] / "docs" / "troubleshooting.md").read_text()
-    rows = dict(re.findall(r"^\| (\d+) \| `(EXIT_[A-Z]+)` \|", docs, re.M))
-    constants = {name: value for name, value in vars(errors).items() if name.startswith("EXIT_")}
-    assert {name: int(value) for value, name in rows.items()} == constants
+    rows = re.findall(r"^\| (\d+) \| `(EXIT_[A-Z]+)` \| (.*) \|$", docs, re.M)
+    constants = {name: value for name, value in vars(errors).items() if name.startswith("EXIT_") and isinstance(value, int)}
+    assert {name: int(value) for value, name, _ in rows} == constants
+    assert {int(value): meaning for value, _, meaning in rows} == errors.EXIT_MEANINGS
 
 
 def test_the_review_refuses_a_corrupt_guarded_metrics_file_instead_of_calling_it_a_regression(tmp_path, monkeypatch):

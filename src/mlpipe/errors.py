@@ -36,6 +36,16 @@ EXIT_USAGE = 2  # a user error: a bad argument, a missing file, params or data t
 EXIT_CORRUPT = 3  # a file the pipeline wrote is corrupt or truncated (ArtifactError): rebuild it
 EXIT_INTERRUPTED = 130
 
+# What each status means, worded once: `mlpipe --help` prints it and a test holds
+# docs/troubleshooting.md's table to it.
+EXIT_MEANINGS = {
+    EXIT_OK: "done: no retraining needed, every guard passed, every experiment succeeded",
+    EXIT_FINDING: "the gate's finding: retraining recommended (monitor), a guarded regression (review), a failed experiment (sweep)",
+    EXIT_USAGE: "a user error: a bad argument, a missing file, params or data the command cannot use, rows the service refused (replay)",
+    EXIT_CORRUPT: "a file the pipeline wrote is corrupt or truncated (metrics/drift.json, a metrics file): rebuild it as the message says",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
+}
+
 
 def exit_status(exc: PipelineError) -> int:
     """The exit status of a command that stopped on `exc`: a corrupt file the pipeline wrote is not

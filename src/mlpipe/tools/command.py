@@ -6,10 +6,8 @@
 
 Each command is the `main(argv)` of its module, with that module's own options: this file only
 dispatches, and imports a command's module when that command runs (`mlpipe monitor` must not
-pay for LightGBM's or DVC's import). Exit statuses, for every command (mlpipe.errors):
-0 done; 1 the gate's finding (retraining recommended, a guarded regression, a failed experiment);
-2 a user error (a bad argument, a missing file, params or data the command cannot use); 3 a file
-the pipeline wrote is corrupt or truncated (rebuild it); 130 interrupted.
+pay for LightGBM's or DVC's import). Every command exits with a status of
+`mlpipe.errors.EXIT_MEANINGS`, which `mlpipe --help` lists.
 """
 
 from __future__ import annotations
@@ -17,7 +15,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from mlpipe.errors import EXIT_CORRUPT, EXIT_FINDING, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from mlpipe.errors import EXIT_INTERRUPTED, EXIT_MEANINGS, EXIT_OK, EXIT_USAGE
 
 # command -> (module whose main(argv) runs it, one line for `mlpipe --help`)
 COMMANDS = {
@@ -32,13 +30,13 @@ COMMANDS = {
     "replay": ("mlpipe.tools.replay", "send rows through the running service, to fill its prediction log"),
 }
 
-EXIT_STATUSES = f"""exit status:
-  {EXIT_OK}  done
-  {EXIT_FINDING}  the gate's finding: retraining recommended, a guarded regression, a failed experiment
-  {EXIT_USAGE}  a user error: a bad argument, a missing file, params or data the command cannot use
-  {EXIT_CORRUPT}  a file the pipeline wrote is corrupt or truncated: rebuild it as the message says
-  {EXIT_INTERRUPTED}  interrupted
-(make exits 2 whenever a command fails: a CI gate calls .venv/bin/mlpipe itself)"""
+EXIT_STATUSES = "\n".join(
+    [
+        "exit status:",
+        *(f"  {status:<3}  {meaning}" for status, meaning in EXIT_MEANINGS.items()),
+        "(make exits 2 whenever a command fails: a CI gate calls .venv/bin/mlpipe itself)",
+    ]
+)
 
 
 def usage() -> str:
