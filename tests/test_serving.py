@@ -227,27 +227,6 @@ def test_a_date_sent_as_text_is_logged_as_text(tmp_path):
     assert list(rows.columns) == ["x", "day", "probability", SERVED_AT]
 
 
-def test_the_probability_histogram_reads_as_prometheus_clients_own():
-    from prometheus_client import CollectorRegistry, Histogram, generate_latest
-
-    from mlpipe.service import observe_all
-
-    values = np.concatenate([np.linspace(0, 1, 101), [0.1, 0.2, 0.30000000000000004, 1.0]])
-    buckets = tuple(round(0.1 * i, 1) for i in range(1, 11))
-    theirs, ours = CollectorRegistry(), CollectorRegistry()
-    reference = Histogram("p", "probabilities", buckets=buckets, registry=theirs)
-    for value in values:
-        reference.observe(value)
-    batched = Histogram("p", "probabilities", buckets=buckets, registry=ours)
-    observe_all(batched, values[:50])
-    observe_all(batched, values[50:])
-
-    def exposed(registry):  # without the creation times, which differ
-        return [line for line in generate_latest(registry).decode().splitlines() if "_created" not in line]
-
-    assert exposed(ours) == exposed(theirs)
-
-
 def test_a_field_the_first_record_lacks_is_logged_for_the_records_that_have_it(tmp_path):
     log = PredictionLog(tmp_path / "log", rows_per_file=100, flush_seconds=60, background=False)
     log.append([{"x": 1}, {"x": 2, "employed": True}])

@@ -91,19 +91,6 @@ class MeasuredRequests:
             self.metrics.requests.labels(endpoint, str(status[0])).inc()
 
 
-def observe_all(histogram: Histogram, values: np.ndarray) -> None:
-    """`histogram.observe(value)` for every value, at once: prometheus-client takes a lock per
-    value, a thousand for a 1,000-record request. The counts go into the histogram's own buckets
-    (in memory, or the shared files of multiprocess mode), so it reads exactly as if each value
-    had been observed (tests/test_serving.py)."""
-    bounds = histogram._upper_bounds  # ascending, +Inf last: a value falls in the first bound >= it
-    counts = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))
-    histogram._sum.inc(float(values.sum()))
-    for bucket, count in zip(histogram._buckets, counts.tolist(), strict=True):
-        if count:
-            bucket.inc(count)
-
-
 def multiprocess_metrics() -> bool:
     """Several service processes: prometheus-client keeps every metric in files under the folder
     PROMETHEUS_MULTIPROC_DIR names (`mlpipe.tools.serve` sets it before any worker starts), and
@@ -295,7 +282,11 @@ def create_app(
         else:
             records, probability, labels = await run_in_threadpool(validated_and_scored, body, loaded, serve.max_batch_rows)
         version = loaded.model.version
-        observe_all(metrics.probability, probability)
+        # One observe per value: prometheus-client has no public call for a batch, and its
+        # histogram's internals change between releases (about 2 ms per 1,000 values, 5 ms with
+        # several processes; bench/results/serving.md).
+        for value in probability.tolist():
+            metrics.probability.observe(value)
         if prediction_log is not None:
             prediction_log.append(records, {PROBABILITY: probability, PREDICTED_LABEL: labels, MODEL_VERSION: version})
         predictions = [
