@@ -189,7 +189,8 @@ def standalone_html(snapshot) -> str:
     from evidently.legacy.renderers.html_widgets import group_widget
     from evidently.legacy.utils.dashboard import TemplateParams, file_html_template
 
-    widgets = [group_widget(title="", widgets=snapshot._widgets), *snapshot._tests_widgets]
+    drawn = snapshot.to_snapshot_model()  # the public view of what get_html_str draws
+    widgets = [group_widget(title="", widgets=drawn.widgets), *drawn.tests_widgets]
     additional_graphs = {}
     for widget in widgets:
         for graph in widget.get_additional_graphs():
