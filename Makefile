@@ -53,7 +53,7 @@ help:
 	@echo "make test    build .venv (with the test tools) if needed, then run the test suite"
 	@echo "make test-fast  the in-process tests only (no dvc repro in temporary copies): the inner loop"
 	@echo "make lint    ruff check and ruff format --check"
-	@echo "make bench   time the pipeline against a bare script, a sweep, the prediction service (writes bench/results/)"
+	@echo "make bench   time the pipeline against a bare script, a sweep, the prediction service, what a kill -9 loses from its log (writes bench/results/)"
 	@echo "make dag     print the stage graph"
 	@echo "make metrics the headline metrics and the drift verdict (every metric: dvc metrics show)"
 	@echo "make plots   write reports/plots.html: every plot as SVG, readable offline (BASE=rev overlays a revision)"
@@ -118,6 +118,7 @@ bench: setup
 	$(BIN)/python bench/sweep.py
 	$(BIN)/python bench/serving.py
 	$(BIN)/python bench/noop_breakdown.py
+	$(BIN)/python bench/log_kill.py
 
 dag: setup
 	dvc dag

@@ -208,19 +208,21 @@ def batch_level(workers: int) -> str:
 
 
 @contextlib.contextmanager
-def service_running(workers: int, warm_up: bytes):
+def service_running(workers: int, warm_up: bytes | None, **serve):
     """(the /predict URL, the service's process) for a service of `workers` processes, its log in a
-    temporary folder, after `warm_up` was sent to every process."""
+    temporary folder, after `warm_up` (if any) was sent to every process. `serve` overrides
+    further serve.* keys (bench/log_kill.py: its own log folder, file size and flush interval)."""
     with tempfile.TemporaryDirectory() as folder:
         raw = yaml.safe_load((REPO / "params.yaml").read_text())
-        raw["serve"].update(log_folder=str(Path(folder) / "served"), workers=workers)
+        raw["serve"].update({"log_folder": str(Path(folder) / "served"), "workers": workers, **serve})
         params_path = Path(folder) / "params.yaml"
         params_path.write_text(yaml.safe_dump(raw, sort_keys=False))
         port = free_port()
         service = start_service(port, params_path)
         try:
             url = f"http://127.0.0.1:{port}/predict"
-            asyncio.run(drive(url, [warm_up], 2 * workers, 20 * workers, 10, new_connections=True))  # not measured
+            if warm_up:
+                asyncio.run(drive(url, [warm_up], 2 * workers, 20 * workers, 10, new_connections=True))  # not measured
             yield url, psutil.Process(service.pid)
         finally:
             service.terminate()
@@ -241,20 +243,31 @@ def _commit() -> dict:
     return {"head": head, "uncommitted_changes": len(dirty.splitlines())}
 
 
+def trained_model() -> tuple[Path, Path]:
+    """The paths of this repository's model and its schema, as `make serve` takes them."""
+    model_path, schema_path = model_artifact(REPO / "dvc.yaml", None)
+    if not (REPO / model_path).exists():
+        raise SystemExit(f"no model at {model_path}: run `make repro` first")
+    return model_path, schema_path
+
+
+def served_records(params, model_path: Path, schema_path: Path, rows: int = 20_000) -> list[dict]:
+    """The first `rows` rows of monitor.current_source as request records (the fields the service takes)."""
+    from mlpipe.serving import load_served_model, record_model
+
+    contract = record_model(load_served_model(REPO / model_path, REPO / schema_path).schema, params)
+    table = pd.read_parquet(REPO / params.monitor.current_source).head(rows)
+    return json.loads(table[[column for column in table.columns if column in contract.__annotations__]].to_json(orient="records"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=5000, help="most requests per level")
     parser.add_argument("--seconds", type=float, default=15, help="most seconds per level")
     args = parser.parse_args()
-    from mlpipe.serving import load_served_model, record_model
-
     params = load_params(REPO / "params.yaml")
-    model_path, schema_path = model_artifact(REPO / "dvc.yaml", None)
-    if not (REPO / model_path).exists():
-        raise SystemExit(f"no model at {model_path}: run `make repro` first")
-    contract = record_model(load_served_model(REPO / model_path, REPO / schema_path).schema, params)
-    rows = pd.read_parquet(REPO / params.monitor.current_source).head(20_000)
-    records = json.loads(rows[[column for column in rows.columns if column in contract.__annotations__]].to_json(orient="records"))
+    model_path, schema_path = trained_model()
+    records = served_records(params, model_path, schema_path)
     singles = [json.dumps(record).encode() for record in records[:5000]]
     batches = [json.dumps(records[start : start + 1000]).encode() for start in range(0, len(records), 1000)]
 
