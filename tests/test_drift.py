@@ -283,6 +283,31 @@ def test_only_the_windows_in_report_windows_get_a_report(period):
         assert drift_report.worker_count(len(params.reported), cores=2) == min(len(reports), 2)
 
 
+def test_a_report_draws_at_most_report_max_columns_features_the_drifted_ones_first(period):
+    """5,000 features took Evidently over 10 minutes (issue 28): past drift.report_max_columns the
+    report draws that many, the window's drifted features first, after its verdicts on all."""
+    schema, table = period
+    reference, current = halves(table)
+    current = current.assign(SCHL=current["SCHL"] + 8)  # the second feature: the first is AGEP
+    asked = []
+
+    class Recorder:  # records the columns each report would draw
+        def submit(self, function, reference_rows, current_rows, columns, params):
+            asked.append((columns, list(current_rows.columns)))
+            return SimpleNamespace(result=lambda: "<html>")
+
+    for limit, drawn in ((1, ["SCHL"]), (3, ["AGEP", "SCHL", "MAR"])):
+        verdicts, _ = drift_report.monitor(
+            reference, current, schema, DriftParams(windows={"all": {}}, report_max_columns=limit), Recorder()
+        )
+        assert verdicts["all"]["drifted_columns"] == ["SCHL"] and len(verdicts["all"]["columns"]) == len(schema.feature_names)
+        columns, sampled = asked[-1]
+        assert columns.features == drawn
+        assert set(columns.numerical) | set(columns.categorical) == {*drawn, PROBABILITY, "employed"} and sampled == columns.all
+    drift_report.monitor(reference, current, schema, DriftParams(windows={"all": {}}), Recorder())
+    assert asked[-1][0].features == schema.feature_names  # within the limit: every feature, as before
+
+
 def monitored_table(raw: pd.DataFrame, data: DataParams) -> tuple:
     """A table as the drift stage sees it: the model's features, the 0/1 label and a score that
     depends on the label (so that both sides of any random split share its distribution)."""
