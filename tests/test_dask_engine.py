@@ -89,7 +89,11 @@ def test_the_cluster_trains_a_model_as_good_as_the_local_engine_and_the_same_one
     assert np.allclose(found, expected, rtol=0, atol=1e-12)
 
 
-def test_a_worker_killed_during_training_is_replaced_and_training_completes(features):
+@pytest.mark.parametrize("victim", [0, 1])  # rank 0 (whose booster lightgbm.dask returns) and rank 1
+def test_a_worker_killed_during_training_is_replaced_and_training_gives_the_clean_runs_model(features, victim, caplog):
+    """The fit that lost a worker is run again on fresh worker processes: the surviving worker's
+    LightGBM network from the broken fit, freed whenever its booster is collected, once broke the
+    retry (1 failure in 4 kills of rank 0). The retry's model is the clean run's, byte for byte."""
     (inputs, target), params = features["train"], features["params"].train.model_copy(update={"n_estimators": 200})
     with dask_client(ComputeParams(engine="dask", workers=2, memory_limit="1GiB")) as client:
         clean = dask_training.train_model_on_cluster(inputs, target, params, client)
@@ -100,14 +104,12 @@ def test_a_worker_killed_during_training_is_replaced_and_training_completes(feat
         while not any("train_part" in str(key) for keys in client.processing().values() for key in keys):  # LightGBM is training
             assert time.monotonic() < deadline and fit.is_alive()
             time.sleep(0.01)
-        os.kill(pids[sorted(pids)[1]], signal.SIGKILL)
+        os.kill(pids[sorted(pids)[victim]], signal.SIGKILL)
         fit.join(180)
     assert not fit.is_alive() and "model" in trained
-    # The fit ran again on the workers that answer: a model as good as a clean run's (on a quiet
-    # machine the very same one; a clean rerun always gives that one, as the test above proves).
-    test_inputs, test_target = features["test"]
-    auc = [roc_auc(test_target.to_numpy(), model.booster.predict(test_inputs)) for model in (clean, trained["model"])]
-    assert abs(auc[0] - auc[1]) <= 0.005, auc
+    assert trained["model"].booster.model_to_string() == clean.booster.model_to_string()
+    retries = [record.getMessage() for record in caplog.records if "training on the cluster failed" in record.getMessage()]
+    assert len(retries) == 1 and "\n" not in retries[0] and "attempt 1 of 3" in retries[0], retries
 
 
 @pytest.mark.parametrize("patience", [None, 3, 10])
@@ -127,6 +129,19 @@ def test_the_stopping_rule_is_lightgbms_early_stopping(patience):
     )
     expected = booster.best_iteration if patience else int(np.argmin(full["valid_0"]["binary_logloss"])) + 1
     assert dask_training.stopping_round(full["valid_0"]["binary_logloss"], patience) == expected
+
+
+def test_the_cluster_trains_on_columns_lightgbm_cannot_store_under_their_real_names(cluster):
+    """Issue 28: `a:b` and `x[1]` (and `a_b` beside `a:b`) are features on the Dask engine too."""
+    from mlpipe.model import feature_importance, lightgbm_names
+
+    rng = np.random.default_rng(0)
+    inputs = pd.DataFrame({"a:b": rng.normal(size=2000), "x[1]": rng.normal(size=2000), "a_b": rng.normal(size=2000)})
+    target = pd.Series((3 * inputs["a:b"] + inputs["x[1]"] + rng.normal(size=2000) > 0).astype(int))
+    params = TrainParams(n_estimators=40, learning_rate=0.1, early_stopping_rounds=5, num_threads=1)
+    trained = dask_training.train_model_on_cluster(inputs, target, params, cluster)
+    assert trained.booster.feature_name() == lightgbm_names(list(inputs.columns)) and trained.summary["top_feature"] == "a:b"
+    assert feature_importance(trained.booster, list(inputs.columns))["feature"].tolist()[0] == "a:b"
 
 
 def test_an_unreachable_scheduler_is_one_line_naming_it():

@@ -5,12 +5,22 @@ from itertools import pairwise
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.datasets import make_classification
 
 from mlpipe import evaluation, metrics
 from mlpipe.config import DataParams, FeaturesParams, TrainParams
 from mlpipe.features import build_schema, feature_table
-from mlpipe.model import feature_importance, model_from_text, model_to_text, predict_proba, train_model
+from mlpipe.model import (
+    feature_importance,
+    lightgbm_names,
+    model_from_text,
+    model_to_text,
+    predict_proba,
+    real_names,
+    train_model,
+)
 
 
 @pytest.fixture(scope="module")
@@ -60,9 +70,61 @@ def test_model_text_round_trip_predicts_the_same(dataset):
     np.testing.assert_array_equal(predict_proba(trained.booster, table, schema), predict_proba(reloaded, table, schema))
     proba = predict_proba(reloaded, table, schema)
     assert metrics.binary_metrics(table["label"].to_numpy(), proba, 0.5)["roc_auc"] > 0.9
-    importance = feature_importance(reloaded)
+    importance = feature_importance(reloaded, schema.feature_names)
     assert set(importance["feature"]) == set(schema.feature_names)
     assert importance["gain_share"].sum() == pytest.approx(1.0)
+
+
+# Every character LightGBM refuses or alters in a feature name, control and separator characters,
+# the `_` they become, and unicode, so that names like `a:b`, `a_b` and `a b` meet.
+NAME_CHARACTERS = st.sampled_from(list(',:[]{}"_ \t\n\r\x00\x1f\x7f\x85\u00a0\u2028\u200b') + list("ab1é")) | st.characters()
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(names=st.lists(st.text(NAME_CHARACTERS, min_size=1, max_size=6), min_size=1, max_size=8, unique=True))
+def test_the_names_given_to_lightgbm_are_distinct_storable_and_map_back(names):
+    """Issue 28: a column named `a:b` could not be a feature. LightGBM is given other names for it
+    (`model.lightgbm_names`): distinct, ones it stores as they are, the same on every call, a plain
+    name unchanged, and each maps back to its real name."""
+    given_names = lightgbm_names(names)
+    assert len(set(given_names)) == len(names)
+    assert given_names == lightgbm_names(list(names))
+    assert real_names(given_names, names) == names
+    assert real_names(given_names[::-1], names) == names[::-1]
+    for real, name in zip(names, given_names, strict=True):
+        assert name and not set(name) & set(',:[]{}"') and name.isprintable() and not any(char.isspace() for char in name)
+        if real.isprintable() and not set(real) & set(',:[]{}" ') and not any(char.isspace() for char in real):
+            assert name == real
+
+
+def test_a_colliding_encoding_gets_a_stable_suffix():
+    assert lightgbm_names(["a:b", "x[1]", "plain"]) == ["a_b", "x_1_", "plain"]
+    first = lightgbm_names(["a:b", "a_b"])
+    assert first[1] == "a_b" and first[0].startswith("a_b_") and lightgbm_names(["a_b", "a:b"]) == first[::-1]
+
+
+def test_columns_lightgbm_cannot_store_train_predict_and_report_under_their_real_names():
+    """Issue 28: `a:b`, `x[1]` (and `a_b` beside `a:b`) are features; LightGBM sees other names,
+    the importance table, the top feature and the model's check in the service see the real ones.
+    `a b` trained before, but LightGBM stored it as `a_b`, which the service then refused."""
+    from mlpipe.serving import check_model_matches_schema
+
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame({name: rng.normal(size=2000) for name in ("a:b", "x[1]", "a_b", "a b")})
+    table["k{1}"] = np.where(rng.normal(size=2000) > 0, "red", "blue")
+    table["label"] = np.where(3 * table["a:b"] + table["x[1]"] + rng.normal(size=2000) > 0, "pos", "neg")
+    schema = build_schema(table, DataParams(source="t", target="label", positive_label="pos"), FeaturesParams())
+    assert schema.feature_names == ["a:b", "x[1]", "a_b", "a b", "k{1}"] and schema.categorical_names == ["k{1}"]
+    features = feature_table(table, schema)
+    trained = train_model(features[schema.feature_names], features["label"], FAST)
+    reloaded = model_from_text(model_to_text(trained.booster))
+    assert reloaded.feature_name() == lightgbm_names(schema.feature_names) != schema.feature_names
+    check_model_matches_schema(reloaded, schema, "test")
+    proba = predict_proba(reloaded, features, schema)
+    assert metrics.binary_metrics(features["label"].to_numpy(), proba, 0.5)["roc_auc"] > 0.9
+    importance = feature_importance(reloaded, schema.feature_names)
+    assert set(importance["feature"]) == set(schema.feature_names) and importance["feature"].iloc[0] == "a:b"
+    assert trained.summary["top_feature"] == "a:b"
 
 
 def test_binary_metrics_on_a_hand_checked_example():

@@ -339,18 +339,25 @@ def test_a_float_zero_one_target_is_read_as_zero_one(labels, given, expected):
 
 
 @pytest.mark.integration
-def test_a_column_name_lightgbm_cannot_store_is_dropped_by_init_and_every_stage_runs(tmp_path):
-    """Issue 28: a column named `a:b` passed init and failed at featurize."""
+def test_a_column_name_lightgbm_cannot_store_is_kept_by_init_as_a_feature_and_every_stage_runs(tmp_path):
+    """Issue 28: a column named `a:b` passed init and failed at featurize; then init dropped it.
+    It is a feature now, under its real name everywhere but inside LightGBM."""
+    import json
+
     from conftest import make_repo
 
     rng = np.random.default_rng(0)
     signal = rng.normal(size=600)
-    table = pd.DataFrame({"a:b": rng.normal(size=600), "x[1]": rng.normal(size=600), "signal": signal})
+    table = pd.DataFrame({"a:b": signal, "x[1]": rng.normal(size=600), "a_b": rng.normal(size=600)})
     table["y"] = (signal + rng.normal(size=600) > 0).astype(int)
     profile = profile_table(table, "y")
-    assert set(profile.dropped) == {"a:b", "x[1]"} and "LightGBM cannot store ':' in a feature name" in profile.dropped["a:b"]
-    assert any(line.startswith("drop 'a:b': ") and "rename the column in the source" in line for line in profile.warnings)
+    assert not profile.dropped and not any("a:b" in line for line in profile.warnings)
     repo = make_repo(tmp_path / "repo")
     table.to_csv(repo.path / "data" / "colons.csv", index=False)
     repo.run("python", "-m", "mlpipe.tools.init", "--data", "data/colons.csv", "--target", "y")
     repo.run("dvc", "repro", "evaluate")
+    schema = json.loads((repo.path / "models" / "schema.json").read_text())
+    assert [feature["name"] for feature in schema["features"]] == ["a:b", "x[1]", "a_b"]
+    importance = json.loads((repo.path / "metrics" / "plots" / "feature_importance.json").read_text())
+    assert importance[0]["feature"] == "a:b" and {row["feature"] for row in importance} == {"a:b", "x[1]", "a_b"}
+    assert json.loads((repo.path / "metrics" / "train" / "metrics.json").read_text())["top_feature"] == "a:b"

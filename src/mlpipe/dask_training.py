@@ -28,6 +28,7 @@ from mlpipe.model import (
     TrainedModel,
     categorical_columns,
     dominant_feature,
+    for_lightgbm,
     lightgbm_params,
     log,
     model_from_text,
@@ -50,6 +51,7 @@ def _import_lightgbm_dask():
 
 lgb_dask = _import_lightgbm_dask()
 WORKER_WAIT_SECONDS = 60
+FIT_ATTEMPTS = 3  # a worker lost mid-fit costs one attempt; three in a row is a sick cluster
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -75,14 +77,17 @@ def train_model_on_cluster(features: pd.DataFrame, target: pd.Series, params: Tr
     if not workers:
         raise DataError(f"the Dask cluster at {client.scheduler.address} has no workers: start some, then run the stage again")
     settings = lightgbm_params(params)
+    names, features = list(features.columns), for_lightgbm(features)
     categorical = categorical_columns(features)
 
     def distributed(frame: pd.DataFrame | pd.Series, on: list[str]):
         # Block i of the rows goes to the i-th worker by address, and LightGBM ranks its machines
         # in the order their first block comes: the same rows meet the same rank on every run,
         # so a run is repeatable on the same cluster shape (the scheduler would place them at will).
+        # Fresh keys (hash=False): a block a failed attempt left on a worker must not stay there
+        # under its old key when this attempt places it on another.
         blocks = np.array_split(np.arange(len(frame)), len(on))
-        futures = [client.scatter(frame.iloc[block], workers=[worker]) for block, worker in zip(blocks, on, strict=True)]
+        futures = [client.scatter(frame.iloc[block], workers=[worker], hash=False) for block, worker in zip(blocks, on, strict=True)]
         return dd.from_delayed(futures, meta=frame.iloc[:0], verify_meta=False)
 
     def fit_once(rounds: int, rows: pd.DataFrame, labels: pd.Series, on: list[str]):
@@ -91,18 +96,28 @@ def train_model_on_cluster(features: pd.DataFrame, target: pd.Series, params: Tr
         return model_from_text(without_network_settings(booster.model_to_string()))
 
     def fitted(rounds: int, rows: pd.DataFrame, labels: pd.Series):
-        try:  # the workers that answer now: one may have died in an earlier fit and come back under a new address
-            return fit_once(rounds, rows, labels, answering_workers(client, len(workers)))
-        except Exception as exc:  # noqa: BLE001 - a worker lost mid-fit surfaces as one of several distributed errors
-            log.warning("training on the cluster failed (%s: %s): training again", type(exc).__name__, first_line(exc))
-        # Once more, on as many workers as answer (a local cluster's nanny restarts a dead one).
-        try:
-            return fit_once(rounds, rows, labels, answering_workers(client, len(workers)))
-        except Exception as exc:  # noqa: BLE001
-            raise DataError(
-                f"training on the Dask cluster failed twice ({type(exc).__name__}: {first_line(exc)}); "
-                "check the workers (their memory: compute.memory_limit), then run the stage again"
-            ) from None
+        for attempt in range(1, FIT_ATTEMPTS + 1):
+            # The workers that answer now: one may have died in an earlier attempt and come back
+            # (a nanny restarts it) under a new address.
+            on = answering_workers(client, len(workers))
+            try:
+                return fit_once(rounds, rows, labels, on)
+            except Exception as exc:  # noqa: BLE001 - a worker lost mid-fit surfaces as one of several distributed errors
+                failure = f"{type(exc).__name__}: {first_line(exc)}"
+            if attempt == FIT_ATTEMPTS:
+                raise DataError(
+                    f"training on the Dask cluster failed {FIT_ATTEMPTS} times ({failure}); "
+                    "check the workers (their memory: compute.memory_limit), then run the stage again"
+                )
+            log.warning(
+                "training on the cluster failed (attempt %d of %d, %s): restarting the workers that took part, training again in %d s",
+                attempt,
+                FIT_ATTEMPTS,
+                failure,
+                attempt,
+            )
+            fresh_workers(client, on)
+            time.sleep(attempt)  # backoff: a cluster that keeps losing workers gets time to settle
 
     summary: dict[str, Any] = {"train_rows": len(features), "engine": "dask", "workers": len(workers)}
     curve: list[dict[str, float]] = []
@@ -149,8 +164,18 @@ def train_model_on_cluster(features: pd.DataFrame, target: pd.Series, params: Tr
     elif rounds < booster.current_iteration():  # no refit: keep the trees early stopping would have kept
         booster = model_from_text(booster.model_to_string(num_iteration=rounds))
     summary["n_trees"] = rounds
-    summary.update(dominant_feature(booster, summary.get("validation_roc_auc"), params))
+    summary.update(dominant_feature(booster, names, summary.get("validation_roc_auc"), params))
     return TrainedModel(booster=booster, curve=curve, summary=summary)
+
+
+def fresh_workers(client: Client, took_part: list[str]) -> None:
+    """Restart the workers of a failed fit that still answer. LightGBM keeps one network per
+    process, and the booster of a fit that broke frees it whenever Python collects that booster:
+    on a surviving worker that can be in the middle of the next fit, whose peers then see a broken
+    pipe. A new process has no such state. (A worker without a nanny cannot be restarted: it
+    leaves the cluster, and the fit goes on without it.)"""
+    alive = set(client.run(lambda: None, on_error="ignore"))
+    client.restart_workers([worker for worker in took_part if worker in alive], timeout=WORKER_WAIT_SECONDS, raise_for_error=False)
 
 
 def answering_workers(client: Client, count: int) -> list[str]:

@@ -7,7 +7,6 @@ identically to training, test, batch-scoring and serving inputs.
 from __future__ import annotations
 
 import logging
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,25 +46,11 @@ def add_derived(table: pd.DataFrame, derived: dict[str, str], key: str = "featur
     return table
 
 
-# LightGBM refuses these in a feature name, and a line break or control character would corrupt
-# its text model file, which stores the names on one line.
-_UNFIT_IN_FEATURE_NAME = set(',:[]{}"')
-
-
-def unfit_name_characters(name: str) -> list[str]:
-    """The characters of `name` LightGBM cannot store in a feature name (`make init` drops such a column)."""
-    return sorted({char for char in str(name) if char in _UNFIT_IN_FEATURE_NAME or unicodedata.category(char).startswith("C")})
-
-
 def check_feature_name(name: str) -> None:
+    """Any name with a visible character is a feature name: one LightGBM cannot store (`a:b`) is
+    given to it under another name, at that boundary only (`model.lightgbm_names`)."""
     if not str(name).strip():
         raise DataError("a column without a name cannot be a model feature: name it in the source or drop it")
-    unfit = unfit_name_characters(name)
-    if unfit:
-        raise DataError(
-            f"column {name!r} cannot be a model feature: LightGBM cannot store the character(s) {unfit} in a name; "
-            "rename it in the source or add it to data.drop_columns"
-        )
 
 
 def is_inferred_categorical(values: pd.Series) -> bool:

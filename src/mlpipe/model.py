@@ -8,10 +8,13 @@ a byte-identical model file.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import sys
 import time
+import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +60,66 @@ def lightgbm_core():
 
 CURVE_SAMPLE_ROWS = 20_000
 
+# LightGBM refuses these in a feature name (its JSON dump would break); it turns ASCII whitespace
+# into `_` on its own (so `a b` and `a_b` would meet); its text model stores the names on one line,
+# separated by spaces, which a line break, another separator or a control character would corrupt.
+_UNFIT_IN_LIGHTGBM_NAME = frozenset(',:[]{}"')
+
+
+def _fits_lightgbm(char: str) -> bool:
+    return char not in _UNFIT_IN_LIGHTGBM_NAME and not unicodedata.category(char).startswith(("C", "Z"))
+
+
+def lightgbm_names(names: Sequence[str]) -> list[str]:
+    """The names LightGBM is given for the feature columns `names` (distinct): the only place the
+    user's names are changed, at the LightGBM boundary; everything else (the feature table, the
+    schema, validation, drift, the service and predictions) keeps the real names, and what comes
+    back from a booster is mapped to them with `real_names`.
+
+    A name LightGBM stores as it is stays itself (so the model text of plain names is the same as
+    without this mapping). In another, each unfit character becomes `_` (`a:b` -> `a_b`); only when
+    that meets a name already taken does it get a short suffix from a hash of the real name
+    (`a_b_6783a3` beside a column `a_b`), then a counter if even that is taken: the same names always give the same
+    result, and two names never give one."""
+    real = [str(name) for name in names]
+    taken = {name for name in real if all(map(_fits_lightgbm, name))}
+    given = []
+    for name in real:
+        if all(map(_fits_lightgbm, name)):
+            given.append(name)
+            continue
+        base = "".join(char if _fits_lightgbm(char) else "_" for char in name)
+        candidate, digest, attempt = base, hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:6], 0
+        while candidate in taken:
+            attempt += 1
+            candidate = f"{base}_{digest}" if attempt == 1 else f"{base}_{digest}_{attempt}"
+        taken.add(candidate)
+        given.append(candidate)
+    return given
+
+
+def real_names(given: Sequence[str], names: Sequence[str]) -> list[str]:
+    """The real feature names, of `names`, behind the names `given` back by a booster trained on
+    columns `names` (the inverse of `lightgbm_names`)."""
+    real = dict(zip(lightgbm_names(names), map(str, names), strict=True))
+    unknown = [name for name in given if name not in real]
+    if unknown:
+        raise DataError(
+            f"the model's features {unknown} are not among the schema's {list(names)}: train writes both together; run `dvc repro train`"
+        )
+    return [real[name] for name in given]
+
+
+def for_lightgbm(features: pd.DataFrame) -> pd.DataFrame:
+    """`features` with the column names LightGBM is given (`lightgbm_names`): the same frame when
+    they are its own, else a shallow copy (no data is copied)."""
+    given = lightgbm_names(features.columns)
+    if given == list(features.columns):
+        return features
+    renamed = features.copy(deep=False)
+    renamed.columns = given
+    return renamed
+
 
 @dataclass(frozen=True)
 class TrainedModel:
@@ -98,6 +161,7 @@ def train_model(features: pd.DataFrame, target: pd.Series, params: TrainParams) 
     """
     lgb = lightgbm_core()
     settings = lightgbm_params(params)
+    names, features = list(features.columns), for_lightgbm(features)
     categorical = categorical_columns(features)
     summary: dict[str, Any] = {"train_rows": len(features)}
     curve: list[dict[str, float]] = []
@@ -150,7 +214,7 @@ def train_model(features: pd.DataFrame, target: pd.Series, params: TrainParams) 
         booster = lgb.train(settings, full_set, num_boost_round=rounds)
         log.info("fitted %d trees on all %d training rows in %.1fs", rounds, len(features), time.perf_counter() - started)
     summary["n_trees"] = rounds
-    summary.update(dominant_feature(booster, summary.get("validation_roc_auc"), params))
+    summary.update(dominant_feature(booster, names, summary.get("validation_roc_auc"), params))
     return TrainedModel(booster=booster, curve=curve, summary=summary)
 
 
@@ -160,14 +224,14 @@ def validation_roc_auc(booster: lgb.Booster, features: pd.DataFrame, target: pd.
 
     if target.nunique() < 2:
         return None
-    return roc_auc(target.to_numpy().astype(int), booster.predict(features, num_iteration=rounds))
+    return roc_auc(target.to_numpy().astype(int), booster.predict(for_lightgbm(features), num_iteration=rounds))
 
 
-def dominant_feature(booster: lgb.Booster, validation_auc: float | None, params: TrainParams) -> dict[str, Any]:
+def dominant_feature(booster: lgb.Booster, names: Sequence[str], validation_auc: float | None, params: TrainParams) -> dict[str, Any]:
     """The feature that carries most of the final model's gain, its share, and `leak_warning` (1 or 0,
     a number so that `dvc metrics diff` shows it change): 1 when that share and the validation
     ROC-AUC both reach train.leak_warning_*, which is how a column recorded after the outcome looks."""
-    top = feature_importance(booster).iloc[0]
+    top = feature_importance(booster, names).iloc[0]
     share = float(top["gain_share"])
     suspect = (
         validation_auc is not None and share >= params.leak_warning_gain_share and validation_auc >= params.leak_warning_validation_auc
@@ -260,13 +324,15 @@ def predict_proba(booster: lgb.Booster, features: pd.DataFrame, schema: FeatureS
     `threads` is LightGBM's (0: its default); rows are scored independently, so it changes no result."""
     if len(features) == 0:  # LightGBM refuses an empty table; a part of a partitioned one may be empty
         return np.zeros(0)
-    return booster.predict(features[schema.feature_names], num_threads=threads)
+    return booster.predict(for_lightgbm(features[schema.feature_names]), num_threads=threads)
 
 
-def feature_importance(booster: lgb.Booster) -> pd.DataFrame:
+def feature_importance(booster: lgb.Booster, names: Sequence[str]) -> pd.DataFrame:
+    """Each feature's gain, splits and share of the gain, under its real name (of `names`, the
+    columns the booster was trained on: `schema.feature_names`)."""
     table = pd.DataFrame(
         {
-            "feature": booster.feature_name(),
+            "feature": real_names(booster.feature_name(), names),
             "gain": booster.feature_importance("gain"),
             "splits": booster.feature_importance("split"),
         }

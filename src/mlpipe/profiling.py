@@ -18,7 +18,6 @@ import pandas as pd
 
 from mlpipe.config import InitParams
 from mlpipe.errors import DataError
-from mlpipe.features import unfit_name_characters
 from mlpipe.leakage import leak_guard
 from mlpipe.times import time_values
 
@@ -125,10 +124,6 @@ def profile_table(
         if why is not None:
             dropped[column] = why
             decisions.append(f"drop '{column}': {why}")
-        elif unfit_name_characters(column):
-            # featurize would refuse the column: init drops it, so every stage runs, and says why.
-            dropped[column] = f"LightGBM cannot store {''.join(unfit_name_characters(column))!r} in a feature name"
-            warnings.append(f"drop {column!r}: {dropped[column]}; rename the column in the source to use it as a feature")
     features = [column for column in others.columns if column not in ids and column not in dropped]
     categorical = [column for column in features if _is_text(others[column]) or pd.api.types.is_bool_dtype(others[column])]
 

@@ -24,7 +24,7 @@ from mlpipe.config import ColumnContract, Params
 from mlpipe.errors import DataError
 from mlpipe.features import make_features
 from mlpipe.io import read_pipeline_text
-from mlpipe.model import model_from_text, predict_proba
+from mlpipe.model import lightgbm_names, model_from_text, predict_proba
 from mlpipe.schema import OTHER_LEVEL, FeatureSchema, FeatureSpec, category_label
 from mlpipe.scoring import model_version, predicted_labels
 from mlpipe.validation import arriving_row_contracts
@@ -136,7 +136,7 @@ def files_state(*paths: str | Path) -> tuple[tuple[int, int, int] | None, ...]:
 def check_model_matches_schema(booster: lgb.Booster, schema: FeatureSchema, problem: str) -> None:
     """The features, their order and the categorical levels the model was trained on must be the schema's."""
     fix = "train writes both together: run `dvc repro train` or pull both files from the same revision"
-    if booster.feature_name() != schema.feature_names:
+    if booster.feature_name() != lightgbm_names(schema.feature_names):
         raise DataError(f"{problem}: the model's features {booster.feature_name()} are not the schema's {schema.feature_names}; {fix}")
     trained_levels = [list(map(str, levels)) for levels in (booster.pandas_categorical or [])]
     schema_levels = [list(spec.categories) for spec in schema.features if spec.kind == "categorical"]

@@ -20,7 +20,7 @@ import pandas as pd
 
 from mlpipe.config import INTEGER_PARAMS, TrainParams, TuneParams
 from mlpipe.errors import DataError
-from mlpipe.model import categorical_columns, lightgbm_core, lightgbm_params
+from mlpipe.model import categorical_columns, for_lightgbm, lightgbm_core, lightgbm_params
 
 log = logging.getLogger(__name__)
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial comes from `tune` instead
@@ -71,6 +71,7 @@ def cross_validate(features: pd.DataFrame, target: pd.Series, params: TrainParam
     name, higher_is_better = METRICS[metric]
     settings = {**lightgbm_params(params), "metric": [name]}
     lgb = lightgbm_core()
+    features = for_lightgbm(features)
     dataset = lgb.Dataset(features, target, categorical_feature=categorical_columns(features), free_raw_data=False)
     callbacks = [lgb.early_stopping(params.early_stopping_rounds, verbose=False)] if params.early_stopping_rounds else []
     scores = lgb.cv(settings, dataset, num_boost_round=params.n_estimators, folds=folds, callbacks=callbacks)

@@ -42,7 +42,7 @@ def run(
             values["rows"],
         )
     tables = evaluation.curve_tables(y, proba, params.evaluate, (schema.negative_label, schema.positive_label))
-    tables["feature_importance"] = feature_importance(booster).to_dict("records")
+    tables["feature_importance"] = feature_importance(booster, schema.feature_names).to_dict("records")
     curve, best_iteration = (
         read_training_curve(train_record),
         read_pipeline_json(train_record / "metrics.json", "the training summary", "train").get("best_iteration"),
