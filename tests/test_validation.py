@@ -449,3 +449,82 @@ def test_text_in_a_numeric_column_is_shown_by_its_text_values():
     frame = pd.DataFrame({"y": [0, 1] * 3, "count": ["1", "2", "3", "4", "many", "5"]})
     with pytest.raises(DataError, match=r"column 'count' holds text \(\['many'\]\)"):
         build_schema(frame, DataParams(source="s", target="y", positive_label=1, categorical_columns=[]), FeaturesParams())
+
+
+def allowed_rules(allowed: list) -> ValidateParams:
+    return ValidateParams(max_bad_row_share=1.0, columns={"code": {"allowed": allowed}})
+
+
+ALLOWED_DATA = DataParams(source="s", target="y", positive_label=1)
+
+
+def test_allowed_values_hold_for_numbers_read_as_text_and_text_that_names_them():
+    """Issue 28: a column read as text because batches disagree on its type (3 in one, 'A-1' in
+    another) held '1', which `allowed: [1, 2, 3]` refused. A value is allowed when it is the same
+    category label as an allowed one (`schema.category_label`): 1, 1.0 and '1' are one label; '1.0'
+    and True are others, as they are other levels of a categorical feature."""
+    mixed = pd.DataFrame({"code": pd.Series(["1", "2", 3, 3.0, "1.0", "4", True, None, "3"], dtype=object), "y": [0, 1] * 4 + [0]})
+    result = validate_table(mixed, ALLOWED_DATA, allowed_rules([1, 2, 3]))
+    assert result.clean["code"].tolist() == ["1", "2", 3, 3.0, None, "3"]
+    assert result.quarantine["code"].tolist() == ["1.0", "4", True]
+    numbers = pd.DataFrame({"code": [1.0, 2.0, 3.0, np.nan], "y": [0, 1, 0, 1]})
+    assert validate_table(numbers, ALLOWED_DATA, allowed_rules(["1", "2"])).quarantine["code"].tolist() == [3.0]
+    from mlpipe.validation import validate_rows  # predict's batches: the same rule
+
+    assert validate_rows(mixed, ALLOWED_DATA, allowed_rules([1, 2, 3])).quarantine["code"].tolist() == ["1.0", "4", True]
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    values=st.lists(st.integers(-3, 3) | st.floats(-3, 3).map(lambda x: round(x, 1)) | st.booleans(), min_size=1, max_size=12),
+    allowed=st.lists(
+        st.integers(-3, 3)
+        | st.floats(-3, 3).map(lambda x: round(x, 1))
+        | st.booleans()
+        | st.sampled_from(["1", "-2", "0.5", "1.0", "True", "x"]),
+        min_size=1,
+        max_size=5,
+    ),
+)
+def test_an_allowed_rule_keeps_the_same_rows_whether_the_values_are_numbers_or_read_as_text(values, allowed):
+    """The rows `allowed` refuses are the same for a column of numbers (or booleans) and for the
+    same column read as text (`schema.category_texts`, what mixed batches become), and they are
+    the rows whose label is not an allowed one's."""
+    from mlpipe.schema import category_label, category_texts
+    from mlpipe.validation import row_rule_failures
+
+    contracts = {"code": ColumnContract(allowed=allowed)}
+    rule = f"code:allowed{allowed}"
+    native = pd.DataFrame({"code": pd.Series(values, dtype=object)})
+    refused = row_rule_failures(native, contracts, [], 1000)[rule].tolist()
+    assert row_rule_failures(native.assign(code=category_texts(native["code"])), contracts, [], 1000)[rule].tolist() == refused
+    labels = {category_label(value) for value in allowed}
+    assert refused == [category_label(value) not in labels for value in values]
+
+
+def test_the_dask_engine_applies_allowed_to_batches_read_as_text(tmp_path):
+    """The Dask engine's validation (`validate_parts`) reads parts that disagree on a column's type
+    as text, and checks `allowed` with the same rule."""
+    from mlpipe.compute import dask_client
+    from mlpipe.config import ComputeParams
+    from mlpipe.partitioned import unify_parts
+    from mlpipe.validation import validate_parts
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    pd.DataFrame({"code": [1, 2, 3, 4], "y": [0, 1, 0, 1]}).to_parquet(raw / "part-0.parquet", index=False)
+    pd.DataFrame({"code": ["1", "A-1", "2", "3"], "y": [1, 0, 1, 0]}).to_parquet(raw / "part-1.parquet", index=False)
+    import pyarrow.parquet as pq
+
+    unify_parts(raw, {path: pq.read_schema(path) for path in sorted(raw.glob("*.parquet"))}, mixed_as_text=True)
+    with dask_client(ComputeParams(engine="dask", workers=1, memory_limit="1GiB")):
+        report = validate_parts(raw, tmp_path / "clean", tmp_path / "quarantine", ALLOWED_DATA, allowed_rules([1, 2, 3]))
+    assert report["rows_quarantined"] == 2 and report["failures_by_rule"]["code:allowed[1, 2, 3]"] == 2
+
+
+def test_category_labels_keep_true_apart_from_one_in_a_mixed_column():
+    """`pd.factorize` takes True for 1 (as `==` does): `category_strings` labels such a column value by value."""
+    from mlpipe.schema import category_strings
+
+    values = pd.Series([1, True, 0.0, False, "1", None], dtype=object)
+    assert category_strings(values).astype(object).tolist() == ["1", "True", "0", "False", "1", np.nan]

@@ -7,6 +7,7 @@ target's labels, and round-trips through JSON so the model file never travels wi
 from __future__ import annotations
 
 import json
+import numbers
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -109,6 +110,10 @@ def category_strings(values: pd.Series) -> pd.Series:
     on millions of rows.
     """
     codes, uniques = pd.factorize(values, sort=False)
+    if values.dtype == object and any(isinstance(value, (bool, np.bool_, numbers.Number)) and value in (0, 1) for value in uniques):
+        # factorize takes True for 1 and False for 0, as `==` does, but they are other labels: a
+        # column that may mix them is labelled value by value first.
+        codes, uniques = pd.factorize(values.map(category_label, na_action="ignore"), sort=False)
     labels = [category_label(value) for value in uniques]
     distinct = sorted(set(labels))
     position = {label: i for i, label in enumerate(distinct)}

@@ -29,7 +29,7 @@ import pandas as pd
 from mlpipe.config import ColumnContract, DataParams, ValidateParams
 from mlpipe.errors import DataError
 from mlpipe.partitioned import map_parts, offsets, part_files, read_columns, repeated_positions, row_keys, sample_part, staged, summaries
-from mlpipe.schema import label_matches
+from mlpipe.schema import category_label, category_strings, label_matches
 from mlpipe.times import time_values
 
 REASON_COLUMN = "quarantine_reason"
@@ -326,7 +326,7 @@ def row_rule_failures(
             else:
                 checks.append(pa.Check.le(high, error=f"{column}:<=({_number(high)})"))
         if contract.allowed is not None:
-            checks.append(pa.Check.isin(contract.allowed, error=f"{column}:allowed{contract.allowed}"))
+            checks.append(allowed_check(contract.allowed, error=f"{column}:allowed{contract.allowed}"))
         if not checks and column not in contracts:
             continue
         columns[column] = pa.Column(nullable=contract.nullable, unique=contract.unique, report_duplicates="exclude_first", checks=checks)
@@ -349,6 +349,26 @@ def row_rule_failures(
             raise DataError(f"rule {rule} could not be checked on column '{column}': {group['failure_case'].iloc[0]}")
         failures[rule].loc[rows.to_numpy()] = True
     return failures
+
+
+def allowed_check(allowed: list[Any], error: str):
+    """The rule `allowed`: a value is allowed when it is the same category label as an allowed one
+    (`schema.category_label`): 1, 1.0 and '1' are one label, so a column read as text because
+    batches disagree on its type (`sources.concat_batches`, which writes 1.0 as '1') meets the rule
+    its numbers met. '1.0' and True are other labels, as they are other levels of a categorical
+    feature: what passes the rule is what the model knows by that name. (pandera's `isin` compares
+    types strictly: '1' is not 1.) Labels are made once per distinct value, so millions of rows cost
+    little."""
+    import pandera.pandas as pa
+
+    labels = sorted({category_label(value) for value in allowed})
+
+    def check(values: pd.Series) -> pd.Series:
+        strings = category_strings(values)
+        fits = np.append(strings.cat.categories.isin(labels), True)  # code -1: missing, the null rules' business
+        return pd.Series(fits[strings.cat.codes.to_numpy()], index=values.index)
+
+    return pa.Check(check, error=error)
 
 
 def implied_checks(values: pd.Series, contract: ColumnContract, max_text_length: int) -> list:
