@@ -112,6 +112,32 @@ def test_a_worker_killed_during_training_is_replaced_and_training_gives_the_clea
     assert len(retries) == 1 and "\n" not in retries[0] and "attempt 1 of 3" in retries[0], retries
 
 
+def test_a_fit_that_keeps_failing_ends_in_one_line_after_three_attempts(cluster, monkeypatch, caplog):
+    class Broken:  # every fit fails, as on a cluster whose workers keep dying
+        def __init__(self, **_settings):
+            pass
+
+        def fit(self, *_args, **_kwargs):
+            raise OSError("Connection reset by peer\n(a second line)")
+
+    monkeypatch.setattr(dask_training.lgb_dask, "DaskLGBMClassifier", Broken)
+    rows, labels = pd.DataFrame({"x": np.arange(200.0)}), pd.Series(np.arange(200) % 2)
+    with pytest.raises(DataError) as caught:
+        dask_training.train_model_on_cluster(
+            rows, labels, TrainParams(n_estimators=5, validation_fraction=0, early_stopping_rounds=0), cluster
+        )
+    assert str(caught.value) == (
+        "training on the Dask cluster failed 3 times (OSError: Connection reset by peer); "
+        "check the workers (their memory: compute.memory_limit), then run the stage again"
+    )
+    retries = [record.getMessage() for record in caplog.records if "training on the cluster failed" in record.getMessage()]
+    assert [retry.split(",")[0] for retry in retries] == [
+        "training on the cluster failed (attempt 1 of 3",
+        "training on the cluster failed (attempt 2 of 3",
+    ]
+    assert len(cluster.scheduler_info()["workers"]) == 2  # the restarted workers are back
+
+
 @pytest.mark.parametrize("patience", [None, 3, 10])
 def test_the_stopping_rule_is_lightgbms_early_stopping(patience):
     rng = np.random.default_rng(0)
