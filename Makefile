@@ -118,6 +118,7 @@ bench: setup
 	$(BIN)/python bench/sweep.py
 	$(BIN)/python bench/serving.py
 	$(BIN)/python bench/noop_breakdown.py
+	$(BIN)/python bench/wide_table.py
 	$(BIN)/python bench/log_kill.py
 
 dag: setup

@@ -105,6 +105,7 @@ class Run:
     peak_tree_pss_mb: float  # polled: the largest sum of PSS over the tree (shared pages split between their processes)
     other_cpu_cores: float  # CPU used by processes outside the tree, averaged over the run
     lines: list[tuple[float, str]] = field(repr=False)  # (seconds since start, output line)
+    timed_out: bool = False  # stopped (SIGTERM to its process group) at measure()'s `timeout_s`
 
     def summary(self) -> dict:
         return {
@@ -140,8 +141,9 @@ def tree_memory(pid: int) -> tuple[int, int]:
     return rss, pss
 
 
-def measure(command: list[str], cwd: Path, env: dict[str, str], interval: float = 0.05) -> Run:
-    """Run `command`, timestamping each output line and polling the tree's memory.
+def measure(command: list[str], cwd: Path, env: dict[str, str], interval: float = 0.05, timeout_s: float | None = None) -> Run:
+    """Run `command`, timestamping each output line and polling the tree's memory; past
+    `timeout_s` seconds its whole process group is stopped and the run is marked `timed_out`.
 
     A thread blocks in wait4() so the wall time is exact and ru_maxrss covers the whole tree
     (every process's children are reaped into its own rusage); the main thread only polls.
@@ -168,10 +170,14 @@ def measure(command: list[str], cwd: Path, env: dict[str, str], interval: float 
     reaper.start()
     reader.start()
     peak_rss = peak_pss = 0
+    timed_out = False
     try:
         while not finished.wait(interval):
             rss, pss = tree_memory(process.pid)
             peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
+            if timeout_s is not None and not timed_out and time.perf_counter() - started > timeout_s:
+                timed_out = True
+                os.killpg(process.pid, signal.SIGTERM)
     except KeyboardInterrupt:
         os.killpg(process.pid, signal.SIGTERM)
         raise
@@ -191,6 +197,7 @@ def measure(command: list[str], cwd: Path, env: dict[str, str], interval: float 
         peak_tree_pss_mb=peak_pss / 2**20,
         other_cpu_cores=max(others, 0.0) / wall,
         lines=lines,
+        timed_out=timed_out,
     )
 
 
