@@ -141,13 +141,15 @@ def phases(records: list[dict], params, batch: int = 1000, repeats: int = 20) ->
     from pydantic_core import from_json
 
     from mlpipe.prediction_log import PredictionLog
+    from mlpipe.service import ServiceMetrics
     from mlpipe.serving import load_served_model, record_model
 
     model_path, schema_path = model_artifact(REPO / "dvc.yaml", None)
     model = load_served_model(REPO / model_path, REPO / schema_path)
     contract = TypeAdapter(list[record_model(model.schema, params)])
     body = orjson.dumps(records[:batch])
-    names = ("JSON parsing", "validation", "encoding", "LightGBM predict", "log append", "response JSON")
+    names = ("JSON parsing", "validation", "encoding", "LightGBM predict", "probability histogram", "log append", "response JSON")
+    metrics = ServiceMetrics()
     timings: dict[str, list[float]] = {name: [] for name in names}
     with tempfile.TemporaryDirectory() as folder:
         log = PredictionLog(folder, rows_per_file=10**9, flush_seconds=3600, background=False)
@@ -161,13 +163,15 @@ def phases(records: list[dict], params, batch: int = 1000, repeats: int = 20) ->
             t3 = time.perf_counter()
             probability = model.booster.predict(rows)
             t4 = time.perf_counter()
+            metrics.observe_probabilities(probability)
+            t4a = time.perf_counter()
             log.append(valid, {"probability": probability, "model_version": model.version})
             t5 = time.perf_counter()
             orjson.dumps(
                 {"predictions": [{"probability": value, "label": "1", "model_version": model.version} for value in probability.tolist()]}
             )
             t6 = time.perf_counter()
-            for name, seconds in zip(timings, (t1 - t0, (t2 - t1) - (t1 - t0), t3 - t2, t4 - t3, t5 - t4, t6 - t5), strict=True):
+            for name, seconds in zip(timings, (t1 - t0, (t2 - t1) - (t1 - t0), t3 - t2, t4 - t3, t4a - t4, t5 - t4a, t6 - t5), strict=True):
                 timings[name].append(seconds)
         # The log's writer thread, per request: one file of serve.log_rows_per_file rows made and written.
         timings["log file, in its writer thread"] = []

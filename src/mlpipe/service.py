@@ -153,6 +153,13 @@ class ServiceMetrics:
             self.model.remove(before)
         self.model.labels(version).set(1)
 
+    def observe_probabilities(self, values: np.ndarray) -> None:
+        """One `observe` per value: prometheus-client has no public call for a batch, and its
+        histogram's internals change between releases (the cost per 1,000 values is a phase of
+        bench/results/serving.md)."""
+        for value in values.tolist():
+            self.probability.observe(value)
+
 
 def create_app(
     load_model: Callable[[], ServedModel],
@@ -282,11 +289,7 @@ def create_app(
         else:
             records, probability, labels = await run_in_threadpool(validated_and_scored, body, loaded, serve.max_batch_rows)
         version = loaded.model.version
-        # One observe per value: prometheus-client has no public call for a batch, and its
-        # histogram's internals change between releases (about 2 ms per 1,000 values, 5 ms with
-        # several processes; bench/results/serving.md).
-        for value in probability.tolist():
-            metrics.probability.observe(value)
+        metrics.observe_probabilities(probability)
         if prediction_log is not None:
             prediction_log.append(records, {PROBABILITY: probability, PREDICTED_LABEL: labels, MODEL_VERSION: version})
         predictions = [
