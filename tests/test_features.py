@@ -169,3 +169,13 @@ def test_contents_merged_over_parts_decide_as_the_whole_column(values, cuts, cat
     bounds = [0, *sorted(min(cut, len(column)) for cut in cuts), len(column)]
     parts = [Contents.of(column.iloc[start:end], categorical) for start, end in zip(bounds, bounds[1:], strict=False)]
     assert Contents.merge(parts).useless() == Contents.of(column, categorical).useless()
+
+
+def test_params_that_drop_every_column_stop_featurize_in_one_line_with_the_fix_and_the_fix_works():
+    """A hand-written data.drop_columns naming every column (init refuses such a table itself)."""
+    data = DATA.model_copy(update={"drop_columns": ["junk", "age", "city", "flag"]})
+    with pytest.raises(ConfigError) as stopped:
+        build_schema(train_table(), data, FeaturesParams())
+    assert "\n" not in str(stopped.value) and "take a column known at prediction time out of data.drop_columns" in str(stopped.value)
+    kept = build_schema(train_table(), data.model_copy(update={"drop_columns": ["junk", "city", "flag"]}), FeaturesParams())
+    assert kept.feature_names == ["age"]

@@ -18,9 +18,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import ROOT, make_repo
-from mlpipe.config import InitParams
+from mlpipe.config import InitParams, parse_params, read_params_text
 from mlpipe.errors import EXIT_USAGE, DataError
 from mlpipe.profiling import profile_table
+from mlpipe.tools.init import leak_rule, rewrite_params
 
 
 def breast_cancer() -> pd.DataFrame:
@@ -311,3 +312,68 @@ def test_a_file_whose_name_does_not_say_its_format_gets_the_option_init_takes(tm
     )
     init(repo, "--data", "data/contacts.data", "--target", "bought", "--format", "csv")  # what make init FORMAT=csv passes
     assert repo.params()["data"]["format"] == "csv"
+
+
+def _words_table(rows: int = 500, columns: int = 6, seed: int = 3) -> pd.DataFrame:
+    """Free text only: every cell a few random words (no category, no number), and a 0/1 target."""
+    rng = np.random.default_rng(seed)
+    words = np.array([f"w{number}" for number in range(400)])
+    text = {f"note_{index}": [" ".join(rng.choice(words, 4)) for _ in range(rows)] for index in range(columns)}
+    return pd.DataFrame({**text, "ref_id": [f"R{number:05d}" for number in range(rows)], "y": np.arange(rows) % 2})
+
+
+def _run_init(tmp_path, table: pd.DataFrame, *args: str):
+    table.to_csv(tmp_path / "table.csv", index=False)
+    return subprocess.run(
+        [sys.executable, "-m", "mlpipe.tools.init", "--data", "table.csv", *args, "--force"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_a_table_whose_every_column_is_dropped_is_refused_in_one_line_and_the_fix_works(tmp_path):
+    """Init used to write params.yaml for it and featurize then stopped with 'no feature columns left'."""
+    params = tmp_path / "params.yaml"
+    params.write_bytes((ROOT / "params.yaml").read_bytes())
+    refused = _run_init(tmp_path, _words_table(), "--target", "y")
+    assert refused.returncode == EXIT_USAGE
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: init: all 7 columns but the target were dropped (6 free text, 1 ids)"), lines
+    assert "init.keep_columns (keep_columns: [note_0]" in lines[0] and "FORCE=1" in lines[0]
+    assert params.read_bytes() == (ROOT / "params.yaml").read_bytes()
+    # the fix the line gives: init.keep_columns in params.yaml, then init again
+    params.write_text(params.read_text().replace("keep_columns: []", "keep_columns: [note_0]", 1))
+    # init reads init.keep_columns from there (leak_rule); dvc add of an untracked table is no part of this
+    profile = profile_table(_words_table(), "y", leak_rule=leak_rule(params))
+    assert "note_0" not in profile.data["drop_columns"] and "note_0" in profile.data["categorical_columns"]
+    written = rewrite_params(params.read_text(), profile, "table.csv", None, out=lambda line: None)
+    parse_params(read_params_text(written, "params.yaml"), origin="params.yaml")
+
+
+@pytest.mark.parametrize(
+    ("table", "fragment"),
+    [
+        (
+            pd.DataFrame({"a": [1] * 300, "b": [None] * 300, "y": np.arange(300) % 2}),
+            "(1 empty or constant, 1 empty or constant)",
+        ),
+        (
+            pd.DataFrame({"answer": np.arange(600) % 2, "y": np.arange(600) % 2}),
+            "(1 leaks): a model needs at least one feature: list those known at prediction time in params.yaml's init.keep_columns (keep_columns: [answer]",
+        ),
+    ],
+    ids=["constant-and-empty", "only-a-leak"],
+)
+def test_no_feature_left_after_the_drops_or_the_leakage_guard_is_refused(table, fragment):
+    with pytest.raises(DataError) as refused:
+        profile_table(table, "y")
+    assert "columns but the target were dropped" in str(refused.value)
+    assert "\n" not in str(refused.value)
+    if fragment.startswith("(1 empty"):
+        assert "(2 empty or constant): a model needs at least one feature; none of them varies" in str(refused.value)
+    else:
+        assert fragment in str(refused.value)
+        kept = profile_table(table, "y", leak_rule=InitParams(keep_columns=["answer"]))
+        assert kept.data["drop_columns"] == []

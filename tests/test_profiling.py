@@ -135,7 +135,11 @@ def messy_tables(draw) -> pd.DataFrame:
 @given(messy_tables(), st.sampled_from([0.1, 0.5, 0.9]))
 def test_init_contract_always_passes_on_the_table_it_was_inferred_from(generated, max_null_share):
     table = as_read(generated)
-    profile = profile_table(table, "target", max_null_share=max_null_share)
+    try:
+        profile = profile_table(table, "target", max_null_share=max_null_share)
+    except DataError as refused:  # init refuses a table it would leave without a feature, and writes nothing
+        assert "columns but the target were dropped" in str(refused)
+        return
     text = rewrite_params((ROOT / "params.yaml").read_text(), profile, "data/table.csv", None, out=lambda line: None)
     params = parse_params(yaml_round_trip().load(text))
     validation = params.validate.model_copy(update={"max_null_share": max_null_share})

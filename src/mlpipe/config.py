@@ -214,7 +214,10 @@ class InitParams(Section):
         le=1,
         description="drop a column one of whose values (or its being empty) comes with a single target class in every training row holding it, when those rows are at least this share and an unrelated column would show 10 or more of the other class there (1 turns it off)",
     )
-    keep_columns: list[str] = Field([], description="columns the guard never drops: known at prediction time, however well they predict")
+    keep_columns: list[str] = Field(
+        [],
+        description="columns init keeps as features, known at prediction time: the guard never drops them, nor does init's guess of an id, free text or a date (a column with one value or a datetime aside)",
+    )
 
     @model_validator(mode="after")
     def _suspect_below_the_limit(self) -> InitParams:

@@ -79,7 +79,10 @@ def build_schema(
     for name in names:
         check_feature_name(name)
     if not names:
-        raise ConfigError("no feature columns left after removing data.target, data.id_columns, data.time_column and data.drop_columns")
+        raise ConfigError(
+            "no feature columns left after removing data.target, data.id_columns, data.time_column and data.drop_columns: "
+            "take a column known at prediction time out of data.drop_columns (or data.id_columns) in params.yaml"
+        )
     for name in names:
         if name not in categorical and not pd.api.types.is_numeric_dtype(table[name]):
             present = table[name].dropna()

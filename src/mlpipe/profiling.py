@@ -115,23 +115,31 @@ def profile_table(
 
     chosen_time = _time_column(usable, time_column, decisions)
     others = usable.drop(columns=[chosen_time] if chosen_time else [])
-    ids = id_columns(others)
+    rule = leak_rule or InitParams()
+    # init.keep_columns overrides init's guesses (id, free text, code, date as text, leak), never a
+    # column with one value or a datetime, which no model feature can use (featurize drops or refuses them)
+    kept_by_user = {column for column in rule.keep_columns if column in others.columns and _keepable(others[column])}
+    ids = [column for column in id_columns(others) if column not in kept_by_user]
     if ids:
         decisions.append(f"id columns: {', '.join(ids)} (unique in every row; checked for duplicates, never a feature)")
     dropped: dict[str, str] = {}
     for column in others.columns.drop(ids):
         why = drop_reason(others[column])
-        if why is not None:
+        if why is not None and column in kept_by_user:
+            decisions.append(f"keep '{column}' (init.keep_columns) though it looks like {why}")
+        elif why is not None:
             dropped[column] = why
             decisions.append(f"drop '{column}': {why}")
     features = [column for column in others.columns if column not in ids and column not in dropped]
     categorical = [column for column in features if _is_text(others[column]) or pd.api.types.is_bool_dtype(others[column])]
 
     split, windows, period = _split_and_windows(table, target, chosen_time, decisions)
-    leaks = leak_guard(table, target, positive_label, features, split, chosen_time, leak_rule or InitParams())
+    leaks = leak_guard(table, target, positive_label, features, split, chosen_time, rule)
     for leak in leaks:
         dropped[leak.column] = leak.reason
         warnings.append(leak.warning)
+    if len(leaks) == len(features):
+        raise DataError(_no_feature_left(others, personal, chosen_time, ids, dropped, {leak.column for leak in leaks}))
     decisions.append(
         f"leak guard: {len(features)} candidate features scored alone against '{target}' on the training rows, "
         f"{len(leaks)} dropped{' (a warning each, below)' if leaks else ''}"
@@ -157,6 +165,39 @@ def profile_table(
         "personal_columns": {column: "drop" for column in personal},
     }
     return Profile(data, contract, rows_min, split, windows, [str(c) for c in kept.columns], period, decisions, warnings, dropped)
+
+
+def _keepable(values: pd.Series) -> bool:
+    """Whether a column could be a model feature if the user says so: it varies and is no datetime."""
+    return values.nunique() > 1 and not pd.api.types.is_datetime64_any_dtype(values)
+
+
+def _drop_kind(why: str) -> str:
+    """The kind of a drop reason, as the refusal below counts them."""
+    for prefix, kind in (("free text", "free text"), ("a date", "dates"), ("ids", "ids"), ("id-like", "ids"), ("case numbers", "ids")):
+        if why.startswith(prefix):
+            return kind
+    return "empty or constant"
+
+
+def _no_feature_left(
+    others: pd.DataFrame, personal: dict[str, str], time: str | None, ids: list[str], dropped: dict[str, str], leaks: set[str]
+) -> str:
+    """Init's one-line refusal of a table none of whose columns would be a feature (featurize would
+    stop on the params written): how many went for each reason, and the fix that keeps one."""
+    kinds = [*(["personal data"] * len(personal)), *(["the time column"] if time else []), *(["ids"] * len(ids))]
+    kinds += ["leaks" if column in leaks else _drop_kind(why) for column, why in dropped.items()]
+    counted = ", ".join(
+        f"{count} {kind}" for kind, count in sorted(pd.Series(kinds).value_counts().items(), key=lambda kv: (-kv[1], kv[0]))
+    )
+    keepable = [str(column) for column in others.columns if _keepable(others[column])]
+    head = f"all {len(kinds)} columns but the target were dropped ({counted}): a model needs at least one feature"
+    if not keepable:
+        return f"{head}; none of them varies and can be one: point DATA at a table with a numeric or category column"
+    return (
+        f"{head}: list those known at prediction time in params.yaml's init.keep_columns (keep_columns: [{keepable[0]}]; "
+        f"candidates: {', '.join(keepable[:5])}{', ...' if len(keepable) > 5 else ''}) and run make init again with FORCE=1"
+    )
 
 
 def drop_reason(values: pd.Series) -> str | None:
