@@ -241,7 +241,7 @@ def test_memory_does_not_depend_on_the_longest_category_value(period):
     columns = drift.monitored_columns(schema, current)
     tracemalloc.start()
     drift.window_drift(reference, current, columns, PARAMS)
-    drift_report.report_sample(current, columns, PARAMS).pipe(drift_report._drawable_values, columns)
+    drift_report.report_sample(current, columns, PARAMS).pipe(drift_report.drawable_values, columns)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 100 * 2**20, f"{peak / 2**20:.0f} MB"
@@ -419,11 +419,11 @@ def test_p_values_are_corrected_for_the_number_of_columns_tested():
     """Twenty stable columns give p-values spread over (0, 1), and one of them below 0.05 by chance
     (here 0.03): once corrected for the 21 tests (Benjamini-Hochberg) it no longer drifts, while a
     p-value of 1e-6 still does. Distances are left alone."""
-    stable = {f"c{i}": drift._verdict("numerical", "ks", 0.03 + 0.045 * i, 0.05, i == 0, drift.P_VALUE) for i in range(20)}
+    stable = {f"c{i}": drift.column_verdict("numerical", "ks", 0.03 + 0.045 * i, 0.05, i == 0, drift.P_VALUE) for i in range(20)}
     verdicts = {
         **stable,
-        "moved": drift._verdict("numerical", "ks", 1e-6, 0.05, True, drift.P_VALUE),
-        "far": drift._verdict("numerical", "wasserstein", 0.4, 0.1, True, drift.DISTANCE),
+        "moved": drift.column_verdict("numerical", "ks", 1e-6, 0.05, True, drift.P_VALUE),
+        "far": drift.column_verdict("numerical", "wasserstein", 0.4, 0.1, True, drift.DISTANCE),
     }
     corrected = drift.corrected_p_values(verdicts)
     assert [name for name, values in corrected.items() if values["drifted"]] == ["moved", "far"]

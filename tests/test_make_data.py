@@ -16,7 +16,7 @@ from mlpipe.validation import validate_table
 
 spec = importlib.util.spec_from_file_location("make_data", ROOT / "bench" / "make_data.py")
 make_data = importlib.util.module_from_spec(spec)
-sys.modules["make_data"] = make_data
+sys.modules["make_data"] = make_data  # noqa: TID251 - the importlib docs' recipe for a module loaded from a file
 spec.loader.exec_module(make_data)
 
 PARAMS = load_params(ROOT / "params.yaml")

@@ -28,7 +28,13 @@ def _ordered_client() -> type[Client]:
         """A client whose `who_has` answers in the order it was asked. lightgbm.dask ranks its
         machines in the order of that answer, and each rank builds some features' bins from the
         rows it holds: in the scheduler's order (which varies), the same rows and seed gave a
-        different model from run to run."""
+        different model from run to run.
+
+        No parameter of lightgbm.dask fixes the ranks: with `machines=` it still hands each host's
+        listed ports to that host's workers in `who_has`'s order, so workers sharing a machine (a
+        LocalCluster, several workers per host) swap ranks. This overrides a public method and
+        keeps its contract (each key -> its workers); if lightgbm.dask stopped ranking by it,
+        tests/test_dask_engine.py's same-model-every-run test would fail."""
 
         def who_has(self, futures=None, **kwargs):
             found = super().who_has(futures, **kwargs)

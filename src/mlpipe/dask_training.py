@@ -5,19 +5,15 @@ as `mlpipe.model.train_model`; the result is an ordinary booster (`to_local()`),
 text model, so evaluate, predict, serving and DVC do not change. lightgbm.dask takes evaluation
 sets but not callbacks: the number of trees is read from the evaluation record with the rule
 LightGBM's `early_stopping` callback applies.
-
-lightgbm.dask needs LightGBM's scikit-learn wrappers, which `mlpipe.model` leaves out when it is
-the first to import LightGBM (they cost a stage 1.4 s of start-up): importing this module
-brings them back.
 """
 
 from __future__ import annotations
 
-import importlib
 import re
 import time
 from typing import TYPE_CHECKING, Any
 
+import lightgbm.dask as lgb_dask
 import numpy as np
 import pandas as pd
 
@@ -37,19 +33,6 @@ from mlpipe.model import (
 )
 from mlpipe.sampling import stratified_mask
 
-
-def _import_lightgbm_dask():
-    import lightgbm.compat
-    import lightgbm.dask
-    import lightgbm.sklearn
-
-    if not lightgbm.compat.SKLEARN_INSTALLED:  # imported by mlpipe.model without scikit-learn
-        for module in (lightgbm.compat, lightgbm.sklearn, lightgbm.dask):  # in the order they import each other
-            importlib.reload(module)
-    return lightgbm.dask
-
-
-lgb_dask = _import_lightgbm_dask()
 WORKER_WAIT_SECONDS = 60
 FIT_ATTEMPTS = 3  # a worker lost mid-fit costs one attempt; three in a row is a sick cluster
 

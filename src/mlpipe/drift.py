@@ -198,7 +198,7 @@ def side_drift(
         else:
             distance, score = default_distance(reference.value_counts(), current.value_counts(), kind)
         limit = DEFAULT_THRESHOLD if threshold is None else threshold
-        verdict = _verdict(kind, distance, score, limit, score >= limit, DISTANCE)
+        verdict = column_verdict(kind, distance, score, limit, score >= limit, DISTANCE)
         statistic = DISTANCES[distance]
     else:
         verdict, statistic = evidently_test(reference.as_values(name), current.as_values(name), kind, method, threshold, key)
@@ -296,10 +296,10 @@ def evidently_test(
             # most extreme score: an observed score never beats it, so it never makes a column drift.
             return 0.0 if kind_of_score == P_VALUE else np.inf
 
-    return _verdict(kind, test.name, score, limit, drifted, kind_of_score), statistic
+    return column_verdict(kind, test.name, score, limit, drifted, kind_of_score), statistic
 
 
-def _verdict(kind: str, method: str, score: float, threshold: float, drifted: bool, statistic: str) -> dict[str, Any]:
+def column_verdict(kind: str, method: str, score: float, threshold: float, drifted: bool, statistic: str) -> dict[str, Any]:
     return {
         "kind": kind,
         "method": method,

@@ -170,7 +170,7 @@ def report_html(reference: pd.DataFrame, current: pd.DataFrame, columns: Monitor
     from evidently.presets import DataDriftPreset
 
     frames = {
-        name: _drawable_values(report_sample(table, columns, params), columns)
+        name: drawable_values(report_sample(table, columns, params), columns)
         for name, table in (("reference_data", reference), ("current_data", current))
     }
     drawn = [name for name in columns.all if all(frame[name].notna().any() for frame in frames.values())]
@@ -190,7 +190,7 @@ def report_html(reference: pd.DataFrame, current: pd.DataFrame, columns: Monitor
     return stable_ids(standalone_html(Report([preset]).run(**datasets)))
 
 
-def _drawable_values(frame: pd.DataFrame, columns: MonitoredColumns) -> pd.DataFrame:
+def drawable_values(frame: pd.DataFrame, columns: MonitoredColumns) -> pd.DataFrame:
     """Categories as text (missing as None, as Evidently expects) and infinities as missing."""
     frame = frame.copy()
     for name in columns.categorical:

@@ -11,7 +11,6 @@ import functools
 import hashlib
 import json
 import logging
-import sys
 import time
 import unicodedata
 from collections.abc import Sequence
@@ -35,25 +34,15 @@ log = logging.getLogger(__name__)
 
 @functools.cache
 def lightgbm_core():
-    """LightGBM's core (Dataset, train, Booster), without its scikit-learn wrappers, imported on
-    first use: a stage's first log line need not wait for it.
+    """LightGBM, imported on first use: a stage's first log line need not wait for it, and a
+    stage that does not train or score never pays for it.
 
-    `import lightgbm` imports scikit-learn for `LGBMClassifier` and friends, which this project
-    never uses: 1.4 s of a stage's start-up (scipy.stats and most of scikit-learn). Marking
-    scikit-learn as unavailable for the duration of the import makes LightGBM skip it, as it
-    does when scikit-learn is not installed; the mark is removed at once, so scikit-learn
-    imports normally afterwards. When either is already imported, this is a plain import; so it
-    is in a Dask worker (distributed imported), a long-lived process where a later task may train
-    with `lightgbm.dask`, which needs the wrappers.
+    `import lightgbm` also imports scikit-learn (for `LGBMClassifier` and friends, which only
+    `lightgbm.dask` uses here); that is part of the cost, paid once per process, measured in
+    docs/benchmarks.md ("LightGBM's import").
     """
-    if {"lightgbm", "sklearn", "distributed"} & sys.modules.keys():
-        import lightgbm
-    else:
-        sys.modules["sklearn"] = None  # `import sklearn` now raises ImportError
-        try:
-            import lightgbm
-        finally:
-            del sys.modules["sklearn"]
+    import lightgbm
+
     lightgbm.register_logger(logging.getLogger("lightgbm"))
     return lightgbm
 
