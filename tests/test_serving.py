@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
 import os
 import warnings
@@ -21,6 +22,7 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
     from fastapi.testclient import TestClient
 
+from conftest import ROOT
 from mlpipe.config import ServeParams, load_params
 from mlpipe.errors import EXIT_USAGE, ArtifactError, DataError, OutputError
 from mlpipe.prediction_log import SERVED_AT, PredictionLog
@@ -604,3 +606,52 @@ def test_a_model_text_cut_or_spliced_anywhere_is_refused_in_one_line_never_a_cra
         return
     with pytest.raises(ArtifactError, match="is corrupt or truncated"):
         model_from_text(text[:i] + text[j:], origin="models/model.txt")
+
+
+_ALLOWED_VALUES = st.one_of(
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),  # beyond int64 a JSON integer is read as a float (see above)
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.integers(-3, 3).map(str),
+    st.floats(-3, 3, allow_nan=False).map(str),
+    st.booleans(),
+    st.text(max_size=5),
+)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    value=_ALLOWED_VALUES, allowed=st.lists(_ALLOWED_VALUES | st.sampled_from([0, 1, 1.0, "1", "1.0", True, False]), min_size=1, max_size=4)
+)
+def test_the_service_allows_exactly_the_values_batch_validation_allows(value, allowed):
+    """The service's `allowed` was a `Literal` (true and 1.0 taken for 1, "1" refused) while batch
+    validation compares category labels (1, 1.0 and "1" one label; "1.0" and true others)."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from mlpipe.config import ColumnContract
+    from mlpipe.schema import FeatureSchema, FeatureSpec
+    from mlpipe.serving import RecordError, record_model
+    from mlpipe.validation import validate_rows
+
+    params = _project_params()
+    validate = params.validate.model_copy(update={"columns": {"c": ColumnContract(allowed=allowed)}})
+    batch = validate_rows(pd.DataFrame({"c": [value]}), params.data, validate)
+    schema = FeatureSchema(
+        target=params.data.target, positive_label=1, negative_label=0, features=(FeatureSpec("c", "numeric", "float64"),)
+    )
+    record = TypeAdapter(record_model(schema, params.model_copy(update={"validate": validate})))
+    try:
+        record.validate_json(json.dumps({"c": value}))
+        served = True
+    except ValidationError as exc:
+        (cause,) = [error["ctx"]["error"] for error in exc.errors() if isinstance((error.get("ctx") or {}).get("error"), RecordError)]
+        shown = [repr(value) for value in allowed]
+        assert cause.reason == "not_allowed" and str(cause).startswith(f"must be one of {', '.join(shown[:-1])}")
+        assert str(cause).endswith(f"{shown[-1]} (the data contract)")
+        served = False
+    assert served == (len(batch.clean) == 1), (value, allowed, batch.report)
+
+
+@functools.cache
+def _project_params():
+    """The project's params, read once: the data and serve sections the request model reads."""
+    return load_params(ROOT / "params.yaml")

@@ -365,7 +365,6 @@ _FIELD_ERRORS = {
     "multiple_of": ("not_whole", "must be a whole number (the data contract's dtype)"),
     "finite_number": ("not_finite", "must be a finite number"),
     "string_too_long": ("too_long", "is longer than {max_length} characters"),
-    "literal_error": ("not_allowed", "must be one of {expected} (the data contract)"),
 }
 
 
