@@ -5,7 +5,7 @@ import yaml
 from pydantic import ValidationError
 
 from conftest import ROOT
-from mlpipe.config import load_params, parse_params
+from mlpipe.config import load_params, parse_params, read_params_file
 from mlpipe.errors import ConfigError
 
 MINIMAL = {"data": {"source": "t.csv", "target": "y", "positive_label": 1}, "monitor": {"current_source": "new.csv"}}
@@ -133,6 +133,18 @@ def test_missing_and_malformed_params_files(tmp_path):
     broken.write_text("data:\n  source: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML at line"):
         load_params(broken)
+
+
+def test_a_key_named_twice_is_refused_where_pyyaml_kept_the_last(tmp_path):
+    """PyYAML kept the last value of a repeated key while DVC's reader refuses the file: the stages
+    and dvc.lock would disagree on it. A merge key's values may still be overridden."""
+    repeated = tmp_path / "params.yaml"
+    repeated.write_text("data:\n  target: a\n  source: t.csv\n  target: b\n")
+    with pytest.raises(ConfigError, match=r"not valid YAML at line 4: the key 'target' appears twice in one mapping: keep one"):
+        load_params(repeated)
+    merged = tmp_path / "merged.yaml"
+    merged.write_text("defaults: &d {x: 1, y: 2}\nother:\n  <<: *d\n  y: 3\n")
+    assert read_params_file(merged)["other"] == {"x": 1, "y": 3}
 
 
 def test_params_are_immutable():

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import ROOT, make_repo
-from mlpipe.config import InitParams, parse_params, read_params_text
+from mlpipe.config import InitParams, parse_params, read_params_file, read_params_text
 from mlpipe.errors import EXIT_USAGE, DataError
 from mlpipe.profiling import profile_table
 from mlpipe.tools.init import leak_rule, rewrite_params
@@ -333,6 +333,17 @@ def _run_init(tmp_path, table: pd.DataFrame, *args: str):
     )
 
 
+def test_a_params_file_naming_a_key_twice_is_one_line_and_written_over_by_nothing(tmp_path):
+    """Init stopped with ruamel's DuplicateKeyError traceback (exit 1)."""
+    params = tmp_path / "params.yaml"
+    params.write_text((ROOT / "params.yaml").read_text().replace("init:\n", "init:\n  keep_columns: []\n", 1))
+    before = params.read_bytes()
+    refused = _run_init(tmp_path, _words_table(), "--target", "y")
+    assert refused.returncode == EXIT_USAGE
+    assert refused.stderr.count("\n") == 1 and "the key 'keep_columns' appears twice in one mapping: keep one" in refused.stderr
+    assert params.read_bytes() == before
+
+
 def test_a_table_whose_every_column_is_dropped_is_refused_in_one_line_and_the_fix_works(tmp_path):
     """Init used to write params.yaml for it and featurize then stopped with 'no feature columns left'."""
     params = tmp_path / "params.yaml"
@@ -346,7 +357,7 @@ def test_a_table_whose_every_column_is_dropped_is_refused_in_one_line_and_the_fi
     # the fix the line gives: init.keep_columns in params.yaml, then init again
     params.write_text(params.read_text().replace("keep_columns: []", "keep_columns: [note_0]", 1))
     # init reads init.keep_columns from there (leak_rule); dvc add of an untracked table is no part of this
-    profile = profile_table(_words_table(), "y", leak_rule=leak_rule(params))
+    profile = profile_table(_words_table(), "y", leak_rule=leak_rule(read_params_file(params), params))
     assert "note_0" not in profile.data["drop_columns"] and "note_0" in profile.data["categorical_columns"]
     written = rewrite_params(params.read_text(), profile, "table.csv", None, out=lambda line: None)
     parse_params(read_params_text(written, "params.yaml"), origin="params.yaml")

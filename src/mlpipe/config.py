@@ -14,6 +14,7 @@ import re
 import types
 import typing
 import warnings
+from collections.abc import Hashable
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, Union
 
@@ -824,7 +825,30 @@ _READ: dict[Path, Any] = {}
 
 # libyaml's loader reads the same documents as yaml.SafeLoader about 8 times faster; every stage
 # reads params.yaml twice (at its start and before it writes). PyYAML's wheels ship libyaml.
-_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_FAST_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _UniqueKeyLoader(_FAST_SAFE_LOADER):
+    """YAML that names a key twice in one mapping is refused: PyYAML would keep the last value and
+    DVC's reader (ruamel) refuses the file, so the stages and dvc.lock would disagree on it."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults` may be overridden by the keys beside it
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, Hashable):
+                continue  # PyYAML's own check names it
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} appears twice in one mapping: keep one", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+_SAFE_LOADER = _UniqueKeyLoader
 
 
 def read_params_file(path: str | Path) -> Any:

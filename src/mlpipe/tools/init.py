@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
-from mlpipe.config import CsvParams, InitParams, ValidateParams, describe_validation_error, parse_params, read_params_text
+from mlpipe.config import CsvParams, InitParams, ValidateParams, describe_validation_error, parse_params, read_params_file, read_params_text
 from mlpipe.credentials import mask_credentials, source_credentials_problem
 from mlpipe.errors import ConfigError, DataError, PipelineError, exit_status
 from mlpipe.io import write_text
@@ -117,8 +117,11 @@ def init(
         raise DataError(f"cannot tell the format of {source!r} from its name: pass FORMAT=csv or FORMAT=parquet (--format)")
     table = normalise_columns(read_source(source, fmt, csv_options=csv_options), origin=source)
     out(f"read {len(table):,} rows x {table.shape[1]} columns from {source}")
-    limits = table_limits(params_path)
-    profile = profile_table(table, target, positive=positive, time_column=time_column, ask=ask, **limits, leak_rule=leak_rule(params_path))
+    current = read_params_file(params_path)  # a file the stages could not read is refused before init rewrites it
+    limits = table_limits(current, params_path)
+    profile = profile_table(
+        table, target, positive=positive, time_column=time_column, ask=ask, **limits, leak_rule=leak_rule(current, params_path)
+    )
 
     versioned_source, to_version, notes = source, None, []
     if local is not None:
@@ -164,10 +167,9 @@ def _format_known(path: str | Path) -> bool:
     return True
 
 
-def table_limits(params_path: Path) -> dict[str, Any]:
-    """validate's table-wide limits in the params being rewritten, which keep them: the profile gives
-    a column beyond them its own limit, so that the written contract passes on the table."""
-    document = yaml_round_trip().load(params_path.read_text(encoding="utf-8"))
+def table_limits(document: Any, params_path: Path) -> dict[str, Any]:
+    """validate's table-wide limits in the params being rewritten (`document`, as read), which keep
+    them: the profile gives a column beyond them its own limit, so that the written contract passes."""
     section = document.get("validate") if isinstance(document, dict) else None
     given = {key: section[key] for key in ("max_null_share", "max_text_length") if key in section} if isinstance(section, dict) else {}
     try:
@@ -177,9 +179,8 @@ def table_limits(params_path: Path) -> dict[str, Any]:
     return {"max_null_share": limits.max_null_share, "max_text_length": limits.max_text_length}
 
 
-def leak_rule(params_path: Path) -> InitParams:
+def leak_rule(document: Any, params_path: Path) -> InitParams:
     """The leakage guard's rule: the init section of the params being rewritten (defaults without one)."""
-    document = yaml_round_trip().load(params_path.read_text(encoding="utf-8"))
     section = document.get("init") if isinstance(document, dict) else None
     try:
         return InitParams.model_validate(section or {})
