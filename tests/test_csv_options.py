@@ -18,7 +18,9 @@ from mlpipe.errors import ConfigError, DataError
 from mlpipe.sources import read_batches, read_source, read_table
 
 NAMES = ["age", "priors", "sex", "score", "reoffended"]
-ROWS = [(66, 3, "Female", 2, 0), (54, 1, "Male", 8, 1), (47, 0, "Male", 8, 0), (23, 7, "Male", 9, 1)] * 30
+# Each person once with either outcome: no column alone tells the outcome, so init's leakage guard keeps them all.
+PEOPLE = [(66, 3, "Female", 2), (54, 1, "Male", 8), (47, 0, "Male", 8), (23, 7, "Male", 9)]
+ROWS = [(*person, outcome) for outcome in (0, 1) for person in PEOPLE] * 15
 
 
 def space_aligned(path, rows=ROWS) -> None:
