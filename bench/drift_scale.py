@@ -32,9 +32,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
+from pipeline_overhead import REPO, write_results  # a sibling script: one way to write results
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results"
 TARGET_SECONDS = 10.0
 NUMERIC, CATEGORICAL = [f"num_{i:02d}" for i in range(15)], [f"cat_{i}" for i in range(5)]
 SHIFTED = {"num_00": "mean +0.3 sd", "num_01": "scale x1.4", "num_02": "mean +0.05 sd (small)", "cat_0": "frequencies changed"}
@@ -197,8 +196,6 @@ def main() -> None:
         "verdict_agreement": f"{agree}/{len(rows)}",
         "columns": rows,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "drift_scale.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [
         "# Drift at scale",
         "",
@@ -219,7 +216,7 @@ def main() -> None:
             for r in rows
         ),
     ]
-    (RESULTS / "drift_scale.md").write_text("\n".join(lines) + "\n")
+    write_results("drift_scale", result, "\n".join(lines) + "\n")
     print("\n".join(lines[4:9]))
 
 

@@ -33,8 +33,8 @@ import pyarrow.parquet as pq
 from mlpipe.config import load_params
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pipeline_overhead import machine_facts  # noqa: E402  (sibling scripts, shared rather than copied)
-from serving import REPO, RESULTS, _commit, served_records, service_running, trained_model  # noqa: E402
+from pipeline_overhead import machine_facts, write_results  # noqa: E402  (sibling scripts, shared rather than copied)
+from serving import REPO, _commit, served_records, service_running, trained_model  # noqa: E402
 
 # (serve.log_rows_per_file, serve.log_flush_seconds): issue 28's tiny files, the defaults, a shorter flush.
 SETTINGS = ((20, 2.0), (10_000, 2.0), (10_000, 0.5))
@@ -126,9 +126,7 @@ def main() -> None:
         setting.update(summary(runs, flush_seconds, params.serve.log_max_buffered_rows))
         results["settings"].append(setting)
         print(f"log_rows_per_file {rows_per_file}, log_flush_seconds {flush_seconds}: {setting}")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "log_kill.json").write_text(json.dumps(results, indent=2) + "\n")
-    (RESULTS / "log_kill.md").write_text(report(results))
+    write_results("log_kill", results, report(results))
     print(report(results))
 
 

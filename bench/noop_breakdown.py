@@ -20,7 +20,6 @@ outputs to check. Writes bench/results/noop_breakdown.{json,md}.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -33,7 +32,7 @@ import yaml
 from mlpipe.tools.workspace import snapshot_repository
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pipeline_overhead import REPO, RESULTS, checked, machine_facts, measure  # noqa: E402  (shared, not copied)
+from pipeline_overhead import REPO, checked, machine_facts, measure, write_results  # noqa: E402  (shared, not copied)
 from serving import _commit  # noqa: E402
 
 VARIANTS = {
@@ -109,9 +108,7 @@ def main() -> None:
         }
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "noop_breakdown.json").write_text(json.dumps(results, indent=2) + "\n")
-    (RESULTS / "noop_breakdown.md").write_text(report(results))
+    write_results("noop_breakdown", results, report(results))
     print(report(results))
 
 

@@ -72,6 +72,15 @@ TRAINING_PIPELINE = "evaluate"
 REPO = Path(__file__).resolve().parents[1]
 BARE_SCRIPT = Path(__file__).resolve().parent / "bare_lightgbm.py"
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def write_results(name: str, report: dict, text: str, folder: Path = RESULTS) -> None:
+    """A bench's results, as every script writes them: `<name>.json` (the figures) and `<name>.md` (`text`)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    (folder / f"{name}.md").write_text(text, encoding="utf-8")
+
+
 RESAMPLED_SOURCE = "data/bench_resampled.parquet"
 
 BARE_EVIDENTLY = Path(__file__).resolve().parent / "bare_evidently.py"
@@ -901,10 +910,8 @@ def main() -> None:
     report["targets"] = targets(report)
     report["commit"] = report["snapshot"]["head"]
 
-    args.results_dir.mkdir(parents=True, exist_ok=True)
-    (args.results_dir / "pipeline_overhead.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     text = markdown(report)
-    (args.results_dir / "pipeline_overhead.md").write_text(text, encoding="utf-8")
+    write_results("pipeline_overhead", report, text, args.results_dir)
     print()
     print(text)
     print(f"wrote {args.results_dir / 'pipeline_overhead.json'} and {args.results_dir / 'pipeline_overhead.md'}")

@@ -36,14 +36,12 @@ from pathlib import Path
 import numpy as np
 import yaml
 from make_data import SIZES, make_size, parse_size, write_parts
-from pipeline_overhead import QuietGate, checked, machine_facts, measure, set_data_source
+from pipeline_overhead import REPO, RESULTS, QuietGate, checked, machine_facts, measure, set_data_source, write_results
 
 from mlpipe.config import load_params
 from mlpipe.sources import read_source
 from mlpipe.tools.workspace import snapshot_repository, stage_seconds
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results"
 UP_TO_DATE = "Data and pipelines are up to date."
 PART_WORK = re.compile(r"^\S+ mlpipe\.partitioned: .*: \d+ parts in [\d.]+ s \(([\d.]+) s of work in the parts\)", re.M)
 CLUSTER_FIT = re.compile(r"^\S+ mlpipe\.model: .* on \d+ workers in ([\d.]+)s", re.M)
@@ -222,9 +220,7 @@ def plot(report: dict, target: Path) -> None:
 
 def save(report: dict, results: Path) -> None:
     report["summary"] = summarise(report)
-    results.mkdir(parents=True, exist_ok=True)
-    (results / "scale.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    (results / "scale.md").write_text(markdown(report), encoding="utf-8")
+    write_results("scale", report, markdown(report), results)
     plot(report, results / "scale.png")
 
 

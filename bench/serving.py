@@ -44,10 +44,8 @@ import yaml
 from mlpipe.config import load_params
 from mlpipe.tools.serve import model_artifact
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = Path(__file__).resolve().parent / "results"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pipeline_overhead import machine_facts  # noqa: E402  (a sibling script, shared rather than copied)
+from pipeline_overhead import REPO, machine_facts, write_results  # noqa: E402  (a sibling script, shared rather than copied)
 
 # Targets (issue 14), on this 2-core machine with the load generator on it too.
 TARGET_P99_MS_AT_8 = 20.0
@@ -293,9 +291,7 @@ def main() -> None:
     results["floor"] = floor(records, params)
     print(f"phases: {results['phases_ms_per_1000_records']}\nfloor: {results['floor']}")
     results["targets"] = targets(results)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "serving.json").write_text(json.dumps(results, indent=2) + "\n")
-    (RESULTS / "serving.md").write_text(report(results))
+    write_results("serving", results, report(results))
     print(report(results))
 
 

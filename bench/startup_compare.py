@@ -19,7 +19,6 @@ schema.json, e.g. a `train` run into a temporary folder). Writes bench/results/s
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import socket
@@ -31,8 +30,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results"
+from pipeline_overhead import REPO, write_results  # a sibling script: one way to write results
+
 PYTHON = str(REPO / ".venv" / "bin" / "python")
 
 
@@ -126,8 +125,6 @@ def main() -> None:
             for name, by_side in runs.items()
         },
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "startup_compare.json").write_text(json.dumps(report, indent=1) + "\n")
     lines = [
         f"# Start-up at {report['before']} (before) and {report['after']} (after)",
         "",
@@ -143,7 +140,7 @@ def main() -> None:
         lines.append(
             f"| {name} | {old['min_s']:.2f} / {old['median_s']:.2f} s | {new['min_s']:.2f} / {new['median_s']:.2f} s | {new['min_s'] - old['min_s']:+.2f} s |"
         )
-    (RESULTS / "startup_compare.md").write_text("\n".join(lines) + "\n")
+    write_results("startup_compare", report, "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -22,7 +22,6 @@ Writes bench/results/sweep.{json,md}.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import re
 import shutil
@@ -33,12 +32,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from pipeline_overhead import REPO, write_results  # a sibling script: one way to write results
+
 from mlpipe.tools.dvc_cli import dvc
 from mlpipe.tools.experiments import queued_names, start_queue, wait_for
 from mlpipe.tools.workspace import snapshot_repository, stage_seconds, stages_run
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results"
 GRID = ["-S", "train.learning_rate=0.03,0.1", "-S", "train.num_leaves=31,127"]
 UPSTREAM = ["ingest", "validate", "split", "featurize"]
 DOWNSTREAM_RUNS = 3
@@ -138,8 +137,6 @@ def main() -> None:
             exp["skipped"] == UPSTREAM for batch in (serial, parallel) for exp in batch["experiments"].values()
         ),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "sweep.json").write_text(json.dumps(result, indent=2) + "\n")
 
     downstream = [stage for stage in baseline["stage_seconds"] if stage not in UPSTREAM]
     lines = [
@@ -177,7 +174,7 @@ def main() -> None:
             times = [exp["stage_seconds"][stage] for exp in batch["experiments"].values() if stage in exp["stage_seconds"]]
             cells.append(f"{statistics.median(times):.1f} s" if times else "skipped")
         lines.append(f"| {stage} | " + " | ".join(cells) + " |")
-    (RESULTS / "sweep.md").write_text("\n".join(lines) + "\n")
+    write_results("sweep", result, "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -24,7 +24,6 @@ Writes bench/results/wide_table.json and wide_table.md (with the commit it ran o
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -33,12 +32,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pipeline_overhead import QuietGate, machine_facts, measure
+from pipeline_overhead import REPO, RESULTS, QuietGate, machine_facts, measure, write_results
 
 from mlpipe.tools.workspace import DONE_LINE, RUNNING_LINE, snapshot_repository
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results"
 SHAPES = ("numeric", "categorical", "mixed", "text")
 LEVELS = np.array(["red", "green", "blue", "amber", "violet"])
 TARGET = "outcome"
@@ -217,9 +214,7 @@ def main() -> None:
 
 
 def save(report: dict, results: Path) -> None:
-    results.mkdir(parents=True, exist_ok=True)
-    (results / "wide_table.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    (results / "wide_table.md").write_text(markdown(report), encoding="utf-8")
+    write_results("wide_table", report, markdown(report), results)
 
 
 if __name__ == "__main__":
