@@ -20,8 +20,8 @@ import pandas as pd  # noqa: E402
 from evidently import Report  # noqa: E402
 from evidently.presets import DataDriftPreset  # noqa: E402
 
-from mlpipe.drift import monitored_columns  # noqa: E402
-from mlpipe.schema import FeatureSchema  # noqa: E402
+from mlpipe.data.schema import FeatureSchema  # noqa: E402
+from mlpipe.monitor.drift import monitored_columns  # noqa: E402
 
 
 def main() -> None:

@@ -3,8 +3,8 @@
 Reads the Parquet or CSV file, splits it as params.yaml says (by time: train <= split.train_until,
 test >= split.test_from; or stratified random with split.test_size and split.seed), casts
 data.categorical_columns and text columns to pandas categories and fits the LightGBM the `train` stage
-fits: the same settings (`mlpipe.model.lightgbm_params`), early stopping on the same
-stratified validation slice (`mlpipe.sampling.stratified_mask`), then a refit on every training
+fits: the same settings (`mlpipe.model.booster.lightgbm_params`), early stopping on the same
+stratified validation slice (`mlpipe.data.sampling.stratified_mask`), then a refit on every training
 row with the chosen number of trees. Prints the test ROC-AUC and a JSON line of timings.
 
 No validation, no quarantine, no intermediate files, no plots; it only evaluates the
@@ -26,8 +26,8 @@ import pandas as pd  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from mlpipe.config import load_params  # noqa: E402
-from mlpipe.model import lightgbm_params  # noqa: E402
-from mlpipe.sampling import stratified_mask  # noqa: E402
+from mlpipe.data.sampling import stratified_mask  # noqa: E402
+from mlpipe.model.booster import lightgbm_params  # noqa: E402
 
 
 def main() -> None:

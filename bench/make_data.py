@@ -29,9 +29,9 @@ import numpy as np
 import pandas as pd
 
 from mlpipe.config import Params, load_params
+from mlpipe.data.sources import read_source
 from mlpipe.errors import PipelineError
 from mlpipe.io import atomic_dir, write_json
-from mlpipe.sources import read_source
 
 REPO = Path(__file__).resolve().parents[1]
 SIZES = {"100k": 100_000, "1m": 1_000_000, "5m": 5_000_000, "10m": 10_000_000}

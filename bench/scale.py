@@ -39,7 +39,7 @@ from make_data import SIZES, make_size, parse_size, write_parts
 from pipeline_overhead import REPO, RESULTS, QuietGate, checked, machine_facts, measure, set_data_source, write_results
 
 from mlpipe.config import load_params
-from mlpipe.sources import read_source
+from mlpipe.data.sources import read_source
 from mlpipe.tools.workspace import snapshot_repository, stage_seconds
 
 UP_TO_DATE = "Data and pipelines are up to date."

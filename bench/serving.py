@@ -138,9 +138,9 @@ def phases(records: list[dict], params, batch: int = 1000, repeats: int = 20) ->
     from pydantic import TypeAdapter
     from pydantic_core import from_json
 
-    from mlpipe.prediction_log import PredictionLog
-    from mlpipe.service import ServiceMetrics
-    from mlpipe.serving import load_served_model, record_model
+    from mlpipe.serving.app import ServiceMetrics
+    from mlpipe.serving.prediction_log import PredictionLog
+    from mlpipe.serving.scorer import load_served_model, record_model
 
     model_path, schema_path = model_artifact(REPO / "dvc.yaml", None)
     model = load_served_model(REPO / model_path, REPO / schema_path)
@@ -186,7 +186,7 @@ def phases(records: list[dict], params, batch: int = 1000, repeats: int = 20) ->
 
 def floor(records: list[dict], params) -> dict:
     """A bare in-process LightGBM predict on the same rows, already encoded."""
-    from mlpipe.serving import load_served_model
+    from mlpipe.serving.scorer import load_served_model
 
     model_path, schema_path = model_artifact(REPO / "dvc.yaml", None)
     model = load_served_model(REPO / model_path, REPO / schema_path)
@@ -255,7 +255,7 @@ def trained_model() -> tuple[Path, Path]:
 
 def served_records(params, model_path: Path, schema_path: Path, rows: int = 20_000) -> list[dict]:
     """The first `rows` rows of monitor.current_source as request records (the fields the service takes)."""
-    from mlpipe.serving import load_served_model, record_model
+    from mlpipe.serving.scorer import load_served_model, record_model
 
     contract = record_model(load_served_model(REPO / model_path, REPO / schema_path).schema, params)
     table = pd.read_parquet(REPO / params.monitor.current_source).head(rows)

@@ -181,7 +181,7 @@ class Repo:
         if name in STAGES_WITH_WORKERS:
             done = self.run("python", f"src/stages/{name}.py", *args, check=False)
         else:
-            from mlpipe.cli import execute
+            from mlpipe.harness import execute
 
             stdout, stderr, before = io.StringIO(), io.StringIO(), Path.cwd()
             os.chdir(self.path)

@@ -11,8 +11,8 @@ import yaml
 from conftest import serving_folder
 from mlpipe.config import parse_params
 from mlpipe.credentials import credentials_in_source_url, credentials_in_url, mask_credentials, redact_url
+from mlpipe.data.sql import read_query
 from mlpipe.errors import ConfigError, DataError
-from mlpipe.sql import read_query
 
 SECRET = "hun" + "ter2"  # assembled so that this file passes the repository's secret scan
 WITH_SECRETS = [

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from conftest import ROOT, stage_function
 from mlpipe.config import CsvParams, load_params
+from mlpipe.data.sources import read_batches, read_source, read_table
 from mlpipe.errors import ConfigError, DataError
-from mlpipe.sources import read_batches, read_source, read_table
 
 NAMES = ["age", "priors", "sex", "score", "reoffended"]
 # Each person once with either outcome: no column alone tells the outcome, so init's leakage guard keeps them all.

@@ -24,19 +24,21 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT, employment_sample, unused_port
-from mlpipe import dask_training, drift_report
-from mlpipe.compute import dask_client
 from mlpipe.config import ComputeParams, TrainParams, ValidateParams, load_params, parse_params
+from mlpipe.data.features import build_schema, feature_table, featurize_parts
+from mlpipe.data.privacy import apply_personal_rules
+from mlpipe.data.sources import ingest_parts, normalise_columns, read_source
+from mlpipe.data.split import split_parts, split_table
+from mlpipe.data.validation import REASON_COLUMN, validate_parts, validate_table
+from mlpipe.engine.cluster import dask_client
+from mlpipe.engine.executor import executor_for
+from mlpipe.engine.parts import map_parts, part_files, staged
 from mlpipe.errors import ArtifactError, ConfigError, DataError
-from mlpipe.features import build_schema, feature_table, featurize_parts
-from mlpipe.metrics import log_loss, roc_auc
-from mlpipe.model import lightgbm_core, model_to_text, train_model
-from mlpipe.partitioned import map_parts, part_files, staged
-from mlpipe.privacy import apply_personal_rules
-from mlpipe.scoring import model_version, score_parts, score_table
-from mlpipe.sources import ingest_parts, normalise_columns, read_source
-from mlpipe.split import split_parts, split_table
-from mlpipe.validation import REASON_COLUMN, validate_parts, validate_table
+from mlpipe.model import cluster_training as dask_training
+from mlpipe.model.booster import lightgbm_core, model_to_text, train_model
+from mlpipe.model.metrics import log_loss, roc_auc
+from mlpipe.model.scoring import model_version, score_parts, score_table
+from mlpipe.monitor import report as drift_report
 
 lgb = lightgbm_core()
 
@@ -47,7 +49,8 @@ ALL_STAGES = ["ingest", "validate", "split", "featurize", "train", "evaluate", "
 
 @pytest.fixture(scope="module")
 def cluster():
-    with dask_client(ComputeParams(engine="dask", workers=2, memory_limit="1GiB")) as client:
+    with executor_for(ComputeParams(engine="dask", workers=2, memory_limit="1GiB")) as executor:
+        client = executor.cluster
         yield client
 
 
@@ -66,7 +69,8 @@ def test_the_cluster_trains_a_model_as_good_as_the_local_engine_and_the_same_one
     local = train_model(inputs, target, params)
     runs = []
     for _ in range(2):  # a fresh cluster each time: new worker addresses and ports
-        with dask_client(ComputeParams(engine="dask", workers=2, memory_limit="1GiB")) as client:
+        with executor_for(ComputeParams(engine="dask", workers=2, memory_limit="1GiB")) as executor:
+            client = executor.cluster
             runs.append(dask_training.train_model_on_cluster(inputs, target, params, client))
     clustered = runs[0]
     assert clustered.summary["workers"] == 2 and clustered.summary["validation_rows"] == local.summary["validation_rows"]
@@ -95,7 +99,8 @@ def test_a_worker_killed_during_training_is_replaced_and_training_gives_the_clea
     LightGBM network from the broken fit, freed whenever its booster is collected, once broke the
     retry (1 failure in 4 kills of rank 0). The retry's model is the clean run's, byte for byte."""
     (inputs, target), params = features["train"], features["params"].train.model_copy(update={"n_estimators": 200})
-    with dask_client(ComputeParams(engine="dask", workers=2, memory_limit="1GiB")) as client:
+    with executor_for(ComputeParams(engine="dask", workers=2, memory_limit="1GiB")) as executor:
+        client = executor.cluster
         clean = dask_training.train_model_on_cluster(inputs, target, params, client)
         pids, trained = client.run(os.getpid), {}
         fit = threading.Thread(target=lambda: trained.update(model=dask_training.train_model_on_cluster(inputs, target, params, client)))
@@ -159,7 +164,7 @@ def test_the_stopping_rule_is_lightgbms_early_stopping(patience):
 
 def test_the_cluster_trains_on_columns_lightgbm_cannot_store_under_their_real_names(cluster):
     """Issue 28: `a:b` and `x[1]` (and `a_b` beside `a:b`) are features on the Dask engine too."""
-    from mlpipe.model import feature_importance, lightgbm_names
+    from mlpipe.model.booster import feature_importance, lightgbm_names
 
     rng = np.random.default_rng(0)
     inputs = pd.DataFrame({"a:b": rng.normal(size=2000), "x[1]": rng.normal(size=2000), "a_b": rng.normal(size=2000)})
@@ -317,7 +322,7 @@ def test_a_task_that_kills_every_worker_or_outgrows_its_memory_ends_in_one_line(
     # first death is the end this test proves.
     with (
         dask.config.set({"distributed.scheduler.allowed-failures": 0}),
-        dask_client(ComputeParams(engine="dask", workers=1, memory_limit="600MB")),
+        executor_for(ComputeParams(engine="dask", workers=1, memory_limit="600MB")),
     ):
         for task, cause in ((_always_dies, "KilledWorker"), (_outgrows_memory, "KilledWorker")):
             with pytest.raises(DataError) as caught, staged(tmp_path / "out.parquet") as folders:

@@ -9,12 +9,13 @@ import pandas as pd
 import pytest
 
 from conftest import DEFAULT_DATA
-from mlpipe import drift, drift_report
 from mlpipe.config import DataParams, DriftParams, DriftWindow, FeaturesParams
+from mlpipe.data.features import build_schema, encode_target, make_features
+from mlpipe.data.schema import PROBABILITY
 from mlpipe.errors import ConfigError, DataError
-from mlpipe.features import build_schema, encode_target, make_features
-from mlpipe.monitoring import format_verdict, retrain_verdict
-from mlpipe.schema import PROBABILITY
+from mlpipe.monitor import drift
+from mlpipe.monitor import report as drift_report
+from mlpipe.monitor.retrain import format_verdict, retrain_verdict
 
 DATA = DataParams(
     source="x",

@@ -11,26 +11,27 @@ PIPELINE = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 
 
 def library_imports(path: Path) -> set[str]:
-    """mlpipe modules imported by a file (mlpipe.x for `import mlpipe.x`, `from mlpipe import x`, `from mlpipe.x import y`)."""
+    """mlpipe modules imported by a file: `import mlpipe.x`, `from mlpipe.x import y` (y a name or, in
+    a package, its submodule mlpipe.x.y); each with the packages above it, whose __init__ runs first."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names if alias.name.startswith("mlpipe")}
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mlpipe"):
-            if node.module == "mlpipe":
-                found |= {f"mlpipe.{alias.name}" for alias in node.names}
-            else:
-                found.add(node.module)
-    return found
+            found.add(node.module)
+            found |= {f"{node.module}.{alias.name}" for alias in node.names if (ROOT / module_file(f"{node.module}.{alias.name}")).exists()}
+    return {".".join(name.split(".")[:depth]) for name in found for depth in range(1, name.count(".") + 2)}
 
 
 def module_file(module: str) -> str:
-    return f"src/{module.replace('.', '/')}.py"
+    """The file of a module: src/mlpipe/x/y.py, or a package's src/mlpipe/x/__init__.py."""
+    package = f"src/{module.replace('.', '/')}/__init__.py"
+    return package if (ROOT / package).exists() else f"src/{module.replace('.', '/')}.py"
 
 
 def closure(script: str) -> set[str]:
     """Every repository Python file a stage script executes: itself, then mlpipe modules transitively."""
-    files, queue = {script, "src/mlpipe/__init__.py"}, [script]
+    files, queue = {script}, [script]
     while queue:
         for module in library_imports(ROOT / queue.pop()):
             name = module_file(module)

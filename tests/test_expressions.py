@@ -9,10 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlpipe.config import FeaturesParams, parse_params
+from mlpipe.data.expressions import parse_expression
+from mlpipe.data.features import add_derived, build_schema
+from mlpipe.data.schema import FeatureSchema
 from mlpipe.errors import ArtifactError, ConfigError, DataError
-from mlpipe.expressions import parse_expression
-from mlpipe.features import add_derived, build_schema
-from mlpipe.schema import FeatureSchema
 from test_features import DATA, train_table
 
 TABLE = pd.DataFrame({"a": [1.0, 4.0, 9.0, np.nan], "b": [2, 0, -3, 5], "odd name": [1, 2, 3, 4], "c": ["x", "y", "x", None]})

@@ -250,7 +250,7 @@ def test_a_failing_stage_keeps_its_last_good_outputs_under_make_repro_and_dvc_ch
 
 
 def test_a_truncated_drift_verdict_is_refused_in_one_line_and_the_fix_it_names_works(repo):
-    """A truncated metrics/drift.json made `python -m mlpipe.monitoring` print a traceback and exit 1
+    """A truncated metrics/drift.json made `python -m mlpipe.monitor.retrain` print a traceback and exit 1
     ("retrain"). Now it is exit 3 (through make: 2) and one line whose fix, `dvc repro drift`, works."""
     verdict = repo.path / "metrics" / "drift.json"
     good = verdict.read_bytes()

@@ -7,9 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlpipe.config import DataParams, FeaturesParams
+from mlpipe.data.features import Contents, build_schema, feature_table, make_features, unseen_levels
+from mlpipe.data.schema import OTHER_LEVEL, FeatureSchema, category_strings
 from mlpipe.errors import ConfigError, DataError
-from mlpipe.features import Contents, build_schema, feature_table, make_features, unseen_levels
-from mlpipe.schema import OTHER_LEVEL, FeatureSchema, category_strings
 
 DATA = DataParams(source="t", target="y", positive_label="yes", time_column="t", id_columns=["id"], drop_columns=["junk"])
 
@@ -132,7 +132,7 @@ def test_columns_without_a_usable_value_or_with_one_value_are_dropped_with_a_lin
     """An all-null column, one of only infinities and a constant column teach the model nothing (and
     an all-null one made drift recommend retraining on a random split): featurize drops them with a
     warning each and records them in the schema, which train, predict and the service read."""
-    with caplog.at_level("WARNING", logger="mlpipe.features"):
+    with caplog.at_level("WARNING", logger="mlpipe.data.features"):
         schema = build_schema(dead_columns_table(), DATA, FeaturesParams())
     assert schema.feature_names == ["age", "city", "flag", "sometimes"]
     assert schema.dropped == {

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from conftest import ROOT, make_repo
 from mlpipe.config import InitParams, parse_params, read_params_file, read_params_text
 from mlpipe.errors import EXIT_USAGE, DataError
-from mlpipe.profiling import profile_table
 from mlpipe.tools.init import leak_rule, rewrite_params
+from mlpipe.tools.profiling import profile_table
 
 
 def breast_cancer() -> pd.DataFrame:

@@ -9,9 +9,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mlpipe.config import CsvParams
+from mlpipe.data.sources import infer_format, normalise_columns, partition_files, read_table
 from mlpipe.errors import DataError
 from mlpipe.io import atomic_path, write_json, write_parquet
-from mlpipe.sources import infer_format, normalise_columns, partition_files, read_table
 
 
 def test_format_is_inferred_from_suffix_or_taken_as_declared(tmp_path):
@@ -135,7 +135,7 @@ def test_json_is_rounded_and_nan_becomes_null(tmp_path):
 
 
 def test_a_folder_of_batches_reads_as_one_table_tagged_by_file(tmp_path):
-    from mlpipe.sources import read_batches
+    from mlpipe.data.sources import read_batches
 
     folder = tmp_path / "incoming"
     folder.mkdir()
@@ -176,7 +176,7 @@ def test_temporaries_of_killed_writers_are_removed_but_live_ones_kept(tmp_path):
 
 
 def test_folder_source_concatenates_partitions_in_name_order(tmp_path):
-    from mlpipe.sources import read_source
+    from mlpipe.data.sources import read_source
 
     pd.DataFrame({"a": [3], "b": ["z"]}).to_parquet(tmp_path / "part-2.parquet")
     pd.DataFrame({"b": ["x", "y"], "a": [1, 2]}).to_csv(tmp_path / "part-1.csv", index=False)
@@ -187,7 +187,7 @@ def test_folder_source_concatenates_partitions_in_name_order(tmp_path):
 
 
 def test_partitions_that_disagree_on_columns_are_an_error(tmp_path):
-    from mlpipe.sources import read_source
+    from mlpipe.data.sources import read_source
 
     pd.DataFrame({"a": [1], "b": [2]}).to_csv(tmp_path / "p1.csv", index=False)
     pd.DataFrame({"a": [1], "c": [2]}).to_csv(tmp_path / "p2.csv", index=False)

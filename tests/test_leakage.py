@@ -1,5 +1,5 @@
-"""The leakage guard (`mlpipe.leakage`, make init) and train's warning when one feature carries a
-near-perfect model (`mlpipe.model.dominant_feature`)."""
+"""The leakage guard (`mlpipe.tools.leakage`, make init) and train's warning when one feature carries a
+near-perfect model (`mlpipe.model.booster.dominant_feature`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mlpipe.config import InitParams, TrainParams
-from mlpipe.leakage import find_leaks, leak_guard
+from mlpipe.tools.leakage import find_leaks, leak_guard
 
 RULE = InitParams()
 
@@ -158,14 +158,14 @@ def test_init_params_are_checked():
 
 
 def train_on(features: pd.DataFrame, target: pd.Series, **settings) -> dict:
-    from mlpipe.model import train_model
+    from mlpipe.model.booster import train_model
 
     params = TrainParams(n_estimators=200, min_child_samples=20, **settings)
     return train_model(features, target.astype(int), params).summary
 
 
 def test_train_warns_when_one_feature_carries_a_near_perfect_model(caplog):
-    from mlpipe.model import leak_warning
+    from mlpipe.model.booster import leak_warning
 
     target = outcome(3000, 0.4, 5)
     flag = (target ^ (np.random.default_rng(10).random(3000) < 0.01)).astype(int)
@@ -188,13 +188,13 @@ def test_the_train_stage_logs_the_warning_and_records_it(tmp_path, caplog):
 
     from conftest import stage_function
     from mlpipe.config import parse_params, read_params_file
-    from mlpipe.schema import FeatureSchema
+    from mlpipe.data.schema import FeatureSchema
 
     target = outcome(2000, 0.4, 6)
     flag = (target ^ (np.random.default_rng(11).random(2000) < 0.01)).astype(int)
     table = honest_columns(target, 6).drop(columns="region").assign(flag=flag, y=target.astype(int))
     table.to_parquet(tmp_path / "train.parquet")
-    from mlpipe.schema import FeatureSpec
+    from mlpipe.data.schema import FeatureSpec
 
     specs = (
         FeatureSpec("score", "numeric", "float64"),

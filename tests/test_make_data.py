@@ -12,7 +12,7 @@ import pytest
 
 from conftest import DEFAULT_DATA, ROOT
 from mlpipe.config import load_params
-from mlpipe.validation import validate_table
+from mlpipe.data.validation import validate_table
 
 spec = importlib.util.spec_from_file_location("make_data", ROOT / "bench" / "make_data.py")
 make_data = importlib.util.module_from_spec(spec)

@@ -1,4 +1,4 @@
-"""mlpipe.metrics computes scikit-learn's ranking metrics and curves without importing it: held
+"""mlpipe.model.metrics computes scikit-learn's ranking metrics and curves without importing it: held
 equal to scikit-learn's own functions, bit for bit, on labels and scores with and without ties."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn import metrics as skm
 
-from mlpipe import metrics
+from mlpipe.model import metrics
 
 
 def _same(ours, theirs) -> None:

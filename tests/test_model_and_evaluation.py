@@ -9,10 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.datasets import make_classification
 
-from mlpipe import evaluation, metrics
 from mlpipe.config import DataParams, FeaturesParams, TrainParams
-from mlpipe.features import build_schema, feature_table
-from mlpipe.model import (
+from mlpipe.data.features import build_schema, feature_table
+from mlpipe.model import evaluation, metrics
+from mlpipe.model.booster import (
     feature_importance,
     lightgbm_names,
     model_from_text,
@@ -107,7 +107,7 @@ def test_columns_lightgbm_cannot_store_train_predict_and_report_under_their_real
     """Issue 28: `a:b`, `x[1]` (and `a_b` beside `a:b`) are features; LightGBM sees other names,
     the importance table, the top feature and the model's check in the service see the real ones.
     `a b` trained before, but LightGBM stored it as `a_b`, which the service then refused."""
-    from mlpipe.serving import check_model_matches_schema
+    from mlpipe.serving.scorer import check_model_matches_schema
 
     rng = np.random.default_rng(0)
     table = pd.DataFrame({name: rng.normal(size=2000) for name in ("a:b", "x[1]", "a_b", "a b")})

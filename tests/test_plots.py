@@ -4,9 +4,9 @@ shortened or given room, and every text drawn lies inside the figure."""
 import numpy as np
 import pytest
 
-from mlpipe import plots
 from mlpipe.config import EvaluateParams
-from mlpipe.evaluation import curve_tables, evaluation_report
+from mlpipe.model import plots
+from mlpipe.model.evaluation import curve_tables, evaluation_report
 
 LONG = "recorded_after_the_outcome_of_the_case_and_kept_in_the_export_"  # 63 characters
 

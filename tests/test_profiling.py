@@ -1,4 +1,4 @@
-"""`make init`'s profile of a table (`mlpipe.profiling`): the roles a person would pick, personal
+"""`make init`'s profile of a table (`mlpipe.tools.profiling`): the roles a person would pick, personal
 data found by name and by value, TIME refused when it is not a time, and a contract that always
 passes on the table it was inferred from."""
 
@@ -20,12 +20,12 @@ from hypothesis import strategies as st
 import messy_table as messy
 from conftest import DEFAULT_DATA, ROOT
 from mlpipe.config import parse_params, read_params_text
+from mlpipe.data.privacy import apply_personal_rules
+from mlpipe.data.sources import read_table
+from mlpipe.data.validation import validate_table
 from mlpipe.errors import DataError
-from mlpipe.privacy import apply_personal_rules
-from mlpipe.profiling import personal_columns, personal_name, profile_table
-from mlpipe.sources import read_table
 from mlpipe.tools.init import rewrite_params, yaml_round_trip
-from mlpipe.validation import validate_table
+from mlpipe.tools.profiling import personal_columns, personal_name, profile_table
 from test_init import breast_cancer
 
 PROPERTY = settings(max_examples=15, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck), print_blob=True)

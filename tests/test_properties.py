@@ -22,18 +22,18 @@ from hypothesis import strategies as st
 
 from conftest import ROOT
 from mlpipe.config import parse_params
-from mlpipe.drift import monitored_columns, window_drift
+from mlpipe.data.features import build_schema, feature_table
+from mlpipe.data.privacy import apply_personal_rules
+from mlpipe.data.schema import FeatureSchema
+from mlpipe.data.sources import normalise_columns, read_table
+from mlpipe.data.split import split_table
+from mlpipe.data.validation import validate_rows, validate_table
 from mlpipe.errors import PipelineError
-from mlpipe.evaluation import evaluation_report
-from mlpipe.features import build_schema, feature_table
-from mlpipe.model import model_from_text, model_to_text, train_model
-from mlpipe.monitoring import retrain_verdict
-from mlpipe.privacy import apply_personal_rules
-from mlpipe.schema import FeatureSchema
-from mlpipe.scoring import score_table
-from mlpipe.sources import normalise_columns, read_table
-from mlpipe.split import split_table
-from mlpipe.validation import validate_rows, validate_table
+from mlpipe.model.booster import model_from_text, model_to_text, train_model
+from mlpipe.model.evaluation import evaluation_report
+from mlpipe.model.scoring import score_table
+from mlpipe.monitor.drift import monitored_columns, window_drift
+from mlpipe.monitor.retrain import retrain_verdict
 
 PROPERTY = settings(
     max_examples=int(__import__("os").environ.get("EXAMPLES", 100)),

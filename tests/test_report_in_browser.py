@@ -7,9 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlpipe import drift, drift_report
 from mlpipe.config import DriftParams
-from mlpipe.schema import FeatureSchema, FeatureSpec
+from mlpipe.data.schema import FeatureSchema, FeatureSpec
+from mlpipe.monitor import drift
+from mlpipe.monitor import report as drift_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")

@@ -25,9 +25,9 @@ with warnings.catch_warnings():
 from conftest import ROOT
 from mlpipe.config import ServeParams, load_params
 from mlpipe.errors import EXIT_USAGE, ArtifactError, DataError, OutputError
-from mlpipe.prediction_log import SERVED_AT, PredictionLog
-from mlpipe.service import create_app
-from mlpipe.serving import load_served_model, score_records
+from mlpipe.serving.app import create_app
+from mlpipe.serving.prediction_log import SERVED_AT, PredictionLog
+from mlpipe.serving.scorer import load_served_model, score_records
 from mlpipe.tools import serve as serve_tool
 
 
@@ -125,7 +125,7 @@ def test_the_watch_swaps_in_changed_model_files_and_keeps_serving_through_a_brok
 
     import lightgbm
 
-    from mlpipe.serving import files_state
+    from mlpipe.serving.scorer import files_state
 
     model, schema = tmp_path / "model.txt", tmp_path / "schema.json"
     shutil.copy(files["model"], model)
@@ -330,8 +330,8 @@ def test_batches_of_any_column_types_combine_into_one_table_parquet_can_hold(col
     it writes to Parquet, and each value is kept (as text when the files disagree)."""
     import pyarrow as pa
 
-    from mlpipe.schema import category_label
-    from mlpipe.sources import concat_batches
+    from mlpipe.data.schema import category_label
+    from mlpipe.data.sources import concat_batches
 
     named = [(f"part-{index}.parquet", pd.DataFrame({"x": values})) for index, values in enumerate(columns)]
     combined = concat_batches(named)
@@ -352,7 +352,7 @@ def test_a_request_without_one_of_two_similar_personal_columns_is_logged(files, 
     (written,) = (tmp_path / "log").rglob("*.parquet")
     assert "first_name" not in pd.read_parquet(written) and log.dropped_rows == 0
     # At ingest the whole table is known: a near miss of an undeclared column is still refused there.
-    from mlpipe.privacy import protect_personal_columns
+    from mlpipe.data.privacy import protect_personal_columns
 
     with pytest.raises(DataError, match="names 'last_name', which is not in the table; did you mean 'lastname'"):
         protect_personal_columns(pd.DataFrame({"first_name": ["a"], "lastname": ["b"]}), rules["params"].data.personal_columns, None, "S")
@@ -403,7 +403,7 @@ def test_a_background_writer_that_keeps_failing_says_so_once_per_attempt(tmp_pat
     while len(failures) < 3 and time.monotonic() < deadline:
         time.sleep(0.02)
     log.close()
-    lines = [record.getMessage() for record in caplog.records if record.name == "mlpipe.prediction_log"]
+    lines = [record.getMessage() for record in caplog.records if record.name == "mlpipe.serving.prediction_log"]
     assert len(lines) == len(failures) >= 3  # the attempts at 0.05 s, then close's
     assert (
         lines[0]
@@ -416,7 +416,7 @@ def test_temporaries_of_killed_writers_are_removed_and_never_read(tmp_path):
     import subprocess
     import sys
 
-    from mlpipe.sources import read_batches
+    from mlpipe.data.sources import read_batches
 
     folder = tmp_path / "log" / "date=2026-11-30"
     folder.mkdir(parents=True)
@@ -597,7 +597,7 @@ def files_rows(repo, rows: int = 40) -> list[dict]:
 def test_a_model_text_cut_or_spliced_anywhere_is_refused_in_one_line_never_a_crash(files, cut):
     """LightGBM finds trees by the sizes its header lists and aborts the process when they are
     wrong: text[:i] + text[j:], cut in the trees, kept the start and end a model has and crashed every loader."""
-    from mlpipe.model import model_from_text
+    from mlpipe.model.booster import model_from_text
 
     text = files["model"].read_text()
     trees, end = text.index("\nTree=0\n"), text.index("\nend of trees\n")  # a cut in the trees: where LightGBM crashed
@@ -628,9 +628,9 @@ def test_the_service_allows_exactly_the_values_batch_validation_allows(value, al
     from pydantic import TypeAdapter, ValidationError
 
     from mlpipe.config import ColumnContract
-    from mlpipe.schema import FeatureSchema, FeatureSpec
-    from mlpipe.serving import RecordError, record_model
-    from mlpipe.validation import validate_rows
+    from mlpipe.data.schema import FeatureSchema, FeatureSpec
+    from mlpipe.data.validation import validate_rows
+    from mlpipe.serving.scorer import RecordError, record_model
 
     params = _project_params()
     validate = params.validate.model_copy(update={"columns": {"c": ColumnContract(allowed=allowed)}})

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from conftest import employment_sample, unused_port
+from mlpipe.data.sources import read_source
+from mlpipe.data.sql import read_query
 from mlpipe.errors import DataError
-from mlpipe.sources import read_source
-from mlpipe.sql import read_query
 
 pytestmark = pytest.mark.integration
 

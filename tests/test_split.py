@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 
 from mlpipe.config import SplitParams
+from mlpipe.data.sampling import stratified_mask
+from mlpipe.data.split import split_table
 from mlpipe.errors import ConfigError, DataError
-from mlpipe.sampling import stratified_mask
-from mlpipe.split import split_table
 
 
 def years_table():

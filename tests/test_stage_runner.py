@@ -20,7 +20,7 @@ WAITING_STAGE = textwrap.dedent("""
     import time
     from pathlib import Path
     import pandas as pd
-    from mlpipe.cli import log_written, run_stage
+    from mlpipe.harness import log_written, run_stage
     from mlpipe.io import write_parquet, write_text
 
     def run(params, log, *, go: Path, out: Path, rows: int):

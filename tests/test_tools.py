@@ -71,8 +71,8 @@ CALM = {"retrain_recommended": False, "reasons": [], "windows": {"all": WINDOW}}
 
 
 def test_mlpipe_monitor_exits_1_when_retraining_is_recommended_and_0_otherwise(tmp_path, capsys):
-    """`mlpipe monitor` (also `python -m mlpipe.monitoring`): its exit status gates CI."""
-    from mlpipe.monitoring import main
+    """`mlpipe monitor` (also `python -m mlpipe.monitor.retrain`): its exit status gates CI."""
+    from mlpipe.monitor.retrain import main
 
     verdict = tmp_path / "drift.json"
     verdict.write_text(json.dumps(CALM))
@@ -94,9 +94,9 @@ TEXT = json.dumps({**CALM, "reasons": ["window all: a reason"], "empty_windows":
 @settings(max_examples=200, deadline=None)
 @given(cut=st.integers(min_value=0, max_value=len(TEXT) - 1), garbage=st.sampled_from([b"", b"\x00\x00", b"\xff"]))
 def test_a_truncated_or_corrupt_verdict_exits_3_in_one_line_never_retrain(tmp_path_factory, cut, garbage):
-    """A truncated metrics/drift.json made `python -m mlpipe.monitoring` print a traceback and exit 1,
+    """A truncated metrics/drift.json made `python -m mlpipe.monitor.retrain` print a traceback and exit 1,
     the status that means "retrain"."""
-    from mlpipe.monitoring import main
+    from mlpipe.monitor.retrain import main
 
     verdict = tmp_path_factory.mktemp("drift") / "drift.json"
     verdict.write_bytes(TEXT[:cut].encode() + garbage)
@@ -113,7 +113,7 @@ def test_a_truncated_or_corrupt_verdict_exits_3_in_one_line_never_retrain(tmp_pa
 def test_python_m_monitoring_and_the_mlpipe_command_give_the_same_line_and_status(tmp_path):
     verdict = tmp_path / "drift.json"
     verdict.write_text(TEXT[:100])
-    for how in (["-m", "mlpipe.monitoring"], ["-m", "mlpipe.tools.command", "monitor"]):
+    for how in (["-m", "mlpipe.monitor.retrain"], ["-m", "mlpipe.tools.command", "monitor"]):
         done = subprocess.run([sys.executable, *how, str(verdict)], capture_output=True, text=True)
         assert done.returncode == errors.EXIT_CORRUPT and "Traceback" not in done.stderr, done.stderr
         assert done.stderr.startswith("error: monitor: the drift verdict") and done.stderr.count("\n") == 1

@@ -10,11 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.datasets import make_classification
 
-from mlpipe import tuning
 from mlpipe.config import ConfigError, Guard, TrainParams, TuneParams, parse_params
 from mlpipe.errors import ArtifactError, DataError
+from mlpipe.model import tuning
+from mlpipe.model.tracking import read_training_curve, write_training_record
 from mlpipe.tools import experiments, review
-from mlpipe.tracking import read_training_curve, write_training_record
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +132,7 @@ def test_training_record_inside_a_dvc_repository_does_not_open_it(tmp_path):
     (tmp_path / ".dvc" / "config").write_text("")
     script = (
         "import sys\n"
-        "from mlpipe.tracking import write_training_record\n"
+        "from mlpipe.model.tracking import write_training_record\n"
         "write_training_record('metrics/train', {'learning_rate': 0.1}, "
         "[{'iteration': 1, 'train_logloss': 0.5, 'validation_logloss': 0.6}], {'n_trees': 1})\n"
         "print(sorted(name for name in ('dvc.repo', 'scmrepo.git') if name in sys.modules))\n"

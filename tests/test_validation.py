@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mlpipe.config import ColumnContract, DataParams, ValidateParams, parse_params
+from mlpipe.data.validation import REASON_COLUMN, validate_table
 from mlpipe.errors import ConfigError, DataError
-from mlpipe.validation import REASON_COLUMN, validate_table
 
 DATA = DataParams(source="t.csv", target="y", positive_label="yes", time_column="t", id_columns=["id"])
 RULES = ValidateParams(max_bad_row_share=0.9, columns={"age": {"min": 0, "max": 120}})
@@ -179,7 +179,7 @@ def test_mostly_null_column_is_fatal():
 def test_personal_columns_are_dropped_or_salted_hashed():
     import hashlib
 
-    from mlpipe.privacy import protect_personal_columns
+    from mlpipe.data.privacy import protect_personal_columns
 
     table = pd.DataFrame({"email": ["a@x.org", None, "a@x.org"], "name": ["A", "B", "C"], "age": [30, 40, 50]})
     protected = protect_personal_columns(table, {"email": "hash", "name": "drop"}, "pepper", "SALT")
@@ -215,7 +215,7 @@ def test_infinite_numbers_and_over_long_text_are_quarantined_by_default():
 
 
 def test_personal_rules_apply_on_every_entry_path_once():
-    from mlpipe.privacy import apply_personal_rules
+    from mlpipe.data.privacy import apply_personal_rules
 
     data = DataParams(source="s", target="y", positive_label=1, personal_columns={"email": "hash", "full_name": "drop"})
     batch = pd.DataFrame({"email": ["a@x.org", "b@x.org"], "full_name": ["A", "B"], "y": [1, 0]})
@@ -233,8 +233,8 @@ def test_personal_rules_apply_on_every_entry_path_once():
 
 
 def test_rows_arriving_after_training_meet_the_row_rules_but_may_be_unlabelled_and_small():
-    from mlpipe.monitoring import quality_reasons
-    from mlpipe.validation import validate_rows
+    from mlpipe.data.validation import validate_rows
+    from mlpipe.monitor.retrain import quality_reasons
 
     batch = pd.DataFrame(
         {
@@ -344,7 +344,7 @@ def test_a_dropped_column_is_exempt_from_null_limits_and_implied_rules_but_not_f
     declared = validate_table(frame, data, with_rules(rules, columns={"code": {"allowed": ["a"]}}))
     assert reasons_of(declared) == ["code:allowed['a']"]
     # Rows arriving later (predict's batches) follow the same rule.
-    from mlpipe.validation import validate_rows
+    from mlpipe.data.validation import validate_rows
 
     assert validate_rows(frame, data, rules).report["rows_quarantined"] == 0
 
@@ -369,9 +369,9 @@ def test_a_row_count_and_null_columns_out_of_bounds_are_one_message():
 
 
 def test_the_dask_engine_applies_the_same_table_rules_and_exemptions(tmp_path):
-    from mlpipe.compute import dask_client
     from mlpipe.config import ComputeParams
-    from mlpipe.validation import validate_parts
+    from mlpipe.data.validation import validate_parts
+    from mlpipe.engine.executor import executor_for
 
     frame = nulls_table({"a": 50, "b": 45, "c": 10}, rows=60).assign(note=["z" * 2000] * 60)
     raw = tmp_path / "raw"
@@ -379,7 +379,7 @@ def test_the_dask_engine_applies_the_same_table_rules_and_exemptions(tmp_path):
     for index, start in enumerate(range(0, 60, 20)):
         frame.iloc[start : start + 20].to_parquet(raw / f"part-{index}.parquet", index=False)
     outputs = (tmp_path / "clean", tmp_path / "quarantine")
-    with dask_client(ComputeParams(engine="dask", workers=1, memory_limit="1GiB")):
+    with executor_for(ComputeParams(engine="dask", workers=1, memory_limit="1GiB")):
         with pytest.raises(DataError) as failed:
             validate_parts(raw, *outputs, NULL_DATA, ValidateParams(max_bad_row_share=1.0))
         assert str(failed.value) == null_message(frame, NULL_DATA, ValidateParams(max_bad_row_share=1.0))
@@ -400,7 +400,7 @@ def test_the_dask_engine_applies_the_same_table_rules_and_exemptions(tmp_path):
     with_time=st.booleans(),
 )
 def test_an_unparsable_time_is_named_with_its_row(dates, bad, where, with_time):
-    from mlpipe.times import time_values
+    from mlpipe.data.times import time_values
 
     values = [f"{day:%Y-%m-%d}" + (" 06:03:42" if with_time else "") for day in dates]
     position = where % (len(values) + 1)
@@ -427,9 +427,9 @@ def test_validate_names_an_unparsable_time_with_its_row_in_the_source_before_the
 
 def test_every_reader_of_the_time_column_names_the_bad_value():
     from mlpipe.config import DriftWindow, SplitParams
-    from mlpipe.drift import window_rows
-    from mlpipe.evaluation import period_labels
-    from mlpipe.split import split_table
+    from mlpipe.data.split import split_table
+    from mlpipe.model.evaluation import period_labels
+    from mlpipe.monitor.drift import window_rows
 
     times = pd.Series(["2015-01-01", "2015-06-01", "not a date", "2016-01-01"], name="t")
     frame = pd.DataFrame({"t": times, "y": [0, 1, 0, 1]})
@@ -444,7 +444,7 @@ def test_every_reader_of_the_time_column_names_the_bad_value():
 
 def test_text_in_a_numeric_column_is_shown_by_its_text_values():
     from mlpipe.config import FeaturesParams
-    from mlpipe.features import build_schema
+    from mlpipe.data.features import build_schema
 
     frame = pd.DataFrame({"y": [0, 1] * 3, "count": ["1", "2", "3", "4", "many", "5"]})
     with pytest.raises(DataError, match=r"column 'count' holds text \(\['many'\]\)"):
@@ -469,7 +469,7 @@ def test_allowed_values_hold_for_numbers_read_as_text_and_text_that_names_them()
     assert result.quarantine["code"].tolist() == ["1.0", "4", True]
     numbers = pd.DataFrame({"code": [1.0, 2.0, 3.0, np.nan], "y": [0, 1, 0, 1]})
     assert validate_table(numbers, ALLOWED_DATA, allowed_rules(["1", "2"])).quarantine["code"].tolist() == [3.0]
-    from mlpipe.validation import validate_rows  # predict's batches: the same rule
+    from mlpipe.data.validation import validate_rows  # predict's batches: the same rule
 
     assert validate_rows(mixed, ALLOWED_DATA, allowed_rules([1, 2, 3])).quarantine["code"].tolist() == ["1.0", "4", True]
 
@@ -490,8 +490,8 @@ def test_an_allowed_rule_keeps_the_same_rows_whether_the_values_are_numbers_or_r
     """The rows `allowed` refuses are the same for a column of numbers (or booleans) and for the
     same column read as text (`schema.category_texts`, what mixed batches become), and they are
     the rows whose label is not an allowed one's."""
-    from mlpipe.schema import category_label, category_texts
-    from mlpipe.validation import row_rule_failures
+    from mlpipe.data.schema import category_label, category_texts
+    from mlpipe.data.validation import row_rule_failures
 
     contracts = {"code": ColumnContract(allowed=allowed)}
     rule = f"code:allowed{allowed}"
@@ -505,10 +505,10 @@ def test_an_allowed_rule_keeps_the_same_rows_whether_the_values_are_numbers_or_r
 def test_the_dask_engine_applies_allowed_to_batches_read_as_text(tmp_path):
     """The Dask engine's validation (`validate_parts`) reads parts that disagree on a column's type
     as text, and checks `allowed` with the same rule."""
-    from mlpipe.compute import dask_client
     from mlpipe.config import ComputeParams
-    from mlpipe.partitioned import unify_parts
-    from mlpipe.validation import validate_parts
+    from mlpipe.data.validation import validate_parts
+    from mlpipe.engine.executor import executor_for
+    from mlpipe.engine.parts import unify_parts
 
     raw = tmp_path / "raw"
     raw.mkdir()
@@ -517,14 +517,14 @@ def test_the_dask_engine_applies_allowed_to_batches_read_as_text(tmp_path):
     import pyarrow.parquet as pq
 
     unify_parts(raw, {path: pq.read_schema(path) for path in sorted(raw.glob("*.parquet"))}, mixed_as_text=True)
-    with dask_client(ComputeParams(engine="dask", workers=1, memory_limit="1GiB")):
+    with executor_for(ComputeParams(engine="dask", workers=1, memory_limit="1GiB")):
         report = validate_parts(raw, tmp_path / "clean", tmp_path / "quarantine", ALLOWED_DATA, allowed_rules([1, 2, 3]))
     assert report["rows_quarantined"] == 2 and report["failures_by_rule"]["code:allowed[1, 2, 3]"] == 2
 
 
 def test_category_labels_keep_true_apart_from_one_in_a_mixed_column():
     """`pd.factorize` takes True for 1 (as `==` does): `category_strings` labels such a column value by value."""
-    from mlpipe.schema import category_strings
+    from mlpipe.data.schema import category_strings
 
     values = pd.Series([1, True, 0.0, False, "1", None], dtype=object)
     assert category_strings(values).astype(object).tolist() == ["1", "True", "0", "False", "1", np.nan]

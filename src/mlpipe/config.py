@@ -356,7 +356,7 @@ class FeaturesParams(Section):
 
     @model_validator(mode="after")
     def _derived_in_the_grammar(self) -> FeaturesParams:
-        from mlpipe.expressions import check_derived
+        from mlpipe.data.expressions import check_derived
 
         check_derived(self.derived, "features.derived")
         return self

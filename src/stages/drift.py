@@ -4,12 +4,13 @@ from logging import Logger
 from pathlib import Path
 from typing import Annotated
 
-from mlpipe import drift, drift_report
-from mlpipe.cli import describe, log_written, run_stage
 from mlpipe.config import Params
+from mlpipe.data.schema import FeatureSchema
+from mlpipe.harness import describe, log_written, run_stage
 from mlpipe.io import read_pipeline_json, read_pipeline_table, write_json, write_texts
-from mlpipe.monitoring import coverage_reasons, quality_reasons, retrain_verdict
-from mlpipe.schema import FeatureSchema
+from mlpipe.monitor import drift
+from mlpipe.monitor import report as drift_report
+from mlpipe.monitor.retrain import coverage_reasons, quality_reasons, retrain_verdict
 
 
 def run(
@@ -42,10 +43,7 @@ def run(
         log.info("importing Evidently for %d report worker(s)", workers)
     with drift_report.report_workers(workers) as reporter:
         if params.compute.engine == "dask":
-            from mlpipe.compute import dask_client
-
-            with dask_client(params.compute):
-                windows, reports = drift_report.monitor_parts(reference, current, schema, settings, reporter, on_window=progress)
+            windows, reports = drift_report.monitor_parts(reference, current, schema, settings, reporter, on_window=progress)
         else:
             reference_rows, current_rows = (
                 read_pipeline_table(path, f"the scored {name} rows", "predict")

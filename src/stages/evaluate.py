@@ -4,13 +4,13 @@ from logging import Logger
 from pathlib import Path
 from typing import Annotated
 
-from mlpipe import evaluation, plots
-from mlpipe.cli import describe, log_written, run_stage
 from mlpipe.config import Params
+from mlpipe.data.schema import FeatureSchema
+from mlpipe.harness import describe, log_written, run_stage
 from mlpipe.io import read_pipeline_json, read_pipeline_table, read_pipeline_text, write_json
-from mlpipe.model import feature_importance, model_from_text, predict_proba
-from mlpipe.schema import FeatureSchema
-from mlpipe.tracking import read_training_curve
+from mlpipe.model import evaluation, plots
+from mlpipe.model.booster import feature_importance, model_from_text, predict_proba
+from mlpipe.model.tracking import read_training_curve
 
 
 def run(

@@ -3,19 +3,17 @@
 from logging import Logger
 from pathlib import Path
 
-from mlpipe.cli import describe, log_written, run_stage
 from mlpipe.config import Params
-from mlpipe.features import build_schema, feature_table, unseen_levels
+from mlpipe.data.features import build_schema, feature_table, unseen_levels
+from mlpipe.harness import describe, log_written, run_stage
 from mlpipe.io import read_pipeline_table, write_parquet, write_text
 
 
 def run(params: Params, log: Logger, *, train: Path, test: Path, train_out: Path, test_out: Path, schema: Path) -> None:
     if params.compute.engine == "dask":
-        from mlpipe.compute import dask_client
-        from mlpipe.features import featurize_parts
+        from mlpipe.data.features import featurize_parts
 
-        with dask_client(params.compute):
-            learned, unseen = featurize_parts(train, test, train_out, test_out, params.data, params.features)
+        learned, unseen = featurize_parts(train, test, train_out, test_out, params.data, params.features)
         written = [train_out, test_out]
     else:
         training, testing = (read_pipeline_table(path, f"the {name} set", "split") for path, name in ((train, "training"), (test, "test")))

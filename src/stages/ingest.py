@@ -4,21 +4,19 @@ columns, normalise column names and dtypes, write raw Parquet."""
 from logging import Logger
 from pathlib import Path
 
-from mlpipe.cli import describe, log_written, run_stage
 from mlpipe.config import Params
+from mlpipe.data.privacy import apply_personal_rules
+from mlpipe.data.sources import normalise_columns, read_source
+from mlpipe.harness import describe, log_written, run_stage
 from mlpipe.io import write_parquet
-from mlpipe.privacy import apply_personal_rules
-from mlpipe.sources import normalise_columns, read_source
 
 
 def run(params: Params, log: Logger, *, out: Path) -> None:
     data = params.data
     if params.compute.engine == "dask":
-        from mlpipe.compute import dask_client
-        from mlpipe.sources import ingest_parts
+        from mlpipe.data.sources import ingest_parts
 
-        with dask_client(params.compute):
-            found = ingest_parts(data.source, data.format, data.pattern, data, params.compute.partition_rows, out)
+        found = ingest_parts(data.source, data.format, data.pattern, data, params.compute.partition_rows, out)
         log.info("read %d file(s) from %s: %s rows x %d columns", found["files"], data.source, f"{found['rows']:,}", len(found["columns"]))
         return log_written(log, out)
     table = normalise_columns(read_source(data.source, data.format, data.pattern, data.csv), origin=data.source)

@@ -4,17 +4,17 @@ from logging import Logger
 from pathlib import Path
 from typing import Annotated
 
-from mlpipe.cli import describe, log_written, run_stage
 from mlpipe.config import Params
+from mlpipe.data.privacy import apply_personal_rules
+from mlpipe.data.schema import FeatureSchema
+from mlpipe.data.sources import normalise_columns, read_batches
+from mlpipe.data.validation import validate_rows, worst_rule
 from mlpipe.errors import DataError
+from mlpipe.harness import describe, log_written, run_stage
 from mlpipe.io import read_pipeline_table, read_pipeline_text, write_json, write_parquet
-from mlpipe.model import model_from_text
-from mlpipe.prediction_log import check_log_files
-from mlpipe.privacy import apply_personal_rules
-from mlpipe.schema import FeatureSchema
-from mlpipe.scoring import model_version, score_table
-from mlpipe.sources import normalise_columns, read_batches
-from mlpipe.validation import validate_rows, worst_rule
+from mlpipe.model.booster import model_from_text
+from mlpipe.model.scoring import model_version, score_table
+from mlpipe.serving.prediction_log import check_log_files
 
 
 def run(
@@ -35,22 +35,20 @@ def run(
     source = params.monitor.current_source
     check_log_files(source, params.serve.log_folder)
     if params.compute.engine == "dask":
-        from mlpipe.compute import dask_client
-        from mlpipe.scoring import score_parts
+        from mlpipe.model.scoring import score_parts
 
-        with dask_client(params.compute):
-            report = score_parts(
-                reference,
-                source,
-                out_reference,
-                out_current,
-                quarantine,
-                model_text,
-                schema,
-                params.evaluate.threshold,
-                params.data,
-                params.validate,
-            )
+        report = score_parts(
+            reference,
+            source,
+            out_reference,
+            out_current,
+            quarantine,
+            model_text,
+            schema,
+            params.evaluate.threshold,
+            params.data,
+            params.validate,
+        )
         log.info(
             "model %s; current %s of %s rows from %s scored", version[:12], f"{report['rows_out']:,}", f"{report['rows_in']:,}", source
         )

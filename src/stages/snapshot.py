@@ -7,13 +7,13 @@ from logging import Logger
 from pathlib import Path
 from typing import Annotated
 
-from mlpipe.cli import describe, log_written, run_stage
 from mlpipe.config import Params
+from mlpipe.data.privacy import apply_personal_rules
+from mlpipe.data.sources import normalise_columns
+from mlpipe.data.sql import read_query
 from mlpipe.errors import ConfigError
+from mlpipe.harness import describe, log_written, run_stage
 from mlpipe.io import write_parquet
-from mlpipe.privacy import apply_personal_rules
-from mlpipe.sources import normalise_columns
-from mlpipe.sql import read_query
 
 
 def run(params: Params, log: Logger, *, name: Annotated[str, "the entry of sql_snapshots to read"], out: Path) -> None:

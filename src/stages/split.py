@@ -3,19 +3,17 @@
 from logging import Logger
 from pathlib import Path
 
-from mlpipe.cli import describe, log_written, run_stage
 from mlpipe.config import Params
+from mlpipe.data.split import split_table
+from mlpipe.harness import describe, log_written, run_stage
 from mlpipe.io import read_pipeline_table, write_parquet
-from mlpipe.split import split_table
 
 
 def run(params: Params, log: Logger, *, validated: Path, train: Path, test: Path) -> None:
     if params.compute.engine == "dask":
-        from mlpipe.compute import dask_client
-        from mlpipe.split import split_parts
+        from mlpipe.data.split import split_parts
 
-        with dask_client(params.compute):
-            rows = split_parts(validated, train, test, params.split, params.data.time_column, params.data.target)
+        rows = split_parts(validated, train, test, params.split, params.data.time_column, params.data.target)
         log.info("%s split: training %s rows, test %s rows", params.split.strategy, f"{rows[0]:,}", f"{rows[1]:,}")
         return log_written(log, train, test)
     table = read_pipeline_table(validated, "the validated table", "validate")

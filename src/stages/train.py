@@ -5,11 +5,11 @@ from logging import Logger
 from pathlib import Path
 from typing import Annotated
 
-from mlpipe.cli import describe, log_written, run_stage
 from mlpipe.config import Params, TrainParams
+from mlpipe.data.schema import FeatureSchema
+from mlpipe.harness import describe, log_written, run_stage
 from mlpipe.io import read_pipeline_table, write_json, write_text
-from mlpipe.schema import FeatureSchema
-from mlpipe.tracking import write_training_record
+from mlpipe.model.tracking import write_training_record
 
 
 def run(
@@ -26,9 +26,9 @@ def run(
 ) -> None:
     on_cluster = params.compute.engine == "dask"
     if on_cluster:
-        from mlpipe.compute import dask_client
-        from mlpipe.dask_training import train_model_on_cluster
-    from mlpipe.model import leak_warning, lightgbm_params, model_to_text, train_model
+        from mlpipe.engine.executor import current
+        from mlpipe.model.cluster_training import train_model_on_cluster
+    from mlpipe.model.booster import leak_warning, lightgbm_params, model_to_text, train_model
 
     learned = FeatureSchema.read(schema, stage="featurize")
     table = read_pipeline_table(features, "the training features", "featurize")
@@ -37,7 +37,7 @@ def run(
 
     train_params, tuning_summary, tuning_history = params.train, {"enabled": False}, []
     if params.tune.enabled:
-        from mlpipe import tuning as search  # Optuna is imported only when tuning is on
+        from mlpipe.model import tuning as search  # Optuna is imported only when tuning is on
 
         tune = params.tune
         times = table[learned.time_column] if learned.time_column else None
@@ -62,8 +62,8 @@ def run(
         tuning_summary, tuning_history = result.summary(tune), result.history()
 
     if on_cluster:
-        with dask_client(params.compute) as client:
-            trained = train_model_on_cluster(inputs, target, train_params, client)
+        client = current().cluster
+        trained = train_model_on_cluster(inputs, target, train_params, client)
     else:
         trained = train_model(inputs, target, train_params)
     warning = leak_warning(trained.summary, train_params)

@@ -4,19 +4,17 @@ a row rule, naming the rules; fail with one line when a whole-table rule breaks 
 from logging import Logger
 from pathlib import Path
 
-from mlpipe.cli import describe, log_written, run_stage
 from mlpipe.config import Params
+from mlpipe.data.validation import validate_table
+from mlpipe.harness import describe, log_written, run_stage
 from mlpipe.io import read_pipeline_table, write_json, write_parquet
-from mlpipe.validation import validate_table
 
 
 def run(params: Params, log: Logger, *, raw: Path, out: Path, quarantine: Path, metrics: Path) -> None:
     if params.compute.engine == "dask":
-        from mlpipe.compute import dask_client
-        from mlpipe.validation import validate_parts
+        from mlpipe.data.validation import validate_parts
 
-        with dask_client(params.compute):
-            report = validate_parts(raw, out, quarantine, params.data, params.validate)
+        report = validate_parts(raw, out, quarantine, params.data, params.validate)
         written = [out, quarantine]
     else:
         table = read_pipeline_table(raw, "the ingested table", "ingest")

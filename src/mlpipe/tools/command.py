@@ -22,7 +22,7 @@ COMMANDS = {
     "init": ("mlpipe.tools.init", "profile your table and point params.yaml at it"),
     "repro": ("mlpipe.tools.repro", "dvc repro; a failing stage's last good outputs are put back"),
     "metrics": ("mlpipe.tools.summary", "the headline metrics and the drift verdict (every metric: dvc metrics show)"),
-    "monitor": ("mlpipe.monitoring", "print the drift verdict; exit 1 when retraining is recommended"),
+    "monitor": ("mlpipe.monitor.retrain", "print the drift verdict; exit 1 when retraining is recommended"),
     "review": ("mlpipe.tools.review", "write the review report against a revision; exit 1 on a guarded regression"),
     "sweep": ("mlpipe.tools.experiments", "run a grid of experiments through DVC's queue; exit 1 when one fails"),
     "plots": ("mlpipe.tools.plots_page", "write every plot on one page that opens offline"),

@@ -3,7 +3,7 @@
     python -m mlpipe.tools.init --data data/my_table.csv --target churned [--positive yes] [--time month] [--force]
                                 [--sep ';' | --sep whitespace] [--no-header] [--names a,b,c]
 
-Profiles the table (`mlpipe.profiling`), prints one line per decision, and rewrites only the
+Profiles the table (`mlpipe.tools.profiling`), prints one line per decision, and rewrites only the
 data-specific parts of params.yaml (data, validate.rows/columns, split cut-offs, drift windows
 and, for dates, evaluate.period), keeping every other key and every comment. A local source
 that git does not track is versioned with `dvc add` so that `dvc repro` and queued experiments
@@ -26,11 +26,11 @@ from pydantic import ValidationError
 
 from mlpipe.config import CsvParams, InitParams, ValidateParams, describe_validation_error, parse_params, read_params_file, read_params_text
 from mlpipe.credentials import mask_credentials, source_credentials_problem
+from mlpipe.data.sources import infer_format, is_url, normalise_columns, read_source
 from mlpipe.errors import ConfigError, DataError, PipelineError, exit_status
 from mlpipe.io import write_text
-from mlpipe.profiling import Profile, profile_table
-from mlpipe.sources import infer_format, is_url, normalise_columns, read_source
 from mlpipe.tools.dvc_cli import dvc
+from mlpipe.tools.profiling import Profile, profile_table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -404,7 +404,7 @@ def rewrite_params(text: str, profile: Profile, source: str, fmt: str | None, cs
 
 def kept_derived(derived: dict[str, str], columns: list[str]) -> dict[str, str]:
     """The derived features that read only columns of the table (or derived features before them)."""
-    from mlpipe.expressions import parse_expression
+    from mlpipe.data.expressions import parse_expression
 
     known, kept = set(columns), {}
     for name, text in derived.items():

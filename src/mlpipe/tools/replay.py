@@ -29,7 +29,7 @@ from mlpipe.errors import EXIT_OK, EXIT_USAGE, ConfigError, DataError, PipelineE
 def rows_to_replay(table: pd.DataFrame, params: Params, where: str | None) -> tuple[pd.DataFrame, str]:
     """The rows `where` selects, or the latest period's; with a description of the choice."""
     if where:
-        from mlpipe.expressions import parse_expression
+        from mlpipe.data.expressions import parse_expression
 
         expression = parse_expression(where, "--where")
         missing = [column for column in expression.columns if column not in table.columns]
@@ -40,7 +40,7 @@ def rows_to_replay(table: pd.DataFrame, params: Params, where: str | None) -> tu
     time_column = params.data.time_column
     if not time_column or time_column not in table.columns:
         return table, "every row (no time column)"
-    from mlpipe.times import time_values
+    from mlpipe.data.times import time_values
 
     values = time_values(table[time_column])
     if pd.api.types.is_datetime64_any_dtype(values):
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import httpx
 
-        from mlpipe.sources import normalise_columns, read_batches
+        from mlpipe.data.sources import normalise_columns, read_batches
 
         params = load_params(args.params)
         source = args.source or params.monitor.current_source

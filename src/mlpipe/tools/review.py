@@ -21,7 +21,7 @@ from typing import Any
 from mlpipe.config import Guard, load_params
 from mlpipe.errors import EXIT_FINDING, EXIT_OK, ArtifactError, ConfigError, PipelineError, exit_status, first_line
 from mlpipe.io import read_pipeline_json, write_text
-from mlpipe.monitoring import read_verdict
+from mlpipe.monitor.retrain import read_verdict
 from mlpipe.tools.dvc_cli import dvc
 
 Diff = dict[str, dict[str, dict[str, Any]]]  # file -> key -> {"old", "new", "diff"}

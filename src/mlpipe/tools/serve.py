@@ -84,8 +84,8 @@ def _setup() -> None:
 def model_loader(args: argparse.Namespace, params) -> tuple[Callable[[], Any], Callable[[], tuple], Path]:
     """Everything that can refuse to start, checked: (the model loader, what the watch reads of
     the model files, the model's path). Raises `PipelineError`."""
-    from mlpipe.privacy import require_salt
-    from mlpipe.serving import files_state, load_served_model
+    from mlpipe.data.privacy import require_salt
+    from mlpipe.serving.scorer import files_state, load_served_model
 
     model_path, schema_path = model_artifact(args.dvc_yaml, args.artifact)
     # Checked now: a request carrying such a column could not be logged safely later.
@@ -106,8 +106,8 @@ def model_loader(args: argparse.Namespace, params) -> tuple[Callable[[], Any], C
 def service_log(params, **options: Any):
     """The prediction log serve.* describes (None without serve.log_folder), under the
     personal-data rules; `options` for tests (`background`, `clock`)."""
-    from mlpipe.prediction_log import PredictionLog
-    from mlpipe.privacy import apply_personal_rules
+    from mlpipe.data.privacy import apply_personal_rules
+    from mlpipe.serving.prediction_log import PredictionLog
 
     if not params.serve.log_folder:
         return None
@@ -160,7 +160,7 @@ def exposed_without_key(host: str) -> bool:
 
 def service_app(params, load: Callable[[], Any], watch: Callable[[], tuple]):
     """The app of one service process, its model loaded. Raises `PipelineError`."""
-    from mlpipe.service import create_app
+    from mlpipe.serving.app import create_app
 
     return create_app(load, params, api_key=api_key(params), prediction_log=service_log(params), watch=watch)
 
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
             f"/metadata; set {params.serve.api_key_env} (see docs/security.md)",
             file=sys.stderr,
         )
-    logging.getLogger("mlpipe.service").info(
+    logging.getLogger("mlpipe.serving.app").info(
         "serving %s (model %s) on http://%s:%d, %d worker process(es); API key %s; prediction log %s",
         model_path,
         version[:12],

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-# DVC's line when it starts a stage, and the harness's last line of a stage (see mlpipe.cli).
+# DVC's line when it starts a stage, and the harness's last line of a stage (see mlpipe.harness).
 RUNNING_LINE = re.compile(r"^Running stage '(?P<stage>[^']+)':", re.M)
 DONE_LINE = re.compile(r"^\d\d:\d\d:\d\d (?P<stage>\S+): done in (?P<seconds>[\d.]+)s\s*$", re.M)
 IDENTITY = {

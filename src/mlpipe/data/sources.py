@@ -261,7 +261,7 @@ def concat_batches(named: list[tuple[str, pd.DataFrame]]) -> pd.DataFrame:
     codes happen to be all digits, give one column two types: pandas would hold both, and the
     Parquet written from it (or any later step) would fail on the mix. The contract's dtypes
     still apply: validation casts the text back row by row, quarantining what does not fit."""
-    from mlpipe.schema import category_texts, mixed_types_warning, value_kind
+    from mlpipe.data.schema import category_texts, mixed_types_warning, value_kind
 
     kinds: dict[str, dict[str, str]] = {}  # column -> kind -> first file holding it
     for name, table in named:
@@ -394,7 +394,7 @@ def normalise_columns(table: pd.DataFrame, origin: str) -> pd.DataFrame:
 def ingest_parts(source: str, fmt: str | None, pattern: str | None, data: DataParams, partition_rows: int, out: Path) -> dict[str, Any]:
     """Each source file read by a worker, its personal columns protected, cut into parts of at most
     `partition_rows` rows. The files must agree on their columns, as with the local engine."""
-    from mlpipe.partitioned import map_parts, staged
+    from mlpipe.engine.parts import map_parts, staged
 
     if is_url(source):
         raise DataError(
@@ -424,7 +424,7 @@ def ingest_parts(source: str, fmt: str | None, pattern: str | None, data: DataPa
 
 
 def _ingest_part(table: pd.DataFrame, index: int, data: DataParams, names: list[str]):
-    from mlpipe.privacy import apply_personal_rules
+    from mlpipe.data.privacy import apply_personal_rules
 
     # The workers read the hashing salt from their own environment (a local cluster inherits the
     # stage's): the secret never travels in a task.

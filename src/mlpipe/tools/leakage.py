@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from mlpipe.metrics import roc_auc
+from mlpipe.model.metrics import roc_auc
 
 if TYPE_CHECKING:
     from mlpipe.config import InitParams
@@ -218,7 +218,7 @@ def leak_guard(
     split section init writes) trains on. A random split uses split.seed and split.test_size at
     their defaults: a column that leaks does so on any large share of the rows."""
     from mlpipe.config import SplitParams
-    from mlpipe.split import split_masks
+    from mlpipe.data.split import split_masks
 
     is_train, _ = split_masks(table, SplitParams.model_validate(split), time_column, target)
     training = table.loc[is_train & table[target].notna().to_numpy()]  # a row without a target is no evidence either way

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from mlpipe.config import changes_since_read, load_params
 from mlpipe.credentials import mask_credentials
+from mlpipe.engine.executor import executor_for
 from mlpipe.errors import EXIT_CORRUPT, ArtifactError, ConfigError, PipelineError
 from mlpipe.io import after_commit, output_transaction
 
@@ -57,7 +58,8 @@ def execute(stage: Callable[..., None], argv: list[str]) -> int:
     try:
         with output_transaction(before_commit=params_unchanged):
             params = load_params(arguments.pop("params"), fresh=True)
-            stage(params, log, **arguments)
+            with executor_for(params.compute):  # the one place that picks where the parts run
+                stage(params, log, **arguments)
     except PipelineError as exc:
         print(f"error: {name}: {mask_credentials(str(exc))}", file=sys.stderr)
         # A corrupt file an earlier stage wrote has its own status: rebuild it, nothing to fix by hand.

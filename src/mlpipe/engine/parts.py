@@ -1,17 +1,18 @@
-"""The data stages on a Dask cluster (`compute.engine: dask`): every table is a folder of Parquet
-parts, and every stage works part by part on the cluster's workers.
+"""Tables as folders of Parquet parts, and a step mapped over them: every data stage works part
+by part, with the stage's executor (`mlpipe.engine.executor`): in this process for
+`compute.engine: local`, on a Dask cluster's workers for `compute.engine: dask`.
 
-Each part goes through the same pandas functions as the whole table does with the local engine
-(`quarantine_rows`, `split_masks`, `feature_table`, `score_table`...). What needs the whole table
-is decided in the stage's process from small summaries the parts send back and that merge
-exactly: row and null counts, the target's values, the ids that repeat, each categorical
-column's level counts, and the one or two columns a split needs. No table is gathered in one
-process.
+Each part goes through the same pandas functions (`quarantine_rows`, `split_masks`,
+`feature_table`, `score_table`...). What needs the whole table is decided in the stage's process
+from small summaries the parts send back and that merge exactly: row and null counts, the
+target's values, the ids that repeat, each categorical column's level counts, and the one or two
+columns a split needs. No table is gathered in one process.
 
-A worker reads its input part and writes its output parts itself, under the names of the part it
-read, into the staging folders of `mlpipe.io.atomic_dir`: a failed stage leaves no output, and
-the folders DVC hashes hold the same files, to the byte, on every run with the same inputs. The
-workers must therefore see the repository's folder (a cluster on this machine, or a shared disk).
+The task that reads a part also writes its output parts, under the names of the part it read,
+into the staging folders of `mlpipe.io.atomic_dir`: a failed stage leaves no output, and the
+folders DVC hashes hold the same files, to the byte, on every run with the same inputs, under
+either engine and any number of workers. On a cluster the workers must therefore see the
+repository's folder (a cluster on this machine, or a shared disk).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mlpipe.errors import DataError, PipelineError, first_line
+from mlpipe.engine.executor import current
+from mlpipe.errors import DataError, first_line
 from mlpipe.io import atomic_dir, read_pipeline_table
 
 log = logging.getLogger(__name__)
@@ -56,9 +58,7 @@ def part_rows(parts: Sequence[Path]) -> list[int]:
 
 def read_columns(parts: Sequence[Path], columns: list[str]) -> pd.DataFrame:
     """A few columns of every part, in order, as one table (small: a split's target and time)."""
-    import dask.dataframe as dd
-
-    return dd.read_parquet([str(part) for part in parts], columns=columns).compute().reset_index(drop=True)
+    return pd.concat([pq.read_table(part, columns=columns).to_pandas() for part in parts], ignore_index=True)
 
 
 def sample_part(parts: Sequence[Path], rows: int = 1000) -> pd.DataFrame:
@@ -91,52 +91,33 @@ def map_parts(
     what: str = "parts",
 ) -> list[Any]:
     """Run `task(part table, part index, *args, *per_part[index]) -> (output tables, summary)` on
-    every part, on the cluster's workers.
+    every part, with the stage's executor (in this process, or on the cluster's workers).
 
     Output table k of a part is written as `outputs[k]/<the part's name>` (or, with `chunk_rows`,
     as `part-<index>-<chunk>.parquet` pieces of at most that many rows); the summaries come back
     in part order. `check(summaries)` runs next (a whole-table rule that may still fail the stage),
     then each output folder's parts are given one schema (`unify_parts`; with `mixed_as_text`, a
     column that is text in some parts and not in others becomes text, as `concat_batches` reads
-    files that disagree). Logs
-    progress as the parts finish. A worker's failure is one line; a `DataError` is passed on.
+    files that disagree). Logs progress as the parts finish. A task's `PipelineError` is passed on.
     `read` reads a part (default: a part an earlier stage wrote, corrupt or truncated -> `ArtifactError`).
     """
-    from distributed import as_completed, get_client
-
-    client = get_client()
     # Absolute paths: a worker's working directory is its own, not the stage's (on a real
     # cluster the repository is mounted at the same path on every machine, docs/scaling.md).
-    run = [str(Path(folder).absolute()) for folder in outputs]
-    futures = [
-        client.submit(
-            _run_part,
-            task,
-            read,
-            str(Path(part).absolute()),
-            index,
-            run,
-            (*args, *(per_part[index] if per_part else ())),
-            chunk_rows,
-            pure=False,
-        )
+    written_to = [str(Path(folder).absolute()) for folder in outputs]
+    calls = [
+        (task, read, str(Path(part).absolute()), index, written_to, (*args, *(per_part[index] if per_part else ())), chunk_rows)
         for index, part in enumerate(parts)
     ]
-    started, results, step = time.perf_counter(), {}, max(1, len(futures) // 10) if len(futures) >= 20 else len(futures)
-    for done, future in enumerate(as_completed(futures), start=1):
-        try:
-            results[future.key] = future.result()
-        except PipelineError:  # the task's own one-line error (a bad value, a bad setting)
-            raise
-        except Exception as exc:  # noqa: BLE001 - a worker's failure, with its own exception type
-            raise DataError(f"a Dask worker failed on {what} ({type(exc).__name__}: {first_line(exc)}); see docs/scaling.md") from None
-        if done % step == 0 and done < len(futures):
-            log.info("%s: %d of %d parts done in %.1f s", what, done, len(futures), time.perf_counter() - started)
-    ordered = [results[future.key] for future in futures]
+    started, results, step = time.perf_counter(), {}, max(1, len(calls) // 10) if len(calls) >= 20 else len(calls)
+    for done, (index, result) in enumerate(current().run(_run_part, calls, what), start=1):
+        results[index] = result
+        if done % step == 0 and done < len(calls):
+            log.info("%s: %d of %d parts done in %.1f s", what, done, len(calls), time.perf_counter() - started)
+    ordered = [results[index] for index in range(len(calls))]
     # The parts' own time, beside the wall time: bench/scale.py reads it to tell the work that
     # more workers share from the work that stays in the stage's process.
     work = sum(summary[1] for _, summary in ordered)
-    log.info("%s: %d parts in %.2f s (%.2f s of work in the parts)", what, len(futures), time.perf_counter() - started, work)
+    log.info("%s: %d parts in %.2f s (%.2f s of work in the parts)", what, len(calls), time.perf_counter() - started, work)
     check([summary for _, (summary, _seconds) in ordered])
     for position, folder in enumerate(outputs):
         written = [piece for pieces, _ in ordered for piece in pieces[position]]
@@ -204,8 +185,8 @@ def unify_parts(folder: Path, schemas: dict[Path, pa.Schema], mixed_as_text: boo
 
 def _mixed_columns_as_text(schemas: dict[Path, pa.Schema]) -> dict[Path, pa.Schema]:
     """The parts with each column that is text in some and numbers, booleans or dates in others
-    rewritten as text (`mlpipe.sources.concat_batches`' rule, one warning); their new schemas."""
-    from mlpipe.schema import category_texts, mixed_types_warning
+    rewritten as text (`mlpipe.data.sources.concat_batches`' rule, one warning); their new schemas."""
+    from mlpipe.data.schema import category_texts, mixed_types_warning
 
     kinds: dict[str, dict[str, str]] = {}  # column -> kind -> first part holding it
     for part, schema in schemas.items():
@@ -228,8 +209,8 @@ def _mixed_columns_as_text(schemas: dict[Path, pa.Schema]) -> dict[Path, pa.Sche
 
 
 def _kind(arrow: pa.DataType) -> str:
-    """`mlpipe.schema.value_kind` of an Arrow type (a dictionary's: its values')."""
-    from mlpipe.schema import value_kind
+    """`mlpipe.data.schema.value_kind` of an Arrow type (a dictionary's: its values')."""
+    from mlpipe.data.schema import value_kind
 
     return value_kind((arrow.value_type if pa.types.is_dictionary(arrow) else arrow).to_pandas_dtype())
 

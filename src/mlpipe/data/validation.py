@@ -27,10 +27,10 @@ import numpy as np
 import pandas as pd
 
 from mlpipe.config import ColumnContract, DataParams, ValidateParams
+from mlpipe.data.schema import category_label, category_strings, label_matches
+from mlpipe.data.times import time_values
+from mlpipe.engine.parts import map_parts, offsets, part_files, read_columns, repeated_positions, row_keys, sample_part, staged, summaries
 from mlpipe.errors import DataError
-from mlpipe.partitioned import map_parts, offsets, part_files, read_columns, repeated_positions, row_keys, sample_part, staged, summaries
-from mlpipe.schema import category_label, category_strings, label_matches
-from mlpipe.times import time_values
 
 REASON_COLUMN = "quarantine_reason"
 

@@ -3,7 +3,7 @@ feature schema loaded and checked together, a request contract built from the fe
 and the data contract, and the batch stage's feature encoding, so a served probability equals
 the batch one for the same row, to the last bit.
 
-Free of HTTP and of the repository's layout: `mlpipe.service` puts it behind FastAPI, and
+Free of HTTP and of the repository's layout: `mlpipe.serving.app` puts it behind FastAPI, and
 `mlpipe.tools.serve` finds the files.
 """
 
@@ -21,13 +21,13 @@ from pydantic import AfterValidator, ConfigDict, Field, StrictBool, StrictFloat,
 from typing_extensions import TypedDict  # pydantic needs this one's TypedDict before Python 3.12
 
 from mlpipe.config import ColumnContract, Params
+from mlpipe.data.features import make_features
+from mlpipe.data.schema import OTHER_LEVEL, FeatureSchema, FeatureSpec, category_label
+from mlpipe.data.validation import arriving_row_contracts
 from mlpipe.errors import DataError
-from mlpipe.features import make_features
 from mlpipe.io import read_pipeline_text
-from mlpipe.model import lightgbm_names, model_from_text, predict_proba
-from mlpipe.schema import OTHER_LEVEL, FeatureSchema, FeatureSpec, category_label
-from mlpipe.scoring import model_version, predicted_labels
-from mlpipe.validation import arriving_row_contracts
+from mlpipe.model.booster import lightgbm_names, model_from_text, predict_proba
+from mlpipe.model.scoring import model_version, predicted_labels
 
 if TYPE_CHECKING:
     import lightgbm as lgb

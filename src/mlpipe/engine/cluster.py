@@ -54,7 +54,7 @@ def dask_client(settings: ComputeParams) -> Iterator[Client]:
     Client = _ordered_client()  # noqa: N806  (a class)
 
     # The scheduler of a local cluster runs in the stage's process: its INFO lines would bury the
-    # stage's own. A task's failure reaches the stage as one line (`mlpipe.partitioned.map_parts`).
+    # stage's own. A task's failure reaches the stage as one line (`mlpipe.engine.parts.map_parts`).
     logging.getLogger("distributed").setLevel(logging.WARNING)
     if settings.scheduler == "local":
         with LocalCluster(

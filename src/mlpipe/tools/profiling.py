@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 
 from mlpipe.config import InitParams
+from mlpipe.data.times import time_values
 from mlpipe.errors import DataError
-from mlpipe.leakage import leak_guard
-from mlpipe.times import time_values
+from mlpipe.tools.leakage import leak_guard
 
 # Value pairs whose positive member is plain from the words themselves (compared lower-cased).
 OBVIOUS_POSITIVE = {
@@ -87,7 +87,7 @@ def profile_table(
     `ask(question) -> answer` is called when the positive label cannot be told (None: an error).
     `max_null_share` and `max_text_length` are the table-wide limits of the params being rewritten:
     a column beyond them gets its own limit in the contract, so that the contract passes on `table`.
-    `leak_rule` (init.*) drops the features that give the target away (`mlpipe.leakage`)."""
+    `leak_rule` (init.*) drops the features that give the target away (`mlpipe.tools.leakage`)."""
     if table.empty or table.shape[1] == 0:
         raise DataError("the table has no rows: point DATA at a table with data")
     decisions: list[str] = []

@@ -21,10 +21,10 @@ import numpy as np
 import pandas as pd
 
 from mlpipe.config import TrainParams
+from mlpipe.data.sampling import stratified_mask
+from mlpipe.data.schema import FeatureSchema
 from mlpipe.errors import DataError, first_line
 from mlpipe.io import corrupt_artifact
-from mlpipe.sampling import stratified_mask
-from mlpipe.schema import FeatureSchema
 
 if TYPE_CHECKING:
     import lightgbm as lgb
@@ -209,7 +209,7 @@ def train_model(features: pd.DataFrame, target: pd.Series, params: TrainParams) 
 
 def validation_roc_auc(booster: lgb.Booster, features: pd.DataFrame, target: pd.Series, rounds: int) -> float | None:
     """The early-stopped model's ROC-AUC on the validation slice (None with one class there)."""
-    from mlpipe.metrics import roc_auc
+    from mlpipe.model.metrics import roc_auc
 
     if target.nunique() < 2:
         return None

@@ -20,7 +20,7 @@ import pandas as pd
 
 from mlpipe.config import INTEGER_PARAMS, TrainParams, TuneParams
 from mlpipe.errors import DataError
-from mlpipe.model import categorical_columns, for_lightgbm, lightgbm_core, lightgbm_params
+from mlpipe.model.booster import categorical_columns, for_lightgbm, lightgbm_core, lightgbm_params
 
 log = logging.getLogger(__name__)
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial comes from `tune` instead

@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from mlpipe.data.features import encode_target, make_features
+from mlpipe.data.schema import MODEL_VERSION, PREDICTED_LABEL, PROBABILITY, FeatureSchema
+from mlpipe.data.sources import BATCH_COLUMN
+from mlpipe.engine.parts import map_parts, part_files, staged
 from mlpipe.errors import DataError
-from mlpipe.features import encode_target, make_features
-from mlpipe.model import predict_proba
-from mlpipe.partitioned import map_parts, part_files, staged
-from mlpipe.schema import MODEL_VERSION, PREDICTED_LABEL, PROBABILITY, FeatureSchema
-from mlpipe.sources import BATCH_COLUMN
+from mlpipe.model.booster import predict_proba
 
 if TYPE_CHECKING:
     import lightgbm as lgb
@@ -74,8 +74,8 @@ def score_parts(
     """The predict stage: the reference parts scored; the current source's files (their rows
     under the personal-data rules and the row rules, as with the local engine) scored part by
     part, bad rows to the quarantine. Returns the current rows' quality report."""
-    from mlpipe.sources import partition_files, read_table
-    from mlpipe.validation import merged_report
+    from mlpipe.data.sources import partition_files, read_table
+    from mlpipe.data.validation import merged_report
 
     path = Path(source)
     files = partition_files(path, "**/*") if path.is_dir() else [path]
@@ -109,7 +109,7 @@ def score_parts(
 
 @functools.lru_cache(maxsize=2)
 def _booster(model_text: str):
-    from mlpipe.model import model_from_text
+    from mlpipe.model.booster import model_from_text
 
     return model_from_text(model_text)
 
@@ -130,9 +130,9 @@ def _score_current_part(
     names: list[str],
     batches: list[str] | None,
 ):
-    from mlpipe.privacy import apply_personal_rules
-    from mlpipe.sources import normalise_columns
-    from mlpipe.validation import validate_rows
+    from mlpipe.data.privacy import apply_personal_rules
+    from mlpipe.data.sources import normalise_columns
+    from mlpipe.data.validation import validate_rows
 
     table = apply_personal_rules(normalise_columns(table, origin=names[index]), data, origin=names[index])
     if batches is not None:

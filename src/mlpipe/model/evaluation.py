@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 
 from mlpipe.config import EvaluateParams
-from mlpipe.metrics import binary_metrics, precision_recall_curve, roc_curve
-from mlpipe.schema import category_strings
-from mlpipe.times import time_values
+from mlpipe.data.schema import category_strings
+from mlpipe.data.times import time_values
+from mlpipe.model.metrics import binary_metrics, precision_recall_curve, roc_curve
 
 
 def evaluation_report(y_true: np.ndarray, proba: np.ndarray, times: pd.Series | None, params: EvaluateParams) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The prediction service: mlpipe.serving behind FastAPI, with Prometheus metrics, an optional
+"""The prediction service: mlpipe.serving.scorer behind FastAPI, with Prometheus metrics, an optional
 API key, request limits, a prediction log and model reload without a restart.
 
     POST /predict    one record (a JSON object) or a list of them -> probability, label, model version each
@@ -33,12 +33,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from pydantic import Field, TypeAdapter, ValidationError
 
 from mlpipe.config import Params
+from mlpipe.data.schema import MODEL_VERSION, PREDICTED_LABEL, PROBABILITY
 from mlpipe.errors import PipelineError
-from mlpipe.prediction_log import PredictionLog
-from mlpipe.schema import MODEL_VERSION, PREDICTED_LABEL, PROBABILITY
-from mlpipe.serving import INT64, RecordError, ServedModel, record_model, score_records
+from mlpipe.serving.prediction_log import PredictionLog
+from mlpipe.serving.scorer import INT64, RecordError, ServedModel, record_model, score_records
 
-log = logging.getLogger("mlpipe.service")
+log = logging.getLogger("mlpipe.serving.app")
 
 API_KEY_HEADER = "X-API-Key"
 # Bodies of up to this many bytes (a few dozen records) are checked and scored on the event loop,

@@ -32,9 +32,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mlpipe.data.schema import category_label
 from mlpipe.errors import ArtifactError, OutputError, PipelineError, first_line
 from mlpipe.io import remove_stale_temporaries, write_parquet_table
-from mlpipe.schema import category_label
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -346,7 +346,7 @@ def check_log_files(source: str, log_folder: str | None) -> None:
     without reading the rows."""
     import pyarrow.parquet as pq
 
-    from mlpipe.sources import is_url, partition_files
+    from mlpipe.data.sources import is_url, partition_files
 
     if (
         not log_folder

@@ -6,7 +6,7 @@ default tests on large data (normed Wasserstein distance for numeric columns, Je
 distance for categorical ones) the same statistics are computed exactly from each column's
 value counts, which is what makes a million rows take a second instead of a minute; any other
 test, and small data, go through Evidently's own functions. The HTML reports are drawn apart,
-by `mlpipe.drift_report`.
+by `mlpipe.monitor.report`.
 
 Two checks keep the verdicts silent when nothing changed (a random split of a static table). A
 distance (Wasserstein, Jensen-Shannon, PSI, ...) is biased upward on small samples and on columns
@@ -32,10 +32,10 @@ import numpy as np
 import pandas as pd
 
 from mlpipe.config import DriftParams, DriftWindow
+from mlpipe.data.schema import PROBABILITY, FeatureSchema, category_strings
+from mlpipe.data.times import time_values
 from mlpipe.errors import ConfigError, DataError, first_line
-from mlpipe.metrics import binary_metrics
-from mlpipe.schema import PROBABILITY, FeatureSchema, category_strings
-from mlpipe.times import time_values
+from mlpipe.model.metrics import binary_metrics
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ class Side:
 
     @classmethod
     def merge(cls, sides: list[Side]) -> Side:
-        from mlpipe.partitioned import concat_counts
+        from mlpipe.engine.parts import concat_counts
 
         return cls(
             sum(side.rows for side in sides), sum(side.infinite for side in sides), counts=concat_counts([side.counts for side in sides])

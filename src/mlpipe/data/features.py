@@ -16,16 +16,16 @@ import numpy as np
 import pandas as pd
 
 from mlpipe.config import DataParams, FeaturesParams
+from mlpipe.data.expressions import check_derived
+from mlpipe.data.schema import OTHER_LEVEL, FeatureSchema, FeatureSpec, category_strings, label_matches, to_levels
+from mlpipe.engine.parts import map_parts, merged_counts, part_files, sample_part, staged, summaries
 from mlpipe.errors import ConfigError, DataError, first_line
-from mlpipe.expressions import check_derived
-from mlpipe.partitioned import map_parts, merged_counts, part_files, sample_part, staged, summaries
-from mlpipe.schema import OTHER_LEVEL, FeatureSchema, FeatureSpec, category_strings, label_matches, to_levels
 
 log = logging.getLogger(__name__)
 
 
 def add_derived(table: pd.DataFrame, derived: dict[str, str], key: str = "features.derived") -> pd.DataFrame:
-    """Add each `name: expression` column (see `mlpipe.expressions`) in declaration order, so a
+    """Add each `name: expression` column (see `mlpipe.data.expressions`) in declaration order, so a
     later expression may use an earlier one."""
     if not derived:
         return table

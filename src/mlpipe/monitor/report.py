@@ -1,6 +1,6 @@
 """Evidently's HTML drift reports, drawn in worker processes while the verdicts are computed.
 
-`monitor` is what the drift stage runs: the verdicts of every window (`mlpipe.drift`, on every
+`monitor` is what the drift stage runs: the verdicts of every window (`mlpipe.monitor.drift`, on every
 row) and, at the same time, one report per window, drawn by Evidently's `DataDriftPreset` on a
 seeded sample in a pool of workers forked once Evidently is imported (`report_workers`). The report page is Evidently's own
 template with the data escaped for a `<script>` block (`standalone_html`): Evidently 0.7 writes
@@ -29,7 +29,8 @@ import numpy as np
 import pandas as pd
 
 from mlpipe.config import DriftParams
-from mlpipe.drift import (
+from mlpipe.data.schema import FeatureSchema
+from mlpipe.monitor.drift import (
     MonitoredColumns,
     Side,
     category_values,
@@ -42,7 +43,6 @@ from mlpipe.drift import (
     window_labels,
     window_rows,
 )
-from mlpipe.schema import FeatureSchema
 
 log = logging.getLogger(__name__)
 
@@ -328,7 +328,7 @@ def monitor_parts(
     from the rows with the `drift.report_sample_size` smallest keys over all parts, a uniform sample
     (not the local engine's: verdicts are identical, report pages are not).
     """
-    from mlpipe.partitioned import part_files, sample_part, summaries
+    from mlpipe.engine.parts import part_files, sample_part, summaries
 
     reference_parts, current_parts = part_files(reference), part_files(current)
     reference_head, current_head = sample_part(reference_parts), sample_part(current_parts)

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 
 from mlpipe.config import SplitParams
+from mlpipe.data.sampling import stratified_mask
+from mlpipe.data.times import time_values
+from mlpipe.engine.parts import map_parts, offsets, part_files, part_rows, read_columns, staged
 from mlpipe.errors import ConfigError
-from mlpipe.partitioned import map_parts, offsets, part_files, part_rows, read_columns, staged
-from mlpipe.sampling import stratified_mask
-from mlpipe.times import time_values
 
 log = logging.getLogger(__name__)
 

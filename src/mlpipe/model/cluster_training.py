@@ -1,7 +1,7 @@
 """`train_model`'s steps on a Dask cluster, with LightGBM's own distributed training (lightgbm.dask).
 
 The same validation slice, the same early-stopping rule and the same refit on every training row
-as `mlpipe.model.train_model`; the result is an ordinary booster (`to_local()`), saved as the same
+as `mlpipe.model.booster.train_model`; the result is an ordinary booster (`to_local()`), saved as the same
 text model, so evaluate, predict, serving and DVC do not change. lightgbm.dask takes evaluation
 sets but not callbacks: the number of trees is read from the evaluation record with the rule
 LightGBM's `early_stopping` callback applies.
@@ -18,8 +18,9 @@ import numpy as np
 import pandas as pd
 
 from mlpipe.config import TrainParams
+from mlpipe.data.sampling import stratified_mask
 from mlpipe.errors import DataError, first_line
-from mlpipe.model import (
+from mlpipe.model.booster import (
     CURVE_SAMPLE_ROWS,
     TrainedModel,
     categorical_columns,
@@ -31,7 +32,6 @@ from mlpipe.model import (
     validation_roc_auc,
     validation_split,
 )
-from mlpipe.sampling import stratified_mask
 
 WORKER_WAIT_SECONDS = 60
 FIT_ATTEMPTS = 3  # a worker lost mid-fit costs one attempt; three in a row is a sick cluster
@@ -176,12 +176,12 @@ def answering_workers(client: Client, count: int) -> list[str]:
 
 
 def logloss_by_round(booster, rows: pd.DataFrame, labels: pd.Series, rounds: int | None = None, chunk_rows: int = 10_000) -> list[float]:
-    """The log-loss (`mlpipe.metrics.log_loss`) of the first 1, 2, ... `rounds` trees on these rows.
+    """The log-loss (`mlpipe.model.metrics.log_loss`) of the first 1, 2, ... `rounds` trees on these rows.
 
     One `predict(pred_leaf=True)` per chunk of rows gives every tree's leaf for every row; a
     tree's raw score is its leaf's output, and the first k trees' raw score is their cumulative
     sum. Asking LightGBM for each round in turn would convert the table once per round."""
-    from mlpipe.metrics import log_loss
+    from mlpipe.model.metrics import log_loss
 
     rounds = rounds or booster.current_iteration()
     trees = booster.dump_model(num_iteration=rounds)["tree_info"]

@@ -88,7 +88,7 @@ class FeatureSchema:
             raise corrupt_artifact(
                 "feature schema", origin, stage, f"not a feature schema written by this pipeline: {first_line(exc)}"
             ) from None
-        from mlpipe.expressions import check_derived
+        from mlpipe.data.expressions import check_derived
 
         check_derived(schema.derived, f"{origin}: derived")
         return schema
@@ -123,7 +123,7 @@ def category_strings(values: pd.Series) -> pd.Series:
 
 def category_texts(values: pd.Series) -> pd.Series:
     """The values as text labels (3, 3.0 and '3' are all '3'), missing ones None: a column read
-    as text where files disagree on its type (`mlpipe.sources.concat_batches`)."""
+    as text where files disagree on its type (`mlpipe.data.sources.concat_batches`)."""
     return category_strings(values).astype(object).where(values.notna(), None)
 
 
