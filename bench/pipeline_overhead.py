@@ -38,6 +38,7 @@ processes use fewer than --quiet-below cores.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import importlib.metadata
 import json
@@ -52,6 +53,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,6 +81,20 @@ def write_results(name: str, report: dict, text: str, folder: Path = RESULTS) ->
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     (folder / f"{name}.md").write_text(text, encoding="utf-8")
+
+
+@contextlib.contextmanager
+def scratch_folder(prefix: str, keep: bool) -> Iterator[Path]:
+    """A new temporary folder for a bench's snapshots, removed on the way out (a failure and Ctrl-C
+    included) unless `keep`: then its path is printed, to look at what the runs left there."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield folder
+    finally:
+        if keep:
+            print(f"kept {folder}")
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 RESAMPLED_SOURCE = "data/bench_resampled.parquet"
@@ -840,7 +856,7 @@ def parse_args() -> argparse.Namespace:
         help="seconds to wait for a quiet machine before measuring anyway; 0 never waits (default 600)",
     )
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
-    parser.add_argument("--keep", action="store_true", help="keep the temporary repository and print its path")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder (the snapshot is its repo/) and print its path")
     args = parser.parse_args()
     if args.repeats < 1 or args.noop_repeats < 1:
         parser.error("--repeats and --noop-repeats must be at least 1")
@@ -854,9 +870,8 @@ def main() -> None:
         raise SystemExit(f"no dvc next to {sys.executable}: run this with the project's venv python (.venv/bin/python)")
     report = {"benchmark": "pipeline_overhead", "machine": machine_facts(bin_dir)}
     gate = QuietGate(threshold=args.quiet_below, max_wait_s=args.max_wait)
-    workdir = Path(tempfile.mkdtemp(prefix="mlpipe-bench-"))
-    copy = workdir / "repo"
-    try:
+    with scratch_folder("mlpipe-bench-", args.keep) as workdir:
+        copy = workdir / "repo"
         print(f"snapshot of {REPO} -> {copy}", flush=True)
         report["snapshot"] = snapshot_repository(REPO, copy)
         env = {
@@ -900,11 +915,6 @@ def main() -> None:
                 "resample": resample,
                 **bench_size(copy, env, python, RESAMPLED_SOURCE, args.repeats, args.noop_repeats, gate, toy, everything=False),
             }
-    finally:
-        if args.keep:
-            print(f"kept {copy}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
     report["machine"]["loadavg_at_end"] = [round(value, 2) for value in os.getloadavg()]
     report["quiet_gate"] = gate.summary()
     report["targets"] = targets(report)

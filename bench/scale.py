@@ -28,15 +28,13 @@ import argparse
 import json
 import os
 import re
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import yaml
 from make_data import SIZES, make_size, parse_size, write_parts
-from pipeline_overhead import REPO, RESULTS, QuietGate, checked, machine_facts, measure, set_data_source, write_results
+from pipeline_overhead import REPO, RESULTS, QuietGate, checked, machine_facts, measure, scratch_folder, set_data_source, write_results
 
 from mlpipe.config import load_params
 from mlpipe.data.sources import read_source
@@ -242,8 +240,6 @@ def main() -> None:
     args = parser.parse_args()
     bin_dir = Path(sys.executable).parent
     gate = QuietGate(threshold=args.quiet_below, max_wait_s=args.max_wait)
-    workdir = Path(tempfile.mkdtemp(prefix="mlpipe-scale-"))
-    copy = workdir / "repo"
     report = {"benchmark": "scale", "machine": machine_facts(bin_dir), "runs": [], "rows_per_part": args.rows_per_part}
     if args.merge and (args.results_dir / "scale.json").exists():
         # Runs measured by an earlier invocation (on its own snapshot: each run records its commit).
@@ -253,7 +249,8 @@ def main() -> None:
         if not args.multi_size and "multi" in earlier:
             report["multi"] = {workers: {"commit": earlier["commit"], **run} for workers, run in earlier["multi"].items()}
             report["multi_rows"] = earlier["multi_rows"]
-    try:
+    with scratch_folder("mlpipe-scale-", args.keep) as workdir:
+        copy = workdir / "repo"
         report["snapshot"] = snapshot_repository(REPO, copy)
         report["commit"] = report["snapshot"]["head"]
         env = {
@@ -292,11 +289,6 @@ def main() -> None:
                 report["multi"][str(workers)] = {**run_pipeline(copy, env, gate, ["dvc", "repro", "-f"]), "commit": report["commit"]}
                 print(f"  {report['multi'][str(workers)]['wall_s']:.1f} s", flush=True)
                 save(report, args.results_dir)
-    finally:
-        if args.keep:
-            print(f"kept {copy}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
     report["quiet_gate"] = gate.summary()
     save(report, args.results_dir)
     print(markdown(report))

@@ -25,14 +25,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pipeline_overhead import REPO, RESULTS, QuietGate, machine_facts, measure, write_results
+from pipeline_overhead import REPO, RESULTS, QuietGate, machine_facts, measure, scratch_folder, write_results
 
 from mlpipe.tools.workspace import DONE_LINE, RUNNING_LINE, snapshot_repository
 
@@ -184,7 +182,6 @@ def main() -> None:
     args = parser.parse_args()
     bin_dir = Path(sys.executable).parent
     gate = QuietGate(threshold=args.quiet_below, max_wait_s=args.max_wait)
-    workdir = Path(tempfile.mkdtemp(prefix="mlpipe-wide-"))
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1"}
     report = {
         "benchmark": "wide_table",
@@ -195,18 +192,13 @@ def main() -> None:
         "budget_s": args.budget,
         "runs": [],
     }
-    try:
+    with scratch_folder("mlpipe-wide-", args.keep) as workdir:
         for shape in args.shapes:
             # The stages import mlpipe from the snapshot's src/ (as dvc.yaml's commands say), init too.
             run = bench_shape(shape, args, {**env, "PYTHONPATH": str(workdir / shape / "src")}, gate, workdir)
             report["runs"].append(run)
             report["commit"] = run["commit"]
             save(report, args.results_dir)
-    finally:
-        if args.keep:
-            print(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
     report["quiet_gate"] = gate.summary()
     save(report, args.results_dir)
     print(markdown(report))
