@@ -25,14 +25,13 @@ import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import yaml
-from pipeline_overhead import REPO, write_results  # a sibling script: one way to write results
+from pipeline_overhead import REPO, scratch_folder, write_results  # a sibling script: one way to write results
+from serving import _commit
 
 TARGET_SECONDS = 10.0
 NUMERIC, CATEGORICAL = [f"num_{i:02d}" for i in range(15)], [f"cat_{i}" for i in range(5)]
@@ -99,75 +98,77 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs of the drift stage (median reported); Evidently runs once")
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="mlpipe-drift-"))
-    reference, current = make_table(args.rows, args.seed, False), make_table(args.rows, args.seed + 1, True)
-    reference.to_parquet(work / "reference.parquet", index=False)
-    current.to_parquet(work / "current.parquet", index=False)
-    schema = {
-        "target": "y",
-        "positive_label": 1,
-        "negative_label": 0,
-        "time_column": None,
-        "id_columns": ["id"],
-        "derived": {},
-        "features": [{"name": n, "kind": "numeric", "dtype": "float64", "categories": []} for n in NUMERIC]
-        + [{"name": n, "kind": "categorical", "dtype": "object", "categories": sorted(set(reference[n]))} for n in CATEGORICAL],
-    }
-    (work / "schema.json").write_text(json.dumps(schema))
-    (work / "evaluation.json").write_text(json.dumps({"test": {"roc_auc": None}}))
-    (work / "quality.json").write_text(
-        json.dumps({"rows_in": args.rows, "rows_quarantined": 0, "bad_row_share": 0.0, "failures_by_rule": {}})
-    )
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["drift"]["windows"] = {"all": {}}
-    (work / "params.yaml").write_text(yaml.safe_dump(params))
-    print(f"{args.rows:,} + {args.rows:,} rows x {len(NUMERIC)} numeric + {len(CATEGORICAL)} categorical columns + probability in {work}")
+    with scratch_folder("mlpipe-drift-", keep=False) as work:
+        reference, current = make_table(args.rows, args.seed, False), make_table(args.rows, args.seed + 1, True)
+        reference.to_parquet(work / "reference.parquet", index=False)
+        current.to_parquet(work / "current.parquet", index=False)
+        schema = {
+            "target": "y",
+            "positive_label": 1,
+            "negative_label": 0,
+            "time_column": None,
+            "id_columns": ["id"],
+            "derived": {},
+            "features": [{"name": n, "kind": "numeric", "dtype": "float64", "categories": []} for n in NUMERIC]
+            + [{"name": n, "kind": "categorical", "dtype": "object", "categories": sorted(set(reference[n]))} for n in CATEGORICAL],
+        }
+        (work / "schema.json").write_text(json.dumps(schema))
+        (work / "evaluation.json").write_text(json.dumps({"test": {"roc_auc": None}}))
+        (work / "quality.json").write_text(
+            json.dumps({"rows_in": args.rows, "rows_quarantined": 0, "bad_row_share": 0.0, "failures_by_rule": {}})
+        )
+        params = yaml.safe_load((REPO / "params.yaml").read_text())
+        params["drift"]["windows"] = {"all": {}}
+        (work / "params.yaml").write_text(yaml.safe_dump(params))
+        print(
+            f"{args.rows:,} + {args.rows:,} rows x {len(NUMERIC)} numeric + {len(CATEGORICAL)} categorical columns + probability in {work}"
+        )
 
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    stage_command = [
-        sys.executable,
-        "src/stages/drift.py",
-        "--params",
-        str(work / "params.yaml"),
-        "--reference",
-        str(work / "reference.parquet"),
-        "--current",
-        str(work / "current.parquet"),
-        "--model-schema",
-        str(work / "schema.json"),
-        "--evaluation",
-        str(work / "evaluation.json"),
-        "--current-quality",
-        str(work / "quality.json"),
-        "--metrics",
-        str(work / "drift.json"),
-        "--plot",
-        str(work / "scores.json"),
-        "--reports-dir",
-        str(work / "reports"),
-    ]
-    # The stage is short enough to repeat: the median is steadier than one run on a noisy machine.
-    runs = [timed(stage_command, env) for _ in range(args.repeats)]
-    stage_times = sorted(wall for wall, _, _ in runs)
-    stage_s, stage_mb = statistics.median(stage_times), max(peak for _, peak, _ in runs)
-    ours = json.loads((work / "drift.json").read_text())["windows"]["all"]
-    ours_columns = {**ours["columns"], "probability": ours["prediction_drift"]}
-    print(f"drift stage: median {stage_s:.1f} s of {', '.join(f'{t:.1f}' for t in stage_times)}, peak {stage_mb:.0f} MB")
-
-    plain_s, plain_mb, out = timed(
-        [
+        env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+        stage_command = [
             sys.executable,
-            "-c",
-            EVIDENTLY_AS_IS,
+            "src/stages/drift.py",
+            "--params",
+            str(work / "params.yaml"),
+            "--reference",
             str(work / "reference.parquet"),
+            "--current",
             str(work / "current.parquet"),
-            json.dumps(NUMERIC + ["probability"]),
-            json.dumps(CATEGORICAL),
-        ],
-        env,
-    )
-    theirs = json.loads(out.split("VERDICTS ", 1)[1])
-    print(f"Evidently as-is: {plain_s:.1f} s, peak {plain_mb:.0f} MB")
+            "--model-schema",
+            str(work / "schema.json"),
+            "--evaluation",
+            str(work / "evaluation.json"),
+            "--current-quality",
+            str(work / "quality.json"),
+            "--metrics",
+            str(work / "drift.json"),
+            "--plot",
+            str(work / "scores.json"),
+            "--reports-dir",
+            str(work / "reports"),
+        ]
+        # The stage is short enough to repeat: the median is steadier than one run on a noisy machine.
+        runs = [timed(stage_command, env) for _ in range(args.repeats)]
+        stage_times = sorted(wall for wall, _, _ in runs)
+        stage_s, stage_mb = statistics.median(stage_times), max(peak for _, peak, _ in runs)
+        ours = json.loads((work / "drift.json").read_text())["windows"]["all"]
+        ours_columns = {**ours["columns"], "probability": ours["prediction_drift"]}
+        print(f"drift stage: median {stage_s:.1f} s of {', '.join(f'{t:.1f}' for t in stage_times)}, peak {stage_mb:.0f} MB")
+
+        plain_s, plain_mb, out = timed(
+            [
+                sys.executable,
+                "-c",
+                EVIDENTLY_AS_IS,
+                str(work / "reference.parquet"),
+                str(work / "current.parquet"),
+                json.dumps(NUMERIC + ["probability"]),
+                json.dumps(CATEGORICAL),
+            ],
+            env,
+        )
+        theirs = json.loads(out.split("VERDICTS ", 1)[1])
+        print(f"Evidently as-is: {plain_s:.1f} s, peak {plain_mb:.0f} MB")
 
     rows = []
     for column in NUMERIC + CATEGORICAL + ["probability"]:
@@ -184,6 +185,7 @@ def main() -> None:
     agree = sum(r["stage_drifted"] == r["evidently_drifted"] for r in rows)
     result = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "commit": _commit(),
         "rows_per_side": args.rows,
         "drift_stage_s": stage_s,
         "drift_stage_runs_s": stage_times,
@@ -199,7 +201,8 @@ def main() -> None:
     lines = [
         "# Drift at scale",
         "",
-        f"{args.rows:,} reference + {args.rows:,} current rows, 20 features + probability; {os.cpu_count()} CPUs.",
+        f"{args.rows:,} reference + {args.rows:,} current rows, 20 features + probability; {os.cpu_count()} CPUs; "
+        f"commit {result['commit']['head'][:10]} with {result['commit']['uncommitted_changes']} uncommitted change(s).",
         "",
         "| | wall time | peak memory |",
         "|---|---:|---:|",

@@ -28,7 +28,6 @@ import os
 import shutil
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 import yaml
@@ -36,7 +35,7 @@ import yaml
 from mlpipe.tools.workspace import snapshot_repository
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pipeline_overhead import REPO, checked, machine_facts, measure, write_results  # noqa: E402  (shared, not copied)
+from pipeline_overhead import REPO, checked, machine_facts, measure, scratch_folder, write_results  # noqa: E402  (shared, not copied)
 from serving import _commit  # noqa: E402
 
 VARIANTS = {
@@ -112,8 +111,7 @@ def main() -> None:
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1"}
     results = {"benchmark": "noop_breakdown", "machine": machine_facts(bin_dir), "commit": _commit()}
-    workdir = Path(tempfile.mkdtemp(prefix="mlpipe-noop-"))
-    try:
+    with scratch_folder("mlpipe-noop-", keep=False) as workdir:
         pipeline = workdir / "repo"
         snapshot_repository(REPO, pipeline)
         checked(measure(["dvc", "repro", "-q"], pipeline, {**env, "PYTHONPATH": str(pipeline / "src")}), "the pipeline's first repro")
@@ -143,8 +141,6 @@ def main() -> None:
             label: {"median": round(statistics.median(runs[1:]), 3), "runs": [round(wall, 3) for wall in runs[1:]]}
             for label, runs in walls.items()
         }
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
     write_results("noop_breakdown", results, report(results))
     print(report(results))
 
