@@ -1,0 +1,134 @@
+"""The pipeline under `dvc repro` on a Dask cluster started as a user starts one on their machines:
+a `dask scheduler` process and two `dask worker` processes from the venv's `dask` command, each
+in its own working directory, reached at `compute.scheduler: tcp://127.0.0.1:<port>`
+(docs/scaling.md, "Pointing it at a real cluster"). tests/test_dask_engine.py runs on
+`LocalCluster`s started inside the test process instead."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from conftest import Repo, tool_env
+
+DASK = Path(sys.executable).parent / "dask"  # the venv's command, as on a user's machines
+WORKERS = 2
+START_TIMEOUT_S = 60
+
+
+def _start(command: list[str], folder: Path, env: dict[str, str]) -> subprocess.Popen:
+    """One cluster process in its own session (and process group: a worker's nanny and the worker
+    it starts are stopped together), its output in a log file of `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "log.txt", "w") as log:
+        return subprocess.Popen(
+            command, cwd=folder, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def _stop(processes: list[subprocess.Popen]) -> None:
+    """SIGTERM to each process group (workers first, then the scheduler), SIGKILL to whatever is
+    left after 15 s: no process of the cluster outlives the test."""
+    tree = []
+    for process in processes:
+        try:
+            tree += [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+        except psutil.NoSuchProcess:
+            pass
+    for process in processes:
+        with contextlib.suppress(ProcessLookupError, psutil.NoSuchProcess):
+            os.killpg(process.pid, signal.SIGTERM)
+    _, alive = psutil.wait_procs(tree, timeout=15)
+    for process in alive:
+        with contextlib.suppress(ProcessLookupError, psutil.NoSuchProcess):
+            process.kill()
+    psutil.wait_procs(alive, timeout=5)
+    for process in processes:
+        process.wait(timeout=5)
+
+
+@pytest.fixture
+def real_cluster(repo: Repo, tmp_path: Path) -> Iterator[str]:
+    """The address of a running `dask scheduler` with two `dask worker`s (one single-thread
+    process, 1 GiB each) attached; they import `mlpipe` from the repository copy (its src/ on
+    PYTHONPATH, what `pip install -e .` gives a user's workers)."""
+    from distributed import Client
+
+    env = {**tool_env(warm=False), "PYTHONPATH": str(repo.path / "src")}
+    scheduler_file = tmp_path / "cluster" / "scheduler.json"
+    processes: list[subprocess.Popen] = []
+    try:
+        # Port 0 and --scheduler-file: a free port, no race with other tests. --idle-timeout and
+        # --death-timeout end the cluster on their own should the test process be killed outright.
+        processes.append(
+            _start(
+                [str(DASK), "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--idle-timeout", "600"]
+                + ["--scheduler-file", str(scheduler_file)],
+                tmp_path / "cluster",
+                env,
+            )
+        )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not scheduler_file.exists():
+            assert processes[0].poll() is None, (tmp_path / "cluster" / "log.txt").read_text()
+            assert time.monotonic() < deadline, "the scheduler wrote no scheduler file"
+            time.sleep(0.2)
+        address = json.loads(scheduler_file.read_text())["address"]
+        for number in range(WORKERS):
+            processes.append(
+                _start(
+                    [str(DASK), "worker", address, "--nworkers", "1", "--nthreads", "1", "--memory-limit", "1GiB"]
+                    + ["--no-dashboard", "--death-timeout", "60", "--name", f"worker-{number}"],
+                    tmp_path / f"worker-{number}",
+                    env,
+                )
+            )
+        with Client(address, timeout=f"{START_TIMEOUT_S}s") as client:
+            client.wait_for_workers(WORKERS, timeout=START_TIMEOUT_S)
+        yield address
+    finally:
+        _stop(processes[::-1])
+
+
+ALL_STAGES = ["ingest", "validate", "split", "featurize", "train", "evaluate", "predict", "drift"]
+
+
+def quality_and_verdicts(repo: Repo) -> tuple[float, dict[str, dict[str, bool]]]:
+    """The test ROC-AUC, and every feature's drifted or not in every drift window."""
+    evaluation, drift = (json.loads((repo.path / "metrics" / f"{name}.json").read_text()) for name in ("evaluation", "drift"))
+    verdicts = {window: {column: found["drifted"] for column, found in w["columns"].items()} for window, w in drift["windows"].items()}
+    return evaluation["test"]["roc_auc"], verdicts
+
+
+def output_hashes(repo: Repo) -> dict[str, str]:
+    return {out["path"]: out["md5"] for stage in repo.lock()["stages"].values() for out in stage.get("outs", [])}
+
+
+@pytest.mark.integration
+def test_the_pipeline_on_a_cluster_of_dask_scheduler_and_dask_worker_processes(repo, real_cluster):
+    """Every stage on the cluster: test ROC-AUC within 0.005 of the local engine's, the same drift
+    verdict for every feature, a no-op after it, and the same bytes from a forced rerun in fresh
+    interpreters."""
+    local_auc, local_verdicts = quality_and_verdicts(repo)
+    repo.set_params(compute={"engine": "dask", "scheduler": real_cluster, "partition_rows": 2000}, train={"n_estimators": 300})
+    # Forced: every stage runs on the cluster, whichever of them the switch of engine reruns.
+    run = repo.dvc("repro", "-f")
+    assert run.stages_run == ALL_STAGES, run.stdout
+    assert f"Dask scheduler {real_cluster}: {WORKERS} worker(s)" in run.stdout  # the stages ran on this cluster
+    auc, verdicts = quality_and_verdicts(repo)
+    assert abs(auc - local_auc) <= 0.005
+    assert verdicts == local_verdicts
+    assert repo.dvc("repro").stages_run == []
+    hashes = output_hashes(repo)
+    assert repo.dvc("repro", "-f", warm=False).stages_run == ALL_STAGES  # fresh interpreters: another hash seed
+    assert output_hashes(repo) == hashes
