@@ -229,7 +229,7 @@ def main() -> None:
     )
     parser.add_argument("--dask", nargs="*", type=parse_size, default=list(SIZES.values()), help="sizes for the dask engine")
     parser.add_argument("--multi-size", type=parse_size, default=SIZES["1m"], help="rows for the 1-vs-4-worker run (0 skips it)")
-    parser.add_argument("--rows-per-part", type=int, default=250_000, help="source parts, and compute.partition_rows")
+    parser.add_argument("--rows-per-part", type=int, default=250_000, help="source parts, and data.partition_rows")
     parser.add_argument("--workers", type=int, default=2, help="compute.workers of the dask runs")
     parser.add_argument("--memory-limit", default="8GiB", help="compute.memory_limit of the dask runs")
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
@@ -265,9 +265,9 @@ def main() -> None:
             "workers": args.workers,
             "threads_per_worker": 1,
             "memory_limit": args.memory_limit,
-            "partition_rows": args.rows_per_part,
         }
         set_params(params, "compute", compute)
+        set_params(params, "data", {"partition_rows": args.rows_per_part})
         for engine, sizes in (("local", args.local), ("dask", args.dask)):
             set_params(params, "compute", {"engine": engine})
             for rows in sorted(sizes):

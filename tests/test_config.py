@@ -179,3 +179,14 @@ def test_yaml_exponents_without_a_dot_still_read_as_numbers():
     raw = yaml.safe_load((ROOT / "params.yaml").read_text().replace("learning_rate: 0.05", "learning_rate: 1e-3"))
     assert raw["train"]["learning_rate"] == "1e-3"  # PyYAML's reading
     assert parse_params(raw).train.learning_rate == 0.001
+
+
+def test_the_part_size_under_compute_names_its_new_place_and_moving_it_there_works():
+    """compute.partition_rows moved to data.partition_rows (it shapes the tables under either engine)."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    rows = raw["data"].pop("partition_rows")
+    old = {**raw, "compute": {**raw["compute"], "partition_rows": rows}}
+    with pytest.raises(ConfigError, match=r"^params.yaml: 'compute.partition_rows' is now 'data.partition_rows': move it there$"):
+        parse_params(old)
+    moved = {**old, "compute": raw["compute"], "data": {**raw["data"], "partition_rows": rows}}
+    assert parse_params(moved).data.partition_rows == rows

@@ -154,3 +154,35 @@ def test_the_csv_params_are_checked_where_params_yaml_is():
     raw["data"]["csv"] = {"names": []}
     with pytest.raises(ConfigError, match=r"data.csv.names: give one non-empty name per column"):
         parse_params(raw)
+
+
+def test_a_csv_cut_into_parts_reads_back_with_the_dtypes_of_the_whole_file(tmp_path):
+    """Ingest cuts a file into parts of data.partition_rows rows: a column empty in one part (Arrow's
+    null type there), numbers with a gap in one part only, booleans with a gap, text, dates as text
+    and a column empty throughout read back as the whole file written as one Parquet file did."""
+    from mlpipe.data.sources import ingest, normalise_columns
+
+    rows = 2500
+    gap = lambda value, start, end: [("" if start <= number < end else value(number)) for number in range(rows)]  # noqa: E731
+    pd.DataFrame(
+        {
+            "n": gap(lambda number: number, 2000, 2500),
+            "s": gap(lambda number: f"t{number % 7}", 0, 1000),
+            "b": gap(lambda number: "true" if number % 3 else "false", 1200, 1300),
+            "d": [f"2020-01-{1 + number % 28:02d}" for number in range(rows)],
+            "e": [""] * rows,
+            "y": [number % 2 for number in range(rows)],
+        }
+    ).to_csv(tmp_path / "table.csv", index=False)
+    data = load_params(ROOT / "params.yaml").data.model_copy(update={"source": str(tmp_path / "table.csv"), "partition_rows": 1000})
+    assert ingest(data, tmp_path / "raw")["rows"] == rows and len(list((tmp_path / "raw").glob("*.parquet"))) == 3
+    normalise_columns(read_source(tmp_path / "table.csv"), "t").to_parquet(tmp_path / "whole.parquet", index=False)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "raw"), pd.read_parquet(tmp_path / "whole.parquet"))
+    assert pd.read_parquet(tmp_path / "raw").dtypes.astype(str).to_dict() == {
+        "n": "float64",
+        "s": "object",
+        "b": "object",
+        "d": "object",
+        "e": "float64",
+        "y": "int64",
+    }

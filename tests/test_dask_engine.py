@@ -27,9 +27,9 @@ from conftest import ROOT, employment_sample, unused_port
 from mlpipe.config import ComputeParams, TrainParams, ValidateParams, load_params, parse_params
 from mlpipe.data.features import build_schema, feature_table, featurize_parts
 from mlpipe.data.privacy import apply_personal_rules
-from mlpipe.data.sources import ingest_parts, normalise_columns, read_source
-from mlpipe.data.split import split_parts, split_table
-from mlpipe.data.validation import REASON_COLUMN, validate_parts, validate_table
+from mlpipe.data.sources import ingest, normalise_columns, read_source
+from mlpipe.data.split import split_folder, split_table
+from mlpipe.data.validation import REASON_COLUMN, validate, validate_table
 from mlpipe.engine.cluster import dask_client
 from mlpipe.engine.executor import executor_for
 from mlpipe.engine.parts import map_parts, part_files, staged
@@ -231,16 +231,16 @@ def test_every_data_stage_part_by_part_gives_the_local_engines_result(cluster, t
     features = {"train": feature_table(train, schema), "test": feature_table(test, schema)}
     # The dask engine, part by part (500-row parts).
     out = {name: tmp_path / f"{name}.parquet" for name in ("raw", "clean", "quarantine", "train", "test", "ftrain", "ftest")}
-    ingest_parts(str(source), None, None, data, 500, out["raw"])
+    ingest(data.model_copy(update={"partition_rows": 500}), out["raw"])
     assert len(part_files(out["raw"])) > 3
     pd.testing.assert_frame_equal(pd.read_parquet(out["raw"]), raw)
-    report = validate_parts(out["raw"], out["clean"], out["quarantine"], data, checks)
+    report = validate(out["raw"], out["clean"], out["quarantine"], data, checks)
     assert report["rows_quarantined"] == validated.report["rows_quarantined"] == 2
     assert report["failures_by_rule"] == validated.report["failures_by_rule"]
     pd.testing.assert_frame_equal(pd.read_parquet(out["clean"]), validated.clean)
     quarantined = pd.read_parquet(out["quarantine"])
     assert quarantined["id"].tolist() == validated.quarantine["id"].tolist() and "id:unique" in quarantined[REASON_COLUMN].tolist()
-    assert split_parts(out["clean"], out["train"], out["test"], params.split, data.time_column, data.target) == (len(train), len(test))
+    assert split_folder(out["clean"], out["train"], out["test"], params.split, data.time_column, data.target) == (len(train), len(test))
     pd.testing.assert_frame_equal(pd.read_parquet(out["train"]), train)
     learned, unseen = featurize_parts(out["train"], out["test"], out["ftrain"], out["ftest"], data, params.features)
     assert learned.to_json() == schema.to_json()
@@ -269,7 +269,7 @@ def test_every_data_stage_part_by_part_gives_the_local_engines_result(cluster, t
             assert found["score"] == pytest.approx(verdict["score"], rel=1e-9, abs=1e-12), (window, column)
 
 
-def test_parts_that_disagree_on_columns_and_remote_sources_are_one_line(cluster, tmp_path):
+def test_parts_that_disagree_on_columns_are_one_line(cluster, tmp_path):
     """(Parts that disagree on a column's type are read with it as text: see the test of text and numbers in different source files below.)"""
     params = load_params(ROOT / "params.yaml")
     folder = tmp_path / "source"
@@ -277,10 +277,23 @@ def test_parts_that_disagree_on_columns_and_remote_sources_are_one_line(cluster,
     pd.DataFrame({"code": [1, 2], "y": [0, 1]}).to_csv(folder / "a.csv", index=False)
     pd.DataFrame({"other": [1, 2], "y": [0, 1]}).to_csv(folder / "b.csv", index=False)
     with pytest.raises(DataError, match=r"b.csv' does not match 'a.csv': missing columns \['code'\], extra \['other'\]"):
-        ingest_parts(str(folder), None, None, params.data, 1000, tmp_path / "raw.parquet")
+        ingest(params.data.model_copy(update={"source": str(folder)}), tmp_path / "raw.parquet")
     assert not (tmp_path / "raw.parquet").exists()  # nothing written
-    with pytest.raises(DataError, match="the dask engine reads a local file or folder"):
-        ingest_parts("s3://bucket/table.parquet", None, None, params.data, 1000, tmp_path / "raw.parquet")
+
+
+def test_the_workers_read_a_source_at_a_url_as_the_stage_process_does(cluster, http_server, tmp_path, sample):
+    """An http(s):// source is read by the workers themselves (it was refused under dask): the same
+    parts, to the byte, as when this process reads it; a missing file is one line from the worker."""
+    base, served = http_server
+    sample.to_csv(served / "people.csv", index=False)
+    data = load_params(ROOT / "params.yaml").data.model_copy(update={"source": f"{base}/people.csv", "partition_rows": 1000})
+    ingest(data, tmp_path / "cluster")
+    with executor_for(ComputeParams()):  # in this process
+        ingest(data, tmp_path / "here")
+    assert files_of(tmp_path / "cluster") == files_of(tmp_path / "here") and len(files_of(tmp_path / "here")) > 1
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "here"), normalise_columns(read_source(data.source), data.source))
+    with pytest.raises(DataError, match=r"^data source 'http://127.0.0.1:\d+/missing.csv' does not exist or the server cannot be reached"):
+        ingest(data.model_copy(update={"source": f"{base}/missing.csv"}), tmp_path / "missing")
 
 
 def _dies_the_first_time(table: pd.DataFrame, index: int, marker: str):
@@ -341,7 +354,7 @@ def test_the_pipeline_on_the_dask_engine_under_dvc(repo, cluster):
     one; a cluster started per stage (`local`) is what the tests above run on."""
     local = {name: json.loads((repo.path / "metrics" / f"{name}.json").read_text()) for name in ("evaluation", "drift")}
     address = cluster.scheduler.address
-    repo.set_params(compute={"engine": "dask", "scheduler": address, "partition_rows": 2000}, train={"n_estimators": 300})
+    repo.set_params(compute={"engine": "dask", "scheduler": address}, data={"partition_rows": 2000}, train={"n_estimators": 300})
     run = repo.dvc("repro")
     assert run.stages_run == ALL_STAGES, run.stdout
     rows = json.loads((repo.path / "metrics" / "data_quality.json").read_text())["rows_in"]
@@ -363,7 +376,7 @@ def test_the_pipeline_on_the_dask_engine_under_dvc(repo, cluster):
     assert {name: (repo.path / "metrics" / f"{name}.json").read_text() for name in metrics} == metrics
 
 
-def test_ingest_parts_reads_csv_as_data_csv_says(cluster, tmp_path):
+def test_ingest_on_the_cluster_reads_csv_as_data_csv_says(cluster, tmp_path):
     """The dask engine's workers read a CSV source with data.csv, as the local engine does."""
     from mlpipe.config import CsvParams
 
@@ -372,12 +385,12 @@ def test_ingest_parts_reads_csv_as_data_csv_says(cluster, tmp_path):
     data = load_params(ROOT / "params.yaml").data.model_copy(
         update={"source": str(source), "format": "csv", "csv": CsvParams(sep="whitespace", header=False, names=["id", "kind", "label"])}
     )
-    found = ingest_parts(str(source), "csv", None, data, 1000, tmp_path / "raw.parquet")
+    found = ingest(data, tmp_path / "raw.parquet")
     assert found["columns"] == ["id", "kind", "label"] and found["rows"] == 1200
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "raw.parquet"), read_source(source, "csv", csv_options=data.csv))
 
 
-def test_ingest_parts_read_a_column_text_in_one_file_and_numbers_in_another_as_the_local_engine(cluster, tmp_path):
+def test_ingest_on_the_cluster_reads_a_column_text_in_one_file_and_numbers_in_another_as_read_source(cluster, tmp_path):
     """Both engines read it as text (it was 'the parts disagree on a column's type' here, an
     ArrowTypeError with the local engine)."""
     folder = tmp_path / "parts"
@@ -385,10 +398,41 @@ def test_ingest_parts_read_a_column_text_in_one_file_and_numbers_in_another_as_t
     pd.DataFrame({"id": range(600), "code": [f"A{n}" for n in range(600)]}).to_parquet(folder / "a.parquet")
     pd.DataFrame({"id": range(600, 1200), "code": range(600)}).to_parquet(folder / "b.parquet")
     data = load_params(ROOT / "params.yaml").data.model_copy(update={"source": str(folder), "format": None, "personal_columns": {}})
-    ingest_parts(str(folder), None, None, data, 1000, tmp_path / "raw.parquet")
+    ingest(data, tmp_path / "raw.parquet")
     local = read_source(folder)
     assert local["code"].tolist()[598:602] == ["A598", "A599", "0", "1"]
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "raw.parquet"), local)
+
+
+def files_of(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` (its path inside it: its bytes)."""
+    return {path.relative_to(folder).as_posix(): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def test_ingest_validate_and_split_write_the_same_bytes_in_process_and_on_one_or_two_workers(cluster, tmp_path):
+    """Switching the engine or the worker count reruns no data stage: ingest, validate and split
+    write the same files, to the byte, and the same report, in this process and on clusters of one
+    and two workers (a table cut into parts with a bad row, an id repeated in a later file and a
+    column integer in one file and float in another)."""
+    source = tmp_path / "source"
+    source_files(source)
+    params = load_params(ROOT / "params.yaml")
+    data = params.data.model_copy(update={"source": str(source), "partition_rows": 300})
+    checks = ValidateParams.model_validate({**params.validate.model_dump(), "rows": {"min": 100}})
+
+    def run(folder: Path) -> tuple[dict, dict[str, bytes]]:
+        ingest(data, folder / "raw")
+        report = validate(folder / "raw", folder / "clean", folder / "quarantine", data, checks)
+        split_folder(folder / "clean", folder / "train", folder / "test", params.split, data.time_column, data.target)
+        return report, files_of(folder)
+
+    with executor_for(ComputeParams()):
+        here = run(tmp_path / "here")
+    on_two = run(tmp_path / "two")  # the module's cluster
+    with executor_for(ComputeParams(engine="dask", workers=1, memory_limit="1GiB")):
+        on_one = run(tmp_path / "one")
+    assert here[0]["rows_quarantined"] == 2 and len([name for name in here[1] if name.startswith("raw/")]) > 3
+    assert here == on_one == on_two
 
 
 def _passes_through(table: pd.DataFrame, index: int):

@@ -120,7 +120,7 @@ def test_the_pipeline_on_a_cluster_of_dask_scheduler_and_dask_worker_processes(r
     verdict for every feature, a no-op after it, and the same bytes from a forced rerun in fresh
     interpreters."""
     local_auc, local_verdicts = quality_and_verdicts(repo)
-    repo.set_params(compute={"engine": "dask", "scheduler": real_cluster, "partition_rows": 2000}, train={"n_estimators": 300})
+    repo.set_params(compute={"engine": "dask", "scheduler": real_cluster}, data={"partition_rows": 2000}, train={"n_estimators": 300})
     # Forced: every stage runs on the cluster, whichever of them the switch of engine reruns.
     run = repo.dvc("repro", "-f")
     assert run.stages_run == ALL_STAGES, run.stdout

@@ -8,7 +8,7 @@ import sqlite3
 import pandas as pd
 import pytest
 
-from conftest import employment_sample, unused_port
+from conftest import ROOT, employment_sample, unused_port
 from mlpipe.data.sources import read_source
 from mlpipe.data.sql import read_query
 from mlpipe.errors import DataError
@@ -16,6 +16,11 @@ from mlpipe.errors import DataError
 pytestmark = pytest.mark.integration
 
 DOWNSTREAM = ["validate", "split", "featurize", "train", "evaluate", "predict", "drift"]
+
+
+def table_bytes(folder) -> dict[str, bytes]:
+    """A table of parts: each part's name and bytes."""
+    return {part.name: part.read_bytes() for part in sorted(folder.glob("*.parquet"))}
 
 
 def lock_dep(repo, stage: str, path: str) -> dict:
@@ -51,6 +56,22 @@ def test_read_s3_file_folder_and_glob(bucket, sample):
     assert set(read_source("s3://lake/partitions", pattern="year=2017*").year) == {2017}
 
 
+def test_ingest_reads_an_s3_folder_into_the_same_parts_here_and_on_a_cluster(bucket, tmp_path):
+    """Each object is read by a task: in this process, or by a worker with the credentials and
+    endpoint in its own environment (a local cluster's workers inherit this process's)."""
+    from mlpipe.config import ComputeParams, load_params
+    from mlpipe.data.sources import ingest, normalise_columns
+    from mlpipe.engine.executor import executor_for
+
+    data = load_params(ROOT / "params.yaml").data.model_copy(update={"source": "s3://lake/partitions/", "partition_rows": 1000})
+    found = ingest(data, tmp_path / "here")
+    assert found["files"] == 4 and found["rows"] == len(read_source(data.source))
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "here"), normalise_columns(read_source(data.source), data.source))
+    with executor_for(ComputeParams(engine="dask", workers=1, memory_limit="1GiB")):
+        ingest(data, tmp_path / "cluster")
+    assert table_bytes(tmp_path / "cluster") == table_bytes(tmp_path / "here")
+
+
 def test_s3_errors_are_one_line_naming_source_and_cause(bucket, s3_server, monkeypatch):
     with pytest.raises(DataError, match=r"'s3://lake/missing.parquet' does not exist"):
         read_source("s3://lake/missing.parquet")
@@ -84,7 +105,7 @@ def test_ingest_from_s3_that_is_down_or_rejects_credentials(repo, bucket, s3_ser
     the next repro after the fault is fixed gives the uninterrupted outputs."""
     repo.set_params(data={"source": "s3://lake/employment.parquet"})
     raw = repo.path / "data" / "raw" / "dataset.parquet"
-    expected = raw.read_bytes()
+    expected = table_bytes(raw)
 
     s3_server.reject_all_credentials()
     denied = repo.stage("ingest", "--out", "data/raw/dataset.parquet")
@@ -103,14 +124,14 @@ def test_ingest_from_s3_that_is_down_or_rejects_credentials(repo, bucket, s3_ser
     down = repo.stage("ingest", "--out", "data/raw/dataset.parquet")
     assert down.returncode == 1
     assert "cannot read 's3://lake/employment.parquet': Could not connect to the endpoint URL" in down.stderr
-    assert raw.read_bytes() == expected and not list(raw.parent.glob(".*.tmp"))
+    assert table_bytes(raw) == expected and not list(raw.parent.glob(".*.tmp"))
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server.endpoint)
     from moto import settings
 
     settings.INITIAL_NO_AUTH_ACTION_COUNT = float("inf")
     assert repo.dvc("repro").stages_run == ["ingest"]
-    assert raw.read_bytes() == expected
+    assert table_bytes(raw) == expected
 
 
 # -- http(s):// ----------------------------------------------------------------------------------
@@ -189,13 +210,13 @@ def test_sql_snapshot_stage_reruns_downstream_only_when_rows_change(repo, sample
     write_table(repo.path / "data" / "app.db", sample.sample(frac=1, random_state=6))  # same rows, new physical order
     assert repo.dvc("repro", "ingest").stages_run == ["snapshot@app"]
 
-    raw = (repo.path / "data" / "raw" / "dataset.parquet").read_bytes()
+    raw = table_bytes(repo.path / "data" / "raw" / "dataset.parquet")
     repo.set_params(sql_snapshots={"app": {**snapshot, "table": None, "query": "SELECT AGE FROM employment"}})
     failed = repo.dvc("repro", "ingest", check=False)
     assert failed.returncode != 0
     assert "error: snapshot: the query on 'sqlite:///data/app.db' failed: no such column: AGE" in failed.stderr
     assert "Traceback" not in failed.stdout + failed.stderr
-    assert (repo.path / "data" / "raw" / "dataset.parquet").read_bytes() == raw
+    assert table_bytes(repo.path / "data" / "raw" / "dataset.parquet") == raw
 
     repo.set_params(sql_snapshots={"app": snapshot})
     extra = employment_sample(rows_per_year=20, seed=9).assign(id=lambda t: t.id + 10_000_000)

@@ -368,10 +368,10 @@ def test_a_row_count_and_null_columns_out_of_bounds_are_one_message():
     assert message.startswith("the table has 6 rows, outside validate.rows.min=10") and "; and 2 columns are more null" in message
 
 
-def test_the_dask_engine_applies_the_same_table_rules_and_exemptions(tmp_path):
-    from mlpipe.config import ComputeParams
-    from mlpipe.data.validation import validate_parts
-    from mlpipe.engine.executor import executor_for
+def test_a_table_in_parts_meets_the_same_table_rules_and_exemptions(tmp_path):
+    """Null shares and the row count from the parts' merged counts: the same message and report
+    as the table in one piece."""
+    from mlpipe.data.validation import validate
 
     frame = nulls_table({"a": 50, "b": 45, "c": 10}, rows=60).assign(note=["z" * 2000] * 60)
     raw = tmp_path / "raw"
@@ -379,12 +379,11 @@ def test_the_dask_engine_applies_the_same_table_rules_and_exemptions(tmp_path):
     for index, start in enumerate(range(0, 60, 20)):
         frame.iloc[start : start + 20].to_parquet(raw / f"part-{index}.parquet", index=False)
     outputs = (tmp_path / "clean", tmp_path / "quarantine")
-    with executor_for(ComputeParams(engine="dask", workers=1, memory_limit="1GiB")):
-        with pytest.raises(DataError) as failed:
-            validate_parts(raw, *outputs, NULL_DATA, ValidateParams(max_bad_row_share=1.0))
-        assert str(failed.value) == null_message(frame, NULL_DATA, ValidateParams(max_bad_row_share=1.0))
-        dropped = NULL_DATA.model_copy(update={"drop_columns": ["a", "b", "note"]})
-        report = validate_parts(raw, *outputs, dropped, ValidateParams())
+    with pytest.raises(DataError) as failed:
+        validate(raw, *outputs, NULL_DATA, ValidateParams(max_bad_row_share=1.0))
+    assert str(failed.value) == null_message(frame, NULL_DATA, ValidateParams(max_bad_row_share=1.0))
+    dropped = NULL_DATA.model_copy(update={"drop_columns": ["a", "b", "note"]})
+    report = validate(raw, *outputs, dropped, ValidateParams())
     assert report["rows_quarantined"] == 0 and report == validate_table(frame, dropped, ValidateParams()).report
 
 
@@ -502,12 +501,10 @@ def test_an_allowed_rule_keeps_the_same_rows_whether_the_values_are_numbers_or_r
     assert refused == [category_label(value) not in labels for value in values]
 
 
-def test_the_dask_engine_applies_allowed_to_batches_read_as_text(tmp_path):
-    """The Dask engine's validation (`validate_parts`) reads parts that disagree on a column's type
-    as text, and checks `allowed` with the same rule."""
-    from mlpipe.config import ComputeParams
-    from mlpipe.data.validation import validate_parts
-    from mlpipe.engine.executor import executor_for
+def test_allowed_applies_to_parts_read_as_text(tmp_path):
+    """Parts that disagree on a column's type are read as text (`unify_parts`, as ingest writes
+    them); `validate` checks `allowed` on them with the same rule."""
+    from mlpipe.data.validation import validate
     from mlpipe.engine.parts import unify_parts
 
     raw = tmp_path / "raw"
@@ -517,8 +514,7 @@ def test_the_dask_engine_applies_allowed_to_batches_read_as_text(tmp_path):
     import pyarrow.parquet as pq
 
     unify_parts(raw, {path: pq.read_schema(path) for path in sorted(raw.glob("*.parquet"))}, mixed_as_text=True)
-    with executor_for(ComputeParams(engine="dask", workers=1, memory_limit="1GiB")):
-        report = validate_parts(raw, tmp_path / "clean", tmp_path / "quarantine", ALLOWED_DATA, allowed_rules([1, 2, 3]))
+    report = validate(raw, tmp_path / "clean", tmp_path / "quarantine", ALLOWED_DATA, allowed_rules([1, 2, 3]))
     assert report["rows_quarantined"] == 2 and report["failures_by_rule"]["code:allowed[1, 2, 3]"] == 2
 
 
@@ -528,3 +524,57 @@ def test_category_labels_keep_true_apart_from_one_in_a_mixed_column():
 
     values = pd.Series([1, True, 0.0, False, "1", None], dtype=object)
     assert category_strings(values).astype(object).tolist() == ["1", "True", "0", "False", "1", np.nan]
+
+
+def parts_of(frame: pd.DataFrame, cuts: list[int], folder) -> None:
+    """`frame` as a folder of Parquet parts, cut before each row position in `cuts`."""
+    folder.mkdir()
+    bounds = [0, *sorted(set(cuts)), len(frame)]
+    for index, (start, end) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+        frame.iloc[start:end].to_parquet(folder / f"part-{index:05d}.parquet", index=False)
+
+
+def test_a_column_declared_unique_is_unique_across_parts_as_in_one_table(tmp_path):
+    """A value of a `unique` column (not an id) repeated in a later part is quarantined, as in one
+    table (part by part, it was checked within each part only)."""
+    from mlpipe.data.validation import validate
+
+    frame = pd.DataFrame({"code": [1, 2, 3, 4, 1, 5], "y": [0, 1, 0, 1, 0, 1]})
+    parts_of(frame, [3], tmp_path / "raw")
+    data, rules = (
+        DataParams(source="s", target="y", positive_label=1),
+        ValidateParams(max_bad_row_share=0.5, columns={"code": {"unique": True}}),
+    )
+    report = validate(tmp_path / "raw", tmp_path / "clean", tmp_path / "quarantine", data, rules)
+    assert report == validate_table(frame, data, rules).report and report["failures_by_rule"]["code:unique"] == 1
+    assert pd.read_parquet(tmp_path / "quarantine")[REASON_COLUMN].tolist() == ["code:unique"]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    rows=st.lists(
+        st.tuples(st.integers(0, 6), st.sampled_from(["a", "b"]), st.integers(-2, 9), st.sampled_from(["1", "2", "x"]), st.integers(0, 1)),
+        min_size=4,
+        max_size=30,
+    ),
+    cuts=st.lists(st.integers(1, 29), max_size=4),
+    composite=st.booleans(),
+)
+def test_validate_on_any_cut_into_parts_gives_the_one_table_result(tmp_path_factory, rows, cuts, composite):
+    """Ids repeated within and across parts (one id column or two), a declared unique column, a
+    range and a dtype rule: the parts' clean and quarantined rows, read back as one table, and the
+    report are the one-part case's, wherever the table is cut."""
+    from mlpipe.data.validation import validate
+
+    frame = pd.DataFrame(rows, columns=["id", "site", "age", "code", "y"]).assign(y=lambda t: np.arange(len(t)) % 2)
+    folder = tmp_path_factory.mktemp("parts")
+    parts_of(frame, [cut for cut in cuts if cut < len(frame)], folder / "raw")
+    data = DataParams(source="s", target="y", positive_label=1, id_columns=["id", "site"] if composite else ["id"])
+    rules = ValidateParams(
+        max_bad_row_share=1.0, columns={"age": {"min": 0}, "code": {"dtype": "int64"}, "site": {"unique": not composite}}
+    )
+    whole = validate_table(frame, data, rules)
+    report = validate(folder / "raw", folder / "clean", folder / "quarantine", data, rules)
+    assert report == whole.report
+    pd.testing.assert_frame_equal(pd.read_parquet(folder / "clean"), whole.clean)
+    pd.testing.assert_frame_equal(pd.read_parquet(folder / "quarantine"), whole.quarantine)

@@ -139,6 +139,11 @@ class DataParams(Section):
     salt_env: str = Field(
         "MLPIPE_PII_SALT", pattern=ENV_NAME, description="the environment variable holding the hashing salt (a secret: never in a file)"
     )
+    partition_rows: int = Field(
+        1_000_000,
+        ge=1000,
+        description="ingest cuts each source file into parts of at most this many rows (data/raw/dataset.parquet/part-NNNNN-NNNN.parquet); every later data stage works part by part, under either engine, so a part is what one process holds at a time",
+    )
 
     @model_validator(mode="after")
     def _roles_do_not_clash(self) -> DataParams:
@@ -647,11 +652,6 @@ class ComputeParams(Section):
         description="with scheduler local: each worker's memory limit (4GiB, 500MB, auto); past it a worker spills to disk, then pauses",
     )
     connect_timeout_seconds: float = Field(10.0, gt=0, description="how long to wait for a remote scheduler before failing")
-    partition_rows: int = Field(
-        1_000_000,
-        ge=1000,
-        description="with engine dask: ingest cuts each source file into parts of at most this many rows; every later stage works part by part, in parallel",
-    )
 
     @model_validator(mode="after")
     def _scheduler_is_local_or_an_address(self) -> ComputeParams:
@@ -803,6 +803,10 @@ def parse_params(raw: Any, origin: str = "params.yaml") -> Params:
         raise ConfigError(f"{origin}: {exc}") from None
 
 
+# Keys that moved to another section: a params.yaml written before the move names the new place.
+MOVED_KEYS = {"compute.partition_rows": "data.partition_rows"}  # the part size shapes the tables, not where they are computed
+
+
 def describe_validation_error(exc: ValidationError) -> str:
     first = exc.errors()[0]
     key = ".".join(str(part) for part in first["loc"] if not str(part).startswith("function-after"))
@@ -811,6 +815,8 @@ def describe_validation_error(exc: ValidationError) -> str:
         field, _, message = message.removeprefix(FIELD_MARK).partition(": ")
         return f"{key}.{field}: {message}" if key else f"{field}: {message}"
     if first["type"] == "extra_forbidden":
+        if key in MOVED_KEYS:
+            return f"'{key}' is now '{MOVED_KEYS[key]}': move it there"
         return f"unknown key '{key}' (check its spelling)"
     if first["type"] == "missing":
         return f"missing required key '{key}'"

@@ -46,16 +46,18 @@ def is_url(source: str | Path) -> bool:
     return "://" in str(source)
 
 
-def read_table(source: str | Path, fmt: str | None = None, csv_options: CsvParams | None = None) -> pd.DataFrame:
+def read_table(source: str | Path, fmt: str | None = None, csv_options: CsvParams | None = None, name: str | None = None) -> pd.DataFrame:
     """Read a local CSV (as `csv_options`, data.csv, say: None reads a comma-separated file with a
-    header) or Parquet file into a DataFrame; every failure is a one-line DataError."""
+    header) or Parquet file into a DataFrame; every failure is a one-line DataError naming the
+    file as `name` (default: its path)."""
     path = Path(source)
     fmt = infer_format(path, fmt)
+    name = name or str(path)
     if not path.exists():
-        raise DataError(f"data source '{path}' does not exist; check data.source in params.yaml")
+        raise DataError(f"data source '{name}' does not exist; check data.source in params.yaml")
     if path.is_dir():
-        raise DataError(f"'{path}' is a directory, not a {fmt} file")
-    return _parse(path, fmt, str(path), csv_options)
+        raise DataError(f"'{name}' is a directory, not a {fmt} file")
+    return _parse(path, fmt, name, csv_options)
 
 
 def _parse(readable: Path | io.BytesIO, fmt: str, name: str, csv_options: CsvParams | None = None) -> pd.DataFrame:
@@ -289,12 +291,41 @@ def check_same_columns(names: list[str], columns: list[list[str]]) -> None:
 def read_remote(
     url: str, fmt: str | None = None, pattern: str | None = None, csv_options: CsvParams | None = None
 ) -> list[tuple[str, pd.DataFrame]]:
-    """Read the file at `url`, or every partition file under it, through fsspec: `(url, table)` pairs.
+    """Read the file at `url`, or every partition file under it, through fsspec: `(url, table)` pairs."""
+    return [(location, read_remote_file(location, fmt, csv_options)) for location in remote_files(url, pattern)]
+
+
+def remote_files(url: str, pattern: str | None = None) -> list[str]:
+    """The URL of the file at `url`, or of every partition file under it (matching `pattern`), in name order.
 
     Credentials and endpoints come from the environment the way each filesystem reads them
     (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, AWS_PROFILE for s3://; ~/.netrc
     or $NETRC for http(s)://), never from params.yaml, which is committed.
     """
+    with _remote_errors(url):
+        filesystem, root, scheme = _filesystem(url)
+        if scheme in ("http", "https") or not filesystem.isdir(root):
+            return [url]
+        found = filesystem.glob(f"{root.rstrip('/')}/{pattern}") if pattern else filesystem.ls(root, detail=False)
+        locations = sorted(p for p in found if PurePosixPath(p).suffix.lower() in FORMATS and not PurePosixPath(p).name.startswith("."))
+        if not locations:
+            raise DataError(_no_partitions(url, pattern))
+        protocol = url[: len(scheme) + 3]
+        return [location if location.startswith(protocol) else protocol + location for location in locations]
+
+
+def read_remote_file(url: str, fmt: str | None = None, csv_options: CsvParams | None = None) -> pd.DataFrame:
+    """The one file at `url`, read whole (credentials from the environment, as `remote_files` says)."""
+    with _remote_errors(url):
+        filesystem, root, _ = _filesystem(url)
+        # Whole-object reads: plain HTTP servers need not support the range requests that
+        # seeking inside a Parquet file would make.
+        content = io.BytesIO(filesystem.cat_file(root))
+        return _parse(content, infer_format(PurePosixPath(root), fmt), url, csv_options)
+
+
+def _filesystem(url: str):
+    """(fsspec filesystem, path on it, scheme) for `url`; a scheme other than URL_SCHEMES is one line."""
     scheme = url.split("://", 1)[0].lower()
     if scheme not in URL_SCHEMES:
         raise DataError(
@@ -303,29 +334,13 @@ def read_remote(
         )
     import fsspec
 
-    with _remote_errors(url):
-        # A fresh filesystem per read: fsspec's cached instances would keep an old endpoint,
-        # credentials and directory listing in a long-running process (the service, a Dask worker).
-        # trust_env: aiohttp then reads a user and password for the host from ~/.netrc (or $NETRC),
-        # which is where http(s) credentials go: params.yaml, which names the URL, is committed.
-        http_options = {"client_kwargs": {"trust_env": True}} if scheme in ("http", "https") else {}
-        filesystem, root = fsspec.core.url_to_fs(url, skip_instance_cache=True, **http_options)
-        protocol = url[: len(scheme) + 3]
-        if scheme in ("http", "https") or not filesystem.isdir(root):
-            locations = [root]
-        else:
-            found = filesystem.glob(f"{root.rstrip('/')}/{pattern}") if pattern else filesystem.ls(root, detail=False)
-            locations = sorted(p for p in found if PurePosixPath(p).suffix.lower() in FORMATS and not PurePosixPath(p).name.startswith("."))
-            if not locations:
-                raise DataError(_no_partitions(url, pattern))
-        named = []
-        for location in locations:
-            name = location if location.startswith(protocol) else protocol + location
-            # Whole-object reads: plain HTTP servers need not support the range requests that
-            # seeking inside a Parquet file would make.
-            content = io.BytesIO(filesystem.cat_file(location))
-            named.append((name, _parse(content, infer_format(PurePosixPath(location), fmt), name, csv_options)))
-    return named
+    # A fresh filesystem per read: fsspec's cached instances would keep an old endpoint,
+    # credentials and directory listing in a long-running process (the service, a Dask worker).
+    # trust_env: aiohttp then reads a user and password for the host from ~/.netrc (or $NETRC),
+    # which is where http(s) credentials go: params.yaml, which names the URL, is committed.
+    http_options = {"client_kwargs": {"trust_env": True}} if scheme in ("http", "https") else {}
+    filesystem, root = fsspec.core.url_to_fs(url, skip_instance_cache=True, **http_options)
+    return filesystem, root, scheme
 
 
 @contextmanager
@@ -388,45 +403,59 @@ def normalise_columns(table: pd.DataFrame, origin: str) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
-# The dask engine (compute.engine: dask) ---------------------------------------------------
+# The ingest step ---------------------------------------------------------------------------
 
 
-def ingest_parts(source: str, fmt: str | None, pattern: str | None, data: DataParams, partition_rows: int, out: Path) -> dict[str, Any]:
-    """Each source file read by a worker, its personal columns protected, cut into parts of at most
-    `partition_rows` rows. The files must agree on their columns, as with the local engine."""
+def ingest(data: DataParams, out: Path) -> dict[str, Any]:
+    """data.source (a file or a folder of partition files, local or at an http(s):// or s3:// URL)
+    as the folder of Parquet parts `out`: each source file read by one task of the stage's executor
+    (`mlpipe.engine.parts.map_parts`), its column names normalised and its personal columns
+    protected, cut into parts of at most data.partition_rows rows. The files must agree on their
+    columns; a column that is text in some files and numbers in others is text in all (as
+    `read_source` reads them). Returns {files, rows, columns}.
+
+    The task that reads a file is where the file is read: in this process, or on a cluster's
+    worker, which then needs what reading needs (the repository's folder at the same path for a
+    local source; for a URL, the network and the credentials in its own environment, as for the
+    hashing salt). Only the folder's listing is read here."""
     from mlpipe.engine.parts import map_parts, staged
 
+    source = data.source
     if is_url(source):
-        raise DataError(
-            f"data.source '{source}': the dask engine reads a local file or folder (its workers read the parts themselves); "
-            "copy the data next to the repository, or use compute.engine: local"
-        )
-    path = Path(source)
-    files = partition_files(path, pattern) if path.is_dir() else [path]
-    names = [str(file) for file in files]
-
-    read = functools.partial(read_table, fmt=fmt, csv_options=data.csv)
+        locations = names = remote_files(source, data.pattern)
+    else:
+        path = Path(source)
+        files = partition_files(path, data.pattern) if path.is_dir() else [path]
+        # Messages name a file as data.source does; the task reads it at its absolute path.
+        names, locations = [str(file) for file in files], [str(file.absolute()) for file in files]
+    read = functools.partial(read_source_file, fmt=data.format, csv_options=data.csv, names=dict(zip(locations, names, strict=True)))
     with staged(out) as (folder,):
         found = map_parts(
             _ingest_part,
-            files,
+            locations,
             [folder],
             data,
             names,
             read=read,
-            chunk_rows=partition_rows,
+            chunk_rows=data.partition_rows,
             check=lambda found: check_same_columns(names, [summary["columns"] for summary in found]),
-            mixed_as_text=True,  # as `concat_batches` reads the files with the local engine
+            mixed_as_text=True,  # as `concat_batches` reads the files into one table
             what="ingest",
         )
-    first = found[0]["columns"]
-    return {"files": len(files), "rows": sum(summary["rows"] for summary in found), "columns": first}
+    return {"files": len(names), "rows": sum(summary["rows"] for summary in found), "columns": found[0]["columns"]}
+
+
+def read_source_file(location: str, fmt: str | None, csv_options: CsvParams | None, names: dict[str, str]) -> pd.DataFrame:
+    """One file of a source, local or at a URL, named in messages as `names[location]`."""
+    if is_url(location):
+        return read_remote_file(location, fmt, csv_options)
+    return read_table(location, fmt, csv_options, name=names[location])
 
 
 def _ingest_part(table: pd.DataFrame, index: int, data: DataParams, names: list[str]):
     from mlpipe.data.privacy import apply_personal_rules
 
-    # The workers read the hashing salt from their own environment (a local cluster inherits the
-    # stage's): the secret never travels in a task.
+    # The hashing salt is read from the environment where the task runs (a local cluster's workers
+    # inherit the stage's): the secret never travels in a task.
     table = apply_personal_rules(normalise_columns(table, origin=names[index]), data, origin=names[index])
     return (table,), {"rows": len(table), "columns": list(table.columns)}

@@ -11,20 +11,35 @@ import pandas as pd
 from mlpipe.config import SplitParams
 from mlpipe.data.sampling import stratified_mask
 from mlpipe.data.times import time_values
-from mlpipe.engine.parts import map_parts, offsets, part_files, part_rows, read_columns, staged
+from mlpipe.engine.parts import map_parts, offsets, part_rows, read_columns, staged, written_parts
 from mlpipe.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 
+def split_folder(validated: Path, train: Path, test: Path, settings: SplitParams, time_column: str | None, target: str) -> tuple[int, int]:
+    """The table of parts `validated` as training rows (the parts of `train`) and test rows (of
+    `test`); returns how many of each. `split_masks` decides on the target and time columns alone
+    (the random split's mask is drawn on the whole target column, in row order: the same rows for
+    any cut into parts), then each part keeps its slice."""
+    parts = written_parts(validated, "the validated table", "validate")
+    columns = read_columns(parts, [target, *([time_column] if time_column and settings.strategy == "time" else [])])
+    is_train, is_test = split_masks(columns, settings, time_column, target)
+    starts = offsets(part_rows(parts))
+    slices = [(is_train[start:end], is_test[start:end]) for start, end in zip(starts[:-1], starts[1:], strict=True)]
+    with staged(train, test) as folders:
+        map_parts(_split_part, parts, folders, per_part=slices, what="split")
+    return int(is_train.sum()), int(is_test.sum())
+
+
 def split_table(table: pd.DataFrame, split: SplitParams, time_column: str | None, target: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    is_train, is_test = split_masks(table, split, time_column, target)
-    return table[is_train].reset_index(drop=True), table[is_test].reset_index(drop=True)
+    """A table in memory as (training rows, test rows): `split_folder`'s one-part case."""
+    return _split_part(table, 0, *split_masks(table, split, time_column, target))[0]
 
 
 def split_masks(table: pd.DataFrame, split: SplitParams, time_column: str | None, target: str) -> tuple[np.ndarray, np.ndarray]:
     """Which rows go to training and which to test. `table` needs only the target and time
-    columns, so the dask engine decides on those two columns and applies the masks part by part."""
+    columns, so `split_folder` decides on those two columns and applies the masks part by part."""
     if split.strategy == "time":
         if not time_column:
             raise ConfigError("split.strategy is 'time' but data.time_column is null: set data.time_column or use split.strategy: random")
@@ -77,19 +92,6 @@ def _describe(table: pd.DataFrame, split: SplitParams, time_column: str | None) 
             f"split.train_until={split.train_until!r}, split.test_from={split.test_from!r}: move the cutoffs"
         )
     return f"{len(table)} rows with split.test_size={split.test_size}: use more data or change split.test_size"
-
-
-def split_parts(validated: Path, train: Path, test: Path, settings: SplitParams, time_column: str | None, target: str) -> tuple[int, int]:
-    """`split_masks` on the target and time columns alone (the same rows as the local engine: the
-    random split too, since the rows keep their order), then each part keeps its slice."""
-    parts = part_files(validated)
-    columns = read_columns(parts, [target, *([time_column] if time_column and settings.strategy == "time" else [])])
-    is_train, is_test = split_masks(columns, settings, time_column, target)
-    starts = offsets(part_rows(parts))
-    slices = [(is_train[start:end], is_test[start:end]) for start, end in zip(starts[:-1], starts[1:], strict=True)]
-    with staged(train, test) as folders:
-        map_parts(_split_part, parts, folders, per_part=slices, what="split")
-    return int(is_train.sum()), int(is_test.sum())
 
 
 def _split_part(table: pd.DataFrame, index: int, is_train: np.ndarray, is_test: np.ndarray):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,17 @@ import pandas as pd
 from mlpipe.config import ColumnContract, DataParams, ValidateParams
 from mlpipe.data.schema import category_label, category_strings, label_matches
 from mlpipe.data.times import time_values
-from mlpipe.engine.parts import map_parts, offsets, part_files, read_columns, repeated_positions, row_keys, sample_part, staged, summaries
+from mlpipe.engine.parts import (
+    map_parts,
+    offsets,
+    read_columns,
+    repeated_positions,
+    row_keys,
+    sample_part,
+    staged,
+    summaries,
+    written_parts,
+)
 from mlpipe.errors import DataError
 
 REASON_COLUMN = "quarantine_reason"
@@ -93,21 +103,6 @@ def arriving_row_contracts(data: DataParams, validation: ValidateParams) -> dict
     if data.target in contracts:
         contracts[data.target] = contracts[data.target].model_copy(update={"nullable": True})
     return contracts
-
-
-def validate_table(table: pd.DataFrame, data: DataParams, validation: ValidateParams) -> ValidationResult:
-    """The whole contract on the table the model is trained and tested on."""
-    check_columns(table, data, validation)
-    check_target(table[data.target], data.positive_label)
-    contracts = column_contracts(data, validation)
-    if parses_time_column(data, contracts):
-        time_values(table[data.time_column])
-    null_share = table.isna().mean()
-    check_table_rules(len(table), null_share, validation, contracts, data)
-    result = quarantine_rows(table, contracts, data.id_columns, validation.max_text_length, unchecked=data.drop_columns)
-    result.report["null_share"] = {column: float(share) for column, share in null_share.items() if share > 0}
-    check_bad_row_share(result.report, validation)
-    return result
 
 
 def parses_time_column(data: DataParams, contracts: dict[str, ColumnContract]) -> bool:
@@ -408,53 +403,107 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
-def validate_parts(raw: Path, out: Path, quarantine: Path, data: DataParams, validation: ValidateParams) -> dict[str, Any]:
-    """The whole contract, as `validate_table`: the whole-table rules on merged counts, the row
-    rules part by part. A repeated id is found across parts by a hash of the id columns; as with
-    the local engine the first row keeps it and every later one is quarantined (here also when the
-    first one breaks a dtype rule)."""
-    parts = part_files(raw)
+def validate(raw: Path, out: Path, quarantine: Path, data: DataParams, validation: ValidateParams) -> dict[str, Any]:
+    """The whole contract on the table of parts `raw`: its rows that pass to the parts of `out`,
+    those that do not to `quarantine`; returns the report (metrics/data_quality.json).
+
+    Each part is summarised (rows, nulls, target values, a hash of each unique key); the
+    whole-table rules are decided on the merged summaries (`TableRules`); then the row rules run
+    part by part, with the rows whose key an earlier row already holds, in any part, marked."""
+    parts = written_parts(raw, "the ingested table", "ingest")
     check_columns(sample_part(parts), data, validation)
-    found = summaries(_table_summary, parts, data.target, data.id_columns, what="validate: counts")
-    rows = sum(summary["rows"] for summary in found)
-    null_share = sum(summary["nulls"] for summary in found) / max(rows, 1)
-    check_target(pd.Series(pd.unique(np.concatenate([summary["targets"] for summary in found])), name=data.target), data.positive_label)
-    contracts = column_contracts(data, validation)
-    if parses_time_column(data, contracts):
-        time_values(read_columns(parts, [data.time_column])[data.time_column])
-    check_table_rules(rows, null_share, validation, contracts, data)
-    unique_rule, repeats = None, []
-    if data.id_columns:
-        unique_rule = f"{','.join(data.id_columns)}:unique"
-        if len(data.id_columns) == 1:  # checked across parts below, not within each part
-            contracts[data.id_columns[0]] = contracts[data.id_columns[0]].model_copy(update={"unique": False})
-        repeated, starts = repeated_positions([summary["keys"] for summary in found]), offsets([summary["rows"] for summary in found])
-        repeats = [repeated[(repeated >= start) & (repeated < end)] - start for start, end in zip(starts[:-1], starts[1:], strict=True)]
+    rules = TableRules.of(data, validation)
+    found = summaries(_table_summary, parts, data.target, rules.unique_keys, what="validate: counts")
+    null_share = rules.check(found, lambda: read_columns(parts, [data.time_column])[data.time_column])
     with staged(out, quarantine) as folders:
         reports = map_parts(
             _quarantine_part,
             parts,
             folders,
-            contracts,
+            rules.contracts,
             validation.max_text_length,
-            unique_rule,
             data.drop_columns,
-            per_part=[(positions,) for positions in repeats] if repeats else None,
+            per_part=rules.repeats(found),
             what="validate: row rules",
         )
-        report = merged_report(reports)
-        report["null_share"] = {column: float(share) for column, share in null_share.items() if share > 0}
-        check_bad_row_share(report, validation)
+        report = rules.report(reports, null_share)
     return report
 
 
-def _table_summary(table: pd.DataFrame, index: int, target: str, id_columns: list[str]) -> dict[str, Any]:
-    present = [column for column in id_columns if column in table.columns]
+def validate_table(table: pd.DataFrame, data: DataParams, validation: ValidateParams) -> ValidationResult:
+    """The whole contract on a table in memory: `validate`'s one-part case (the same summary,
+    whole-table rules and row rules), for tests and tools that hold a table."""
+    check_columns(table, data, validation)
+    rules = TableRules.of(data, validation)
+    found = [_table_summary(table, 0, data.target, rules.unique_keys)]
+    null_share = rules.check(found, lambda: table[data.time_column])
+    (clean, quarantined), report = _quarantine_part(
+        table, 0, rules.contracts, validation.max_text_length, data.drop_columns, *rules.repeats(found)[0]
+    )
+    return ValidationResult(clean, quarantined, rules.report([report], null_share))
+
+
+@dataclass(frozen=True)
+class TableRules:
+    """The contract's rules that need the whole table, decided on the parts' merged summaries.
+
+    Uniqueness is one of them: a unique column (an id column, or one declared `unique`) and the
+    id columns together must not repeat across the whole table, so each is checked on a hash of
+    its values in every part (`unique_keys`: rule -> columns): the first row keeps a value, every
+    later one is quarantined, also when the first breaks another rule. The row rules of each part
+    (`contracts`) are the rest."""
+
+    data: DataParams
+    validation: ValidateParams
+    contracts: dict[str, ColumnContract]
+    unique_keys: dict[str, list[str]]
+
+    @classmethod
+    def of(cls, data: DataParams, validation: ValidateParams) -> TableRules:
+        contracts = column_contracts(data, validation)
+        unique_keys = {f"{column}:unique": [column] for column, contract in contracts.items() if contract.unique}
+        if len(data.id_columns) > 1:
+            unique_keys[f"{','.join(data.id_columns)}:unique"] = list(data.id_columns)
+        for column in (column for column, contract in contracts.items() if contract.unique):
+            contracts[column] = contracts[column].model_copy(update={"unique": False})
+        return cls(data, validation, contracts, unique_keys)
+
+    def check(self, found: list[dict[str, Any]], time_column: Callable[[], pd.Series]) -> pd.Series:
+        """The whole-table rules on the parts' summaries: the target binary with the positive label,
+        the time column's values (read by `time_column` when validate parses them), the row count,
+        every column's null share. Each broken one is a `DataError`; returns the null shares."""
+        data = self.data
+        check_target(pd.Series(pd.unique(np.concatenate([summary["targets"] for summary in found])), name=data.target), data.positive_label)
+        if parses_time_column(data, self.contracts):
+            time_values(time_column())
+        rows = sum(summary["rows"] for summary in found)
+        null_share = sum(summary["nulls"] for summary in found) / max(rows, 1)
+        check_table_rules(rows, null_share, self.validation, self.contracts, data)
+        return null_share
+
+    def repeats(self, found: list[dict[str, Any]]) -> list[tuple[dict[str, np.ndarray]]]:
+        """Per part: ({unique rule: positions in the part of the rows whose key an earlier row holds},)."""
+        starts = offsets([summary["rows"] for summary in found])
+        per_rule = {rule: repeated_positions([summary["keys"][rule] for summary in found]) for rule in self.unique_keys}
+        return [
+            ({rule: repeated[(repeated >= start) & (repeated < end)] - start for rule, repeated in per_rule.items()},)
+            for start, end in zip(starts[:-1], starts[1:], strict=True)
+        ]
+
+    def report(self, reports: list[dict[str, Any]], null_share: pd.Series) -> dict[str, Any]:
+        """The parts' row-rule reports as one, with the null shares; too many bad rows is a `DataError`."""
+        report = merged_report(reports)
+        report["null_share"] = {column: float(share) for column, share in null_share.items() if share > 0}
+        check_bad_row_share(report, self.validation)
+        return report
+
+
+def _table_summary(table: pd.DataFrame, index: int, target: str, unique_keys: dict[str, list[str]]) -> dict[str, Any]:
     return {
         "rows": len(table),
         "nulls": table.isna().sum(),
         "targets": table[target].dropna().unique(),
-        "keys": row_keys(table, present) if present else np.array([], dtype=np.uint64),
+        "keys": {rule: row_keys(table, columns) for rule, columns in unique_keys.items()},
     }
 
 
@@ -463,15 +512,13 @@ def _quarantine_part(
     index: int,
     contracts: dict[str, ColumnContract],
     max_text_length: int,
-    unique_rule: str | None,
     unchecked: list[str],
-    repeated: np.ndarray | None = None,
+    repeated: dict[str, np.ndarray],
 ):
     known = {}
-    if unique_rule:
-        known[unique_rule] = pd.Series(False, index=table.index)
-        if repeated is not None:
-            known[unique_rule].iloc[repeated] = True
+    for rule, positions in repeated.items():
+        known[rule] = pd.Series(False, index=table.index)
+        known[rule].iloc[positions] = True
     result = quarantine_rows(table, contracts, [], max_text_length, known_failures=known, unchecked=unchecked)
     return (result.clean, result.quarantine), result.report
 

@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 
 from mlpipe.engine.executor import current
 from mlpipe.errors import DataError, first_line
-from mlpipe.io import atomic_dir, read_pipeline_table
+from mlpipe.io import atomic_dir, corrupt_artifact, read_pipeline_table
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,21 @@ def part_files(path: str | Path) -> list[Path]:
     parts = sorted(file for file in path.glob("*.parquet") if not file.name.startswith("."))
     if not parts:
         raise DataError(f"folder '{path}' holds no Parquet parts: run the stage that writes it (dvc repro) first")
+    return parts
+
+
+def written_parts(path: str | Path, what: str, stage: str) -> list[Path]:
+    """The parts of the table `stage` writes at `path`, each one's footer read here: a missing table
+    is a `DataError` naming the stage to run, a part cut short (a killed copy, a partial `dvc
+    pull`) an `ArtifactError` naming it and the stage that rebuilds it, before any task starts."""
+    if not Path(path).exists():
+        raise DataError(f"{what} '{path}' does not exist: run `dvc repro {stage}` (or `dvc pull`) first")
+    parts = part_files(path)
+    for part in parts:
+        try:
+            pq.read_metadata(part)
+        except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+            raise corrupt_artifact(what, part, stage, first_line(exc)) from None
     return parts
 
 
@@ -80,7 +95,7 @@ def summaries(task: Callable[..., Any], parts: Sequence[Path], *args: Any, what:
 
 def map_parts(
     task: Callable[..., tuple[Outputs, Any]],
-    parts: Sequence[Path],
+    parts: Sequence[Path | str],
     outputs: Sequence[Path],
     *args: Any,
     per_part: Sequence[tuple] | None = None,
@@ -103,9 +118,18 @@ def map_parts(
     """
     # Absolute paths: a worker's working directory is its own, not the stage's (on a real
     # cluster the repository is mounted at the same path on every machine, docs/scaling.md).
+    # A URL (a source ingest's tasks read) is the same everywhere.
     written_to = [str(Path(folder).absolute()) for folder in outputs]
     calls = [
-        (task, read, str(Path(part).absolute()), index, written_to, (*args, *(per_part[index] if per_part else ())), chunk_rows)
+        (
+            task,
+            read,
+            part if "://" in str(part) else str(Path(part).absolute()),
+            index,
+            written_to,
+            (*args, *(per_part[index] if per_part else ())),
+            chunk_rows,
+        )
         for index, part in enumerate(parts)
     ]
     started, results, step = time.perf_counter(), {}, max(1, len(calls) // 10) if len(calls) >= 20 else len(calls)
@@ -159,7 +183,8 @@ def unify_parts(folder: Path, schemas: dict[Path, pa.Schema], mixed_as_text: boo
     reads as one table.
 
     Parts differ when one part's column is all missing (Arrow's null type) or integer where
-    another's has missing values (float): those parts are rewritten cast to the common schema.
+    another's has missing values (float), or when one lacks a column (a batch without the label):
+    those parts are rewritten cast to the common schema, a lacking column as missing values.
     Types that do not cast (text in one part, numbers in another) are one line naming the column,
     or, with `mixed_as_text`, text in every part.
     """
@@ -176,6 +201,9 @@ def unify_parts(folder: Path, schemas: dict[Path, pa.Schema], mixed_as_text: boo
     for part, schema in schemas.items():
         if schema.remove_metadata() != common.remove_metadata():
             table = pq.read_table(part)
+            for field in common:  # a column other parts have (predict's batches may differ): missing here, as pd.concat fills it
+                if field.name not in table.column_names:
+                    table = table.append_column(field.name, pa.nulls(len(table), field.type))
             try:
                 table = table.select(common.names).cast(common)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError, KeyError) as exc:
