@@ -208,3 +208,19 @@ def test_a_partition_that_resolves_outside_its_folder_is_refused(tmp_path):
     (folder / "part-2.csv").symlink_to(tmp_path / "secret.csv")
     with pytest.raises(DataError, match="part-2.csv' resolves outside the folder"):
         partition_files(folder)
+
+
+@pytest.mark.parametrize("source", ["batches", "batches/", "./batches"])
+def test_ingest_names_a_bad_source_file_as_data_source_does(tmp_path, monkeypatch, source):
+    """The task reads a file at its absolute path (a worker's working directory is its own); the
+    line names it under data.source as written, and nothing is written."""
+    from mlpipe.config import DataParams
+    from mlpipe.data.sources import ingest
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "batches").mkdir()
+    pd.DataFrame({"x": [1, 2], "y": [0, 1]}).to_csv(tmp_path / "batches" / "a.csv", index=False)
+    (tmp_path / "batches" / "b.csv").write_bytes(b"x,y\n1,\xff\n")
+    with pytest.raises(DataError, match=r"^'batches/b.csv' is not UTF-8 text \(line 2, byte 6: 0xff\): re-save it as UTF-8$"):
+        ingest(DataParams(source=source, target="y", positive_label=1), tmp_path / "raw")
+    assert not (tmp_path / "raw").exists()

@@ -420,22 +420,27 @@ def ingest(data: DataParams, out: Path) -> dict[str, Any]:
     hashing salt). Only the folder's listing is read here."""
     from mlpipe.engine.parts import map_parts, staged
 
-    source = data.source
+    source, shown_as = data.source, None
     if is_url(source):
         locations = names = remote_files(source, data.pattern)
     else:
         path = Path(source)
         files = partition_files(path, data.pattern) if path.is_dir() else [path]
-        # Messages name a file as data.source does; the task reads it at its absolute path.
-        names, locations = [str(file) for file in files], [str(file.absolute()) for file in files]
-    read = functools.partial(read_source_file, fmt=data.format, csv_options=data.csv, names=dict(zip(locations, names, strict=True)))
+        # The task reads a file at its absolute path (a worker's working directory is its own);
+        # messages name it as data.source does.
+        names, locations, shown_as = (
+            [str(file) for file in files],
+            [str(file.absolute()) for file in files],
+            (str(path.absolute()), str(path)),
+        )
+    read = functools.partial(read_source_file, fmt=data.format, csv_options=data.csv, shown_as=shown_as)
     with staged(out) as (folder,):
         found = map_parts(
             _ingest_part,
             locations,
             [folder],
             data,
-            names,
+            per_part=[(name,) for name in names],  # each task carries its own file's name, not the list
             read=read,
             chunk_rows=data.partition_rows,
             check=lambda found: check_same_columns(names, [summary["columns"] for summary in found]),
@@ -445,17 +450,19 @@ def ingest(data: DataParams, out: Path) -> dict[str, Any]:
     return {"files": len(names), "rows": sum(summary["rows"] for summary in found), "columns": found[0]["columns"]}
 
 
-def read_source_file(location: str, fmt: str | None, csv_options: CsvParams | None, names: dict[str, str]) -> pd.DataFrame:
-    """One file of a source, local or at a URL, named in messages as `names[location]`."""
+def read_source_file(location: str, fmt: str | None, csv_options: CsvParams | None, shown_as: tuple[str, str] | None) -> pd.DataFrame:
+    """One file of a source, local or at a URL. A local file under the absolute path `shown_as[0]`
+    is named in messages under `shown_as[1]`, data.source as the user wrote it."""
     if is_url(location):
         return read_remote_file(location, fmt, csv_options)
-    return read_table(location, fmt, csv_options, name=names[location])
+    absolute, given = shown_as
+    return read_table(location, fmt, csv_options, name=given + location[len(absolute) :])
 
 
-def _ingest_part(table: pd.DataFrame, index: int, data: DataParams, names: list[str]):
+def _ingest_part(table: pd.DataFrame, index: int, data: DataParams, name: str):
     from mlpipe.data.privacy import apply_personal_rules
 
     # The hashing salt is read from the environment where the task runs (a local cluster's workers
     # inherit the stage's): the secret never travels in a task.
-    table = apply_personal_rules(normalise_columns(table, origin=names[index]), data, origin=names[index])
+    table = apply_personal_rules(normalise_columns(table, origin=name), data, origin=name)
     return (table,), {"rows": len(table), "columns": list(table.columns)}
