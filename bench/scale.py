@@ -18,6 +18,16 @@ From the 1-worker run, the expected time on N machines is (wall − work) + work
 Writes bench/results/scale.json (after every run, so a long run that is stopped keeps what it
 measured), scale.md and scale.png (log-log time and peak memory against rows, per engine).
 
+With --stage-memory SIZES, it measures instead what issue 29 asks of the dask engine: the peak
+memory of the train and evaluate stage processes, and of their Dask workers separately, at each
+size. The feature tables are the repository's data/features rows resampled to SIZE rows in all
+(train and test in their shares), in parts of --rows-per-part rows; each stage runs as `dvc
+repro` runs it (`python src/stages/<stage>.py`, this working tree's code) with compute.engine
+dask. A process's peak is its kernel high-water mark (VmHWM in /proc/<pid>/status), read every
+50 ms. Writes bench/results/scale_memory.json and scale_memory.md.
+
+    .venv/bin/python bench/scale.py --stage-memory 1m 5m 10m
+
     .venv/bin/python bench/scale.py                                   # 100k, 1m, 5m local; 100k, 1m, 5m, 10m dask
     .venv/bin/python bench/scale.py --local 100k 1m --dask 100k 1m --multi-size 100k   # a quick look
 """
@@ -25,24 +35,31 @@ measured), scale.md and scale.png (log-log time and peak memory against rows, pe
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
+import shutil
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
 import yaml
 from make_data import SIZES, make_size, parse_size, write_parts
 from pipeline_overhead import REPO, RESULTS, QuietGate, checked, machine_facts, measure, scratch_folder, set_data_source, write_results
 
 from mlpipe.config import load_params
 from mlpipe.data.sources import read_source
+from mlpipe.engine.parts import part_files
 from mlpipe.tools.workspace import snapshot_repository, stage_seconds
 
 UP_TO_DATE = "Data and pipelines are up to date."
-PART_WORK = re.compile(r"^\S+ mlpipe\.partitioned: .*: \d+ parts in [\d.]+ s \(([\d.]+) s of work in the parts\)", re.M)
-CLUSTER_FIT = re.compile(r"^\S+ mlpipe\.model: .* on \d+ workers in ([\d.]+)s", re.M)
+PART_WORK = re.compile(r"^\S+ mlpipe\.engine\.parts: .*: \d+ parts in [\d.]+ s \(([\d.]+) s of work in the parts\)", re.M)
+CLUSTER_FIT = re.compile(r"^\S+ mlpipe\.model\.training: .* on \d+ workers in ([\d.]+)s", re.M)
 TARGETS = {"local_1m_seconds": 180.0, "local_1m_peak_gib": 4.0, "dask_peak_gib": 24.0, "slope": 1.15, "dask_over_local_1m": 1.5}
 
 
@@ -222,6 +239,174 @@ def save(report: dict, results: Path) -> None:
     plot(report, results / "scale.png")
 
 
+def high_water_mark(pid: int) -> int:
+    """The most resident memory process `pid` has held (VmHWM), in bytes; 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        return 0
+
+
+def run_stage_measured(command: list[str], env: dict[str, str], interval: float = 0.05) -> dict:
+    """Run a stage; the peak memory of its own process and of each process under it (the local
+    cluster's nannies and workers), each read from its high-water mark until it ends."""
+    import psutil
+
+    started = time.perf_counter()
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    peaks: dict[int, int] = {}
+    names: dict[int, str] = {}
+    root = psutil.Process(process.pid)
+    while process.poll() is None:
+        peaks[process.pid] = max(peaks.get(process.pid, 0), high_water_mark(process.pid))
+        try:
+            below = root.children(recursive=True)
+        except psutil.Error:
+            below = []
+        for child in below:
+            peaks[child.pid] = max(peaks.get(child.pid, 0), high_water_mark(child.pid))
+            if child.pid not in names:
+                with contextlib.suppress(psutil.Error):
+                    names[child.pid] = " ".join(child.cmdline())
+        time.sleep(interval)
+    output = process.stdout.read()
+    if process.returncode:
+        raise SystemExit(f"{' '.join(command)} failed ({process.returncode}):\n{output[-3000:]}")
+    # The nannies start the workers: the workers are the busy, large ones; the resource tracker is tiny.
+    workers = {pid: peak for pid, peak in peaks.items() if pid != process.pid and "resource_tracker" not in names.get(pid, "")}
+    mib = 2**20
+    return {
+        "wall_s": round(time.perf_counter() - started, 1),
+        "stage_peak_mib": round(peaks.get(process.pid, 0) / mib, 1),
+        "worker_processes": len(workers),
+        "largest_worker_peak_mib": round(max(workers.values(), default=0) / mib, 1),
+        "workers_peak_sum_mib": round(sum(workers.values()) / mib, 1),
+        "log_tail": output.strip().splitlines()[-3:],
+    }
+
+
+def write_feature_parts(source: Path, folder: Path, rows: int, rows_per_part: int, seed: int) -> int:
+    """`rows` rows drawn with replacement from the table at `source`, as parts; returns the parts."""
+    table = pd.read_parquet(source)
+    rng = np.random.default_rng([seed, rows])
+    folder.mkdir(parents=True, exist_ok=True)
+    parts = 0
+    for parts, start in enumerate(range(0, rows, rows_per_part), start=1):
+        chosen = rng.integers(0, len(table), min(rows_per_part, rows - start))
+        table.iloc[chosen].to_parquet(folder / f"part-{parts - 1:05d}-0000.parquet", index=False)
+    return parts
+
+
+def stage_memory(args: argparse.Namespace) -> None:
+    """The train and evaluate stages under the dask engine at each size: peak memory of the stage
+    process and of the workers (issue 29: the stage's at 10M rows within 20 % of its at 1M)."""
+    bin_dir = Path(sys.executable).parent
+    features = REPO / "data" / "features"
+    shares = {name: sum(pq.read_metadata(part).num_rows for part in part_files(features / f"{name}.parquet")) for name in ("train", "test")}
+    report = {
+        "benchmark": "scale_memory",
+        "machine": machine_facts(bin_dir),
+        "rows_per_part": args.rows_per_part,
+        "workers": args.workers,
+        "memory_limit": args.memory_limit,
+        "n_estimators": args.n_estimators,
+        "commit": subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip(),
+        "runs": [],
+    }
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONPATH": str(REPO / "src")}
+    with scratch_folder("mlpipe-scale-memory-", args.keep) as workdir:
+        params = workdir / "params.yaml"
+        params.write_text((REPO / "params.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+        set_params(
+            params, "compute", {"engine": "dask", "workers": args.workers, "threads_per_worker": 1, "memory_limit": args.memory_limit}
+        )
+        set_params(params, "train", {"n_estimators": args.n_estimators})
+        for rows in sorted(args.stage_memory):
+            size = workdir / str(rows)
+            counts = {name: round(rows * share / sum(shares.values())) for name, share in shares.items()}
+            parts = {
+                name: write_feature_parts(features / f"{name}.parquet", size / f"{name}.parquet", count, args.rows_per_part, 0)
+                for name, count in counts.items()
+            }
+            out = size / "out"
+            common = [sys.executable]
+            print(
+                f"{rows:,} rows ({counts['train']:,} train in {parts['train']} parts, {counts['test']:,} test in {parts['test']}): train ...",
+                flush=True,
+            )
+            train = run_stage_measured(
+                [*common, "src/stages/train.py", "--params", str(params), "--features", str(size / "train.parquet"),
+                 "--schema", str(features / "schema.json"), "--model", str(out / "model.txt"), "--model-schema", str(out / "schema.json"),
+                 "--record", str(out / "train"), "--tuning", str(out / "tuning.json"), "--tuning-plot", str(out / "tuning_plot.json")],
+                env,
+            )  # fmt: skip
+            print(
+                f"  train: stage {train['stage_peak_mib']:.0f} MiB, largest worker {train['largest_worker_peak_mib']:.0f} MiB, {train['wall_s']} s; evaluate ...",
+                flush=True,
+            )
+            evaluate = run_stage_measured(
+                [*common, "src/stages/evaluate.py", "--params", str(params), "--model", str(out / "model.txt"),
+                 "--model-schema", str(out / "schema.json"), "--features", str(size / "test.parquet"), "--train-record", str(out / "train"),
+                 "--metrics", str(out / "metrics" / "evaluation.json"), "--plots-dir", str(out / "metrics" / "plots"), "--figures-dir", str(out / "figures")],
+                env,
+            )  # fmt: skip
+            print(
+                f"  evaluate: stage {evaluate['stage_peak_mib']:.0f} MiB, largest worker {evaluate['largest_worker_peak_mib']:.0f} MiB, {evaluate['wall_s']} s",
+                flush=True,
+            )
+            metrics = json.loads((out / "metrics" / "evaluation.json").read_text(encoding="utf-8"))["test"]
+            report["runs"].append({"rows": rows, **{f"{name}_rows": count for name, count in counts.items()}, "parts": parts,
+                                   "train": train, "evaluate": evaluate, "roc_auc": metrics["roc_auc"]})  # fmt: skip
+            report["summary"] = memory_summary(report["runs"])
+            write_results("scale_memory", report, memory_markdown(report), args.results_dir)
+            shutil.rmtree(size, ignore_errors=True)
+    print(memory_markdown(report))
+
+
+def memory_summary(runs: list[dict]) -> dict:
+    """Each stage's peak at the largest size over its peak at the smallest (target: at most 1.2)."""
+    if len(runs) < 2:
+        return {}
+    first, last = min(runs, key=lambda run: run["rows"]), max(runs, key=lambda run: run["rows"])
+    return {
+        f"{stage}_stage_peak_ratio_{last['rows']}_over_{first['rows']}": round(
+            last[stage]["stage_peak_mib"] / first[stage]["stage_peak_mib"], 3
+        )
+        for stage in ("train", "evaluate")
+    }
+
+
+def memory_markdown(report: dict) -> str:
+    facts = report["machine"]
+    lines = [
+        "# Stage-process memory against rows: train and evaluate on the dask engine",
+        "",
+        f"{facts['timestamp_utc']} · {facts['nproc']} CPUs · {facts['memory_gb']} GB · commit {report['commit'][:10]} (and its working tree) · "
+        f"{report['workers']} workers of {report['memory_limit']}, 1 thread each · parts of {report['rows_per_part']:,} rows · train.n_estimators {report['n_estimators']}",
+        "",
+        "| rows | train rows (parts) | test rows (parts) | train: stage peak | train: largest worker | train: workers, sum | train time "
+        "| evaluate: stage peak | evaluate: largest worker | evaluate time | ROC-AUC |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for run in sorted(report["runs"], key=lambda run: run["rows"]):
+        train, evaluate = run["train"], run["evaluate"]
+        lines.append(
+            f"| {run['rows']:,} | {run['train_rows']:,} ({run['parts']['train']}) | {run['test_rows']:,} ({run['parts']['test']}) | "
+            f"{train['stage_peak_mib']:.0f} MiB | {train['largest_worker_peak_mib']:.0f} MiB | {train['workers_peak_sum_mib']:.0f} MiB | {train['wall_s']:.0f} s | "
+            f"{evaluate['stage_peak_mib']:.0f} MiB | {evaluate['largest_worker_peak_mib']:.0f} MiB | {evaluate['wall_s']:.0f} s | {run['roc_auc']:.4f} |"
+        )
+    lines += [
+        "",
+        "A peak is the process's kernel high-water mark (VmHWM). *Stage peak*: the stage's own process (it also runs the "
+        "local cluster's scheduler); *workers*: the cluster's worker and nanny processes, each measured on its own.",
+        "",
+        "Target (issue 29): each stage's peak at 10M rows within 20 % of its peak at 1M. Found: "
+        + (", ".join(f"{key} = {value}" for key, value in report.get("summary", {}).items()) or "n/a (one size)"),
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -237,7 +422,14 @@ def main() -> None:
     parser.add_argument("--max-wait", type=float, default=120.0)
     parser.add_argument("--keep", action="store_true", help="keep the snapshot (its path is printed)")
     parser.add_argument("--merge", action="store_true", help="keep the runs of the existing scale.json that this one does not repeat")
+    parser.add_argument(
+        "--stage-memory", nargs="*", type=parse_size, help="measure only train and evaluate's memory on the dask engine at these sizes"
+    )
+    parser.add_argument("--n-estimators", type=int, default=1000, help="train.n_estimators of the --stage-memory runs")
     args = parser.parse_args()
+    if args.stage_memory:
+        stage_memory(args)
+        return
     bin_dir = Path(sys.executable).parent
     gate = QuietGate(threshold=args.quiet_below, max_wait_s=args.max_wait)
     report = {"benchmark": "scale", "machine": machine_facts(bin_dir), "runs": [], "rows_per_part": args.rows_per_part}

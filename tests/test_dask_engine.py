@@ -10,6 +10,7 @@ forced runs that give identical outputs."""
 
 from __future__ import annotations
 
+import contextvars
 import importlib
 import json
 import os
@@ -25,7 +26,7 @@ import pytest
 
 from conftest import ROOT, employment_sample, unused_port
 from mlpipe.config import ComputeParams, TrainParams, ValidateParams, load_params, parse_params
-from mlpipe.data.features import build_schema, feature_table, featurize_parts
+from mlpipe.data.features import build_schema, feature_table, featurize
 from mlpipe.data.privacy import apply_personal_rules
 from mlpipe.data.sources import ingest, normalise_columns, read_source
 from mlpipe.data.split import split_folder, split_table
@@ -34,13 +35,16 @@ from mlpipe.engine.cluster import dask_client
 from mlpipe.engine.executor import executor_for
 from mlpipe.engine.parts import map_parts, part_files, staged
 from mlpipe.errors import ArtifactError, ConfigError, DataError
-from mlpipe.model import cluster_training as dask_training
-from mlpipe.model.booster import lightgbm_core, model_to_text, train_model
+from mlpipe.model import training
+from mlpipe.model.booster import lightgbm_core, model_to_text
 from mlpipe.model.metrics import log_loss, roc_auc
-from mlpipe.model.scoring import model_version, score_parts, score_table
+from mlpipe.model.scoring import model_version, predict, score_table
+from mlpipe.model.training import train_model
+from mlpipe.monitor import drift
 from mlpipe.monitor import report as drift_report
 
 lgb = lightgbm_core()
+import lightgbm.dask as lgb_dask  # noqa: E402
 
 # The tasks below run on the clusters' worker processes: send them by value, not by module name.
 cloudpickle.register_pickle_by_value(importlib.import_module(__name__))
@@ -55,42 +59,96 @@ def cluster():
 
 
 @pytest.fixture(scope="module")
-def features(built_repo_without_reports):
-    repo = built_repo_without_reports
-    schema = json.loads((repo.path / "data" / "features" / "schema.json").read_text())
-    names, target = [feature["name"] for feature in schema["features"]], schema["target"]
-    train, test = (pd.read_parquet(repo.path / "data" / "features" / f"{part}.parquet") for part in ("train", "test"))
-    return {"train": (train[names], train[target]), "test": (test[names], test[target]), "params": load_params(repo.path / "params.yaml")}
+def features(tmp_path_factory):
+    """Features of a sample of the default data (built here, as featurize does) as a folder of 4
+    training parts (the cluster reads one per worker, round robin), and the test features."""
+    params = load_params(ROOT / "params.yaml")
+    table = employment_sample()
+    train, test = table[table["year"] <= 2015], table[table["year"] >= 2016]
+    schema = build_schema(train, params.data, params.features)
+    train, test = feature_table(train, schema), feature_table(test, schema)
+    folder = tmp_path_factory.mktemp("train-parts")
+    for index, block in enumerate(np.array_split(np.arange(len(train)), 4)):
+        train.iloc[block].to_parquet(folder / f"part-{index:05d}.parquet", index=False)
+    names, target = schema.feature_names, schema.target
+    return {
+        "parts": [str(part) for part in part_files(folder)],
+        "names": names,
+        "target": target,
+        "test": (test[names], test[target]),
+        "params": params,
+    }
+
+
+def train_here(features, params):
+    """In this process, whatever executor a fixture made current."""
+    with executor_for(ComputeParams()):
+        return training.train(features["parts"], features["names"], features["target"], params)
+
+
+def train_on_cluster(features, params, executor):
+    return training.train(features["parts"], features["names"], features["target"], params)
 
 
 def test_the_cluster_trains_a_model_as_good_as_the_local_engine_and_the_same_one_every_run(features):
-    (inputs, target), (test_inputs, test_target) = features["train"], features["test"]
-    params = features["params"].train.model_copy(update={"n_estimators": 300})  # the cluster fits them all before choosing
-    local = train_model(inputs, target, params)
+    """Both executors share the validation slice (chosen inside each part) and the stopping rule;
+    the parts are read on the workers, and the model is the same file on every run."""
+    test_inputs, test_target = features["test"]
+    params = features["params"].train.model_copy(update={"n_estimators": 300})
+    local = train_here(features, params)
     runs = []
     for _ in range(2):  # a fresh cluster each time: new worker addresses and ports
         with executor_for(ComputeParams(engine="dask", workers=2, memory_limit="1GiB")) as executor:
-            client = executor.cluster
-            runs.append(dask_training.train_model_on_cluster(inputs, target, params, client))
+            runs.append(train_on_cluster(features, params, executor))
     clustered = runs[0]
     assert clustered.summary["workers"] == 2 and clustered.summary["validation_rows"] == local.summary["validation_rows"]
+    assert clustered.summary["train_rows"] == local.summary["train_rows"]
     auc = {
         name: roc_auc(test_target.to_numpy(), model.booster.predict(test_inputs)) for name, model in (("local", local), ("dask", clustered))
     }
     assert abs(auc["dask"] - auc["local"]) <= 0.005, (auc, clustered.summary, local.summary)
+    assert abs(clustered.summary["validation_roc_auc"] - local.summary["validation_roc_auc"]) <= 0.005
     assert runs[0].booster.model_to_string() == runs[1].booster.model_to_string()  # to the byte: the same DVC hash
+    assert runs[0].curve == runs[1].curve
     assert "[machines: ]" in runs[0].booster.model_to_string()  # no run's ports in the saved model
     # The saved model is the ordinary text model: it reads back and scores the same.
     reread = lgb.Booster(model_str=clustered.booster.model_to_string())
     assert np.array_equal(reread.predict(test_inputs), clustered.booster.predict(test_inputs))
-    assert clustered.curve[0]["iteration"] == 1 and len(clustered.curve) >= clustered.summary["n_trees"]
-    # The curves' log-loss by round equals LightGBM's raw scores asked for round by round.
+    # The curve stops where the in-process fit stops: patience rounds after the chosen tree.
+    assert clustered.curve[0]["iteration"] == 1 and len(clustered.curve) == min(300, clustered.summary["n_trees"] + 50)
+    assert len(local.curve) == min(300, local.summary["n_trees"] + 50)
+
+
+def test_the_curves_summed_from_the_parts_are_lightgbms_log_loss_by_round(features):
+    """The cluster's curves are summed per part (`loss_sums_by_round`): equal to LightGBM's raw
+    scores asked for round by round, and to the in-process fit's validation curve."""
+    test_inputs, test_target = features["test"]
+    params = features["params"].train.model_copy(update={"n_estimators": 60, "early_stopping_rounds": 0})
+    local = train_here(features, params)
     raw, expected = np.zeros(len(test_inputs)), []
     for round_index in range(local.booster.current_iteration()):
         raw += local.booster.predict(test_inputs, raw_score=True, start_iteration=round_index, num_iteration=1)
         expected.append(log_loss(test_target.to_numpy(), 1 / (1 + np.exp(-raw))))
-    found = dask_training.logloss_by_round(local.booster, test_inputs, test_target, chunk_rows=1000)
+    found = training.loss_sums_by_round(local.booster, test_inputs, test_target, chunk_rows=1000) / len(test_inputs)
     assert np.allclose(found, expected, rtol=0, atol=1e-12)
+    # Without a refit the fit on the holdout is the model: its per-part curve is LightGBM's own.
+    unrefit = params.model_copy(update={"refit_full": False})
+    booster = train_here(features, unrefit)
+    rows = training.Rows(features["names"], features["target"], unrefit, 1.0)
+    with executor_for(ComputeParams()):
+        validation, _ = training.part_losses_merged(features["parts"], rows, model_to_text(booster.booster))
+    assert np.allclose(validation, [point["validation_logloss"] for point in booster.curve], rtol=0, atol=1e-6)
+
+
+def test_the_stage_process_never_reads_the_training_rows_on_the_cluster(features, monkeypatch):
+    """Under the cluster executor every part is read on a worker: a read in this process fails."""
+    calls = []
+    monkeypatch.setattr(training.Rows, "read", lambda self, part: calls.append(part) or pytest.fail("read in the stage's process"))
+    params = features["params"].train.model_copy(update={"n_estimators": 30})
+    with executor_for(ComputeParams(engine="dask", workers=2, memory_limit="1GiB")) as executor:
+        # The monkeypatch lives in this process only; the workers import the module afresh.
+        trained = train_on_cluster(features, params, executor)
+    assert calls == [] and trained.summary["n_trees"] >= 1
 
 
 @pytest.mark.parametrize("victim", [0, 1])  # rank 0 (whose booster lightgbm.dask returns) and rank 1
@@ -98,12 +156,13 @@ def test_a_worker_killed_during_training_is_replaced_and_training_gives_the_clea
     """The fit that lost a worker is run again on fresh worker processes: the surviving worker's
     LightGBM network from the broken fit, freed whenever its booster is collected, once broke the
     retry (1 failure in 4 kills of rank 0). The retry's model is the clean run's, byte for byte."""
-    (inputs, target), params = features["train"], features["params"].train.model_copy(update={"n_estimators": 200})
+    params = features["params"].train.model_copy(update={"n_estimators": 200})
     with executor_for(ComputeParams(engine="dask", workers=2, memory_limit="1GiB")) as executor:
         client = executor.cluster
-        clean = dask_training.train_model_on_cluster(inputs, target, params, client)
+        clean = train_on_cluster(features, params, executor)
         pids, trained = client.run(os.getpid), {}
-        fit = threading.Thread(target=lambda: trained.update(model=dask_training.train_model_on_cluster(inputs, target, params, client)))
+        context = contextvars.copy_context()  # the thread trains with this executor too
+        fit = threading.Thread(target=lambda: trained.update(model=context.run(train_on_cluster, features, params, executor)))
         fit.start()
         deadline = time.monotonic() + 60
         while not any("train_part" in str(key) for keys in client.processing().values() for key in keys):  # LightGBM is training
@@ -125,11 +184,11 @@ def test_a_fit_that_keeps_failing_ends_in_one_line_after_three_attempts(cluster,
         def fit(self, *_args, **_kwargs):
             raise OSError("Connection reset by peer\n(a second line)")
 
-    monkeypatch.setattr(dask_training.lgb_dask, "DaskLGBMClassifier", Broken)
+    monkeypatch.setattr(lgb_dask, "DaskLGBMClassifier", Broken)
     rows, labels = pd.DataFrame({"x": np.arange(200.0)}), pd.Series(np.arange(200) % 2)
     with pytest.raises(DataError) as caught:
-        dask_training.train_model_on_cluster(
-            rows, labels, TrainParams(n_estimators=5, validation_fraction=0, early_stopping_rounds=0), cluster
+        training.train_model(
+            rows, labels, TrainParams(n_estimators=5, validation_fraction=0, early_stopping_rounds=0, min_child_samples=20)
         )
     assert str(caught.value) == (
         "training on the Dask cluster failed 3 times (OSError: Connection reset by peer); "
@@ -143,8 +202,10 @@ def test_a_fit_that_keeps_failing_ends_in_one_line_after_three_attempts(cluster,
     assert len(cluster.scheduler_info()["workers"]) == 2  # the restarted workers are back
 
 
-@pytest.mark.parametrize("patience", [None, 3, 10])
+@pytest.mark.parametrize("patience", [0, 3, 10])
 def test_the_stopping_rule_is_lightgbms_early_stopping(patience):
+    """`stopping_round` chooses LightGBM's early_stopping(patience) tree count, and every tree with
+    early stopping off (as lightgbm.train without the callback)."""
     rng = np.random.default_rng(0)
     rows = pd.DataFrame({"x": rng.normal(size=3000), "noise": rng.normal(size=3000)})
     target = pd.Series((rows["x"] + rng.normal(scale=2.0, size=3000) > 0).astype(int))
@@ -158,8 +219,19 @@ def test_the_stopping_rule_is_lightgbms_early_stopping(patience):
     lgb.train(
         settings, train_set, 200, valid_sets=[train_set.create_valid(rows[valid], target[valid])], callbacks=[lgb.record_evaluation(full)]
     )
-    expected = booster.best_iteration if patience else int(np.argmin(full["valid_0"]["binary_logloss"])) + 1
-    assert dask_training.stopping_round(full["valid_0"]["binary_logloss"], patience) == expected
+    expected = booster.best_iteration if patience else 200
+    assert training.stopping_round(full["valid_0"]["binary_logloss"], patience) == expected
+    # In process the rule also ends the fit: where LightGBM's own callback ends it.
+    stopped: dict = {}
+    lgb.train(
+        settings,
+        train_set,
+        200,
+        valid_sets=[train_set.create_valid(rows[valid], target[valid])],
+        valid_names=["validation"],
+        callbacks=[lgb.record_evaluation(stopped), training.stop_when_chosen(patience)],
+    )
+    assert len(stopped["validation"]["binary_logloss"]) == len(history["valid_0"]["binary_logloss"])
 
 
 def test_the_cluster_trains_on_columns_lightgbm_cannot_store_under_their_real_names(cluster):
@@ -170,7 +242,8 @@ def test_the_cluster_trains_on_columns_lightgbm_cannot_store_under_their_real_na
     inputs = pd.DataFrame({"a:b": rng.normal(size=2000), "x[1]": rng.normal(size=2000), "a_b": rng.normal(size=2000)})
     target = pd.Series((3 * inputs["a:b"] + inputs["x[1]"] + rng.normal(size=2000) > 0).astype(int))
     params = TrainParams(n_estimators=40, learning_rate=0.1, early_stopping_rounds=5, num_threads=1)
-    trained = dask_training.train_model_on_cluster(inputs, target, params, cluster)
+    trained = training.train_model(inputs, target, params)
+    assert trained.summary["engine"] == "dask"
     assert trained.booster.feature_name() == lightgbm_names(list(inputs.columns)) and trained.summary["top_feature"] == "a:b"
     assert feature_importance(trained.booster, list(inputs.columns))["feature"].tolist()[0] == "a:b"
 
@@ -242,7 +315,7 @@ def test_every_data_stage_part_by_part_gives_the_local_engines_result(cluster, t
     assert quarantined["id"].tolist() == validated.quarantine["id"].tolist() and "id:unique" in quarantined[REASON_COLUMN].tolist()
     assert split_folder(out["clean"], out["train"], out["test"], params.split, data.time_column, data.target) == (len(train), len(test))
     pd.testing.assert_frame_equal(pd.read_parquet(out["train"]), train)
-    learned, unseen = featurize_parts(out["train"], out["test"], out["ftrain"], out["ftest"], data, params.features)
+    learned, unseen = featurize(out["train"], out["test"], out["ftrain"], out["ftest"], data, params.features)
     assert learned.to_json() == schema.to_json()
     pd.testing.assert_frame_equal(pd.read_parquet(out["ftest"]), features["test"])
     # Scoring and drift on parts, against the same functions on whole tables.
@@ -251,15 +324,19 @@ def test_every_data_stage_part_by_part_gives_the_local_engines_result(cluster, t
     ).booster
     text = model_to_text(booster)
     scored = {name: tmp_path / f"scored-{name}.parquet" for name in ("reference", "current", "quarantine")}
-    quality = score_parts(out["train"], str(out["test"]), *scored.values(), text, schema, 0.5, data, checks)
+    quality = predict(out["train"], str(out["test"]), *scored.values(), (text, "model.txt"), schema, 0.5, data, checks).quality
     assert quality["rows_in"] == len(test) and quality["rows_quarantined"] == 0
     expected = score_table(test, booster, schema, 0.5, model_version(text))
     current = pd.read_parquet(scored["current"])
     assert np.array_equal(current["probability"], expected["probability"]) and current["batch"].str.startswith("part-").all()
     settings = params.drift.model_copy(update={"report_windows": []})
     reference_rows = pd.read_parquet(scored["reference"])
-    local, _ = drift_report.monitor(reference_rows, current.drop(columns="batch"), schema, settings, None)
-    on_parts, _ = drift_report.monitor_parts(scored["reference"], scored["current"], schema, settings, None)
+    columns = drift.monitored_columns(schema, current)
+    local = {
+        name: drift.window_drift(reference_rows, drift.window_rows(current, schema.time_column, name, window), columns, settings)
+        for name, window in settings.windows.items()
+    }
+    on_parts, _ = drift_report.monitor(scored["reference"], scored["current"], schema, settings, None)
     assert local.keys() == on_parts.keys() == set(settings.windows)
     for window, verdicts in local.items():
         assert on_parts[window]["rows"] == verdicts["rows"] and on_parts[window]["roc_auc"] == pytest.approx(verdicts["roc_auc"], abs=1e-12)
@@ -433,6 +510,67 @@ def test_ingest_validate_and_split_write_the_same_bytes_in_process_and_on_one_or
         on_one = run(tmp_path / "one")
     assert here[0]["rows_quarantined"] == 2 and len([name for name in here[1] if name.startswith("raw/")]) > 3
     assert here == on_one == on_two
+
+
+def split_sets_and_batches(folder: Path) -> None:
+    """A training and a test set as folders of 400-row parts (as split writes them), and a folder
+    of current batches that disagree: a CSV with the label and a row that breaks the contract, and
+    in a subfolder a Parquet batch without the label, with a bad row of its own and a `note` column
+    that is text where the CSV's is numbers."""
+    table = employment_sample(rows_per_year=500)
+    for name, rows in (("train", table[table["year"] <= 2015]), ("test", table[table["year"] >= 2016])):
+        (folder / name).mkdir(parents=True)
+        for index, start in enumerate(range(0, len(rows), 400)):
+            rows.iloc[start : start + 400].to_parquet(folder / name / f"part-{index:05d}-0000.parquet", index=False)
+    current = table[table["year"] >= 2016].assign(note=1).reset_index(drop=True)
+    current.loc[[3, 900], "AGEP"] = 150  # out of range: quarantined, one in each batch
+    (folder / "batches" / "sub").mkdir(parents=True)
+    current.iloc[:800].to_csv(folder / "batches" / "a.csv", index=False)
+    current.iloc[800:].drop(columns="employed").assign(note="n/a").to_parquet(folder / "batches" / "sub" / "b.parquet", index=False)
+
+
+def test_featurize_predict_and_drift_write_the_same_bytes_in_process_and_on_one_or_two_workers(cluster, tmp_path):
+    """Switching the engine or the worker count reruns no data stage: featurize, predict and drift
+    write the same files, to the byte (the HTML report included), and return the same schema,
+    data-quality report and verdicts, in this process and on clusters of one and two workers."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    drift.import_evidently()  # before the report thread: two threads importing it at once deadlock
+    split_sets_and_batches(tmp_path / "in")
+    params = load_params(ROOT / "params.yaml")
+    data = params.data.model_copy(update={"partition_rows": 1000})
+    settings = params.drift.model_copy(update={"report_windows": ["all"], "report_sample_size": 300})
+    train = pd.read_parquet(tmp_path / "in" / "train")
+    schema = build_schema(train, data, params.features)
+    features = feature_table(train, schema)
+    booster = train_model(features[schema.feature_names], features[schema.target], params.train.model_copy(update={"n_estimators": 20}))
+    model = (model_to_text(booster.booster), "models/model.txt")
+
+    def run(folder: Path) -> tuple[list, dict[str, bytes]]:
+        learned = featurize(tmp_path / "in" / "train", tmp_path / "in" / "test", folder / "ftrain", folder / "ftest", data, params.features)
+        out = [folder / name for name in ("reference", "current", "quarantine")]
+        done = predict(tmp_path / "in" / "train", str(tmp_path / "in" / "batches"), *out, model, schema, 0.5, data, params.validate)
+        with ThreadPoolExecutor(1) as reporter:  # report workers fork, which a process with threads must not
+            windows, reports = drift_report.monitor(out[0], out[1], schema, settings, reporter)
+        (folder / "all.html").write_text(reports["all"])
+        return [learned[0].to_json(), learned[1], done, windows], files_of(folder)
+
+    with executor_for(ComputeParams()):
+        here = run(tmp_path / "here")
+    on_two = run(tmp_path / "two")  # the module's cluster
+    with executor_for(ComputeParams(engine="dask", workers=1, memory_limit="1GiB")):
+        on_one = run(tmp_path / "one")
+    assert here == on_one == on_two
+    (learned, unseen, done, windows), files = here
+    current, quarantine = pd.read_parquet(tmp_path / "here" / "current"), pd.read_parquet(tmp_path / "here" / "quarantine")
+    assert (done.quality["rows_in"], done.quality["rows_quarantined"], done.quality["failures_by_rule"]["AGEP:in_range(0, 120)"]) == (
+        1500,
+        2,
+        2,
+    )
+    assert quarantine["note"].tolist() == ["1", "n/a"] and sorted(current["batch"].unique()) == ["a.csv", "sub/b.parquet"]
+    assert current["employed"].notna().tolist() == [True] * 799 + [False] * 699  # the batch without the label: missing
+    assert len([name for name in files if name.startswith("ftrain/")]) == 2 and set(windows) == {"2016", "2017", "2018", "all"}
 
 
 def _passes_through(table: pd.DataFrame, index: int):

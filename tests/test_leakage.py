@@ -1,5 +1,5 @@
 """The leakage guard (`mlpipe.tools.leakage`, make init) and train's warning when one feature carries a
-near-perfect model (`mlpipe.model.booster.dominant_feature`)."""
+near-perfect model (`mlpipe.model.training.dominant_feature`)."""
 
 from __future__ import annotations
 
@@ -158,14 +158,14 @@ def test_init_params_are_checked():
 
 
 def train_on(features: pd.DataFrame, target: pd.Series, **settings) -> dict:
-    from mlpipe.model.booster import train_model
+    from mlpipe.model.training import train_model
 
     params = TrainParams(n_estimators=200, min_child_samples=20, **settings)
     return train_model(features, target.astype(int), params).summary
 
 
 def test_train_warns_when_one_feature_carries_a_near_perfect_model(caplog):
-    from mlpipe.model.booster import leak_warning
+    from mlpipe.model.training import leak_warning
 
     target = outcome(3000, 0.4, 5)
     flag = (target ^ (np.random.default_rng(10).random(3000) < 0.01)).astype(int)

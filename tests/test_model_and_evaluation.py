@@ -1,5 +1,6 @@
 """Training determinism, persistence, scoring, and the metric tables."""
 
+import dataclasses
 from itertools import pairwise
 
 import numpy as np
@@ -9,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.datasets import make_classification
 
-from mlpipe.config import DataParams, FeaturesParams, TrainParams
+from mlpipe.config import DataParams, EvaluateParams, FeaturesParams, TrainParams
 from mlpipe.data.features import build_schema, feature_table
 from mlpipe.model import evaluation, metrics
 from mlpipe.model.booster import (
@@ -19,8 +20,8 @@ from mlpipe.model.booster import (
     model_to_text,
     predict_proba,
     real_names,
-    train_model,
 )
+from mlpipe.model.training import train_model
 
 
 @pytest.fixture(scope="module")
@@ -142,26 +143,111 @@ def test_curve_tables_are_fixed_size_and_monotone():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 5000)
     p = np.clip(y * 0.3 + rng.random(5000) * 0.7, 0, 1)
-    roc = evaluation.roc_points(y, p, 101)
+    _, tables = evaluation.evaluate_scores(y, p, None, EvaluateParams(curve_points=101), ("no", "yes"))
+    roc = tables["roc"]
     assert len(roc) == 101 and roc[0]["fpr"] == 0 and roc[-1]["tpr"] == 1
     assert all(a["tpr"] <= b["tpr"] for a, b in pairwise(roc))
-    pr = evaluation.precision_recall_points(y, p, 51)
+    pr = evaluation.evaluate_scores(y, p, None, EvaluateParams(curve_points=51))[1]["precision_recall"]
     assert len(pr) == 51 and all(a["precision"] >= b["precision"] for a, b in pairwise(pr))
-    calibration = evaluation.calibration_points(y, p, 10)
-    assert sum(row["rows"] for row in calibration) == 5000
-    confusion = evaluation.confusion_counts(y, p, 0.5, ("no", "yes"))
-    assert sum(row["count"] for row in confusion) == 5000
-    assert {row["actual"] for row in confusion} == {"no", "yes"}
+    assert sum(row["rows"] for row in tables["calibration"]) == 5000
+    assert sum(row["count"] for row in tables["confusion"]) == 5000
+    assert {row["actual"] for row in tables["confusion"]} == {"no", "yes"}
 
 
 def test_interpolated_precision_is_the_best_precision_at_that_recall_or_higher():
-    # Four positives, so every achievable recall is on the 5-point grid; the flat stretches of
+    # Four positives, so every achievable recall is on the grid (every 5th of 21 points); the flat stretches of
     # recall (negatives between positives) are ties whose order once depended on the CPU.
     y = np.array([1, 0, 0, 1, 0, 1, 0, 0, 1, 0])
     p = np.array([0.95, 0.9, 0.85, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2])
     achieved = [(y[p >= t].sum() / 4, y[p >= t].mean()) for t in p]
     expected = [max(precision for recall, precision in achieved if recall >= r) for r in np.linspace(0, 1, 5)]
-    assert [point["precision"] for point in evaluation.precision_recall_points(y, p, 5)] == pytest.approx(expected)
+    for range_rows in (None, 1, 3):  # one range, or a range per score bin
+        tables = evaluation.evaluate_scores(y, p, None, EvaluateParams(curve_points=21), range_rows=range_rows)[1]
+        assert [point["precision"] for point in tables["precision_recall"][::5]] == pytest.approx(expected)
+
+
+def reference_tables(y: np.ndarray, p: np.ndarray, params: EvaluateParams) -> dict:
+    """The curve tables as evaluate wrote them from the whole table, before it worked by parts."""
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    grid = np.linspace(0, 1, params.curve_points)
+    fpr, tpr, _ = roc_curve(y, p)
+    precision, recall, _ = precision_recall_curve(y, p)
+    best = np.maximum.accumulate(precision)[::-1]
+    recall, first = np.unique(recall[::-1], return_index=True)
+    bins = np.minimum((p * params.calibration_bins).astype(int), params.calibration_bins - 1)
+    calibration = pd.DataFrame({"bin": bins, "y": y, "p": p}).groupby("bin").agg(m=("p", "mean"), f=("y", "mean"), n=("y", "size"))
+    return {
+        "roc": [{"fpr": x, "tpr": v} for x, v in zip(grid, np.interp(grid, fpr, tpr), strict=True)],
+        "precision_recall": [{"recall": r, "precision": v} for r, v in zip(grid, np.interp(grid, recall, best[first]), strict=True)],
+        "calibration": [
+            {"bin": b, "mean_predicted": row.m, "fraction_positive": row.f, "rows": row.n} for b, row in calibration.iterrows()
+        ],
+    }
+
+
+def reference_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict:
+    from sklearn import metrics as skm
+
+    both = 0 < y.sum() < len(y)
+    predicted = (p >= threshold).astype(int)
+    return {
+        "rows": len(y),
+        "positive_rate": y.mean(),
+        "predicted_positive_rate": predicted.mean(),
+        "roc_auc": skm.roc_auc_score(y, p) if both else None,
+        "pr_auc": skm.average_precision_score(y, p) if both else None,
+        "log_loss": skm.log_loss(y, p, labels=[0, 1]),
+        "brier": np.mean((p - y) ** 2),
+        "accuracy": skm.accuracy_score(y, predicted),
+        "precision": skm.precision_score(y, predicted, zero_division=0),
+        "recall": skm.recall_score(y, predicted, zero_division=0),
+        "f1": skm.f1_score(y, predicted, zero_division=0),
+    }
+
+
+def assert_close(found, expected, tolerance=1e-9):
+    if isinstance(expected, dict):
+        assert list(found) == list(expected)
+        for key in expected:
+            assert_close(found[key], expected[key], tolerance)
+    elif isinstance(expected, list):
+        assert len(found) == len(expected)
+        for mine, theirs in zip(found, expected, strict=True):
+            assert_close(mine, theirs, tolerance)
+    elif expected is None or isinstance(expected, str):
+        assert found == expected
+    else:
+        assert found == pytest.approx(expected, abs=tolerance, nan_ok=True)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(
+    rows=st.integers(2, 400),
+    distinct=st.sampled_from([2, 5, 40, 10_000]),
+    range_rows=st.sampled_from([None, 1, 7, 60]),
+    seed=st.integers(0, 2**16),
+)
+def test_every_metric_and_curve_by_ranges_is_scikit_learns_on_the_whole_table(rows, distinct, range_rows, seed):
+    """Issue 29: evaluate works from per-part sums and score ranges (any cut of the score axis),
+    and every figure is the whole table's, by scikit-learn's definitions: ties inside and across
+    ranges, periods, one class in a period, probabilities of 0 and 1."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, rows)
+    p = np.clip(np.round((0.35 * y + rng.random(rows) * 0.65) * distinct) / distinct, 0, 1)
+    years = pd.Series(rng.choice([2016, 2017, 2018], rows), name="year")
+    y[years.to_numpy() == 2018] = 1  # a period of one class
+    params = EvaluateParams(curve_points=21, threshold=0.5)
+    report, tables = evaluation.evaluate_scores(y, p, years, params, (0, 1), range_rows=range_rows)
+    assert_close(report["test"], reference_metrics(y, p, 0.5))
+    labels = years.astype(str).to_numpy()
+    assert list(report["by_period"]) == sorted(set(labels))
+    for name, found in report["by_period"].items():
+        assert_close(found, reference_metrics(y[labels == name], p[labels == name], 0.5))
+    if 0 < y.sum() < rows:
+        reference = reference_tables(y, p, params)
+        for name in ("roc", "precision_recall", "calibration"):
+            assert_close(tables[name], reference[name])
 
 
 def test_periods_from_years_and_dates():
@@ -170,8 +256,35 @@ def test_periods_from_years_and_dates():
     months = evaluation.period_labels(pd.Series(pd.to_datetime(["2020-01-03", "2020-02-10"]), name="d"), "M", 50)
     assert list(months) == ["2020-01", "2020-02"]
     assert evaluation.period_labels(pd.Series(range(100), name="t"), "Y", 50) is None
-    by = evaluation.metrics_by_period(np.array([0, 1, 0, 1]), np.array([0.2, 0.8, 0.3, 0.6]), pd.Series(["a", "a", "b", "b"]), 0.5)
-    assert list(by) == ["a", "b"] and by["a"]["rows"] == 2
+    report, _ = evaluation.evaluate_scores(
+        np.array([0, 1, 0, 1]), np.array([0.2, 0.8, 0.3, 0.6]), pd.Series([5, 5, 6, 6]), EvaluateParams()
+    )
+    assert list(report["by_period"]) == ["5", "6"] and report["by_period"]["5"]["rows"] == 2
+    many = evaluation.evaluate_scores(np.arange(60) % 2, np.linspace(0, 1, 60), pd.Series(range(60)), EvaluateParams(max_periods=50))
+    assert "by_period" not in many[0]
+
+
+def test_the_test_features_in_parts_give_the_whole_tables_report(tmp_path, dataset):
+    """`evaluate` on a folder of parts (scored where read, ranked by ranges of their sorted scores)
+    writes what `evaluate_scores` gives for the whole table, and leaves no scratch file."""
+    schema, table = dataset
+    trained = train_model(table[schema.feature_names], table["label"], FAST)
+    text = model_to_text(trained.booster)
+    table = table.assign(year=np.repeat([2016, 2017, 2018], 1000))
+    schema = dataclasses.replace(schema, time_column="year")
+    folder = tmp_path / "test.parquet"
+    folder.mkdir()
+    for index, block in enumerate(np.array_split(np.arange(len(table)), 4)):
+        table.iloc[block].to_parquet(folder / f"part-{index:05d}-0000.parquet", index=False)
+    params = EvaluateParams()
+    found = evaluation.evaluate(sorted(folder.iterdir()), text, schema, params, tmp_path / "metrics")
+    proba = predict_proba(model_from_text(text), table, schema)
+    expected = evaluation.evaluate_scores(
+        table["label"].to_numpy(), proba, table["year"], params, (schema.negative_label, schema.positive_label)
+    )
+    assert_close(found[0], expected[0], 1e-12)
+    assert_close(found[1], expected[1], 1e-12)
+    assert list((tmp_path / "metrics").iterdir()) == []
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import pytest
 
 from mlpipe.config import EvaluateParams
 from mlpipe.model import plots
-from mlpipe.model.evaluation import curve_tables, evaluation_report
+from mlpipe.model.evaluation import evaluate_scores
 
 LONG = "recorded_after_the_outcome_of_the_case_and_kept_in_the_export_"  # 63 characters
 
@@ -18,9 +18,10 @@ def long_named_inputs():
     y = rng.integers(0, 2, rows)
     proba = np.clip(0.3 + 0.4 * y + rng.normal(0, 0.2, rows), 0, 1)
     params = EvaluateParams()
-    report = evaluation_report(y, proba, None, params)
+    report, tables = evaluate_scores(
+        y, proba, None, params, ("no recorded offence within two years of screening", "re-offended within two years")
+    )
     report["by_period"] = {f"2013-08-{day:02d} 06:03:42 (screening period {day})": {"roc_auc": 0.7 + day / 100} for day in range(1, 9)}
-    tables = curve_tables(y, proba, params, ("no recorded offence within two years of screening", "re-offended within two years"))
     tables["feature_importance"] = [{"feature": f"{i:02d}_{LONG}{LONG}"[:80], "gain_share": 1 / (i + 1)} for i in range(25)]
     curve = [{"iteration": i, "train_logloss": 0.7 - i / 100, "validation_logloss": 0.7 - i / 120} for i in range(1, 40)]
     return report, tables, curve

@@ -29,8 +29,9 @@ from mlpipe.data.sources import normalise_columns, read_table
 from mlpipe.data.split import split_table
 from mlpipe.data.validation import validate_rows, validate_table
 from mlpipe.errors import PipelineError
-from mlpipe.model.booster import model_from_text, model_to_text, train_model
-from mlpipe.model.evaluation import evaluation_report
+from mlpipe.model.booster import model_from_text, model_to_text
+from mlpipe.model.training import train_model
+from mlpipe.model.evaluation import evaluate_scores
 from mlpipe.model.scoring import score_table
 from mlpipe.monitor.drift import monitored_columns, window_drift
 from mlpipe.monitor.retrain import retrain_verdict
@@ -109,7 +110,7 @@ def through_the_pipeline(table: pd.DataFrame, raw_params: dict) -> None:
     booster = model_from_text(model_to_text(trained.booster))
     proba = booster.predict(test_features[schema.feature_names])
     times = test_features[schema.time_column] if schema.time_column else None
-    evaluation_report(test_features[schema.target].to_numpy(), proba, times, params.evaluate)
+    evaluate_scores(test_features[schema.target].to_numpy(), proba, times, params.evaluate)
     current = validate_rows(test, params.data, params.validate)
     if current.clean.empty:
         return

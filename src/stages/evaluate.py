@@ -6,10 +6,11 @@ from typing import Annotated
 
 from mlpipe.config import Params
 from mlpipe.data.schema import FeatureSchema
-from mlpipe.harness import describe, log_written, run_stage
-from mlpipe.io import read_pipeline_json, read_pipeline_table, read_pipeline_text, write_json
+from mlpipe.engine.parts import part_files
+from mlpipe.harness import log_written, run_stage
+from mlpipe.io import read_pipeline_json, read_pipeline_text, write_json
 from mlpipe.model import evaluation, plots
-from mlpipe.model.booster import feature_importance, model_from_text, predict_proba
+from mlpipe.model.booster import feature_importance, model_from_text
 from mlpipe.model.tracking import read_training_curve
 
 
@@ -26,12 +27,12 @@ def run(
     figures_dir: Path,
 ) -> None:
     schema = FeatureSchema.read(model_schema)
-    table = read_pipeline_table(features, "the test features", "featurize")
-    log.info("read %s from %s", describe(table), features)
-    booster = model_from_text(read_pipeline_text(model, "model", "train"), origin=str(model))  # imports LightGBM: after the first line
-    y, proba = table[schema.target].to_numpy(), predict_proba(booster, table, schema)
-    times = table[schema.time_column] if schema.time_column else None
-    report = evaluation.evaluation_report(y, proba, times, params.evaluate)
+    parts = part_files(features)
+    model_text = read_pipeline_text(model, "model", "train")
+    booster = model_from_text(model_text, origin=str(model))  # imports LightGBM: after the first line
+    log.info("scoring %d part(s) of %s", len(parts), features)
+    # Scored part by part where the parts are read; the scores wait, sorted, beside the metrics.
+    report, tables = evaluation.evaluate(parts, model_text, schema, params.evaluate, scratch_in=metrics.parent)
     for name, values in {"test": report["test"], **report.get("by_period", {})}.items():
         log.info(
             "%s: ROC-AUC %s, PR-AUC %s, log-loss %.4f on %d rows",
@@ -41,7 +42,6 @@ def run(
             values["log_loss"],
             values["rows"],
         )
-    tables = evaluation.curve_tables(y, proba, params.evaluate, (schema.negative_label, schema.positive_label))
     tables["feature_importance"] = feature_importance(booster, schema.feature_names).to_dict("records")
     curve, best_iteration = (
         read_training_curve(train_record),

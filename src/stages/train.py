@@ -7,9 +7,12 @@ from typing import Annotated
 
 from mlpipe.config import Params, TrainParams
 from mlpipe.data.schema import FeatureSchema
+from mlpipe.engine.parts import part_files
 from mlpipe.harness import describe, log_written, run_stage
 from mlpipe.io import read_pipeline_table, write_json, write_text
+from mlpipe.model.booster import lightgbm_params, model_to_text
 from mlpipe.model.tracking import write_training_record
+from mlpipe.model.training import leak_warning, train
 
 
 def run(
@@ -24,21 +27,16 @@ def run(
     tuning: Annotated[Path, "search summary and history (JSON)"],
     tuning_plot: Path,
 ) -> None:
-    on_cluster = params.compute.engine == "dask"
-    if on_cluster:
-        from mlpipe.engine.executor import current
-        from mlpipe.model.cluster_training import train_model_on_cluster
-    from mlpipe.model.booster import leak_warning, lightgbm_params, model_to_text, train_model
-
     learned = FeatureSchema.read(schema, stage="featurize")
-    table = read_pipeline_table(features, "the training features", "featurize")
-    log.info("read %s from %s", describe(table), features)
-    inputs, target = table[learned.feature_names], table[learned.target]
-
+    parts = part_files(features)
     train_params, tuning_summary, tuning_history = params.train, {"enabled": False}, []
     if params.tune.enabled:
         from mlpipe.model import tuning as search  # Optuna is imported only when tuning is on
 
+        # Tuning reads the whole training table into this process, under either engine.
+        table = read_pipeline_table(features, "the training features", "featurize")
+        log.info("read %s from %s to tune", describe(table), features)
+        inputs, target = table[learned.feature_names], table[learned.target]
         tune = params.tune
         times = table[learned.time_column] if learned.time_column else None
         log.info("tuning: %d trials, %d-fold cross-validation on %s", tune.n_trials, tune.folds, tune.metric)
@@ -61,11 +59,8 @@ def run(
         train_params = TrainParams.model_validate({**params.train.model_dump(), **result.best_params})
         tuning_summary, tuning_history = result.summary(tune), result.history()
 
-    if on_cluster:
-        client = current().cluster
-        trained = train_model_on_cluster(inputs, target, train_params, client)
-    else:
-        trained = train_model(inputs, target, train_params)
+    log.info("training on %d part(s) of %s", len(parts), features)
+    trained = train([str(part) for part in parts], learned.feature_names, learned.target, train_params)
     warning = leak_warning(trained.summary, train_params)
     if warning:
         log.warning(warning)

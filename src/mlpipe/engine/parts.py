@@ -275,3 +275,18 @@ def repeated_positions(keys: Sequence[np.ndarray]) -> np.ndarray:
 def row_keys(table: pd.DataFrame, columns: list[str]) -> np.ndarray:
     """A 64-bit hash of each row's id columns: what the repeat check compares across parts."""
     return pd.util.hash_pandas_object(table[columns], index=False).to_numpy()
+
+
+def read_part_columns(part: str | Path, columns: list[str], what: str, stage: str) -> pd.DataFrame:
+    """Some columns of one part an earlier stage wrote (corrupt or truncated -> `ArtifactError`)."""
+    try:
+        return pq.read_table(part, columns=columns).to_pandas()
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError, ArrowIOError an OSError
+        raise corrupt_artifact(what, part, stage, first_line(exc)) from None
+
+
+def run_in_order(task: Callable[..., Any], calls: Sequence[tuple], what: str) -> list[Any]:
+    """`task(*call)` for every call with the stage's executor, the results in the calls' order
+    (a step that reads its parts itself: training, evaluation's two passes)."""
+    results = dict(current().run(task, calls, what))
+    return [results[index] for index in range(len(calls))]

@@ -1,6 +1,7 @@
-"""LightGBM training, persistence in LightGBM's native text format, and scoring.
+"""LightGBM at its boundary: its import, the names and parameters it is given, persistence in its
+native text format, and scoring. Training itself is `mlpipe.model.training`.
 
-Training is deterministic by construction: fixed seeds, `deterministic=True`,
+The parameters make training deterministic by construction: fixed seeds, `deterministic=True`,
 `force_row_wise=True` and a fixed thread count from params, so the same data and params give
 a byte-identical model file.
 """
@@ -11,17 +12,14 @@ import functools
 import hashlib
 import json
 import logging
-import time
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from mlpipe.config import TrainParams
-from mlpipe.data.sampling import stratified_mask
 from mlpipe.data.schema import FeatureSchema
 from mlpipe.errors import DataError, first_line
 from mlpipe.io import corrupt_artifact
@@ -46,8 +44,6 @@ def lightgbm_core():
     lightgbm.register_logger(logging.getLogger("lightgbm"))
     return lightgbm
 
-
-CURVE_SAMPLE_ROWS = 20_000
 
 # LightGBM refuses these in a feature name (its JSON dump would break); it turns ASCII whitespace
 # into `_` on its own (so `a b` and `a_b` would meet); its text model stores the names on one line,
@@ -110,13 +106,6 @@ def for_lightgbm(features: pd.DataFrame) -> pd.DataFrame:
     return renamed
 
 
-@dataclass(frozen=True)
-class TrainedModel:
-    booster: lgb.Booster
-    curve: list[dict[str, float]]
-    summary: dict[str, Any]
-
-
 def lightgbm_params(train: TrainParams) -> dict[str, Any]:
     return {
         "objective": "binary",
@@ -142,136 +131,15 @@ def categorical_columns(features: pd.DataFrame) -> list[str]:
     return [name for name in features.columns if isinstance(features[name].dtype, pd.CategoricalDtype)]
 
 
-def train_model(features: pd.DataFrame, target: pd.Series, params: TrainParams) -> TrainedModel:
-    """Fit LightGBM; with a validation slice, early-stop on it and optionally refit on all rows.
-
-    The refit uses the early-stopped number of trees on the full training period, so the
-    validation slice chooses the model size without costing the final model any data.
-    """
-    lgb = lightgbm_core()
-    settings = lightgbm_params(params)
-    names, features = list(features.columns), for_lightgbm(features)
-    categorical = categorical_columns(features)
-    summary: dict[str, Any] = {"train_rows": len(features)}
-    curve: list[dict[str, float]] = []
-    rounds = params.n_estimators
-    is_valid = validation_split(target, params)
-    if params.validation_fraction:
-        fit_features, fit_target = features[~is_valid], target[~is_valid]
-        fit_set = lgb.Dataset(fit_features, fit_target, categorical_feature=categorical, free_raw_data=False)
-        valid_set = fit_set.create_valid(features[is_valid], target[is_valid])
-        # The curve's training loss comes from a fixed sample of the fitted rows: scoring all of
-        # them every round would cost seconds per million rows and show the same curve.
-        in_sample = stratified_mask(fit_target, len(fit_target), min(1.0, CURVE_SAMPLE_ROWS / len(fit_target)), params.seed)
-        sample_set = fit_set.create_valid(fit_features[in_sample], fit_target[in_sample])
-        history: dict[str, dict[str, list[float]]] = {}
-        callbacks = [lgb.record_evaluation(history), lgb.log_evaluation(period=100)]
-        if params.early_stopping_rounds:
-            callbacks.append(lgb.early_stopping(params.early_stopping_rounds, verbose=False))
-        started = time.perf_counter()
-        booster = lgb.train(
-            settings,
-            fit_set,
-            num_boost_round=params.n_estimators,
-            valid_sets=[sample_set, valid_set],
-            # "training" is LightGBM's name for the training data, so early stopping ignores the sample
-            valid_names=["training", "validation"],
-            callbacks=callbacks,
-        )
-        rounds = booster.best_iteration or booster.current_iteration()
-        curve = [
-            {"iteration": i + 1, "train_logloss": train_loss, "validation_logloss": valid_loss}
-            for i, (train_loss, valid_loss) in enumerate(
-                zip(history["training"]["binary_logloss"], history["validation"]["binary_logloss"], strict=True)
-            )
-        ]
-        summary.update(
-            validation_rows=int(is_valid.sum()),
-            best_iteration=rounds,
-            validation_logloss=history["validation"]["binary_logloss"][rounds - 1],
-            validation_roc_auc=validation_roc_auc(booster, features[is_valid], target[is_valid], rounds),
-        )
-        log.info(
-            "early stopping chose %d trees (validation logloss %.5f) in %.1fs",
-            rounds,
-            summary["validation_logloss"],
-            time.perf_counter() - started,
-        )
-    if not params.validation_fraction or params.refit_full:
-        started = time.perf_counter()
-        full_set = lgb.Dataset(features, target, categorical_feature=categorical)
-        booster = lgb.train(settings, full_set, num_boost_round=rounds)
-        log.info("fitted %d trees on all %d training rows in %.1fs", rounds, len(features), time.perf_counter() - started)
-    summary["n_trees"] = rounds
-    summary.update(dominant_feature(booster, names, summary.get("validation_roc_auc"), params))
-    return TrainedModel(booster=booster, curve=curve, summary=summary)
-
-
-def validation_roc_auc(booster: lgb.Booster, features: pd.DataFrame, target: pd.Series, rounds: int) -> float | None:
-    """The early-stopped model's ROC-AUC on the validation slice (None with one class there)."""
-    from mlpipe.model.metrics import roc_auc
-
-    if target.nunique() < 2:
-        return None
-    return roc_auc(target.to_numpy().astype(int), booster.predict(for_lightgbm(features), num_iteration=rounds))
-
-
-def dominant_feature(booster: lgb.Booster, names: Sequence[str], validation_auc: float | None, params: TrainParams) -> dict[str, Any]:
-    """The feature that carries most of the final model's gain, its share, and `leak_warning` (1 or 0,
-    a number so that `dvc metrics diff` shows it change): 1 when that share and the validation
-    ROC-AUC both reach train.leak_warning_*, which is how a column recorded after the outcome looks."""
-    top = feature_importance(booster, names).iloc[0]
-    share = float(top["gain_share"])
-    suspect = (
-        validation_auc is not None and share >= params.leak_warning_gain_share and validation_auc >= params.leak_warning_validation_auc
-    )
-    return {"top_feature": str(top["feature"]), "top_feature_gain_share": share, "leak_warning": int(suspect)}
-
-
-def leak_warning(summary: dict[str, Any], params: TrainParams) -> str | None:
-    """The stage log's line for a suspected leak (None when there is none)."""
-    if not summary.get("leak_warning"):
-        return None
-    return (
-        f"warning: one feature, '{summary['top_feature']}', carries {summary['top_feature_gain_share']:.0%} of the gain and the "
-        f"validation ROC-AUC is {summary['validation_roc_auc']:.3f} (train.leak_warning_gain_share="
-        f"{params.leak_warning_gain_share:g}, train.leak_warning_validation_auc={params.leak_warning_validation_auc:g}): "
-        f"a column recorded after the outcome? if it is not known at prediction time, add it to data.drop_columns"
-    )
-
-
-def validation_split(target: pd.Series, params: TrainParams) -> np.ndarray:
-    """The rows held out for early stopping (a seeded stratified slice), once the training set is
-    known to be fit for LightGBM: both classes, and enough rows left to split on."""
-    if len(target) == 0 or target.nunique() < 2:
-        raise DataError(f"the training set has {len(target)} rows and {target.nunique()} class(es): LightGBM needs rows of both classes")
-    is_valid = stratified_mask(target, len(target), params.validation_fraction, params.seed)
-    if params.validation_fraction:
-        _check_validation_slice(target, is_valid, params.validation_fraction)
-    fit_rows = int((~is_valid).sum())
-    if fit_rows < 2 * params.min_child_samples:
-        # LightGBM would not fail: it would fit trees without a single split, a constant model.
-        raise DataError(
-            f"{fit_rows} training rows are left to fit: a split needs train.min_child_samples={params.min_child_samples} "
-            "rows on each side, so every tree would be a constant; use more data or lower train.min_child_samples"
-        )
-    return is_valid
-
-
-def _check_validation_slice(target: pd.Series, is_valid: np.ndarray, fraction: float) -> None:
-    """Early stopping needs a held-out slice, and a fitted part, that are not empty."""
-    held_out, kept = int(is_valid.sum()), int((~is_valid).sum())
-    if held_out == 0 or kept == 0 or target[~is_valid].nunique() < 2:
-        raise DataError(
-            f"the training set has {len(target)} rows ({target.value_counts().min()} in its smaller class): too few to hold out "
-            f"train.validation_fraction={fraction} for early stopping ({held_out} rows) and fit on the rest; use more data, "
-            "or set train.validation_fraction: 0 and train.early_stopping_rounds: 0"
-        )
-
-
 def model_to_text(booster: lgb.Booster) -> str:
     """The native text format; an early-stopped booster is saved up to its best iteration."""
     return booster.model_to_string()
+
+
+@functools.lru_cache(maxsize=2)
+def booster_of(model_text: str) -> lgb.Booster:
+    """The booster of a model text, once per process: a worker scores many parts with one model."""
+    return model_from_text(model_text)
 
 
 def model_from_text(text: str, origin: str = "models/model.txt") -> lgb.Booster:

@@ -19,22 +19,37 @@ def binary_metrics(y_true: np.ndarray, proba: np.ndarray, threshold: float) -> d
     proba = np.asarray(proba, dtype=float)
     predicted = proba >= threshold
     positive = y_true == 1
-    # Threshold metrics from the confusion counts (zero_division=0, as scikit-learn's default).
-    tp = int((predicted & positive).sum())
-    fp = int((predicted & ~positive).sum())
-    fn = int((~predicted & positive).sum())
+    both_classes = 0 < positive.sum() < len(y_true)
+    return metrics_from_counts(
+        rows=len(y_true),
+        positives=int(positive.sum()),
+        tp=int((predicted & positive).sum()),
+        fp=int((predicted & ~positive).sum()),
+        log_loss_sum=float(own_class_losses(y_true, proba).sum()),
+        brier_sum=float(((proba - y_true) ** 2).sum()),
+        roc_auc=roc_auc(y_true, proba) if both_classes else None,
+        pr_auc=average_precision(y_true, proba) if both_classes else None,
+    )
+
+
+def metrics_from_counts(
+    rows: int, positives: int, tp: int, fp: int, log_loss_sum: float, brier_sum: float, roc_auc: float | None, pr_auc: float | None
+) -> dict[str, Any]:
+    """The metrics from counts and sums that merge by addition (so a set's parts can each send
+    theirs: `mlpipe.model.evaluation`) and the two ranking metrics. Threshold metrics from the
+    confusion counts (zero_division=0, as scikit-learn's default)."""
+    fn, tn = positives - tp, rows - positives - fp
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
-    both_classes = 0 < positive.sum() < len(y_true)
     return {
-        "rows": int(len(y_true)),
-        "positive_rate": float(positive.mean()),
-        "predicted_positive_rate": float(predicted.mean()),
-        "roc_auc": roc_auc(y_true, proba) if both_classes else None,
-        "pr_auc": average_precision(y_true, proba) if both_classes else None,
-        "log_loss": log_loss(y_true, proba),
-        "brier": float(np.mean((proba - y_true) ** 2)),
-        "accuracy": float((predicted == positive).mean()),
+        "rows": int(rows),
+        "positive_rate": positives / rows if rows else float("nan"),
+        "predicted_positive_rate": (tp + fp) / rows if rows else float("nan"),
+        "roc_auc": roc_auc,
+        "pr_auc": pr_auc,
+        "log_loss": log_loss_sum / rows if rows else float("nan"),
+        "brier": brier_sum / rows if rows else float("nan"),
+        "accuracy": (tp + tn) / rows if rows else float("nan"),
         "precision": precision,
         "recall": recall,
         "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
@@ -56,17 +71,22 @@ def average_precision(y_true: np.ndarray, score: np.ndarray) -> float:
 
 def log_loss(y_true: np.ndarray, proba: np.ndarray) -> float:
     """Mean negative log-likelihood, probabilities clipped to [eps, 1 - eps] (`sklearn.metrics.log_loss`)."""
+    return float(np.mean(own_class_losses(y_true, proba)))
+
+
+def own_class_losses(y_true: np.ndarray, proba: np.ndarray) -> np.ndarray:
+    """Each row's negative log-likelihood (`log_loss` is their mean)."""
     proba = np.asarray(proba, dtype=float)
     eps = np.finfo(proba.dtype).eps
     # scikit-learn clips the probability of each row's own class, so the negative class's is 1 - p, then clipped.
     own = np.where(np.asarray(y_true) == 1, np.clip(proba, eps, 1 - eps), np.clip(1 - proba, eps, 1 - eps))
-    return float(np.mean(-np.log(own)))
+    return -np.log(own)
 
 
 def roc_curve(y_true: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(false positive rate, true positive rate, thresholds) from (0, 0) up, without the points
     that lie between and in line with their neighbours (`sklearn.metrics.roc_curve`)."""
-    fps, tps, thresholds = _counts_at_thresholds(y_true, score)
+    fps, tps, thresholds = counts_at_thresholds(y_true, score)
     if len(fps) > 2:
         corners = np.flatnonzero(np.r_[True, np.logical_or(np.diff(fps, 2), np.diff(tps, 2)), True])
         fps, tps, thresholds = fps[corners], tps[corners], thresholds[corners]
@@ -77,13 +97,13 @@ def roc_curve(y_true: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.nda
 def precision_recall_curve(y_true: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(precision, recall, thresholds) with recall falling to a final (recall 0, precision 1)
     point (`sklearn.metrics.precision_recall_curve`); y_true must hold a positive."""
-    fps, tps, thresholds = _counts_at_thresholds(y_true, score)
+    fps, tps, thresholds = counts_at_thresholds(y_true, score)
     precision = tps / (tps + fps)  # never 0/0: each threshold counts at least one row
     recall = tps / tps[-1]
     return np.r_[precision[::-1], 1.0], np.r_[recall[::-1], 0.0], thresholds[::-1]
 
 
-def _counts_at_thresholds(y_true: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def counts_at_thresholds(y_true: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """False and true positives when every score >= each distinct score counts as positive,
     from the highest score down. The counts at the last row of each group of tied scores do not
     depend on the order within the group, so the sort's handling of ties cannot change them."""
