@@ -77,6 +77,7 @@ def features(tmp_path_factory):
         "target": target,
         "test": (test[names], test[target]),
         "params": params,
+        "schema": schema,
     }
 
 
@@ -149,6 +150,31 @@ def test_the_stage_process_never_reads_the_training_rows_on_the_cluster(features
         # The monkeypatch lives in this process only; the workers import the module afresh.
         trained = train_on_cluster(features, params, executor)
     assert calls == [] and trained.summary["n_trees"] >= 1
+
+
+def test_evaluate_on_the_cluster_scores_and_ranks_on_the_workers_and_writes_the_in_process_report(features, tmp_path, monkeypatch):
+    """evaluate's two passes (score each part, rank each score range) run on the workers: a read
+    of a part in this process fails; the report and curve tables equal the in-process ones."""
+    from mlpipe.model import evaluation
+
+    params = features["params"]
+    trained = train_here(features, params.train.model_copy(update={"n_estimators": 40}))
+    test_inputs, test_target = features["test"]
+    folder = tmp_path / "test.parquet"
+    folder.mkdir()
+    table = test_inputs.assign(
+        **{features["target"]: test_target, "year": np.repeat([2016, 2017, 2018], -(-len(test_target) // 3))[: len(test_target)]}
+    )
+    for index, block in enumerate(np.array_split(np.arange(len(table)), 5)):
+        table.iloc[block].to_parquet(folder / f"part-{index:05d}-0000.parquet", index=False)
+    schema = features["schema"]
+    text, parts = model_to_text(trained.booster), part_files(folder)
+    here = evaluation.evaluate(parts, text, schema, params.evaluate, tmp_path / "here")
+    monkeypatch.setattr(evaluation, "read_part_columns", lambda *args: pytest.fail("a part read in the stage's process"))
+    with executor_for(ComputeParams(engine="dask", workers=2, memory_limit="1GiB")):
+        there = evaluation.evaluate(parts, text, schema, params.evaluate, tmp_path / "there")
+    assert there == here and set(here[0]["by_period"]) == {"2016", "2017", "2018"}
+    assert list((tmp_path / "there").iterdir()) == []  # the scratch scores are gone
 
 
 @pytest.mark.parametrize("victim", [0, 1])  # rank 0 (whose booster lightgbm.dask returns) and rank 1
@@ -448,7 +474,7 @@ def test_the_pipeline_on_the_dask_engine_under_dvc(repo, cluster):
     assert repo.dvc("repro").stages_run == []
     before = {out["path"]: out["md5"] for stage in repo.lock()["stages"].values() for out in stage.get("outs", [])}
     metrics = {name: (repo.path / "metrics" / f"{name}.json").read_text() for name in ("evaluation", "drift", "data_quality")}
-    assert repo.dvc("repro", "-f", warm=False).stages_run == ALL_STAGES  # fresh interpreters: another hash seed
+    assert repo.dvc("repro", "-f").stages_run == ALL_STAGES  # new interpreters: another hash seed
     assert {out["path"]: out["md5"] for stage in repo.lock()["stages"].values() for out in stage.get("outs", [])} == before
     assert {name: (repo.path / "metrics" / f"{name}.json").read_text() for name in metrics} == metrics
 

@@ -644,7 +644,7 @@ class ComputeParams(Section):
         "local",
         description="with engine dask: local starts a cluster of compute.workers processes on this machine for the stage's duration; or the address of a running scheduler, such as tcp://10.0.0.5:8786",
     )
-    workers: int = Field(2, ge=1, description="with scheduler local: worker processes (the rows are split into as many parts)")
+    workers: int = Field(2, ge=1, description="with scheduler local: worker processes (each data step and train spread the parts over them)")
     threads_per_worker: int = Field(1, ge=1, description="with scheduler local: threads per worker process")
     memory_limit: str = Field(
         "4GiB",

@@ -101,11 +101,16 @@ def _read_columns(part: Part, columns: list[str]) -> pd.DataFrame:
     return part if isinstance(part, pd.DataFrame) else read_part_columns(part, columns, "part of the training features", "featurize")
 
 
+def part_seed(params: TrainParams, index: int) -> int | list[int]:
+    """Part `index`'s seed. Part 0 uses train.seed itself, so a one-part table keeps the slices it
+    had before tables came in parts."""
+    return params.seed if index == 0 else [params.seed, index]
+
+
 def validation_mask(labels: pd.Series, index: int, params: TrainParams) -> np.ndarray:
     """The validation rows of part `index`: seeded, stratified, chosen inside the part, so that any
-    process holding the part finds the same rows. Part 0 uses the seed itself, so a one-part
-    table keeps the slice it had before tables came in parts."""
-    return stratified_mask(labels, len(labels), params.validation_fraction, params.seed if index == 0 else [params.seed, index])
+    process holding the part finds the same rows."""
+    return stratified_mask(labels, len(labels), params.validation_fraction, part_seed(params, index))
 
 
 def holdout_masks(labels: pd.Series, index: int, rows: Rows) -> tuple[np.ndarray, np.ndarray]:
@@ -114,8 +119,7 @@ def holdout_masks(labels: pd.Series, index: int, rows: Rows) -> tuple[np.ndarray
     is_valid = validation_mask(labels, index, rows.params)
     fitted = np.flatnonzero(~is_valid)
     in_sample = np.zeros(len(labels), dtype=bool)
-    seed = rows.params.seed if index == 0 else [rows.params.seed, index]
-    in_sample[fitted[stratified_mask(labels.iloc[fitted], len(fitted), rows.sample_fraction, seed)]] = True
+    in_sample[fitted[stratified_mask(labels.iloc[fitted], len(fitted), rows.sample_fraction, part_seed(rows.params, index))]] = True
     return is_valid, in_sample
 
 
