@@ -286,6 +286,19 @@ def run_stage_measured(command: list[str], env: dict[str, str], interval: float 
     }
 
 
+def measured_stage(stage: str, params: Path, env: dict[str, str], **options: Path) -> dict:
+    """`python src/stages/<stage>.py --params ... --<option> ...`, measured; prints its peaks."""
+    command = [sys.executable, f"src/stages/{stage}.py", "--params", str(params)]
+    for name, value in options.items():
+        command += [f"--{name.replace('_', '-')}", str(value)]
+    found = run_stage_measured(command, env)
+    print(
+        f"  {stage}: stage {found['stage_peak_mib']:.0f} MiB, largest worker {found['largest_worker_peak_mib']:.0f} MiB, {found['wall_s']} s",
+        flush=True,
+    )
+    return found
+
+
 def write_feature_parts(source: Path, folder: Path, rows: int, rows_per_part: int, seed: int) -> int:
     """`rows` rows drawn with replacement from the table at `source`, as parts; returns the parts."""
     table = pd.read_parquet(source)
@@ -330,31 +343,15 @@ def stage_memory(args: argparse.Namespace) -> None:
                 for name, count in counts.items()
             }
             out = size / "out"
-            common = [sys.executable]
             print(
-                f"{rows:,} rows ({counts['train']:,} train in {parts['train']} parts, {counts['test']:,} test in {parts['test']}): train ...",
+                f"{rows:,} rows ({counts['train']:,} train in {parts['train']} parts, {counts['test']:,} test in {parts['test']})",
                 flush=True,
             )
-            train = run_stage_measured(
-                [*common, "src/stages/train.py", "--params", str(params), "--features", str(size / "train.parquet"),
-                 "--schema", str(features / "schema.json"), "--model", str(out / "model.txt"), "--model-schema", str(out / "schema.json"),
-                 "--record", str(out / "train"), "--tuning", str(out / "tuning.json"), "--tuning-plot", str(out / "tuning_plot.json")],
-                env,
-            )  # fmt: skip
-            print(
-                f"  train: stage {train['stage_peak_mib']:.0f} MiB, largest worker {train['largest_worker_peak_mib']:.0f} MiB, {train['wall_s']} s; evaluate ...",
-                flush=True,
-            )
-            evaluate = run_stage_measured(
-                [*common, "src/stages/evaluate.py", "--params", str(params), "--model", str(out / "model.txt"),
-                 "--model-schema", str(out / "schema.json"), "--features", str(size / "test.parquet"), "--train-record", str(out / "train"),
-                 "--metrics", str(out / "metrics" / "evaluation.json"), "--plots-dir", str(out / "metrics" / "plots"), "--figures-dir", str(out / "figures")],
-                env,
-            )  # fmt: skip
-            print(
-                f"  evaluate: stage {evaluate['stage_peak_mib']:.0f} MiB, largest worker {evaluate['largest_worker_peak_mib']:.0f} MiB, {evaluate['wall_s']} s",
-                flush=True,
-            )
+            model = {"model": out / "model.txt", "model_schema": out / "schema.json"}
+            train = measured_stage("train", params, env, features=size / "train.parquet", schema=features / "schema.json", **model,
+                                   record=out / "train", tuning=out / "tuning.json", tuning_plot=out / "tuning_plot.json")  # fmt: skip
+            evaluate = measured_stage("evaluate", params, env, **model, features=size / "test.parquet", train_record=out / "train",
+                                      metrics=out / "metrics" / "evaluation.json", plots_dir=out / "metrics" / "plots", figures_dir=out / "figures")  # fmt: skip
             metrics = json.loads((out / "metrics" / "evaluation.json").read_text(encoding="utf-8"))["test"]
             report["runs"].append({"rows": rows, **{f"{name}_rows": count for name, count in counts.items()}, "parts": parts,
                                    "train": train, "evaluate": evaluate, "roc_auc": metrics["roc_auc"]})  # fmt: skip

@@ -38,7 +38,7 @@ from mlpipe.config import EvaluateParams
 from mlpipe.data.schema import FeatureSchema, category_strings
 from mlpipe.data.times import time_values
 from mlpipe.engine.parts import read_part_columns, run_in_order
-from mlpipe.model.metrics import counts_at_thresholds, metrics_from_counts, own_class_losses
+from mlpipe.model.metrics import counts_at_thresholds, metric_sums, metrics_from_counts
 
 GRID_BINS = 1024
 # Bin edges on the probability, even in log-odds: a range's rows are found by comparing scores
@@ -60,24 +60,15 @@ class Sums:
     positives: int = 0
     tp: int = 0
     fp: int = 0
-    log_loss: float = 0.0
-    brier: float = 0.0
+    log_loss_sum: float = 0.0
+    brier_sum: float = 0.0
     bins: np.ndarray = field(default_factory=lambda: np.zeros((GRID_BINS, 2), dtype=np.int64))  # [negatives, positives]
 
     @classmethod
     def of(cls, y: np.ndarray, proba: np.ndarray, threshold: float) -> Sums:
-        predicted, positive = proba >= threshold, y == 1
         bins = np.zeros((GRID_BINS, 2), dtype=np.int64)
         np.add.at(bins, (score_bins(proba), y), 1)
-        return cls(
-            rows=len(y),
-            positives=int(positive.sum()),
-            tp=int((predicted & positive).sum()),
-            fp=int((predicted & ~positive).sum()),
-            log_loss=float(own_class_losses(y, proba).sum()),
-            brier=float(((proba - y) ** 2).sum()),
-            bins=bins,
-        )
+        return cls(**metric_sums(y, proba, threshold), bins=bins)
 
     def __add__(self, other: Sums) -> Sums:
         return Sums(
@@ -85,8 +76,8 @@ class Sums:
             self.positives + other.positives,
             self.tp + other.tp,
             self.fp + other.fp,
-            self.log_loss + other.log_loss,
-            self.brier + other.brier,
+            self.log_loss_sum + other.log_loss_sum,
+            self.brier_sum + other.brier_sum,
             self.bins + other.bins,
         )
 
@@ -314,7 +305,7 @@ def assemble(
     def metrics(name: str) -> dict[str, Any]:
         sums = merged.groups[name]
         roc_auc, pr_auc = ranking[name]
-        return metrics_from_counts(sums.rows, sums.positives, sums.tp, sums.fp, sums.log_loss, sums.brier, roc_auc, pr_auc)
+        return metrics_from_counts(sums.rows, sums.positives, sums.tp, sums.fp, sums.log_loss_sum, sums.brier_sum, roc_auc, pr_auc)
 
     report: dict[str, Any] = {"threshold": params.threshold, "test": metrics(ALL)}
     periods = sorted(name for name in merged.groups if name != ALL)

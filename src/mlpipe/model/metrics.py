@@ -15,21 +15,28 @@ import numpy as np
 
 
 def binary_metrics(y_true: np.ndarray, proba: np.ndarray, threshold: float) -> dict[str, Any]:
-    y_true = np.asarray(y_true).astype(int)
-    proba = np.asarray(proba, dtype=float)
-    predicted = proba >= threshold
-    positive = y_true == 1
-    both_classes = 0 < positive.sum() < len(y_true)
+    sums = metric_sums(y_true, proba, threshold)
+    both_classes = 0 < sums["positives"] < sums["rows"]
     return metrics_from_counts(
-        rows=len(y_true),
-        positives=int(positive.sum()),
-        tp=int((predicted & positive).sum()),
-        fp=int((predicted & ~positive).sum()),
-        log_loss_sum=float(own_class_losses(y_true, proba).sum()),
-        brier_sum=float(((proba - y_true) ** 2).sum()),
+        **sums,
         roc_auc=roc_auc(y_true, proba) if both_classes else None,
         pr_auc=average_precision(y_true, proba) if both_classes else None,
     )
+
+
+def metric_sums(y_true: np.ndarray, proba: np.ndarray, threshold: float) -> dict[str, Any]:
+    """The counts and sums of these rows that `metrics_from_counts` takes: they merge by addition."""
+    y_true = np.asarray(y_true).astype(int)
+    proba = np.asarray(proba, dtype=float)
+    predicted, positive = proba >= threshold, y_true == 1
+    return {
+        "rows": len(y_true),
+        "positives": int(positive.sum()),
+        "tp": int((predicted & positive).sum()),
+        "fp": int((predicted & ~positive).sum()),
+        "log_loss_sum": float(own_class_losses(y_true, proba).sum()),
+        "brier_sum": float(((proba - y_true) ** 2).sum()),
+    }
 
 
 def metrics_from_counts(
