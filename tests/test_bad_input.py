@@ -184,6 +184,14 @@ def test_empty_current_table(repo):
     assert_one_line_error(repo.stage("predict"), "data/empty_batch.csv", "no rows")
 
 
+def test_a_current_source_that_does_not_exist_names_monitor_current_source(repo):
+    """It named data.source, the training source's key (predict read it as ingest does)."""
+    repo.set_params(monitor={"current_source": "data/incoming"})
+    assert_one_line_error(repo.stage("predict"), "monitor.current_source 'data/incoming' does not exist", "params.yaml")
+    current_batch(repo, "incoming.csv", lambda t: t.head(50))  # the fix: a source that is there
+    assert repo.stage("predict").returncode == 0
+
+
 def test_a_drift_window_the_current_data_does_not_reach_is_reported_not_fatal(repo):
     # Which periods new batches cover is not known in advance: an empty window is named in the
     # verdict, and only when no window selects anything is that a reason to look.

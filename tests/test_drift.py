@@ -52,6 +52,16 @@ def verdict(schema, reference, current, params=PARAMS):
     return drift.window_drift(reference, current, drift.monitored_columns(schema, current), params)
 
 
+def as_parts(folder, table, rows=None):
+    """`table` as a folder of Parquet parts of at most `rows` rows (one part by default), as the
+    predict stage writes the scored tables."""
+    folder.mkdir()
+    rows = rows or max(len(table), 1)
+    for index, start in enumerate(range(0, len(table), rows)):
+        table.iloc[start : start + rows].to_parquet(folder / f"part-{index:05d}-0000.parquet", index=False)
+    return folder
+
+
 def test_random_split_of_one_period_shows_no_drift(period):
     schema, table = period
     reference, current = halves(table)
@@ -265,10 +275,10 @@ def test_one_report_worker_per_reported_window_and_core():
     assert drift_report.worker_count(windows=3, cores=8) == 3
 
 
-def test_only_the_windows_in_report_windows_get_a_report(period):
+def test_only_the_windows_in_report_windows_get_a_report(period, tmp_path):
     """Verdicts for every window; reports for the named ones; with [] no report and no worker."""
     schema, table = period
-    reference, current = halves(table)
+    reference, current = (as_parts(tmp_path / name, half) for name, half in zip(("reference", "current"), halves(table), strict=True))
     windows = {"first": {"end": 2015}, "all": {}}
     drawn = []
 
@@ -284,12 +294,13 @@ def test_only_the_windows_in_report_windows_get_a_report(period):
         assert drift_report.worker_count(len(params.reported), cores=2) == min(len(reports), 2)
 
 
-def test_a_report_draws_at_most_report_max_columns_features_the_drifted_ones_first(period):
+def test_a_report_draws_at_most_report_max_columns_features_the_drifted_ones_first(period, tmp_path):
     """5,000 features took Evidently over 10 minutes (issue 28): past drift.report_max_columns the
     report draws that many, the window's drifted features first, after its verdicts on all."""
     schema, table = period
     reference, current = halves(table)
     current = current.assign(SCHL=current["SCHL"] + 8)  # the second feature: the first is AGEP
+    reference, current = as_parts(tmp_path / "reference", reference), as_parts(tmp_path / "current", current)
     asked = []
 
     class Recorder:  # records the columns each report would draw
@@ -404,16 +415,23 @@ def test_a_distance_that_chance_reaches_is_not_drift():
     assert unchecked["drifted"] is True  # Evidently's verdict, which the check corrects
 
 
-def test_both_engines_draw_the_same_chance_scores():
-    """The dask engine judges from merged value counts (`Side.counted`), the local one from values:
-    the same column gets the same re-splits and the same verdict."""
-    rng = np.random.default_rng(2)
-    reference, current = pd.Series(rng.normal(0, 1, 3000)), pd.Series(rng.normal(0.3, 1, 500))
-    args = (drift.NUMERICAL, None, None, "k", "x", drift.Chance(draws=20))
-    local = drift.side_drift(drift.Side.of(reference, drift.NUMERICAL), drift.Side.of(current, drift.NUMERICAL), *args)
-    counted = drift.side_drift(drift.Side.counted(reference, drift.NUMERICAL), drift.Side.counted(current, drift.NUMERICAL), *args)
-    assert local["drifted"] is True and local["chance_score"] == pytest.approx(counted["chance_score"], rel=1e-12)
-    assert local["score"] == pytest.approx(counted["score"], rel=1e-9)
+@pytest.mark.parametrize("rows", [700, 4000])
+def test_a_table_cut_into_parts_gets_the_whole_tables_verdicts(period, rows):
+    """The drift stage judges from per-part summaries, merged (`window_summary`, `merged_window`):
+    cut anywhere, a table gets the verdicts of the whole, to the bit, chance scores and ROC-AUC included."""
+    schema, table = period
+    reference, current = halves(table)
+    current = current.assign(AGEP=current["AGEP"] + 3, MAR=current["MAR"].where(current.index % 3 > 0, current["MAR"].iloc[0]))
+    columns = drift.monitored_columns(schema, current)
+
+    def cut(rows_of):
+        return drift.merged_window(
+            [drift.window_summary(rows_of.iloc[at : at + rows], columns) for at in range(0, len(rows_of), rows)], columns
+        )
+
+    whole = drift.window_drift(reference, current, columns, PARAMS)
+    assert whole["columns"]["AGEP"]["drifted"] and "chance_score" in whole["columns"]["AGEP"]
+    assert drift.window_verdicts(cut(reference), cut(current), columns, PARAMS) == whole
 
 
 def test_p_values_are_corrected_for_the_number_of_columns_tested():

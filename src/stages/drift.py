@@ -6,8 +6,8 @@ from typing import Annotated
 
 from mlpipe.config import Params
 from mlpipe.data.schema import FeatureSchema
-from mlpipe.harness import describe, log_written, run_stage
-from mlpipe.io import read_pipeline_json, read_pipeline_table, write_json, write_texts
+from mlpipe.harness import log_written, run_stage
+from mlpipe.io import read_pipeline_json, write_json, write_texts
 from mlpipe.monitor import drift
 from mlpipe.monitor import report as drift_report
 from mlpipe.monitor.retrain import coverage_reasons, quality_reasons, retrain_verdict
@@ -42,15 +42,7 @@ def run(
     if workers:
         log.info("importing Evidently for %d report worker(s)", workers)
     with drift_report.report_workers(workers) as reporter:
-        if params.compute.engine == "dask":
-            windows, reports = drift_report.monitor_parts(reference, current, schema, settings, reporter, on_window=progress)
-        else:
-            reference_rows, current_rows = (
-                read_pipeline_table(path, f"the scored {name} rows", "predict")
-                for path, name in ((reference, "reference"), (current, "current"))
-            )
-            log.info("reference %s; current %s", describe(reference_rows), describe(current_rows))
-            windows, reports = drift_report.monitor(reference_rows, current_rows, schema, settings, reporter, on_window=progress)
+        windows, reports = drift_report.monitor(reference, current, schema, settings, reporter, on_window=progress)
     empty = drift.empty_windows(windows, settings)
     for name, why in empty.items():
         log.warning("window %s %s: no verdict or report for it", name, why)

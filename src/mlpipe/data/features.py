@@ -1,13 +1,14 @@
 """Feature engineering: derive columns, fix categorical levels on the training period, encode.
 
-`build_schema` learns everything from the training table only; `make_features` applies it
-identically to training, test, batch-scoring and serving inputs.
+`learn_schema` learns everything from the training parts only, from per-part summaries merged
+exactly (`build_schema` is its one-part case, on a table); `make_features` applies it identically
+to training, test, batch-scoring and serving inputs. `featurize` is the stage's step.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import pandas as pd
 from mlpipe.config import DataParams, FeaturesParams
 from mlpipe.data.expressions import check_derived
 from mlpipe.data.schema import OTHER_LEVEL, FeatureSchema, FeatureSpec, category_strings, label_matches, to_levels
-from mlpipe.engine.parts import map_parts, merged_counts, part_files, sample_part, staged, summaries
+from mlpipe.engine.parts import map_parts, merged_counts, part_rows, sample_part, staged, summaries, written_parts
 from mlpipe.errors import ConfigError, DataError, first_line
 
 log = logging.getLogger(__name__)
@@ -57,78 +58,106 @@ def is_inferred_categorical(values: pd.Series) -> bool:
     return not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values)
 
 
-def build_schema(
-    train: pd.DataFrame,
-    data: DataParams,
-    features: FeaturesParams,
-    level_counts: Mapping[str, pd.Series] | None = None,
-    labels: list | None = None,
-    contents: Mapping[str, Contents] | None = None,
-) -> FeatureSchema:
-    """Decide the feature list, kinds and category levels from the training table.
+def build_schema(train: pd.DataFrame, data: DataParams, features: FeaturesParams) -> FeatureSchema:
+    """The feature schema of one training table: the one-part case of `learn_schema` (the same
+    plan, part summary and merge)."""
+    plan = _Plan.of(train, data, features)
+    return plan.schema([schema_summary(train, 0, plan)])
 
-    A column with no usable value in the training rows, or one value in every row, teaches the
-    model nothing and would only reach drift as a false alarm: it is dropped with a warning and
-    recorded in the schema's `dropped`, so that train, predict and the service agree.
 
-    The dask engine passes a sample of the training table (for the columns and their dtypes),
-    with the whole table's `level_counts` (`category_counts`, summed over its partitions), target
-    `labels` and column `contents` (`column_contents`, merged over its partitions)."""
-    table = add_derived(train, features.derived)
-    names, categorical = _feature_columns(table, data)
-    for name in names:
-        check_feature_name(name)
-    if not names:
-        raise ConfigError(
-            "no feature columns left after removing data.target, data.id_columns, data.time_column and data.drop_columns: "
-            "take a column known at prediction time out of data.drop_columns (or data.id_columns) in params.yaml"
-        )
-    for name in names:
-        if name not in categorical and not pd.api.types.is_numeric_dtype(table[name]):
-            present = table[name].dropna()
-            text = present[pd.to_numeric(present, errors="coerce").isna()]  # the values that make it text, not numbers
-            raise DataError(
-                f"column '{name}' holds text ({(text if len(text) else present).iloc[:3].tolist()}) but is not in "
-                "data.categorical_columns: add it there or to data.drop_columns"
+def learn_schema(parts: Sequence[Path], data: DataParams, features: FeaturesParams) -> FeatureSchema:
+    """The feature list, kinds and category levels, learned from the training parts: the columns
+    and their dtypes from the first rows (every part has the same schema), the levels, labels and
+    contents from per-part summaries merged exactly (`_Plan.schema`)."""
+    plan = _Plan.of(sample_part(parts), data, features)
+    return plan.schema(summaries(schema_summary, parts, plan, what="featurize: levels"))
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a schema is learned from, decided on the first training rows (derived columns added):
+    the feature columns, their dtypes, and which of them are categorical."""
+
+    names: list[str]
+    dtypes: dict[str, str]
+    categorical: set[str]
+    data: DataParams
+    features: FeaturesParams
+
+    @classmethod
+    def of(cls, sample: pd.DataFrame, data: DataParams, features: FeaturesParams) -> _Plan:
+        table = add_derived(sample, features.derived)
+        names, categorical = _feature_columns(table, data)
+        for name in names:
+            check_feature_name(name)
+        if not names:
+            raise ConfigError(
+                "no feature columns left after removing data.target, data.id_columns, data.time_column and data.drop_columns: "
+                "take a column known at prediction time out of data.drop_columns (or data.id_columns) in params.yaml"
             )
-    contents = column_contents(table, names, categorical) if contents is None else contents
-    dropped = {name: why for name in names if (why := contents[name].useless())}
-    for name, why in dropped.items():
-        log.warning("feature %s dropped: %s", name, why)
-    if len(dropped) == len(names):
-        raise DataError(
-            f"no usable feature: every feature column is empty or constant in the training rows ({', '.join(dropped)}): "
-            "check the source and data.drop_columns"
+        for name in names:
+            if name not in categorical and not pd.api.types.is_numeric_dtype(table[name]):
+                present = table[name].dropna()
+                text = present[pd.to_numeric(present, errors="coerce").isna()]  # the values that make it text, not numbers
+                raise DataError(
+                    f"column '{name}' holds text ({(text if len(text) else present).iloc[:3].tolist()}) but is not in "
+                    "data.categorical_columns: add it there or to data.drop_columns"
+                )
+        return cls(names, {name: str(table[name].dtype) for name in names}, categorical, data, features)
+
+    def schema(self, found: list[dict[str, Any]]) -> FeatureSchema:
+        """The schema from every part's summary, merged (in part order).
+
+        A column with no usable value in the training rows, or one value in every row, teaches the
+        model nothing and would only reach drift as a false alarm: it is dropped with a warning and
+        recorded in the schema's `dropped`, so that train, predict and the service agree."""
+        contents = {name: Contents.merge([summary["contents"][name] for summary in found]) for name in self.names}
+        dropped = {name: why for name in self.names if (why := contents[name].useless())}
+        for name, why in dropped.items():
+            log.warning("feature %s dropped: %s", name, why)
+        if len(dropped) == len(self.names):
+            raise DataError(
+                f"no usable feature: every feature column is empty or constant in the training rows ({', '.join(dropped)}): "
+                "check the source and data.drop_columns"
+            )
+        counts = merged_counts([summary["counts"] for summary in found])
+        specs = []
+        for name in (name for name in self.names if name not in dropped):
+            if name in self.categorical:
+                specs.append(FeatureSpec(name, "categorical", self.dtypes[name], _levels(name, counts[name], self.features.max_categories)))
+            else:
+                specs.append(FeatureSpec(name, "numeric", self.dtypes[name]))
+        labels = pd.unique(np.concatenate([summary["labels"] for summary in found])).tolist()
+        positives = label_matches(pd.Series(labels), self.data.positive_label)
+        negative = next(label for label, positive in zip(labels, positives, strict=True) if not positive)
+        positive = next(label for label, positive in zip(labels, positives, strict=True) if positive)
+        return FeatureSchema(
+            target=self.data.target,
+            positive_label=_plain(positive),
+            negative_label=_plain(negative),
+            features=tuple(specs),
+            time_column=self.data.time_column,
+            id_columns=tuple(self.data.id_columns),
+            derived=dict(self.features.derived),
+            dropped=dropped,
         )
-    specs = []
-    for name in (name for name in names if name not in dropped):
-        values = table[name]
-        if name in categorical:
-            counts = level_counts[name] if level_counts is not None else category_counts(table, [name])[name]
-            specs.append(FeatureSpec(name, "categorical", str(values.dtype), _levels(name, counts, features.max_categories)))
-        else:
-            specs.append(FeatureSpec(name, "numeric", str(values.dtype)))
-    labels = train[data.target].dropna().unique().tolist() if labels is None else labels
-    positives = label_matches(pd.Series(labels), data.positive_label)
-    negative = next(label for label, positive in zip(labels, positives, strict=True) if not positive)
-    positive = next(label for label, positive in zip(labels, positives, strict=True) if positive)
-    return FeatureSchema(
-        target=data.target,
-        positive_label=_plain(positive),
-        negative_label=_plain(negative),
-        features=tuple(specs),
-        time_column=data.time_column,
-        id_columns=tuple(data.id_columns),
-        derived=dict(features.derived),
-        dropped=dropped,
-    )
+
+
+def schema_summary(table: pd.DataFrame, index: int, plan: _Plan) -> dict[str, Any]:
+    """One training part's level counts, target labels (in order of appearance) and column contents."""
+    table = add_derived(table, plan.features.derived)
+    return {
+        "counts": category_counts(table, [name for name in plan.names if name in plan.categorical]),
+        "labels": table[plan.data.target].dropna().unique(),
+        "contents": column_contents(table, plan.names, plan.categorical),
+    }
 
 
 @dataclass(frozen=True)
 class Contents:
     """What decides whether a column can teach the model anything: up to two of its distinct usable
-    values (present, and finite for numbers), and whether some row has none. The dask engine merges
-    the contents of the parts (`Contents.merge`)."""
+    values (present, and finite for numbers), and whether some row has none, merged over the
+    training parts (`Contents.merge`)."""
 
     values: tuple = ()
     missing: bool = False
@@ -252,20 +281,16 @@ def feature_table(table: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
     )
 
 
-def featurize_parts(
+def featurize(
     train: Path, test: Path, train_out: Path, test_out: Path, data: DataParams, features: FeaturesParams
 ) -> tuple[FeatureSchema, dict[str, int]]:
-    """`build_schema` from the training parts' merged level counts and target labels (the same
-    schema as the local engine's), then `feature_table` on every part of both sets. Returns the
-    schema and, per categorical feature, the test rows with a level unseen in training."""
-    train_parts, test_parts = part_files(train), part_files(test)
-    sample = sample_part(train_parts)
-    names, categorical = _feature_columns(add_derived(sample, features.derived), data)
-    found = summaries(_level_summary, train_parts, names, categorical, data.target, features, what="featurize: levels")
-    labels = pd.unique(np.concatenate([summary["labels"] for summary in found])).tolist()
-    contents = {name: Contents.merge([summary["contents"][name] for summary in found]) for name in names}
-    counts = merged_counts([summary["counts"] for summary in found])
-    learned = build_schema(sample, data, features, level_counts=counts, labels=labels, contents=contents)
+    """The featurize step, folder of parts in, folders of parts out: the schema learned from the
+    training parts (`learn_schema`), then `feature_table` on every part of both sets, each written
+    under its part's name. Returns the schema and, per categorical feature, the test rows with a
+    level unseen in training."""
+    train_parts, test_parts = written_parts(train, "the training set", "split"), written_parts(test, "the test set", "split")
+    log.info("training set: %s rows in %d parts; test set: %s rows in %d parts", *_size(train_parts), *_size(test_parts))
+    learned = learn_schema(train_parts, data, features)
     with staged(train_out, test_out) as (train_folder, test_folder):
         map_parts(_feature_part, train_parts, [train_folder], learned, what="featurize: training set")
         unseen = map_parts(_feature_part, test_parts, [test_folder], learned, what="featurize: test set")
@@ -276,17 +301,8 @@ def featurize_parts(
     return learned, totals
 
 
-def _level_summary(
-    table: pd.DataFrame, index: int, names: list[str], categorical: set[str], target: str, features: FeaturesParams
-) -> dict[str, Any]:
-    table = add_derived(table, features.derived)
-    return {
-        "counts": category_counts(table, [name for name in names if name in categorical]),
-        "labels": table[target].dropna().unique(),
-        "contents": column_contents(
-            table, [name for name in names if name in categorical or pd.api.types.is_numeric_dtype(table[name])], categorical
-        ),
-    }
+def _size(parts: list[Path]) -> tuple[str, int]:
+    return f"{sum(part_rows(parts)):,}", len(parts)
 
 
 def _feature_part(table: pd.DataFrame, index: int, learned: FeatureSchema):

@@ -5,8 +5,10 @@ Verdicts use Evidently's statistical tests, chosen the way its `DataDriftPreset`
 default tests on large data (normed Wasserstein distance for numeric columns, Jensen-Shannon
 distance for categorical ones) the same statistics are computed exactly from each column's
 value counts, which is what makes a million rows take a second instead of a minute; any other
-test, and small data, go through Evidently's own functions. The HTML reports are drawn apart,
-by `mlpipe.monitor.report`.
+test, and small data, go through Evidently's own functions, on values rebuilt from the counts.
+Counts are also what a table's parts send back and merge exactly (`window_summary`,
+`merged_window`), so a verdict does not depend on how the table is cut. The HTML reports are drawn
+apart, by `mlpipe.monitor.report`.
 
 Two checks keep the verdicts silent when nothing changed (a random split of a static table). A
 distance (Wasserstein, Jensen-Shannon, PSI, ...) is biased upward on small samples and on columns
@@ -104,42 +106,35 @@ DEFAULT_THRESHOLD = 0.1  # of both wasserstein and jensenshannon
 @dataclass(frozen=True)
 class Side:
     """One side of a column's comparison: its rows, how many are infinite, and its usable values
-    (`usable_values`), either as they are (the local engine) or as counts per value, which the
-    dask engine merges exactly from its parts (`Side.merge`)."""
+    (`usable_values`) as counts per value, which merge exactly over a table's parts (`Side.merge`)."""
 
     rows: int
     infinite: int
-    values: pd.Series | None = None
-    counts: pd.Series | None = None
+    counts: pd.Series
 
     @classmethod
     def of(cls, values: pd.Series, kind: str) -> Side:
-        infinite = _count_infinite(values) if kind == NUMERICAL else 0
-        return cls(len(values), infinite, values=usable_values(values, kind))
-
-    @classmethod
-    def counted(cls, values: pd.Series, kind: str) -> Side:
-        side = cls.of(values, kind)
-        return cls(side.rows, side.infinite, counts=side.value_counts())
+        usable = usable_values(values, kind)
+        if kind == NUMERICAL:
+            # One sort gives the distinct numbers in order with their counts, as floats (1 and 1.0
+            # are one value): a million distinct values count several times faster than by hashing.
+            distinct, counts = np.unique(usable.to_numpy(dtype=float), return_counts=True)
+            return cls(len(values), _count_infinite(values), pd.Series(counts, index=distinct))
+        return cls(len(values), 0, usable.value_counts())
 
     @classmethod
     def merge(cls, sides: list[Side]) -> Side:
         from mlpipe.engine.parts import concat_counts
 
-        return cls(
-            sum(side.rows for side in sides), sum(side.infinite for side in sides), counts=concat_counts([side.counts for side in sides])
-        )
+        # A table of one part keeps its counts as they are (`aligned_counts` orders any counts alike).
+        counts = sides[0].counts if len(sides) == 1 else concat_counts([side.counts for side in sides])
+        return cls(sum(side.rows for side in sides), sum(side.infinite for side in sides), counts)
 
     @property
     def usable(self) -> int:
-        return len(self.values) if self.values is not None else int(self.counts.sum())
-
-    def value_counts(self) -> pd.Series:
-        return self.counts if self.counts is not None else self.values.value_counts()
+        return int(self.counts.sum())
 
     def as_values(self, name: str) -> pd.Series:
-        if self.values is not None:
-            return self.values
         return pd.Series(np.repeat(self.counts.index.to_numpy(), self.counts.to_numpy()), name=name)
 
 
@@ -174,7 +169,7 @@ def side_drift(
     name: str,
     chance: Chance = Chance(),
 ) -> dict[str, Any]:
-    """Evidently's stat test for one column, from both sides' values or counts.
+    """Evidently's stat test for one column, from both sides' value counts.
 
     A test that cannot run because of the current rows (no usable value, infinite values the
     reference never had) or gives no finite score is a finding: the column counts as drifted and
@@ -189,14 +184,7 @@ def side_drift(
     if not current.usable:
         return _finding(kind, "no usable value in the current rows (all missing or not finite)")
     if method is None and reference.usable > LARGE_SAMPLE_ROWS:
-        if kind == NUMERICAL and reference.values is not None and _continuous(reference.values):
-            # Many distinct values: counting them gains nothing, sorting does the job.
-            distance, score = (
-                "wasserstein",
-                sorted_wasserstein(reference.values.to_numpy(dtype=float), current.values.to_numpy(dtype=float)),
-            )
-        else:
-            distance, score = default_distance(reference.value_counts(), current.value_counts(), kind)
+        distance, score = default_distance(reference.counts, current.counts, kind)
         limit = DEFAULT_THRESHOLD if threshold is None else threshold
         verdict = column_verdict(kind, distance, score, limit, score >= limit, DISTANCE)
         statistic = DISTANCES[distance]
@@ -235,10 +223,10 @@ def resampled_scores(reference: Side, current: Side, kind: str, statistic: Stati
 
     A re-split's current counts are a multivariate hypergeometric draw from the pooled counts, so
     each draw costs the number of distinct values (or of rows, when nearly every value is
-    distinct), not a shuffle of the table; both engines pool the same counts in the same order,
-    so they draw the same numbers.
+    distinct), not a shuffle of the table; the pooled counts are sorted by value, so a table cut
+    into any parts draws the same numbers.
     """
-    support, reference_counts, current_counts = aligned_counts(reference.value_counts(), current.value_counts(), kind)
+    support, reference_counts, current_counts = aligned_counts(reference.counts, current.counts, kind)
     pooled = reference_counts + current_counts
     rows = int(current_counts.sum())
     rng = np.random.default_rng([chance.seed, zlib.crc32(name.encode("utf-8", "surrogatepass"))])
@@ -314,12 +302,6 @@ def _finding(kind: str, reason: str, method: str | None = None, drifted: bool = 
     return {"kind": kind, "method": method, "score": None, "threshold": None, "drifted": drifted, "finding": reason}
 
 
-def _continuous(values: pd.Series) -> bool:
-    """More than 1,000 distinct values among the first 10,000: certainly more than five, and
-    too many for value counts to be cheaper than sorting."""
-    return values.iloc[:10_000].nunique() > 1000
-
-
 def category_values(values: pd.Series) -> pd.Series:
     """Categories as text, each distinct value converted once (fast on millions of rows), in an
     object column: `astype(str)` on a categorical builds a fixed-width array of rows x the longest
@@ -344,8 +326,14 @@ def aligned_counts(reference_counts: pd.Series, current_counts: pd.Series, kind:
     """Both sides' counts over their pooled distinct values, sorted (numbers as floats, so that
     1 and 1.0 are one value)."""
     if kind == NUMERICAL:
-        reference_counts = reference_counts.groupby(reference_counts.index.astype(float)).sum()
-        current_counts = current_counts.groupby(current_counts.index.astype(float)).sum()
+        # In numpy, without hashing: a continuous column has about as many distinct values as rows.
+        (reference_values, reference), (current_values, current) = _float_counts(reference_counts), _float_counts(current_counts)
+        values = np.concatenate([reference_values, current_values])
+        order = np.argsort(values, kind="stable")  # two sorted runs: merged in linear time
+        values = values[order]
+        starts = np.flatnonzero(np.diff(values, prepend=-np.inf) > 0)  # where each distinct value begins
+        spread = (np.concatenate([reference, np.zeros_like(current)])[order], np.concatenate([np.zeros_like(reference), current])[order])
+        return values[starts], *(np.add.reduceat(counts, starts) if len(starts) else counts for counts in spread)
     support = reference_counts.index.union(current_counts.index).sort_values()
     return (
         support.to_numpy(),
@@ -354,29 +342,19 @@ def aligned_counts(reference_counts: pd.Series, current_counts: pd.Series, kind:
     )
 
 
+def _float_counts(counts: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Counts per number as (distinct values as floats, sorted; their counts)."""
+    values, numbers = counts.index.to_numpy(dtype=float), counts.to_numpy(dtype=np.int64)
+    if len(values) > 1 and not (np.diff(values) > 0).all():  # not yet sorted and distinct
+        values, inverse = np.unique(values, return_inverse=True)
+        numbers = np.bincount(inverse, weights=numbers, minlength=len(values)).astype(np.int64)
+    return values, numbers
+
+
 def _jensenshannon(support: np.ndarray, reference: np.ndarray, current: np.ndarray) -> float:
     from scipy.spatial import distance
 
     return float(distance.jensenshannon(reference / reference.sum(), current / current.sum()))
-
-
-def sorted_wasserstein(reference: np.ndarray, current: np.ndarray) -> float:
-    """W1 between two samples, normed by max(std(reference), 0.001), as Evidently defines it.
-
-    scipy's `wasserstein_distance` integrates |F - G| over the merged sorted values; so does
-    this, but it sorts each side once and merges the two sorted runs with a stable argsort
-    (linear for two runs), then reads both CDFs off running counts: about twice as fast on a
-    million rows. Between tied values the step width is zero, so ties need no special care.
-    """
-    u, v = np.sort(reference), np.sort(current)
-    merged = np.concatenate([u, v])
-    order = np.argsort(merged, kind="stable")
-    from_u = order < len(u)
-    values = merged[order]
-    u_cdf = np.cumsum(from_u)[:-1] / len(u)
-    v_cdf = np.cumsum(~from_u)[:-1] / len(v)
-    distance_w1 = float(np.sum(np.abs(u_cdf - v_cdf) * np.diff(values)))
-    return distance_w1 / max(float(np.std(reference)), 0.001)
 
 
 def _normed_wasserstein(support: np.ndarray, reference: np.ndarray, current: np.ndarray) -> float:
@@ -394,16 +372,39 @@ DISTANCES: dict[str, Statistic] = {"wasserstein": _normed_wasserstein, "jensensh
 
 
 def window_drift(reference: pd.DataFrame, current: pd.DataFrame, columns: MonitoredColumns, params: DriftParams) -> dict[str, Any]:
+    """The verdicts on two tables: the one-part case of the drift stage's (`window_summary` of each
+    side's one part, `merged_window`, `window_verdicts`)."""
+    reference_side, current_side = (merged_window([window_summary(table, columns)], columns) for table in (reference, current))
+    return window_verdicts(reference_side, current_side, columns, params)
+
+
+def window_summary(rows: pd.DataFrame, columns: MonitoredColumns) -> dict[str, Any]:
+    """What one part's rows of a window (or of the reference) bring to the verdicts: their number,
+    each monitored column's `Side`, and the labels and probabilities of the labelled rows."""
+    return {
+        "rows": len(rows),
+        "sides": {name: Side.of(rows[name], column_kind(name, columns)) for name in columns.all},
+        "labels": window_labels(rows, columns),
+    }
+
+
+def merged_window(parts: list[dict[str, Any]], columns: MonitoredColumns) -> dict[str, Any]:
+    """The `window_summary` of every part of a window, in part order, as one."""
+    labels = None
+    if columns.target:
+        labels = tuple(np.concatenate([part["labels"][k] for part in parts]) for k in (0, 1))
+    return {
+        "rows": sum(part["rows"] for part in parts),
+        "sides": {name: Side.merge([part["sides"][name] for part in parts]) for name in columns.all},
+        "labels": labels,
+    }
+
+
+def window_verdicts(reference: dict[str, Any], current: dict[str, Any], columns: MonitoredColumns, params: DriftParams) -> dict[str, Any]:
     """Per-column verdicts, the dataset verdict over features, prediction and target drift, and
-    ROC-AUC when the window is labelled."""
-    labels = window_labels(current, columns)
-    # Sides one column at a time (a column's values are dropped once judged): the cores are shared
-    # with the report workers, the drift stage's critical path.
-    sides = (
-        (name, (Side.of(reference[name], column_kind(name, columns)), Side.of(current[name], column_kind(name, columns))))
-        for name in columns.all
-    )
-    return drift_result(sides, len(current), labels, columns, params)
+    ROC-AUC when the window is labelled, from both sides' merged summaries."""
+    sides = ((name, (reference["sides"][name], current["sides"][name])) for name in columns.all)
+    return drift_result(sides, current["rows"], current["labels"], columns, params)
 
 
 def window_labels(rows: pd.DataFrame, columns: MonitoredColumns) -> tuple[np.ndarray, np.ndarray] | None:

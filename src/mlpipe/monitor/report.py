@@ -1,10 +1,11 @@
 """Evidently's HTML drift reports, drawn in worker processes while the verdicts are computed.
 
-`monitor` is what the drift stage runs: the verdicts of every window (`mlpipe.monitor.drift`, on every
-row) and, at the same time, one report per window, drawn by Evidently's `DataDriftPreset` on a
-seeded sample in a pool of workers forked once Evidently is imported (`report_workers`). The report page is Evidently's own
-template with the data escaped for a `<script>` block (`standalone_html`): Evidently 0.7 writes
-it raw, so a category value could run script in the browser of whoever opens the report.
+`monitor` is the drift stage's step: the verdicts of every window (`mlpipe.monitor.drift`, on every
+row, from per-part summaries) and, at the same time, one report per window, drawn by Evidently's
+`DataDriftPreset` on a seeded sample in a pool of workers forked once Evidently is imported
+(`report_workers`). The report page is Evidently's own template with the data escaped for a
+`<script>` block (`standalone_html`): Evidently 0.7 writes it raw, so a category value could run
+script in the browser of whoever opens the report.
 """
 
 from __future__ import annotations
@@ -32,16 +33,14 @@ from mlpipe.config import DriftParams
 from mlpipe.data.schema import FeatureSchema
 from mlpipe.monitor.drift import (
     MonitoredColumns,
-    Side,
     category_values,
     check_current,
-    column_kind,
-    drift_result,
     import_evidently,
+    merged_window,
     monitored_columns,
-    window_drift,
-    window_labels,
     window_rows,
+    window_summary,
+    window_verdicts,
 )
 
 log = logging.getLogger(__name__)
@@ -272,46 +271,6 @@ def stable_ids(html: str) -> str:
 
 
 def monitor(
-    reference: pd.DataFrame,
-    current: pd.DataFrame,
-    schema: FeatureSchema,
-    params: DriftParams,
-    reporter: Executor | None,
-    on_window=lambda name, result: None,
-) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
-    """Verdicts for every window in `params.windows` that selects current rows, and an HTML
-    report for those of them in `params.reported`.
-
-    The reports are drawn by `reporter` (see `report_workers`; None when no report is wanted)
-    from samples, while the verdicts are computed here on every row. `on_window` is called with
-    each window's verdicts as they are ready (for progress logging).
-    """
-    columns = monitored_columns(schema, current)
-    check_current(current, reference, columns)
-    selected = {name: window_rows(current, schema.time_column, name, window) for name, window in params.windows.items()}
-    # New batches decide which periods the current data covers, so an empty window is not an
-    # error the user could have seen coming: it is left out, and `empty_windows` says so.
-    selected = {name: rows for name, rows in selected.items() if not rows.empty}
-    reference_sample = report_sample(reference, columns, params)
-
-    def submit(name: str, verdicts: dict[str, Any] | None = None):
-        drawn = report_columns(columns, params, verdicts)
-        return reporter.submit(report_html, reference_sample, report_sample(selected[name], drawn, params), drawn, params)
-
-    # A report on every column is drawn while the verdicts are computed; one on some of them
-    # (`report_columns`) waits for its window's verdicts, which choose them.
-    wide = len(columns.features) > params.report_max_columns
-    pending = {name: submit(name) for name in selected if name in params.reported and not wide}
-    windows = {}
-    for name, rows in selected.items():
-        windows[name] = window_drift(reference, rows, columns, params)
-        on_window(name, windows[name])
-        if name in params.reported and wide:
-            pending[name] = submit(name, windows[name])
-    return windows, {name: future.result() for name, future in pending.items()}
-
-
-def monitor_parts(
     reference: Path,
     current: Path,
     schema: FeatureSchema,
@@ -319,18 +278,24 @@ def monitor_parts(
     reporter: Executor | None,
     on_window=lambda name, result: None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
-    """`monitor` with the dask engine, on folders of parts, without gathering either table.
+    """The drift step on the scored reference and current tables (folders of parts): verdicts for
+    every window in `params.windows` that selects current rows, and an HTML report for those of
+    them in `params.reported`, without gathering either table.
 
-    Each part sends back, per window and monitored column, the counts of its usable values (the
-    statistics of the default tests come from counts exactly; another test gets the values
-    rebuilt from them), its labels and probabilities (for ROC-AUC), and a seeded candidate sample:
-    every row gets a random key seeded by drift.seed and the part's number, and a report is drawn
-    from the rows with the `drift.report_sample_size` smallest keys over all parts, a uniform sample
-    (not the local engine's: verdicts are identical, report pages are not).
+    Each part sends back, per window, the `window_summary` of its rows (each monitored column's
+    value counts, from which the default tests' statistics come exactly, and the labels and
+    probabilities for ROC-AUC) and a seeded candidate sample: every row gets a random key seeded by
+    drift.seed and the part's number, and a window's report is drawn from the rows with the
+    `drift.report_sample_size` smallest keys over all parts, a uniform sample of the window. The
+    reports are drawn by `reporter` (see `report_workers`; None when no report is wanted) while
+    the verdicts are computed here. `on_window` is called with each window's verdicts as they are
+    ready (for progress logging).
     """
-    from mlpipe.engine.parts import part_files, sample_part, summaries
+    from mlpipe.engine.parts import sample_part, summaries, written_parts
 
-    reference_parts, current_parts = part_files(reference), part_files(current)
+    reference_parts = written_parts(reference, "the scored reference rows", "predict")
+    current_parts = written_parts(current, "the scored current rows", "predict")
+    log.info("reference: %s rows in %d parts; current: %s rows in %d parts", *_size(reference_parts), *_size(current_parts))
     reference_head, current_head = sample_part(reference_parts), sample_part(current_parts)
     labelled = (
         schema.target in current_head.columns and sum(summaries(_labelled_rows, current_parts, schema.target, what="drift: labels")) > 0
@@ -343,25 +308,32 @@ def monitor_parts(
         _window_summary, current_parts, params.windows, schema.time_column, columns, size, seed, what="drift: current"
     )
     reference_side = _merged(reference_found, "reference", columns, size)
-    # New batches decide which periods the current data covers: an empty window is left out (`empty_windows`).
+    # New batches decide which periods the current data covers, so an empty window is not an
+    # error the user could have seen coming: it is left out, and `empty_windows` says so.
     selected = {name: _merged(current_found, name, columns, size) for name in params.windows}
     selected = {name: window for name, window in selected.items() if window["rows"]}
 
     def submit(name: str, verdicts: dict[str, Any] | None = None):
-        return reporter.submit(
-            report_html, reference_side["sample"], selected[name]["sample"], report_columns(columns, params, verdicts), params
-        )
+        drawn = report_columns(columns, params, verdicts)  # only its columns travel to the report worker
+        return reporter.submit(report_html, reference_side["sample"][drawn.all], selected[name]["sample"][drawn.all], drawn, params)
 
-    wide = len(columns.features) > params.report_max_columns  # as in `monitor`
+    # A report on every column is drawn while the verdicts are computed; one on some of them
+    # (`report_columns`) waits for its window's verdicts, which choose them.
+    wide = len(columns.features) > params.report_max_columns
     pending = {name: submit(name) for name in selected if name in params.reported and not wide}
     windows = {}
     for name, window in selected.items():
-        pairs = ((column, (reference_side["sides"][column], window["sides"][column])) for column in columns.all)
-        windows[name] = drift_result(pairs, window["rows"], window["labels"], columns, params)
+        windows[name] = window_verdicts(reference_side, window, columns, params)
         on_window(name, windows[name])
         if name in params.reported and wide:
             pending[name] = submit(name, windows[name])
     return windows, {name: future.result() for name, future in pending.items()}
+
+
+def _size(parts: list[Path]) -> tuple[str, int]:
+    from mlpipe.engine.parts import part_rows
+
+    return f"{sum(part_rows(parts)):,}", len(parts)
 
 
 def _labelled_rows(table: pd.DataFrame, index: int, target: str) -> int:
@@ -374,26 +346,13 @@ def _window_summary(table: pd.DataFrame, index: int, windows, time_column, colum
         rows = table if window is None else window_rows(table, time_column, name, window)
         keys = np.random.default_rng([seed, index]).random(len(rows))
         candidates = np.sort(np.argsort(keys, kind="stable")[:size])
-        found[name] = {
-            "rows": len(rows),
-            "sides": {column: Side.counted(rows[column], column_kind(column, columns)) for column in columns.all},
-            "labels": window_labels(rows, columns),
-            "sample": rows[columns.all].iloc[candidates].assign(_key=keys[candidates]),
-        }
+        found[name] = {**window_summary(rows, columns), "sample": rows[columns.all].iloc[candidates].assign(_key=keys[candidates])}
     return found
 
 
 def _merged(found: list[dict], name: str, columns: MonitoredColumns, size: int) -> dict:
-    """One window's summaries from every part, merged: rows, sides, labels and the sample."""
+    """One window's summaries from every part, merged (`merged_window`), with its report sample."""
     parts = [summary[name] for summary in found]
-    labels = None
-    if columns.target:
-        labels = tuple(np.concatenate([part["labels"][k] for part in parts]) for k in (0, 1))
     candidates = pd.concat([part["sample"] for part in parts], ignore_index=True)
     chosen = np.sort(np.argsort(candidates["_key"].to_numpy(), kind="stable")[:size])  # table order kept
-    return {
-        "rows": sum(part["rows"] for part in parts),
-        "sides": {column: Side.merge([part["sides"][column] for part in parts]) for column in columns.all},
-        "labels": labels,
-        "sample": candidates.iloc[chosen].drop(columns="_key").reset_index(drop=True),
-    }
+    return {**merged_window(parts, columns), "sample": candidates.iloc[chosen].drop(columns="_key").reset_index(drop=True)}
