@@ -220,8 +220,8 @@ def _curve_pieces(y, proba, above: tuple[int, int], totals: tuple[int, int], cur
     best_here = 0.0
     if positives:
         recall = tp_counts / positives
-        with np.errstate(invalid="ignore", divide="ignore"):
-            precision = np.where(tp_counts + fp_counts > 0, tp_counts / np.maximum(tp_counts + fp_counts, 1), 1.0)
+        # The top range starts at the origin, which the curve counts as (recall 0, precision 1).
+        precision = np.where(tp_counts + fp_counts > 0, tp_counts / np.maximum(tp_counts + fp_counts, 1), 1.0)
         best = np.maximum.accumulate(precision[::-1])[::-1]  # the best precision at this recall or beyond, here
         distinct, first = np.unique(recall, return_index=True)
         values = best[first]
