@@ -304,8 +304,6 @@ def test_two_parquet_batches_whose_column_types_differ_are_scored_with_it_as_tex
     rows.head(20).assign(id=lambda table: "A-" + table["id"].astype(str)).to_parquet(repo.path / "batches" / "a.parquet")
     rows.tail(20).to_parquet(repo.path / "batches" / "b.parquet")
     repo.set_params(monitor={"current_source": "batches"}, compute={"engine": engine, "workers": 1})
-    for output in ("out-reference", "out-current", "quarantine"):
-        repo.path_of("predict", output).unlink()  # as dvc repro does before it runs a stage: dask writes folders
     done = repo.stage("predict")
     assert done.returncode == 0, done.stderr
     (warning,) = [line for line in (done.stdout + done.stderr).splitlines() if "disagree" in line]
