@@ -177,6 +177,28 @@ def test_evaluate_on_the_cluster_scores_and_ranks_on_the_workers_and_writes_the_
     assert list((tmp_path / "there").iterdir()) == []  # the scratch scores are gone
 
 
+def test_train_and_evaluate_on_the_cluster_take_parts_named_relative_to_the_stage(features, cluster, tmp_path, monkeypatch):
+    """A worker's working directory is its own (here: where the cluster started), so the parts
+    and the scores go to the workers as absolute paths: `dvc repro` names them relative."""
+    from mlpipe.model import evaluation
+
+    for name in ("train", "test"):
+        (tmp_path / name).mkdir()
+    for index, part in enumerate(features["parts"][:2]):
+        (tmp_path / "train" / f"part-{index:05d}.parquet").write_bytes(Path(part).read_bytes())
+    test_inputs, test_target = features["test"]
+    test_inputs.assign(**{features["target"]: test_target, "year": 2016}).to_parquet(tmp_path / "test" / "part-00000.parquet", index=False)
+    monkeypatch.chdir(tmp_path)
+    params = features["params"]
+    trained = training.train(
+        part_files(Path("train")), features["names"], features["target"], params.train.model_copy(update={"n_estimators": 20})
+    )
+    report, _ = evaluation.evaluate(
+        part_files(Path("test")), model_to_text(trained.booster), features["schema"], params.evaluate, Path("metrics")
+    )
+    assert trained.summary["engine"] == "dask" and report["test"]["rows"] == len(test_target)
+
+
 @pytest.mark.parametrize("victim", [0, 1])  # rank 0 (whose booster lightgbm.dask returns) and rank 1
 def test_a_worker_killed_during_training_is_replaced_and_training_gives_the_clean_runs_model(features, victim, caplog):
     """The fit that lost a worker is run again on fresh worker processes: the surviving worker's

@@ -60,7 +60,7 @@ def run(
         tuning_summary, tuning_history = result.summary(tune), result.history()
 
     log.info("training on %d part(s) of %s", len(parts), features)
-    trained = train([str(part) for part in parts], learned.feature_names, learned.target, train_params)
+    trained = train(parts, learned.feature_names, learned.target, train_params)
     warning = leak_warning(trained.summary, train_params)
     if warning:
         log.warning(warning)

@@ -357,7 +357,8 @@ def evaluate(
     workers see), removed on the way out."""
     with _scratch(scratch_in) as scratch:
         files = [str(scratch / f"scores-{index:05d}.parquet") for index in range(len(parts))]
-        calls = [(str(part), model_text, schema, params, file) for part, file in zip(parts, files, strict=True)]
+        # Absolute paths: a worker's working directory is its own.
+        calls = [(str(Path(part).absolute()), model_text, schema, params, file) for part, file in zip(parts, files, strict=True)]
         summaries = run_in_order(score_part, calls, "evaluate: scores")
         merged = summaries[0]
         for summary in summaries[1:]:

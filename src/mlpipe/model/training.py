@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -175,11 +176,13 @@ def train_model(features: pd.DataFrame, target: pd.Series, params: TrainParams) 
     return train(table_parts=[table], features=names, target=LABEL, params=params)
 
 
-def train(table_parts: Sequence[Part], features: list[str], target: str, params: TrainParams) -> TrainedModel:
+def train(table_parts: Sequence[Part | Path], features: list[str], target: str, params: TrainParams) -> TrainedModel:
     """Fit LightGBM on the parts (paths, in row order); with a validation slice, early-stop on it
     and optionally refit on all rows with the chosen number of trees, so the validation slice
     chooses the model size without costing the final model any data."""
-    executor, parts = current(), list(table_parts)
+    # Absolute paths: a worker's working directory is its own (docs/scaling.md: the repository is
+    # at the same path on every machine).
+    executor, parts = current(), [part if isinstance(part, pd.DataFrame) else str(Path(part).absolute()) for part in table_parts]
     rows = Rows(features, target, params)
     counts = run_in_order(part_counts, [(part, index, rows) for index, part in enumerate(parts)], "train: counts")
     total, fit_rows = check_counts(counts, params)
