@@ -577,7 +577,7 @@ def split_sets_and_batches(folder: Path) -> None:
     current.iloc[800:].drop(columns="employed").assign(note="n/a").to_parquet(folder / "batches" / "sub" / "b.parquet", index=False)
 
 
-def test_featurize_predict_and_drift_write_the_same_bytes_in_process_and_on_one_or_two_workers(cluster, tmp_path):
+def test_featurize_predict_and_drift_write_the_same_bytes_in_process_and_on_one_or_two_workers(cluster, tmp_path, caplog):
     """Switching the engine or the worker count reruns no data stage: featurize, predict and drift
     write the same files, to the byte (the HTML report included), and return the same schema,
     data-quality report and verdicts, in this process and on clusters of one and two workers."""
@@ -617,6 +617,15 @@ def test_featurize_predict_and_drift_write_the_same_bytes_in_process_and_on_one_
         2,
     )
     assert quarantine["note"].tolist() == ["1", "n/a"] and sorted(current["batch"].unique()) == ["a.csv", "sub/b.parquet"]
+    warnings = [record.getMessage() for record in caplog.records if "disagree" in record.getMessage()]
+    batches = tmp_path / "in" / "batches"
+    assert (
+        warnings
+        == [
+            f"the batches disagree on the type of 'note' (numbers in '{batches / 'a.csv'}', text in '{batches / 'sub' / 'b.parquet'}'): read as text"
+        ]
+        * 3
+    )
     assert current["employed"].notna().tolist() == [True] * 799 + [False] * 699  # the batch without the label: missing
     assert len([name for name in files if name.startswith("ftrain/")]) == 2 and set(windows) == {"2016", "2017", "2018", "all"}
 

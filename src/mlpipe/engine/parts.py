@@ -103,6 +103,7 @@ def map_parts(
     chunk_rows: int | None = None,
     check: Callable[[list[Any]], None] = lambda summaries: None,
     mixed_as_text: bool = False,
+    origins: Sequence[str] | None = None,
     what: str = "parts",
 ) -> list[Any]:
     """Run `task(part table, part index, *args, *per_part[index]) -> (output tables, summary)` on
@@ -113,7 +114,8 @@ def map_parts(
     in part order. `check(summaries)` runs next (a whole-table rule that may still fail the stage),
     then each output folder's parts are given one schema (`unify_parts`; with `mixed_as_text`, a
     column that is text in some parts and not in others becomes text, as `concat_batches` reads
-    files that disagree). Logs progress as the parts finish. A task's `PipelineError` is passed on.
+    files that disagree; its warning names each part by `origins[index]`, such as its source file,
+    when given). Logs progress as the parts finish. A task's `PipelineError` is passed on.
     `read` reads a part (default: a part an earlier stage wrote, corrupt or truncated -> `ArtifactError`).
     """
     # Absolute paths: a worker's working directory is its own, not the stage's (on a real
@@ -148,7 +150,12 @@ def map_parts(
         if not any(rows for _, rows, _ in written):
             # No part had rows: one empty part keeps the columns, so that the folder reads as a table.
             pq.write_table(written[0][2].empty_table(), Path(folder) / written[0][0], compression="snappy")
-        unify_parts(folder, {Path(folder) / name: schema for name, rows, schema in written if rows}, mixed_as_text)
+        named = (
+            {Path(folder) / name: origins[index] for index, (pieces, _) in enumerate(ordered) for name, _, _ in pieces[position]}
+            if origins
+            else {}
+        )
+        unify_parts(folder, {Path(folder) / name: schema for name, rows, schema in written if rows}, mixed_as_text, named)
     return [summary for _, (summary, _seconds) in ordered]
 
 
@@ -178,7 +185,7 @@ def _run_part(task, read, part: str, index: int, outputs: list[str], args: tuple
     return written, (summary, time.perf_counter() - started)
 
 
-def unify_parts(folder: Path, schemas: dict[Path, pa.Schema], mixed_as_text: bool = False) -> None:
+def unify_parts(folder: Path, schemas: dict[Path, pa.Schema], mixed_as_text: bool = False, named: dict[Path, str] | None = None) -> None:
     """Give every part of `folder` ({part's path: its schema}) the same schema, so that the folder
     reads as one table.
 
@@ -186,12 +193,12 @@ def unify_parts(folder: Path, schemas: dict[Path, pa.Schema], mixed_as_text: boo
     another's has missing values (float), or when one lacks a column (a batch without the label):
     those parts are rewritten cast to the common schema, a lacking column as missing values.
     Types that do not cast (text in one part, numbers in another) are one line naming the column,
-    or, with `mixed_as_text`, text in every part.
+    or, with `mixed_as_text`, text in every part (the warning names a part as `named` does, or by its name).
     """
     if len({schema.remove_metadata() for schema in schemas.values()}) <= 1:
         return
     if mixed_as_text:
-        schemas = _mixed_columns_as_text(schemas)
+        schemas = _mixed_columns_as_text(schemas, named or {})
     try:  # the first part's pandas metadata is kept: it describes the table
         common = pa.unify_schemas(list(schemas.values()), promote_options="permissive")
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
@@ -211,7 +218,7 @@ def unify_parts(folder: Path, schemas: dict[Path, pa.Schema], mixed_as_text: boo
             pq.write_table(table, part, compression="snappy")
 
 
-def _mixed_columns_as_text(schemas: dict[Path, pa.Schema]) -> dict[Path, pa.Schema]:
+def _mixed_columns_as_text(schemas: dict[Path, pa.Schema], named: dict[Path, str]) -> dict[Path, pa.Schema]:
     """The parts with each column that is text in some and numbers, booleans or dates in others
     rewritten as text (`mlpipe.data.sources.concat_batches`' rule, one warning); their new schemas."""
     from mlpipe.data.schema import category_texts, mixed_types_warning
@@ -220,7 +227,7 @@ def _mixed_columns_as_text(schemas: dict[Path, pa.Schema]) -> dict[Path, pa.Sche
     for part, schema in schemas.items():
         for field in schema:
             if not pa.types.is_null(field.type):  # an empty column takes any type
-                kinds.setdefault(field.name, {}).setdefault(_kind(field.type), part.name)
+                kinds.setdefault(field.name, {}).setdefault(_kind(field.type), named.get(part, part.name))
     mixed = {column: found for column, found in kinds.items() if len(found) > 1}
     if not mixed:
         return schemas

@@ -146,6 +146,7 @@ def predict(
             read=read,
             chunk_rows=data.partition_rows,  # part names that are the same for any source file names
             mixed_as_text=True,
+            origins=[str(file) for file in files],  # the warning names the batch files
             what="predict: current",
         )
         quality = merged_report([report for report, _ in found])
