@@ -26,7 +26,6 @@ import pytest
 import yaml
 
 from mlpipe.tools.workspace import snapshot_repository, stages_run
-from warm_python import WarmPython
 
 # One test worker per core: OpenMP threads (LightGBM's) that spin while they wait would burn the
 # other worker's time. Passive waiting changes no result (docs/experiments.md). Set before any
@@ -65,26 +64,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     )
 
 
-_warm: list[WarmPython] = []
+# The venv the tests run in: its `python`, `dvc` and `mlpipe` are the ones commands find first on PATH.
+VENV = Path(sys.prefix)
 
 
-def warm_python() -> WarmPython:
-    """This test process's warm interpreter (tests/warm_python.py), started on first use."""
-    if not _warm:
-        import tempfile
-
-        _warm.append(WarmPython(Path(tempfile.mkdtemp(prefix="warm-python-"))))
-    return _warm[0]
-
-
-def pytest_sessionfinish(session) -> None:
-    for warm in _warm:
-        warm.close()
-
-
-def tool_env(warm: bool = True) -> dict[str, str]:
-    """The environment commands need: `python` first on PATH (the warm interpreter's shim unless
-    `warm` is false, then this venv's), a git identity, no telemetry."""
+def tool_env() -> dict[str, str]:
+    """The environment commands need: this venv's `bin` first on PATH (as the Makefile puts it), a
+    git identity, no telemetry."""
     env = dict(os.environ)
     # A user's Python caches compiled modules: each copy's stage processes then compile the
     # project's library once, not in every process (set on some machines, this cost the suite
@@ -94,10 +80,7 @@ def tool_env(warm: bool = True) -> dict[str, str]:
     # one (its messages say `make:`, not `make[1]:`; no flags inherited from the outer make).
     for name in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES"):
         env.pop(name, None)
-    first = [str(warm_python().bin)] if warm else []
-    env["PATH"] = os.pathsep.join([*first, str(Path(sys.executable).parent), env.get("PATH", "")])
-    if not warm:
-        env["WARM_PYTHON"] = "0"  # nor does anything started below this run
+    env["PATH"] = os.pathsep.join([str(VENV / "bin"), env.get("PATH", "")])
     env.update(
         DVC_NO_ANALYTICS="1",
         GIT_AUTHOR_NAME="pipeline tests",
@@ -133,28 +116,23 @@ class Repo:
         shutil.copytree(self.path, destination, symlinks=True)
         return Repo(destination)
 
-    def run(self, *args: str, check: bool = True, warm: bool = True) -> Run:
+    def run(self, *args: str, check: bool = True) -> Run:
         # PYTHONPATH makes the stages import this copy's library, not the one installed from the checkout.
-        env = {**tool_env(warm), "PYTHONPATH": str(self.path / "src")}
+        env = {**tool_env(), "PYTHONPATH": str(self.path / "src")}
         done = subprocess.run(args, cwd=self.path, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
         result = Run(done.returncode, done.stdout, done.stderr)
         if check and done.returncode != 0:
             raise AssertionError(f"{' '.join(args)} exited {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}")
         return result
 
-    def dvc(self, *args: str, check: bool = True, warm: bool = True) -> Run:
+    def dvc(self, *args: str, check: bool = True) -> Run:
         """`python -m dvc ...`: the `python` first on the command's PATH (see `tool_env`)."""
-        return self.run("python", "-m", "dvc", *args, check=check, warm=warm)
+        return self.run("python", "-m", "dvc", *args, check=check)
 
     def make(self, target: str, *variables: str, check: bool = True) -> Run:
-        """`make <target>` as a user runs it, with the warm interpreter's folder as its venv (never
-        rebuilt: its stamp is marked old-but-fine)."""
-        venv = warm_python().folder
-        mlpipe = venv / "bin" / "mlpipe"
-        if not mlpipe.exists():  # what pip makes of pyproject.toml's [project.scripts] in a real venv
-            mlpipe.write_text(f'#!/bin/sh\nexec "{venv / "bin" / "python"}" -m mlpipe.tools.command "$@"\n')
-            mlpipe.chmod(0o755)
-        return self.run("make", "-o", str(venv / ".installed-from-requirements"), target, *variables, f"VENV={venv}", check=check)
+        """`make <target>` as a user runs it, with this test run's venv as its `VENV`, never rebuilt:
+        `-o` takes its stamp as up to date (a copy's requirements files are newer than the venv)."""
+        return self.run("make", "-o", str(VENV / ".installed-from-requirements"), target, *variables, f"VENV={VENV}", check=check)
 
     def command(self, stage: str) -> list[str]:
         """The stage's arguments as dvc.yaml gives them (after `python src/stages/<stage>.py`)."""

@@ -64,7 +64,7 @@ def real_cluster(repo: Repo, tmp_path: Path) -> Iterator[str]:
     PYTHONPATH, what `pip install -e .` gives a user's workers)."""
     from distributed import Client
 
-    env = {**tool_env(warm=False), "PYTHONPATH": str(repo.path / "src")}
+    env = {**tool_env(), "PYTHONPATH": str(repo.path / "src")}
     scheduler_file = tmp_path / "cluster" / "scheduler.json"
     processes: list[subprocess.Popen] = []
     try:

@@ -16,6 +16,8 @@ import pytest
 import yaml
 
 from conftest import DEFAULT_DATA, ROOT, tool_env
+from mlpipe.errors import EXIT_CORRUPT, EXIT_FINDING, EXIT_OK
+from mlpipe.tools import command
 
 pytestmark = pytest.mark.integration
 
@@ -27,8 +29,7 @@ def cache_files(repo) -> set[Path]:
 def kill_while_writing(repo, watched: Path, timeout: float = 120) -> None:
     """Start `dvc repro`, SIGKILL its whole process group the moment a temporary output file
     appears in `watched` (the stage is then inside its write), and wait for it to die."""
-    # The real interpreter: a warm one's children are not in the killed group (tests/warm_python.py).
-    env = {**tool_env(warm=False), "PYTHONPATH": str(repo.path / "src")}
+    env = {**tool_env(), "PYTHONPATH": str(repo.path / "src")}
     process = subprocess.Popen(
         [sys.executable, "-m", "dvc", "repro"],
         cwd=repo.path,
@@ -93,6 +94,12 @@ def non_utf8_csv(path: Path, sample) -> None:
     path.with_suffix(".csv").write_bytes(text.encode("latin-1"))
 
 
+def point_at_broken_source(repo, sample, fault) -> None:
+    broken = repo.path / "data" / "broken"
+    fault(broken, sample)
+    repo.set_params(data={"source": str(next(broken.parent.glob("broken.*")).relative_to(repo.path))})
+
+
 @pytest.mark.parametrize(
     ("fault", "message"),
     [
@@ -101,17 +108,25 @@ def non_utf8_csv(path: Path, sample) -> None:
         (non_utf8_csv, r"'data/broken.csv' is not UTF-8 text \(line 1, byte 8: 0xc2\): re-save it as UTF-8"),
     ],
 )
-def test_a_broken_source_fails_in_one_line_and_the_next_repro_recovers(repo, sample, fault, message):
+def test_a_broken_source_fails_in_one_line_and_writes_nothing(repo, sample, fault, message):
+    """The stage as DVC runs it (its dvc.yaml arguments), in process: what DVC adds to a failing
+    stage is the same for every cause, and is proven once below."""
+    point_at_broken_source(repo, sample, fault)
+    failed = repo.stage("ingest")
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert len(failed.stderr.splitlines()) == 1 and re.search(rf"^error: ingest: .*{message}", failed.stderr), failed.stderr
+    assert failed.changed == [], f"a failed stage changed {failed.changed}"
+
+
+def test_a_broken_source_under_dvc_repro_stops_there_and_the_next_repro_recovers(repo, sample):
     before, cached_before = outputs_digest(repo), cache_files(repo)
     good_source = repo.params()["data"]["source"]
-    broken = repo.path / "data" / "broken"
-    fault(broken, sample)
-    repo.set_params(data={"source": str(next(broken.parent.glob("broken.*")).relative_to(repo.path))})
+    point_at_broken_source(repo, sample, corrupt_parquet)
 
     failed = repo.dvc("repro", check=False)
     assert failed.returncode != 0
     errors = [line for line in failed.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and errors[0].startswith("error: ingest: ") and re.search(message, errors[0]), failed.stderr
+    assert len(errors) == 1 and errors[0].startswith("error: ingest: cannot read 'data/broken.parquet' as parquet: "), failed.stderr
     assert "Traceback" not in failed.stdout + failed.stderr
     assert failed.stages_run == ["ingest"], "nothing after the failed stage may run"
     assert cached_before <= cache_files(repo), "a failure must never remove anything from the cache"
@@ -249,18 +264,19 @@ def test_a_failing_stage_keeps_its_last_good_outputs_under_make_repro_and_dvc_ch
     assert stage_outputs(plain, "validate") == before
 
 
-def test_a_truncated_drift_verdict_is_refused_in_one_line_and_the_fix_it_names_works(repo):
+def test_a_truncated_drift_verdict_is_refused_in_one_line_and_the_fix_it_names_works(repo, capsys):
     """A truncated metrics/drift.json made `python -m mlpipe.monitor.retrain` print a traceback and exit 1
-    ("retrain"). Now it is exit 3 (through make: 2) and one line whose fix, `dvc repro drift`, works."""
+    ("retrain"). Now it is exit 3 (through make: 2) and one line whose fix, `dvc repro drift`, works.
+    The command runs in process (its own process is tests/test_tools.py's), `make monitor` as a user runs it."""
     verdict = repo.path / "metrics" / "drift.json"
     good = verdict.read_bytes()
     verdict.write_bytes(good[: len(good) // 2])
-    refused = repo.run("python", "-m", "mlpipe.tools.command", "monitor", check=False)
-    assert refused.returncode == 3 and refused.stdout == "", refused.stdout + refused.stderr
-    assert refused.stderr.splitlines() == [refused.stderr.strip()] and "rebuild it with `dvc repro drift`" in refused.stderr
+    assert command.main(["monitor", str(verdict)]) == EXIT_CORRUPT
+    refused = capsys.readouterr()
+    assert refused.out == "" and refused.err.splitlines() == [refused.err.strip()] and "rebuild it with `dvc repro drift`" in refused.err
     through_make = repo.make("monitor", check=False)
     assert through_make.returncode == 2 and "error: monitor: the drift verdict 'metrics/drift.json' is corrupt" in through_make.stderr
 
     assert repo.dvc("repro", "drift").stages_run == ["drift"]
     assert verdict.read_bytes() == good
-    assert repo.run("python", "-m", "mlpipe.tools.command", "monitor", check=False).returncode in (0, 1)  # a verdict again
+    assert command.main(["monitor", str(verdict)]) in (EXIT_OK, EXIT_FINDING)  # a verdict again

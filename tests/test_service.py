@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import Repo, tool_env, unused_port
+from conftest import VENV, Repo, tool_env, unused_port
 
 pytestmark = pytest.mark.integration
 
@@ -31,11 +30,10 @@ class Server:
     def __init__(self, repo: Repo, **env: str):
         self.repo = repo
         self.url = f"http://127.0.0.1:{unused_port()}"
-        venv = Path(sys.executable).parent.parent
         self.process = subprocess.Popen(
-            ["make", "-o", str(venv / ".installed-from-requirements"), "serve", f"PORT={self.url.rsplit(':', 1)[1]}", f"VENV={venv}"],
+            ["make", "-o", str(VENV / ".installed-from-requirements"), "serve", f"PORT={self.url.rsplit(':', 1)[1]}", f"VENV={VENV}"],
             cwd=repo.path,
-            env={**tool_env(warm=False), "PYTHONPATH": str(repo.path / "src"), **env},  # a process group of real processes
+            env={**tool_env(), "PYTHONPATH": str(repo.path / "src"), **env},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -353,9 +351,9 @@ def test_a_half_written_or_spliced_model_never_crashes_a_loader(built_repo_witho
         model.write_text(text)
         started = repo.run(
             "python", "-m", "mlpipe.tools.serve", "--evaluation", "metrics/evaluation.json", "--training-params",
-            "metrics/train/params.yaml", check=False, warm=False,
+            "metrics/train/params.yaml", check=False,
         )  # fmt: skip
-        evaluated = repo.run("python", "src/stages/evaluate.py", *repo.command("evaluate"), check=False, warm=False)
+        evaluated = repo.run("python", "src/stages/evaluate.py", *repo.command("evaluate"), check=False)
         for done in (started, evaluated):
             lines = done.stderr.strip().splitlines()
             assert done.returncode == 3 and len(lines) == 1 and "model 'models/model.txt' is corrupt or truncated" in lines[0], (what, done)
