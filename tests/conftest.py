@@ -151,12 +151,12 @@ class Repo:
 
         In this process, through the harness's `execute`: the stage's logic and its one-line
         errors are what is tested, and a new interpreter per call would cost seconds of imports.
-        The drift stage forks report workers, which a test process with threads must not do, so it
-        runs as its own process.
+        The drift stage forks report workers when it draws HTML reports, which a test process with
+        threads must not do: then it runs as its own process.
         """
         args = args or tuple(self.command(name))
         files = self.files()
-        if name in STAGES_WITH_WORKERS:
+        if name in STAGES_WITH_WORKERS and self.draws_reports(args):
             done = self.run("python", f"src/stages/{name}.py", *args, check=False)
         else:
             from mlpipe.harness import execute
@@ -172,6 +172,14 @@ class Repo:
         after = self.files()
         done.stage, done.changed = name, sorted(path for path in files.keys() | after.keys() if files.get(path) != after.get(path))
         return done
+
+    def draws_reports(self, args: tuple[str, ...]) -> bool:
+        """Whether the params file the stage arguments name (params.yaml unless given) asks for HTML drift reports."""
+        params = self.path / (args[args.index("--params") + 1] if "--params" in args else "params.yaml")
+        try:
+            return (yaml.safe_load(params.read_text()) or {}).get("drift", {}).get("report_windows") != []
+        except (OSError, yaml.YAMLError, AttributeError):  # the stage itself will name what is wrong
+            return True
 
     def files(self) -> dict[str, tuple[int, int]]:
         """Every file of the copy outside .git, .dvc and Python's bytecode caches, with its size and modification time."""
