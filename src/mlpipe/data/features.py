@@ -19,7 +19,7 @@ import pandas as pd
 from mlpipe.config import DataParams, FeaturesParams
 from mlpipe.data.expressions import check_derived
 from mlpipe.data.schema import OTHER_LEVEL, FeatureSchema, FeatureSpec, category_strings, label_matches, to_levels
-from mlpipe.engine.parts import map_parts, merged_counts, part_rows, sample_part, staged, summaries, written_parts
+from mlpipe.engine.parts import describe_parts, map_parts, merged_counts, sample_part, staged, summaries, written_parts
 from mlpipe.errors import ConfigError, DataError, first_line
 
 log = logging.getLogger(__name__)
@@ -289,7 +289,7 @@ def featurize(
     under its part's name. Returns the schema and, per categorical feature, the test rows with a
     level unseen in training."""
     train_parts, test_parts = written_parts(train, "the training set", "split"), written_parts(test, "the test set", "split")
-    log.info("training set: %s rows in %d parts; test set: %s rows in %d parts", *_size(train_parts), *_size(test_parts))
+    log.info("training set: %s; test set: %s", describe_parts(train_parts), describe_parts(test_parts))
     learned = learn_schema(train_parts, data, features)
     with staged(train_out, test_out) as (train_folder, test_folder):
         map_parts(_feature_part, train_parts, [train_folder], learned, what="featurize: training set")
@@ -299,10 +299,6 @@ def featurize(
         for column, rows in counts.items():
             totals[column] = totals.get(column, 0) + rows
     return learned, totals
-
-
-def _size(parts: list[Path]) -> tuple[str, int]:
-    return f"{sum(part_rows(parts)):,}", len(parts)
 
 
 def _feature_part(table: pd.DataFrame, index: int, learned: FeatureSchema):

@@ -71,6 +71,11 @@ def part_rows(parts: Sequence[Path]) -> list[int]:
     return [pq.read_metadata(part).num_rows for part in parts]
 
 
+def describe_parts(parts: Sequence[Path]) -> str:
+    """'1,500 rows in 2 parts', for a stage's log."""
+    return f"{sum(part_rows(parts)):,} rows in {len(parts)} parts"
+
+
 def read_columns(parts: Sequence[Path], columns: list[str]) -> pd.DataFrame:
     """A few columns of every part, in order, as one table (small: a split's target and time)."""
     return pd.concat([pq.read_table(part, columns=columns).to_pandas() for part in parts], ignore_index=True)

@@ -291,11 +291,11 @@ def monitor(
     the verdicts are computed here. `on_window` is called with each window's verdicts as they are
     ready (for progress logging).
     """
-    from mlpipe.engine.parts import sample_part, summaries, written_parts
+    from mlpipe.engine.parts import describe_parts, sample_part, summaries, written_parts
 
     reference_parts = written_parts(reference, "the scored reference rows", "predict")
     current_parts = written_parts(current, "the scored current rows", "predict")
-    log.info("reference: %s rows in %d parts; current: %s rows in %d parts", *_size(reference_parts), *_size(current_parts))
+    log.info("reference: %s; current: %s", describe_parts(reference_parts), describe_parts(current_parts))
     reference_head, current_head = sample_part(reference_parts), sample_part(current_parts)
     labelled = (
         schema.target in current_head.columns and sum(summaries(_labelled_rows, current_parts, schema.target, what="drift: labels")) > 0
@@ -328,12 +328,6 @@ def monitor(
         if name in params.reported and wide:
             pending[name] = submit(name, windows[name])
     return windows, {name: future.result() for name, future in pending.items()}
-
-
-def _size(parts: list[Path]) -> tuple[str, int]:
-    from mlpipe.engine.parts import part_rows
-
-    return f"{sum(part_rows(parts)):,}", len(parts)
 
 
 def _labelled_rows(table: pd.DataFrame, index: int, target: str) -> int:
