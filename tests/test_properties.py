@@ -30,9 +30,9 @@ from mlpipe.data.split import split_table
 from mlpipe.data.validation import validate_rows, validate_table
 from mlpipe.errors import PipelineError
 from mlpipe.model.booster import model_from_text, model_to_text
-from mlpipe.model.training import train_model
 from mlpipe.model.evaluation import evaluate_scores
 from mlpipe.model.scoring import score_table
+from mlpipe.model.training import train_model
 from mlpipe.monitor.drift import monitored_columns, window_drift
 from mlpipe.monitor.retrain import retrain_verdict
 

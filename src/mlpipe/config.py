@@ -142,7 +142,7 @@ class DataParams(Section):
     partition_rows: int = Field(
         1_000_000,
         ge=1000,
-        description="ingest cuts each source file into parts of at most this many rows (data/raw/dataset.parquet/part-NNNNN-NNNN.parquet); every later data stage works part by part, under either engine, so a part is what one process holds at a time",
+        description="ingest cuts each source file into parts of at most this many rows (data/raw/dataset.parquet/part-NNNNN-NNNN.parquet); every later data stage works part by part, under either engine, so a part is what a data step holds in one process at a time (train under the local engine reads every training part; the validation slice is chosen per part, so the layout can change the model)",
     )
 
     @model_validator(mode="after")
@@ -634,17 +634,19 @@ class ServeParams(Section):
 
 
 class ComputeParams(Section):
-    """Where the heavy work runs. With engine dask, the data stages read and write folders of Parquet parts and work part by part on a Dask cluster, train fits LightGBM there (lightgbm.dask) and saves the same kind of text model."""
+    """Where the work runs. Every table is a folder of Parquet parts and every step works part by part under either engine, writing the same bytes; the engine decides only where the parts are processed and where LightGBM trains, so switching it reruns train and what follows only."""
 
     engine: Literal["local", "dask"] = Field(
         "local",
-        description="local: every stage works in its own process, one table at a time; dask: the data stages work part by part and LightGBM trains on a Dask cluster (docs/scaling.md)",
+        description="local: each stage processes the parts one after another in its own process and trains LightGBM there; dask: the parts are processed on a Dask cluster's workers and LightGBM trains there (lightgbm.dask); the data stages' outputs are the same bytes either way (docs/scaling.md)",
     )
     scheduler: str = Field(
         "local",
         description="with engine dask: local starts a cluster of compute.workers processes on this machine for the stage's duration; or the address of a running scheduler, such as tcp://10.0.0.5:8786",
     )
-    workers: int = Field(2, ge=1, description="with scheduler local: worker processes (each data step and train spread the parts over them)")
+    workers: int = Field(
+        2, ge=1, description="with scheduler local: worker processes (each data step and train spread the parts over them)"
+    )
     threads_per_worker: int = Field(1, ge=1, description="with scheduler local: threads per worker process")
     memory_limit: str = Field(
         "4GiB",

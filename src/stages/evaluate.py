@@ -6,7 +6,7 @@ from typing import Annotated
 
 from mlpipe.config import Params
 from mlpipe.data.schema import FeatureSchema
-from mlpipe.engine.parts import part_files
+from mlpipe.engine.parts import parts_checked
 from mlpipe.harness import log_written, run_stage
 from mlpipe.io import read_pipeline_json, read_pipeline_text, write_json
 from mlpipe.model import evaluation, plots
@@ -27,7 +27,7 @@ def run(
     figures_dir: Path,
 ) -> None:
     schema = FeatureSchema.read(model_schema)
-    parts = part_files(features)
+    parts = parts_checked(features, "the test features", "featurize")
     model_text = read_pipeline_text(model, "model", "train")
     booster = model_from_text(model_text, origin=str(model))  # imports LightGBM: after the first line
     log.info("scoring %d part(s) of %s", len(parts), features)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from mlpipe.config import Params, TrainParams
 from mlpipe.data.schema import FeatureSchema
-from mlpipe.engine.parts import part_files
+from mlpipe.engine.parts import parts_checked
 from mlpipe.harness import describe, log_written, run_stage
 from mlpipe.io import read_pipeline_table, write_json, write_text
 from mlpipe.model.booster import lightgbm_params, model_to_text
@@ -28,7 +28,7 @@ def run(
     tuning_plot: Path,
 ) -> None:
     learned = FeatureSchema.read(schema, stage="featurize")
-    parts = part_files(features)
+    parts = parts_checked(features, "the training features", "featurize")
     train_params, tuning_summary, tuning_history = params.train, {"enabled": False}, []
     if params.tune.enabled:
         from mlpipe.model import tuning as search  # Optuna is imported only when tuning is on

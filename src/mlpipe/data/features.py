@@ -19,7 +19,7 @@ import pandas as pd
 from mlpipe.config import DataParams, FeaturesParams
 from mlpipe.data.expressions import check_derived
 from mlpipe.data.schema import OTHER_LEVEL, FeatureSchema, FeatureSpec, category_strings, label_matches, to_levels
-from mlpipe.engine.parts import describe_parts, map_parts, merged_counts, sample_part, staged, summaries, written_parts
+from mlpipe.engine.parts import describe_parts, map_parts, merged_counts, parts_checked, sample_part, staged, summaries
 from mlpipe.errors import ConfigError, DataError, first_line
 
 log = logging.getLogger(__name__)
@@ -288,7 +288,7 @@ def featurize(
     training parts (`learn_schema`), then `feature_table` on every part of both sets, each written
     under its part's name. Returns the schema and, per categorical feature, the test rows with a
     level unseen in training."""
-    train_parts, test_parts = written_parts(train, "the training set", "split"), written_parts(test, "the test set", "split")
+    train_parts, test_parts = parts_checked(train, "the training set", "split"), parts_checked(test, "the test set", "split")
     log.info("training set: %s; test set: %s", describe_parts(train_parts), describe_parts(test_parts))
     learned = learn_schema(train_parts, data, features)
     with staged(train_out, test_out) as (train_folder, test_folder):

@@ -11,7 +11,7 @@ import pandas as pd
 from mlpipe.config import SplitParams
 from mlpipe.data.sampling import stratified_mask
 from mlpipe.data.times import time_values
-from mlpipe.engine.parts import map_parts, offsets, part_rows, read_columns, staged, written_parts
+from mlpipe.engine.parts import map_parts, offsets, part_rows, parts_checked, read_columns, staged
 from mlpipe.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -22,7 +22,7 @@ def split_folder(validated: Path, train: Path, test: Path, settings: SplitParams
     `test`); returns how many of each. `split_masks` decides on the target and time columns alone
     (the random split's mask is drawn on the whole target column, in row order: the same rows for
     any cut into parts), then each part keeps its slice."""
-    parts = written_parts(validated, "the validated table", "validate")
+    parts = parts_checked(validated, "the validated table", "validate")
     columns = read_columns(parts, [target, *([time_column] if time_column and settings.strategy == "time" else [])])
     is_train, is_test = split_masks(columns, settings, time_column, target)
     starts = offsets(part_rows(parts))

@@ -32,13 +32,13 @@ from mlpipe.data.times import time_values
 from mlpipe.engine.parts import (
     map_parts,
     offsets,
+    parts_checked,
     read_columns,
     repeated_positions,
     row_keys,
     sample_part,
     staged,
     summaries,
-    written_parts,
 )
 from mlpipe.errors import DataError
 
@@ -410,7 +410,7 @@ def validate(raw: Path, out: Path, quarantine: Path, data: DataParams, validatio
     Each part is summarised (rows, nulls, target values, a hash of each unique key); the
     whole-table rules are decided on the merged summaries (`TableRules`); then the row rules run
     part by part, with the rows whose key an earlier row already holds, in any part, marked."""
-    parts = written_parts(raw, "the ingested table", "ingest")
+    parts = parts_checked(raw, "the ingested table", "ingest")
     check_columns(sample_part(parts), data, validation)
     rules = TableRules.of(data, validation)
     found = summaries(_table_summary, parts, data.target, rules.unique_keys, what="validate: counts")

@@ -51,7 +51,7 @@ def part_files(path: str | Path) -> list[Path]:
     return parts
 
 
-def written_parts(path: str | Path, what: str, stage: str) -> list[Path]:
+def parts_checked(path: str | Path, what: str, stage: str) -> list[Path]:
     """The parts of the table `stage` writes at `path`, each one's footer read here: a missing table
     is a `DataError` naming the stage to run, a part cut short (a killed copy, a partial `dvc
     pull`) an `ArtifactError` naming it and the stage that rebuilds it, before any task starts."""

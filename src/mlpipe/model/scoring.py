@@ -16,7 +16,7 @@ import pandas as pd
 from mlpipe.data.features import encode_target, make_features
 from mlpipe.data.schema import MODEL_VERSION, PREDICTED_LABEL, PROBABILITY, FeatureSchema
 from mlpipe.data.sources import BATCH_COLUMN
-from mlpipe.engine.parts import map_parts, staged, written_parts
+from mlpipe.engine.parts import map_parts, parts_checked, staged
 from mlpipe.errors import DataError
 from mlpipe.model.booster import predict_proba
 
@@ -128,7 +128,7 @@ def predict(
     batches = [file.relative_to(path).as_posix() if path.is_dir() else None for file in files]
     # A task reads its file at its absolute path; messages name it as monitor.current_source does.
     read = functools.partial(read_source_file, fmt=None, csv_options=data.csv, shown_as=(str(path.absolute()), str(path)))
-    reference_parts = written_parts(reference, "the training set", "split")
+    reference_parts = parts_checked(reference, "the training set", "split")
     version = model_version(model[0])
     with staged(out_reference, out_current, quarantine) as (reference_folder, current_folder, quarantine_folder):
         # The current rows first: a batch that does not fit the model stops the stage before the reference is scored.

@@ -291,10 +291,10 @@ def monitor(
     the verdicts are computed here. `on_window` is called with each window's verdicts as they are
     ready (for progress logging).
     """
-    from mlpipe.engine.parts import describe_parts, sample_part, summaries, written_parts
+    from mlpipe.engine.parts import describe_parts, parts_checked, sample_part, summaries
 
-    reference_parts = written_parts(reference, "the scored reference rows", "predict")
-    current_parts = written_parts(current, "the scored current rows", "predict")
+    reference_parts = parts_checked(reference, "the scored reference rows", "predict")
+    current_parts = parts_checked(current, "the scored current rows", "predict")
     log.info("reference: %s; current: %s", describe_parts(reference_parts), describe_parts(current_parts))
     reference_head, current_head = sample_part(reference_parts), sample_part(current_parts)
     labelled = (
