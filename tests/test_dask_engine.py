@@ -4,15 +4,13 @@ In process: every data stage's part-by-part function gives the local engine's re
 cut into parts (bad rows, an id repeated across parts and a column that is integer in one file and
 float in another included); training on the cluster gives a model as good as the local engine's,
 with LightGBM's own early-stopping rule; a worker killed mid-task is replaced, a task that kills
-every worker or outgrows its memory limit ends in one line. Under DVC: the whole pipeline on the
-dask engine, its ROC-AUC and drift verdicts against the local engine's, the cache guarantees, and
-forced runs that give identical outputs."""
+every worker or outgrows its memory limit ends in one line. The pipeline under DVC on a cluster
+is tests/test_dask_real_cluster.py's."""
 
 from __future__ import annotations
 
 import contextvars
 import importlib
-import json
 import os
 import signal
 import threading
@@ -468,37 +466,6 @@ def test_a_task_that_kills_every_worker_or_outgrows_its_memory_ends_in_one_line(
             message = str(caught.value)
             assert message.startswith(f"a Dask worker failed on test ({cause}: ") and "\n" not in message, message
             assert not (tmp_path / "out.parquet").exists()
-
-
-@pytest.mark.integration
-def test_the_pipeline_on_the_dask_engine_under_dvc(repo, cluster):
-    """ROC-AUC within 0.005 of the local engine's and the same drift verdict for every feature;
-    folders of parts as outputs; the cache guarantees; a forced rerun gives identical outputs.
-
-    The stages connect to one running cluster (`compute.scheduler: tcp://...`), as on a real
-    one; a cluster started per stage (`local`) is what the tests above run on."""
-    local = {name: json.loads((repo.path / "metrics" / f"{name}.json").read_text()) for name in ("evaluation", "drift")}
-    address = cluster.scheduler.address
-    repo.set_params(compute={"engine": "dask", "scheduler": address}, data={"partition_rows": 2000}, train={"n_estimators": 300})
-    run = repo.dvc("repro")
-    assert run.stages_run == ALL_STAGES, run.stdout
-    rows = json.loads((repo.path / "metrics" / "data_quality.json").read_text())["rows_in"]
-    assert len(part_files(repo.path / "data" / "validated" / "dataset.parquet")) == -(-rows // 2000) > 1  # parts of 2,000 rows
-    found = {name: json.loads((repo.path / "metrics" / f"{name}.json").read_text()) for name in ("evaluation", "drift")}
-    assert abs(found["evaluation"]["test"]["roc_auc"] - local["evaluation"]["test"]["roc_auc"]) <= 0.005
-    for window, verdicts in local["drift"]["windows"].items():
-        assert {column: verdict["drifted"] for column, verdict in verdicts["columns"].items()} == {
-            column: verdict["drifted"] for column, verdict in found["drift"]["windows"][window]["columns"].items()
-        }, window
-    assert repo.dvc("repro").stages_run == []  # no-op
-    params = repo.path / "params.yaml"
-    params.write_text(params.read_text() + "\nnotes:\n  owner: data-team\n")  # an unrelated edit
-    assert repo.dvc("repro").stages_run == []
-    before = {out["path"]: out["md5"] for stage in repo.lock()["stages"].values() for out in stage.get("outs", [])}
-    metrics = {name: (repo.path / "metrics" / f"{name}.json").read_text() for name in ("evaluation", "drift", "data_quality")}
-    assert repo.dvc("repro", "-f").stages_run == ALL_STAGES  # new interpreters: another hash seed
-    assert {out["path"]: out["md5"] for stage in repo.lock()["stages"].values() for out in stage.get("outs", [])} == before
-    assert {name: (repo.path / "metrics" / f"{name}.json").read_text() for name in metrics} == metrics
 
 
 def test_ingest_on_the_cluster_reads_csv_as_data_csv_says(cluster, tmp_path):

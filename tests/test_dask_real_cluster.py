@@ -125,6 +125,8 @@ def test_the_pipeline_on_a_cluster_of_dask_scheduler_and_dask_worker_processes(r
     did, and the model and what follows as the switch's run did."""
     repo.set_params(data={"partition_rows": 2000}, train={"n_estimators": 300})  # many parts per worker
     assert repo.dvc("repro").stages_run == ALL_STAGES  # the local engine
+    rows = json.loads((repo.path / "metrics" / "data_quality.json").read_text())["rows_in"]
+    assert len(list((repo.path / "data" / "validated" / "dataset.parquet").glob("*.parquet"))) == -(-rows // 2000) > 1
     local_auc, local_verdicts = quality_and_verdicts(repo)
     local = output_hashes(repo)
 

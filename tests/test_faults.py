@@ -155,8 +155,8 @@ def test_params_changed_while_train_runs_fail_it_and_dvc_records_nothing(repo):
         text=True,
     )
     try:
-        for line in process.stdout:  # the stage logs as it goes; it has read its params once it reads its data
-            if "train: read" in line:
+        for line in process.stdout:  # the stage logs as it goes; it has read its params once it starts training
+            if "train: training on" in line:
                 break
         params = repo.path / "params.yaml"
         params.write_text(params.read_text().replace("learning_rate: 0.06", "learning_rate: 0.2"))
