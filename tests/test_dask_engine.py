@@ -41,6 +41,8 @@ from mlpipe.model.training import train_model
 from mlpipe.monitor import drift
 from mlpipe.monitor import report as drift_report
 
+pytestmark = pytest.mark.cluster  # the dask engine: most tests here start or use a LocalCluster (the others are quick)
+
 lgb = lightgbm_core()
 import lightgbm.dask as lgb_dask  # noqa: E402
 

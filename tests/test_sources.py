@@ -56,6 +56,7 @@ def test_read_s3_file_folder_and_glob(bucket, sample):
     assert set(read_source("s3://lake/partitions", pattern="year=2017*").year) == {2017}
 
 
+@pytest.mark.cluster
 def test_ingest_reads_an_s3_folder_into_the_same_parts_here_and_on_a_cluster(bucket, tmp_path):
     """Each object is read by a task: in this process, or by a worker with the credentials and
     endpoint in its own environment (a local cluster's workers inherit this process's)."""
