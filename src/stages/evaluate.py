@@ -29,8 +29,8 @@ def run(
     schema = FeatureSchema.read(model_schema)
     parts = parts_checked(features, "the test features", "featurize")
     model_text = read_pipeline_text(model, "model", "train")
-    booster = model_from_text(model_text, origin=str(model))  # imports LightGBM: after the first line
     log.info("scoring %d part(s) of %s", len(parts), features)
+    booster = model_from_text(model_text, origin=str(model))  # imports LightGBM: after the first line
     # Scored part by part where the parts are read; the scores wait, sorted, beside the metrics.
     report, tables = evaluation.evaluate(parts, model_text, schema, params.evaluate, scratch_in=metrics.parent)
     for name, values in {"test": report["test"], **report.get("by_period", {})}.items():

@@ -29,6 +29,7 @@ def run(
     model_text = read_pipeline_text(model, "model", "train")
     source = params.monitor.current_source
     check_log_files(source, params.serve.log_folder)
+    log.info("model %s: scoring the reference %s and the current rows of %s", model_version(model_text)[:12], reference, source)
     done = predict(
         reference,
         source,
@@ -42,13 +43,7 @@ def run(
         params.validate,
     )
     report = done.quality
-    log.info(
-        "model %s; current: %s of %s rows from %s scored",
-        model_version(model_text)[:12],
-        f"{report['rows_out']:,}",
-        f"{report['rows_in']:,}",
-        source,
-    )
+    log.info("current: %s of %s rows from %s scored", f"{report['rows_out']:,}", f"{report['rows_in']:,}", source)
     if report["rows_quarantined"]:
         log.info("current: %d of %d rows quarantined (most: %s)", report["rows_quarantined"], report["rows_in"], worst_rule(report))
     for name, scores in (("reference", done.reference), ("current", done.current)):
