@@ -1,6 +1,6 @@
 """The stage harness: what every stage entry point shares. A stage is a typed function; this
-module builds its command line, sets up logging and timing, writes its outputs all together,
-and turns user errors into one line.
+module builds its command line, sets up logging and timing, picks the executor its parts run on
+(`params.compute`), writes its outputs all together, and turns user errors into one line.
 
 Logs go to stdout; stderr carries only the one-line error, so a failing stage says what to
 fix without a traceback wall. Unexpected exceptions (bugs) still show their traceback.
@@ -19,11 +19,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
-import pyarrow.parquet as pq
 
 from mlpipe.config import changes_since_read, load_params
 from mlpipe.credentials import mask_credentials
 from mlpipe.engine.executor import executor_for
+from mlpipe.engine.parts import part_files, part_rows
 from mlpipe.errors import EXIT_CORRUPT, ArtifactError, ConfigError, PipelineError
 from mlpipe.io import after_commit, output_transaction
 
@@ -120,8 +120,7 @@ def log_written(log: logging.Logger, *paths: str | Path) -> None:
 
     def report() -> None:
         for path in map(Path, paths):
-            parts = sorted(path.glob("*.parquet")) if path.is_dir() else [path]  # a table or a folder of parts
-            rows = f"{sum(pq.read_metadata(part).num_rows for part in parts):,} rows, " if path.suffix == ".parquet" else ""
+            rows = f"{sum(part_rows(part_files(path))):,} rows, " if path.suffix == ".parquet" else ""
             log.info("wrote %s (%s%s)", path, rows, _size(path))
 
     after_commit(report)

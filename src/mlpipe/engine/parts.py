@@ -94,7 +94,7 @@ def staged(*targets: str | Path) -> Iterator[list[Path]]:
 
 
 def summaries(task: Callable[..., Any], parts: Sequence[Path], *args: Any, what: str = "parts") -> list[Any]:
-    """`task(part table, part index, *args)` on every part on the cluster, in part order; nothing is written."""
+    """`task(part table, part index, *args)` on every part with the stage's executor, in part order; nothing is written."""
     return map_parts(lambda table, index, *rest: ((), task(table, index, *rest)), parts, [], *args, what=what)
 
 
