@@ -489,6 +489,61 @@ class EvaluateParams(Section):
     max_periods: int = Field(50, ge=1, description="skip per-period metrics when there are more periods than this")
 
 
+class SensitiveGroups(Section):
+    """One sensitive attribute: a column of the test rows and how its values form groups."""
+
+    column: str = Field(
+        min_length=1,
+        description="a column of the split's test rows; it need not be a model feature (list it in data.drop_columns to keep the model from using it)",
+    )
+    bins: list[float] | None = Field(
+        None,
+        description="a numeric column cut into bands at these ascending edges: [16, 25, 65] gives under 16, 16-24, 25-64, 65 and over; null: one group per value",
+    )
+    labels: dict[Scalar, str] = Field(
+        {},
+        description="value: group name, e.g. {1: male, 2: female} (several values may share a name); a value not listed is named by itself",
+    )
+
+    @model_validator(mode="after")
+    def _bands_or_labels(self) -> SensitiveGroups:
+        if self.bins is not None:
+            if self.labels:
+                raise ValueError(f"{FIELD_MARK}labels: a column cut into bins has no values to label: give bins or labels, not both")
+            if not self.bins or any(low >= high for low, high in zip(self.bins, self.bins[1:], strict=False)):
+                raise ValueError(
+                    f"{FIELD_MARK}bins: give at least one edge, in strictly ascending order, e.g. [16, 25, 65] (got {self.bins})"
+                )
+        if any(not name.strip() for name in self.labels.values()):
+            raise ValueError(f"{FIELD_MARK}labels: a group name may not be empty")
+        return self
+
+
+class FairnessParams(Section):
+    """The fairness stage: the model's metrics per group of people on the test rows (fairlearn's
+    MetricFrame), and how far the groups differ (demographic parity and equalised odds)."""
+
+    groups: dict[str, SensitiveGroups] = Field(
+        {},
+        description="report name: {column, bins | labels}, one entry per sensitive attribute, e.g. sex: {column: SEX, labels: {1: male, 2: female}}; {} writes an empty report",
+    )
+    min_group_rows: int = Field(
+        100,
+        ge=1,
+        description="a group with fewer test rows, or with one class only, gets its counts but stays out of the differences (its rates are noise or undefined)",
+    )
+
+    @model_validator(mode="after")
+    def _names_fit_metric_keys(self) -> FairnessParams:
+        for name in self.groups:
+            if not re.fullmatch(SNAPSHOT_NAME, name):
+                # The name is a step of the metric's dotted key (review.guards, dvc metrics diff).
+                raise ValueError(
+                    f"{FIELD_MARK}groups: name {name!r} must use only letters, digits, '_' and '-' (it is part of a metric key)"
+                )
+        return self
+
+
 class MonitorParams(Section):
     """What the predict stage scores and the drift stage monitors."""
 
@@ -715,6 +770,7 @@ with warnings.catch_warnings():
         train: TrainParams = TrainParams()
         tune: TuneParams = TuneParams()
         evaluate: EvaluateParams = EvaluateParams()
+        fairness: FairnessParams = FairnessParams()
         monitor: MonitorParams
         drift: DriftParams = DriftParams()
         review: ReviewParams = ReviewParams()
