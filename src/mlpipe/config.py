@@ -749,6 +749,31 @@ class ReviewParams(Section):
     )
 
 
+class CardParams(Section):
+    """What the model card (models/card.md for people, models/card.json for tools, written by the card
+    stage) says that no file of the pipeline knows: who the model is for and what it must not be used
+    for. Everything else on the card is read from the pipeline's files. Plain text: Markdown and HTML
+    in it are shown as written, never rendered. `make init` empties these keys, which described the
+    table before."""
+
+    name: str | None = Field(None, description="the model's name in the card's title and model-index; null: '<target> classifier'")
+    dataset_name: str | None = Field(
+        None, description="a readable name of the training data for the card and its model-index; null: data.source"
+    )
+    intended_use: str | None = Field(
+        None, description="what the model is for and who uses it (the card's Direct Use); null: the card says it is not stated"
+    )
+    out_of_scope: list[str] = Field([], description="uses the model is not fit for, one an entry (the card's Out-of-Scope Use)")
+    limitations: list[str] = Field(
+        [], description="known limitations and risks, one an entry (the card lists them above the measured group and drift figures)"
+    )
+    license: str | None = Field(
+        None,
+        description="the model's licence as a Hugging Face licence id (mit, apache-2.0, cc-by-4.0, other ...); null: not stated",
+    )
+    owners: list[str] = Field([], description="who answers for the model: names of teams or shared addresses (the card is published)")
+
+
 with warnings.catch_warnings():
     # BaseModel.validate is pydantic v1's deprecated name for model_validate; the section's name wins.
     warnings.filterwarnings("ignore", message='Field name "validate"', category=UserWarning)
@@ -774,6 +799,7 @@ with warnings.catch_warnings():
         monitor: MonitorParams
         drift: DriftParams = DriftParams()
         review: ReviewParams = ReviewParams()
+        card: CardParams = CardParams()
         serve: ServeParams = ServeParams()
         compute: ComputeParams = ComputeParams()
 
