@@ -11,7 +11,7 @@ import pytest
 from conftest import DEFAULT_DATA
 from mlpipe.config import DataParams, DriftParams, DriftWindow, FeaturesParams
 from mlpipe.data.features import build_schema, encode_target, make_features
-from mlpipe.data.schema import PROBABILITY
+from mlpipe.data.schema import PREDICTED_LABEL, PROBABILITY
 from mlpipe.errors import ConfigError, DataError
 from mlpipe.monitor import drift
 from mlpipe.monitor import report as drift_report
@@ -39,6 +39,7 @@ def period():
     # A fixed, informative score: what matters here is that both sides share its distribution.
     rng = np.random.default_rng(0)
     table[PROBABILITY] = np.clip(0.25 + 0.5 * table["employed"] + rng.normal(0, 0.2, len(table)), 0, 1)
+    table[PREDICTED_LABEL] = np.where(table[PROBABILITY] >= 0.5, "1", "0")  # as predict writes it
     table["year"] = raw["year"]
     return schema, table
 
@@ -110,7 +111,7 @@ def test_degraded_labels_show_the_auc_drop_and_recommend_retraining(period):
     stable = verdict(schema, reference, halves(table)[1])
     degraded = verdict(schema, reference, current)
     assert degraded["roc_auc"] < stable["roc_auc"] - 0.1
-    retrain, reasons = retrain_verdict({"stable": stable, "degraded": degraded}, stable["roc_auc"], 0.02)
+    retrain, reasons = retrain_verdict({"stable": stable, "degraded": degraded}, stable["roc_auc"], 0.02, 0.02)
     assert retrain is True
     assert len(reasons) == 1 and reasons[0].startswith("window degraded: ROC-AUC")
     assert degraded["auc_change"] < -0.1 and stable["auc_change"] == 0
@@ -124,7 +125,7 @@ def test_dataset_drift_needs_the_declared_share_of_features(period):
     current = current.assign(AGEP=current["AGEP"] + 8)
     strict = DriftParams(drift_share=1 / 16)
     assert verdict(schema, reference, current, strict)["dataset_drift"] is True
-    retrain, reasons = retrain_verdict({"w": verdict(schema, reference, current, strict)}, None, 0.02)
+    retrain, reasons = retrain_verdict({"w": verdict(schema, reference, current, strict)}, None, 0.02, 0.02)
     assert retrain and "dataset drift (1 of 16 features drifted: AGEP)" in reasons[0]
 
 
@@ -206,7 +207,7 @@ def test_infinite_values_in_the_current_rows_are_a_finding_not_a_stable_column(p
     result = verdict(schema, reference, current)
     assert result["columns"]["AGEP"]["drifted"] is True and result["columns"]["AGEP"]["score"] is None
     assert "current values are infinite" in result["columns"]["AGEP"]["finding"]
-    retrain, reasons = retrain_verdict({"w": result}, None, 0.02)
+    retrain, reasons = retrain_verdict({"w": result}, None, 0.02, 0.02)
     assert retrain and any("column AGEP:" in reason and "infinite" in reason for reason in reasons)
 
 
@@ -231,7 +232,7 @@ def test_a_test_period_whose_labels_hold_one_class_is_a_retrain_reason(period):
     current = current[current["employed"] == 1].reset_index(drop=True)
     result = verdict(schema, reference, current)
     assert result["roc_auc"] is None and result["target_drift"]["drifted"] is True
-    retrain, reasons = retrain_verdict({"w": result}, 0.9, 0.02)
+    retrain, reasons = retrain_verdict({"w": result}, 0.9, 0.02, 0.02)
     assert retrain
     assert any("target drift" in reason for reason in reasons)
     assert any("ROC-AUC cannot be computed" in reason for reason in reasons)
@@ -328,6 +329,7 @@ def monitored_table(raw: pd.DataFrame, data: DataParams) -> tuple:
     table[schema.target] = encode_target(raw[schema.target], schema)
     noise = np.random.default_rng(0).normal(0, 0.2, len(table))
     table[PROBABILITY] = np.clip(0.3 + 0.4 * table[schema.target] + noise, 0, 1)
+    table[PREDICTED_LABEL] = np.where(table[PROBABILITY] >= 0.5, "1", "0")
     return schema, table
 
 
@@ -388,7 +390,7 @@ def test_a_random_split_of_a_static_table_drifts_no_column_and_recommends_no_ret
             columns = {**result["columns"], "(prediction)": result["prediction_drift"], "(target)": result["target_drift"]}
             drifted += [column for column, values in columns.items() if values["drifted"]]
             monitored += len(columns)
-            assert retrain_verdict({"w": result}, None, 1.0) == (False, [])
+            assert retrain_verdict({"w": result}, None, 1.0, 1.0) == (False, [])
     assert len(drifted) <= 0.05 * monitored, f"{len(drifted)} of {monitored} columns drifted: {drifted}"
 
 
@@ -465,9 +467,9 @@ def test_a_reference_without_usable_values_is_a_finding_but_not_drift_nor_a_retr
         "drifted": False,
         "finding": "no usable value in the reference rows (all missing or not finite)",
     }
-    assert result["drifted_columns"] == [] and retrain_verdict({"w": result}, None, 0.02) == (False, [])
+    assert result["drifted_columns"] == [] and retrain_verdict({"w": result}, None, 0.02, 0.02) == (False, [])
     current_side = verdict(schema, reference, current.assign(AGEP=np.nan))
-    retrain, reasons = retrain_verdict({"w": current_side}, None, 0.02)
+    retrain, reasons = retrain_verdict({"w": current_side}, None, 0.02, 0.02)
     assert retrain and reasons == ["window w: column AGEP: no usable value in the current rows (all missing or not finite)"]
 
 

@@ -117,7 +117,7 @@ def through_the_pipeline(table: pd.DataFrame, raw_params: dict) -> None:
     reference = score_table(train, booster, schema, params.evaluate.threshold, "v")
     scored = score_table(current.clean, booster, schema, params.evaluate.threshold, "v")
     windows = {"all": window_drift(reference, scored, monitored_columns(schema, scored), params.drift)}
-    retrain_verdict(windows, 0.8, params.drift.max_auc_drop)
+    retrain_verdict(windows, 0.8, params.drift.max_auc_drop, params.drift.max_estimated_auc_drop)
 
 
 def small_params(data: dict) -> dict:

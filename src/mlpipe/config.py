@@ -589,7 +589,7 @@ class DriftParams(Section):
         ge=1,
         description="features an HTML report draws at most (Evidently takes about 0.1 s and 36 KB of page per column): past it, the drifted ones first, then schema order; verdicts cover every feature",
     )
-    seed: int = Field(42, ge=0, description="seeds the report samples and the re-splits of null_draws")
+    seed: int = Field(42, ge=0, description="seeds the report samples, the re-splits of null_draws and the label draws of the estimated performance's interval")
     null_draws: int = Field(
         99,
         ge=0,
@@ -602,6 +602,12 @@ class DriftParams(Section):
     )
     max_auc_drop: float = Field(
         0.02, ge=0, le=1, description="recommend retraining when a labelled window's ROC-AUC falls more than this below the test ROC-AUC"
+    )
+    max_estimated_auc_drop: float = Field(
+        0.03,
+        ge=0,
+        le=1,
+        description="recommend retraining when a window without labels has a ROC-AUC estimated from its calibrated probabilities (CBPE, docs/monitoring.md#performance-estimated-without-labels) more than this below the test ROC-AUC",
     )
 
     @model_validator(mode="after")

@@ -10,7 +10,7 @@ from mlpipe.harness import log_written, run_stage
 from mlpipe.io import read_pipeline_json, write_json, write_texts
 from mlpipe.monitor import drift
 from mlpipe.monitor import report as drift_report
-from mlpipe.monitor.retrain import coverage_reasons, quality_reasons, retrain_verdict
+from mlpipe.monitor.retrain import coverage_reasons, estimate_line, quality_reasons, retrain_verdict
 
 
 def run(
@@ -30,12 +30,13 @@ def run(
 
     def progress(name, result):
         log.info(
-            "window %s: %d rows, %d of %d features drifted, prediction %s",
+            "window %s: %d rows, %d of %d features drifted, prediction %s; %s",
             name,
             result["rows"],
             result["drifted_features"],
             len(result["columns"]),
             "drifted" if result["prediction_drift"]["drifted"] else "stable",
+            estimate_line(result["estimated_performance"]),
         )
 
     workers = drift_report.worker_count(len(settings.reported))
@@ -50,6 +51,7 @@ def run(
         windows,
         read_pipeline_json(evaluation, "the evaluation metrics", "evaluate", keys=("test",))["test"]["roc_auc"],
         settings.max_auc_drop,
+        settings.max_estimated_auc_drop,
     )
     reasons += quality_reasons(
         read_pipeline_json(

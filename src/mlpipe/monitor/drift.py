@@ -34,10 +34,11 @@ import numpy as np
 import pandas as pd
 
 from mlpipe.config import DriftParams, DriftWindow
-from mlpipe.data.schema import PROBABILITY, FeatureSchema, category_strings
+from mlpipe.data.schema import PREDICTED_LABEL, PROBABILITY, FeatureSchema, category_strings
 from mlpipe.data.times import time_values
 from mlpipe.errors import ConfigError, DataError, first_line
 from mlpipe.model.metrics import binary_metrics
+from mlpipe.monitor.estimation import Histogram, estimate
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class MonitoredColumns:
     features: list[str]
     prediction: str
     target: str | None
+    positive_label: str  # the predicted label column's text for the positive class
 
     @property
     def all(self) -> list[str]:
@@ -67,12 +69,13 @@ def monitored_columns(schema: FeatureSchema, current: pd.DataFrame, labelled: bo
     target = schema.target if labelled else None
     categorical = [*schema.categorical_names, *([target] if target else [])]
     numerical = [name for name in schema.feature_names if name not in schema.categorical_names] + [PROBABILITY]
-    return MonitoredColumns(numerical, categorical, schema.feature_names, PROBABILITY, target)
+    return MonitoredColumns(numerical, categorical, schema.feature_names, PROBABILITY, target, str(schema.positive_label))
 
 
 def check_current(current: pd.DataFrame, reference: pd.DataFrame, columns: MonitoredColumns) -> None:
-    """The current table must carry every monitored column, with the reference's kind of values."""
-    missing = [name for name in columns.all if name not in current.columns]
+    """The current table must carry every monitored column and the predicted label (the estimate's
+    accuracy reads it), with the reference's kind of values."""
+    missing = [name for name in [*columns.all, PREDICTED_LABEL] if name not in current.columns]
     if missing:
         raise DataError(f"current table is missing column(s) {missing} that the reference has")
     for name in columns.numerical:
@@ -380,11 +383,13 @@ def window_drift(reference: pd.DataFrame, current: pd.DataFrame, columns: Monito
 
 def window_summary(rows: pd.DataFrame, columns: MonitoredColumns) -> dict[str, Any]:
     """What one part's rows of a window (or of the reference) bring to the verdicts: their number,
-    each monitored column's `Side`, and the labels and probabilities of the labelled rows."""
+    each monitored column's `Side`, the labels, probabilities and predicted labels of the labelled
+    rows, and the `Histogram` of every row's probability that the performance estimate comes from."""
     return {
         "rows": len(rows),
         "sides": {name: Side.of(rows[name], column_kind(name, columns)) for name in columns.all},
         "labels": window_labels(rows, columns),
+        "estimation": Histogram.of(rows[PROBABILITY].to_numpy(), predicted_positive(rows, columns)),
     }
 
 
@@ -392,27 +397,39 @@ def merged_window(parts: list[dict[str, Any]], columns: MonitoredColumns) -> dic
     """The `window_summary` of every part of a window, in part order, as one."""
     labels = None
     if columns.target:
-        labels = tuple(np.concatenate([part["labels"][k] for part in parts]) for k in (0, 1))
+        labels = tuple(np.concatenate([part["labels"][k] for part in parts]) for k in range(3))
     return {
         "rows": sum(part["rows"] for part in parts),
         "sides": {name: Side.merge([part["sides"][name] for part in parts]) for name in columns.all},
         "labels": labels,
+        "estimation": Histogram.merge([part["estimation"] for part in parts]),
     }
 
 
 def window_verdicts(reference: dict[str, Any], current: dict[str, Any], columns: MonitoredColumns, params: DriftParams) -> dict[str, Any]:
     """Per-column verdicts, the dataset verdict over features, prediction and target drift, and
-    ROC-AUC when the window is labelled, from both sides' merged summaries."""
+    ROC-AUC when the window is labelled, and the performance estimated from the probabilities, from
+    both sides' merged summaries."""
     sides = ((name, (reference["sides"][name], current["sides"][name])) for name in columns.all)
-    return drift_result(sides, current["rows"], current["labels"], columns, params)
+    return drift_result(sides, current["rows"], current["labels"], current["estimation"], columns, params)
 
 
-def window_labels(rows: pd.DataFrame, columns: MonitoredColumns) -> tuple[np.ndarray, np.ndarray] | None:
-    """The labelled rows' 0/1 labels and probabilities (for ROC-AUC), or None without a target."""
+def window_labels(rows: pd.DataFrame, columns: MonitoredColumns) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The labelled rows' 0/1 labels, probabilities (for ROC-AUC) and whether their predicted label
+    is positive (for accuracy), or None without a target."""
     if not columns.target:
         return None
     labelled = rows[columns.target].notna()
-    return rows.loc[labelled, columns.target].astype(int).to_numpy(), rows.loc[labelled, PROBABILITY].to_numpy()
+    return (
+        rows.loc[labelled, columns.target].astype(int).to_numpy(),
+        rows.loc[labelled, PROBABILITY].to_numpy(),
+        predicted_positive(rows[labelled], columns),
+    )
+
+
+def predicted_positive(rows: pd.DataFrame, columns: MonitoredColumns) -> np.ndarray:
+    """Whether each row's predicted label (predict's, at the threshold it used) is the positive one."""
+    return (rows[PREDICTED_LABEL].astype(str) == columns.positive_label).to_numpy()
 
 
 def column_kind(name: str, columns: MonitoredColumns) -> str:
@@ -422,13 +439,17 @@ def column_kind(name: str, columns: MonitoredColumns) -> str:
 def drift_result(
     sides: Iterable[tuple[str, tuple[Side, Side]]],
     rows: int,
-    labels: tuple[np.ndarray, np.ndarray] | None,
+    labels: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+    histogram: Histogram,
     columns: MonitoredColumns,
     params: DriftParams,
 ) -> dict[str, Any]:
     """A window's verdicts from each monitored column's (name, (reference side, current side))
-    (an iterable, possibly lazy), its row count, and its (label, probability) arrays when it is
-    labelled."""
+    (an iterable, possibly lazy), its row count, its (label, probability, predicted positive)
+    arrays when the table is labelled, and the histogram of its probabilities.
+
+    A window of a labelled table whose rows have no label yet (labels arrive late) is judged as
+    an unlabelled one: no target drift nor ROC-AUC, only the estimate."""
     chance = Chance(params.null_draws, params.seed)
 
     def one(name: str, reference: Side, current: Side) -> dict[str, Any]:
@@ -454,10 +475,29 @@ def drift_result(
         "prediction_drift": per_column[columns.prediction],
         "columns": {name: per_column[name] for name in columns.features},
     }
-    if columns.target:
+    labelled = 0 if labels is None else len(labels[0])
+    if labelled:
         result["target_drift"] = per_column[columns.target]
-        result["roc_auc"] = binary_metrics(*labels, 0.5)["roc_auc"]
+        result["roc_auc"] = binary_metrics(labels[0], labels[1], 0.5)["roc_auc"]  # the threshold plays no part in ROC-AUC
+    result["estimated_performance"] = estimated_performance(histogram, labels, result.get("roc_auc"), params.seed)
     return result
+
+
+def estimated_performance(
+    histogram: Histogram, labels: tuple[np.ndarray, np.ndarray, np.ndarray] | None, realised_auc: float | None, seed: int
+) -> dict[str, Any]:
+    """The window's ROC-AUC and accuracy estimated from every row's probability (`estimation`), with
+    the realised values beside them over its labelled rows (None without any): a partly labelled
+    window gets the estimate on all of its rows and the realised metrics on the labelled ones."""
+    found = estimate(histogram, seed)
+    labelled = 0 if labels is None else len(labels[0])
+    realised_accuracy = float(np.mean(labels[2] == (labels[0] == 1))) if labelled else None
+    return {
+        "rows": found["rows"],
+        "labelled_rows": labelled,
+        "roc_auc": {**found["roc_auc"], "realised": realised_auc},
+        "accuracy": {**found["accuracy"], "realised": realised_accuracy},
+    }
 
 
 def corrected_p_values(per_column: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:

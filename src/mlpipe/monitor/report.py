@@ -156,6 +156,7 @@ def report_columns(columns: MonitoredColumns, params: DriftParams, verdicts: dic
         features=features,
         prediction=columns.prediction,
         target=columns.target,
+        positive_label=columns.positive_label,
     )
 
 

@@ -8,12 +8,15 @@ from pathlib import Path
 from typing import Any
 
 
-def retrain_verdict(windows: dict[str, dict[str, Any]], test_auc: float | None, max_auc_drop: float) -> tuple[bool, list[str]]:
+def retrain_verdict(
+    windows: dict[str, dict[str, Any]], test_auc: float | None, max_auc_drop: float, max_estimated_auc_drop: float
+) -> tuple[bool, list[str]]:
     """Retrain on dataset drift or target drift in any window, when a labelled window's ROC-AUC fell
-    more than `max_auc_drop` below the test ROC-AUC or cannot be computed, and on every finding (a
-    column whose drift could not be measured) that counts as drift: a problem of the current rows is
-    news, one of the reference's own (no usable value in it) is not, and featurize drops such columns
-    before training. Adds each window's `auc_change` as it goes."""
+    more than `max_auc_drop` below the test ROC-AUC or cannot be computed, when a window without
+    labels has an estimated ROC-AUC more than `max_estimated_auc_drop` below it, and on every finding
+    (a column whose drift could not be measured) that counts as drift: a problem of the current rows
+    is news, one of the reference's own (no usable value in it) is not, and featurize drops such
+    columns before training. Adds each window's `auc_change` and `estimated_auc_change` as it goes."""
     reasons = []
     for name, result in windows.items():
         if result["dataset_drift"]:
@@ -45,7 +48,24 @@ def retrain_verdict(windows: dict[str, dict[str, Any]], test_auc: float | None, 
                     f"window {name}: ROC-AUC {result['roc_auc']:.4f} fell {-result['auc_change']:.4f} "
                     f"below the test ROC-AUC {test_auc:.4f} (limit drift.max_auc_drop={max_auc_drop})"
                 )
+        estimated = result.get("estimated_performance", {}).get("roc_auc", {})
+        if test_auc is not None and estimated.get("value") is not None:
+            result["estimated_auc_change"] = estimated["value"] - test_auc
+            # Only a window without labels: a labelled one is judged on its realised ROC-AUC above.
+            if result["estimated_performance"]["labelled_rows"] == 0 and -result["estimated_auc_change"] > max_estimated_auc_drop:
+                reasons.append(
+                    f"window {name}: estimated ROC-AUC {estimated['value']:.4f} ({interval(estimated)}; no labels: estimated from "
+                    f"the probabilities) fell {-result['estimated_auc_change']:.4f} below the test ROC-AUC {test_auc:.4f} "
+                    f"(limit drift.max_estimated_auc_drop={max_estimated_auc_drop})"
+                )
     return bool(reasons), reasons
+
+
+def interval(metric: dict[str, Any]) -> str:
+    """An estimate's 95% interval as text."""
+    if metric.get("low") is None:
+        return "no interval: too few rows"
+    return f"95% interval {metric['low']:.4f}-{metric['high']:.4f}"
 
 
 def quality_reasons(report: dict[str, Any], max_bad_row_share: float) -> list[str]:
@@ -79,12 +99,26 @@ def format_verdict(report: dict[str, Any]) -> str:
         drifted = ", ".join(result["drifted_columns"]) or "none"
         prediction = "drifted" if result["prediction_drift"]["drifted"] else "stable"
         lines.append(f"{name:>8}: {result['rows']:>9,} rows, drifted features: {drifted}; prediction {prediction}{auc}")
+        if "estimated_performance" in result:  # absent from a verdict written before the estimate existed
+            lines.append(f"{'':>8}  {estimate_line(result['estimated_performance'])}")
     if report["retrain_recommended"]:
         lines.append("RETRAIN RECOMMENDED:")
         lines.extend(f"  - {reason}" for reason in report["reasons"])
     else:
-        lines.append("no retraining needed: no dataset drift and no ROC-AUC drop beyond the limit")
+        lines.append("no retraining needed: no dataset drift and no ROC-AUC drop (realised or estimated) beyond its limit")
     return "\n".join(lines)
+
+
+def estimate_line(estimated: dict[str, Any]) -> str:
+    """The estimated ROC-AUC and accuracy with their intervals, and the realised ones when the window has labels."""
+    parts = []
+    for name, metric in (("ROC-AUC", estimated["roc_auc"]), ("accuracy", estimated["accuracy"])):
+        value = "undefined" if metric["value"] is None else f"{metric['value']:.4f}"
+        realised = "" if metric["realised"] is None else f", realised {metric['realised']:.4f}"
+        parts.append(f"{name} {value} ({interval(metric)}{realised})")
+    labelled = estimated["labelled_rows"]
+    labels = "no labels" if not labelled else f"realised on {labelled:,} labelled rows"
+    return f"estimated {' and '.join(parts)}; {labels}"
 
 
 def read_verdict(path: str | Path) -> tuple[dict[str, Any], str]:
