@@ -39,6 +39,9 @@ def figures_with_long_labels():
         {"2016": {"roc_auc": 0.90319}, "2017": {"roc_auc": 0.90612}, "2018": {"roc_auc": 0.9062}}
     )
     figures["short_names"] = plots.importance_figure([{"feature": name, "gain_share": 0.5} for name in ("AGEP", "SEX")])
+    rates = {"selection_rate": 0.5, "true_positive_rate": 0.9, "false_positive_rate": 0.2}
+    figures["fairness_long_groups"] = plots.fairness_figure([{"group": f"race: {i:02d} {LONG}", **rates} for i in range(9)])
+    figures["fairness_short_groups"] = plots.fairness_figure([{"group": f"sex: {name}", **rates} for name in ("male", "female")])
     return figures
 
 

@@ -164,3 +164,30 @@ def evaluation_figures(report: dict[str, Any], tables: dict[str, Records], curve
     if "by_period" in report:
         figures["roc_auc_by_period"] = metric_by_period_figure(report["by_period"])
     return figures
+
+
+FAIRNESS_RATES = {
+    "selection_rate": "selection rate",
+    "true_positive_rate": "true positive rate",
+    "false_positive_rate": "false positive rate",
+}
+
+
+def fairness_figure(rows: Records) -> Figure:
+    """Each compared group's rates (the fairness stage's plot rows), a bar per rate, the groups of
+    one attribute together: equal bars across a block are demographic parity and equalised odds."""
+    height = 0.45 * len(rows) + 1.6
+    names = [shorten(row["group"]) for row in rows]
+    width = max(6.0, 4.5 + 0.085 * max((len(name) for name in names), default=0))
+    figure, axes = _axes("Rates by group (test)", "rate", "", size=(width, height))
+    if not rows:
+        axes.text(0.5, 0.5, "no groups to compare\n(fairness.groups)", ha="center", va="center", transform=axes.transAxes)
+        return figure
+    positions = list(range(len(rows)))[::-1]  # the first group at the top
+    bar = 0.8 / len(FAIRNESS_RATES)
+    for offset, (rate, label) in enumerate(FAIRNESS_RATES.items()):
+        axes.barh([p + (1 - offset) * bar for p in positions], [row[rate] for row in rows], height=bar, label=label)
+    axes.set_yticks(positions, names)
+    axes.set_xlim(0, 1)
+    axes.legend(loc="lower right", fontsize="small")
+    return figure

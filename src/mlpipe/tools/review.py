@@ -3,9 +3,9 @@
     python -m mlpipe.tools.review --base main          # what `make review BASE=main` runs
 
 It asks DVC what changed between `--base` and the workspace (`dvc params diff`, `dvc metrics
-diff --all`, `dvc plots diff -o ...`), adds the drift verdict from metrics/drift.json, writes
-Markdown, and exits 1 when a metric named in `review.guards` got worse by more than its
-limit. The formatting and the guard check are plain functions of the diffs, so they can be
+diff --all`, `dvc plots diff -o ...`), adds the fairness stage's differences and group tables
+(metrics/fairness.json) and the drift verdict from metrics/drift.json, writes Markdown, and
+exits 1 when a metric named in `review.guards` got worse by more than its limit. The formatting and the guard check are plain functions of the diffs, so they can be
 tested (and reused) without running DVC.
 """
 
@@ -66,7 +66,16 @@ def check_guards(metrics_diff: Diff, guards: list[Guard]) -> list[GuardResult]:
     return results
 
 
-def render(base: str, params_diff: Diff, metrics_diff: Diff, guards: list[GuardResult], drift: str | None, plots: str) -> str:
+def render(
+    base: str,
+    params_diff: Diff,
+    metrics_diff: Diff,
+    guards: list[GuardResult],
+    drift: str | None,
+    plots: str,
+    fairness: tuple[str, dict[str, Any]] | None = None,
+) -> str:
+    """The review page; `fairness`: (the fairness report's file, the workspace's report), when it exists."""
     lines = [f"# Review: workspace vs `{base}`", ""]
     failed = [result for result in guards if result.failed]
     lines += [
@@ -98,10 +107,55 @@ def render(base: str, params_diff: Diff, metrics_diff: Diff, guards: list[GuardR
         if unchanged:
             lines += ["<details><summary>unchanged</summary>", ""] + _metric_table(unchanged) + ["", "</details>", ""]
 
+    if fairness is not None:
+        lines += fairness_section(*fairness, metrics_diff)
     if drift is not None:
         lines += ["## Drift (workspace)", "", "```", drift, "```", ""]
     lines += ["## Plots", "", f"Old and new plots side by side: `{plots}` (from `dvc plots diff {base}`).", ""]
     return "\n".join(lines)
+
+
+DIFFERENCES = {"demographic_parity_difference": "demographic parity", "equalized_odds_difference": "equalised odds"}
+GROUP_COLUMNS = {
+    "rows": "rows",
+    "positives": "positives",
+    "roc_auc": "ROC-AUC",
+    "selection_rate": "selection rate",
+    "true_positive_rate": "TPR",
+    "false_positive_rate": "FPR",
+}
+
+
+def fairness_section(file: str, report: dict[str, Any], metrics_diff: Diff) -> list[str]:
+    """Per sensitive attribute: its two differences on the base and here (from the metrics diff, the
+    keys a guard names), and the workspace's table of groups."""
+    if not report.get("sensitive"):
+        return []
+    entries = metrics_diff.get(file, {})
+    lines = [
+        "## Fairness by group",
+        "",
+        f"From `{file}`. A difference is the largest minus the smallest rate over the groups compared "
+        f"(at least fairness.min_group_rows = {report['min_group_rows']} rows, both classes): 0 is parity; "
+        "the guard key is the one in the first column.",
+        "",
+    ]
+    for name, found in report["sensitive"].items():
+        lines += [f"### {name} (`{found['column']}`)", "", "| difference | old | new | change |", "|---|---:|---:|---:|"]
+        for key, shown in DIFFERENCES.items():
+            old, new = _as_float(entries.get(f"sensitive.{name}.{key}", {}).get("old")), _as_float(found[key])
+            change = "" if old is None or new is None else f"{new - old:+.6g}"
+            lines.append(f"| {shown} (`sensitive.{name}.{key}`) | {_number(old)} | {_number(new)} | {change} |")
+        lines += ["", f"| group | {' | '.join(GROUP_COLUMNS.values())} | compared |", "|---|" + "---:|" * len(GROUP_COLUMNS) + "---|"]
+        for group, entry in found["groups"].items():
+            cells = " | ".join(_count_or_number(entry.get(column)) for column in GROUP_COLUMNS)
+            lines.append(f"| {group} | {cells} | {'yes' if entry['in_differences'] else 'no'} |")
+        lines.append("")
+    return lines
+
+
+def _count_or_number(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else _number(_as_float(value))
 
 
 def _metric_table(entries: dict[str, dict[str, Any]]) -> list[str]:
@@ -164,11 +218,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", required=True, type=Path, help="the review page (Markdown)")
     parser.add_argument("--plots-dir", required=True, type=Path, help="where `dvc plots diff` writes its page")
     parser.add_argument("--drift", required=True, type=Path, help="the drift stage's verdict, shown when it exists")
+    parser.add_argument(
+        "--fairness", default=Path("metrics/fairness.json"), type=Path, help="the fairness stage's report, shown when it exists"
+    )
     args = parser.parse_args(argv)
     try:
         guards = load_params(args.params).review.guards
         check_readable(args.base, args.params, guards)
         drift = read_verdict(args.drift)[1] if args.drift.exists() else None
+        fairness = (
+            (args.fairness.as_posix(), read_pipeline_json(args.fairness, "the fairness report", "fairness"))
+            if args.fairness.exists()
+            else None
+        )
         params_diff = dvc_json("params", "diff", args.base)
         metrics_diff = dvc_json("metrics", "diff", args.base, "--all")
         dvc("plots", "diff", args.base, "-o", str(args.plots_dir))
@@ -177,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         return exit_status(exc)
     plots_page = str(args.plots_dir / "index.html")
     results = check_guards(metrics_diff, guards)
-    write_text(render(args.base, params_diff, metrics_diff, results, drift, plots_page), args.output)
+    write_text(render(args.base, params_diff, metrics_diff, results, drift, plots_page, fairness), args.output)
     for result in results:
         print(result.describe())
     print(f"wrote {args.output}; plots: {plots_page}")
