@@ -1,10 +1,12 @@
 """The calibration and the decision threshold (`mlpipe.model.calibration`): scikit-learn's own
 fits on the default data, each objective against a brute-force search, the JSON file."""
 
+import hashlib
 import json
 
 import lightgbm as lgb
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -12,8 +14,12 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.frozen import FrozenEstimator
 
-from conftest import employment_sample
+from conftest import ROOT, employment_sample
+from mlpipe.config import CalibrationParams, TrainParams, load_params
+from mlpipe.data.features import build_schema, feature_table
 from mlpipe.errors import ArtifactError, ConfigError, DataError
+from mlpipe.model import training
+from mlpipe.model.booster import lightgbm_names, model_to_text
 from mlpipe.model.calibration import Calibration, choose_threshold, fit
 
 FEATURES = ["AGEP", "SCHL", "MAR", "SEX", "DIS", "RAC1P"]
@@ -130,3 +136,61 @@ def test_the_file_reads_back_and_a_damaged_one_is_an_artifact_error(tmp_path, em
         Calibration.read(path)
     with pytest.raises(DataError, match=r"does not exist: run `dvc repro train`"):
         Calibration.read(tmp_path / "missing.json")
+
+
+# -- the slice in training ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def training_parts():
+    """The default data's training period (a sample) as 3 parts of features, as featurize writes them."""
+    params = load_params(ROOT / "params.yaml")
+    table = employment_sample(rows_per_year=1500)
+    train = table[table["year"] <= params.split.train_until]
+    schema = build_schema(train, params.data, params.features)
+    train = feature_table(train, schema)
+    return [train.iloc[block] for block in np.array_split(np.arange(len(train)), 3)], schema
+
+
+def test_without_a_calibration_slice_the_model_is_the_one_trained_before_calibration_came(training_parts):
+    """md5 of the model this sample gave before the calibration slice existed (at f3bd64d)."""
+    parts, schema = training_parts
+    off = CalibrationParams(method="none", fraction=0, threshold={"objective": "fixed", "value": 0.5})
+    for calibration in (off, training.NO_CALIBRATION):
+        trained = training.train(parts, schema.feature_names, schema.target, TrainParams(), calibration)
+        assert hashlib.md5(model_to_text(trained.booster).encode()).hexdigest() == "8f83d18bf12171c6e4f63fcca7071ed4"
+        assert trained.calibration == Calibration("none", {}, 0.5, off.threshold.model_dump(), {})
+
+
+def test_the_calibration_slice_is_never_fitted_and_the_calibration_is_fitted_on_its_scores(training_parts):
+    parts, schema = training_parts
+    names, target, params, calibration = schema.feature_names, schema.target, TrainParams(), CalibrationParams()
+    trained = training.train(parts, names, target, params, calibration)
+    rows = training.Rows(names, target, params, calibration_fraction=calibration.fraction)
+    slices = [training.holdout_masks(part[target].astype("int64"), index, rows) for index, part in enumerate(parts)]
+    for held in slices:
+        assert held.calibration.any() and not (held.calibration & (held.validation | held.fitted | held.sample)).any()
+    # Other feature values on the slice's rows (the slices follow the labels only): the same model.
+    changed = [part.assign(AGEP=np.where(held.calibration, 0, part["AGEP"])) for part, held in zip(parts, slices, strict=True)]
+    again = training.train(changed, names, target, params, calibration)
+    assert model_to_text(again.booster) == model_to_text(trained.booster)
+    assert again.calibration != trained.calibration
+    # The calibration is `fit` on the final model's probabilities of the slice's rows.
+    chosen = pd.concat([part[held.calibration] for part, held in zip(parts, slices, strict=True)])
+    proba = trained.booster.predict(chosen[names].set_axis(lightgbm_names(names), axis=1))
+    expected = fit(chosen[target].to_numpy(), proba, calibration.method, calibration.threshold.model_dump(), calibration.bins)
+    assert trained.calibration == expected
+    assert trained.summary["calibration_rows"] == len(chosen) and trained.summary["threshold"] == expected.threshold
+
+
+def test_a_calibration_slice_with_one_class_is_one_line_and_its_fix_works(training_parts):
+    parts, schema = training_parts
+    every = pd.concat(parts)
+    few = pd.concat([every[every[schema.target] == 1].head(214), every[every[schema.target] == 0].head(6)])  # 5% of 6 rounds to 0
+    calibration = CalibrationParams(fraction=0.05)
+    with pytest.raises(DataError, match=r"too few to hold out a calibration slice with both classes .*set calibration\.fraction: 0"):
+        training.train_model(
+            few[schema.feature_names], few[schema.target], TrainParams(early_stopping_rounds=0, validation_fraction=0), calibration
+        )
+    fixed = CalibrationParams(fraction=0, method="none", threshold={"objective": "fixed"})
+    training.train_model(few[schema.feature_names], few[schema.target], TrainParams(early_stopping_rounds=0, validation_fraction=0), fixed)

@@ -205,7 +205,8 @@ def test_the_train_stage_logs_the_warning_and_records_it(tmp_path, caplog):
     (tmp_path / "schema.json").write_text(schema.to_json())
     raw = read_params_file("params.yaml")
     raw["train"].update(min_child_samples=20)
-    outputs = {name: tmp_path / name for name in ("model.txt", "model_schema.json", "record", "tuning.json", "tuning_plot.json")}
+    names = ("model.txt", "model_schema.json", "calibration.json", "reliability", "record", "tuning.json", "tuning_plot.json")
+    outputs = {name: tmp_path / name for name in names}
     with caplog.at_level(logging.INFO):
         stage_function("train")(
             parse_params(raw),
@@ -214,6 +215,8 @@ def test_the_train_stage_logs_the_warning_and_records_it(tmp_path, caplog):
             schema=tmp_path / "schema.json",
             model=outputs["model.txt"],
             model_schema=outputs["model_schema.json"],
+            calibration=outputs["calibration.json"],
+            reliability=outputs["reliability"],
             record=outputs["record"],
             tuning=outputs["tuning.json"],
             tuning_plot=outputs["tuning_plot.json"],

@@ -1,6 +1,9 @@
-"""train: optionally tune, then fit LightGBM on the training features; save the native-format
-model, its schema, the DVCLive training record and the tuning history."""
+"""train: optionally tune, then fit LightGBM on the training features outside the calibration
+slice, then the calibration and the decision threshold on that slice; save the native-format
+model, its schema, its calibration, the DVCLive training record, the slice's reliability curves
+and the tuning history."""
 
+import json
 from logging import Logger
 from pathlib import Path
 from typing import Annotated
@@ -9,7 +12,7 @@ from mlpipe.config import Params, TrainParams
 from mlpipe.data.schema import FeatureSchema
 from mlpipe.engine.parts import parts_checked
 from mlpipe.harness import describe, log_written, run_stage
-from mlpipe.io import read_pipeline_table, write_json, write_text
+from mlpipe.io import read_pipeline_table, rounded, write_json, write_text, write_texts
 from mlpipe.model.booster import lightgbm_params, model_to_text
 from mlpipe.model.tracking import write_training_record
 from mlpipe.model.training import leak_warning, train
@@ -23,6 +26,8 @@ def run(
     schema: Path,
     model: Path,
     model_schema: Path,
+    calibration: Annotated[Path, "the calibration and decision threshold (JSON)"],
+    reliability: Annotated[Path, "folder: the calibration slice's reliability curve before (raw.json) and after (calibrated.json)"],
     record: Annotated[Path, "DVCLive folder: params, summary metrics, training curve"],
     tuning: Annotated[Path, "search summary and history (JSON)"],
     tuning_plot: Path,
@@ -60,14 +65,19 @@ def run(
         tuning_summary, tuning_history = result.summary(tune), result.history()
 
     log.info("training on %d part(s) of %s", len(parts), features)
-    trained = train(parts, learned.feature_names, learned.target, train_params)
+    trained = train(parts, learned.feature_names, learned.target, train_params, params.calibration)
     warning = leak_warning(trained.summary, train_params)
     if warning:
         log.warning(warning)
+    fitted = trained.calibration
+    log.info("%s", fitted.describe())
+    curves = fitted.fitted_on.get("reliability", {"raw": [], "calibrated": []})
     log_written(
         log,
         write_text(model_to_text(trained.booster), model),
         write_text(learned.to_json(), model_schema),
+        write_text(fitted.to_json(), calibration),
+        write_texts({f"{name}.json": json.dumps(rounded(points), indent=2) + "\n" for name, points in curves.items()}, reliability),
         write_training_record(record, lightgbm_params(train_params), trained.curve, trained.summary),
         write_json(tuning_summary, tuning),
         write_json(tuning_history, tuning_plot),

@@ -68,8 +68,16 @@ class Calibration:
         return np.asarray(calibrated, dtype=float) >= self.threshold
 
     def describe(self) -> str:
-        """One line for logs and summaries: the method and the threshold with its objective."""
-        return f"calibration {self.method}, threshold {self.threshold:.4g} ({describe_objective(self.objective)})"
+        """One line for logs and summaries: the method, the threshold with its objective, and the
+        slice's Brier score and log-loss before and after."""
+        line = f"calibration {self.method}, threshold {self.threshold:.4g} ({describe_objective(self.objective)})"
+        figures = self.fitted_on
+        if not figures:
+            return f"{line}, no calibration slice"
+        return (
+            f"{line}; on the calibration slice ({figures['rows']} rows) Brier {figures['brier_raw']:.5f} -> "
+            f"{figures['brier_calibrated']:.5f}, log-loss {figures['log_loss_raw']:.5f} -> {figures['log_loss_calibrated']:.5f}"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         # The mapping and the threshold keep every digit: rounding them would change labels.

@@ -9,10 +9,12 @@ The executor is the only difference (`mlpipe.engine.executor.current()`):
   process never holds the rows. The result is an ordinary booster, saved as the same text model,
   so evaluate, predict, serving and DVC do not change.
 
-What is the same code for both: the validation slice (a seeded stratified slice chosen inside each
-part, `holdout_masks`), the checks on the counts the parts send back, the stopping rule
+What is the same code for both: the held-out slices (seeded stratified slices chosen inside each
+part, `holdout_masks`: the calibration slice, which no fit ever sees, and the validation slice),
+the checks on the counts the parts send back, the stopping rule
 (`stopping_round`, LightGBM's `early_stopping` rule, applied to the validation log-loss by round),
-the validation ROC-AUC, the refit on every training row and the summary. The validation
+the validation ROC-AUC, the refit on every training row outside the calibration slice, the
+calibration and threshold fitted on that slice's scores (`mlpipe.model.calibration`) and the summary. The validation
 log-loss by round comes from LightGBM's evaluation of the slice in process (where the rule also
 stops the fit early, through a callback); lightgbm.dask evaluates a set only on the part the
 returning worker holds and runs no callbacks, so on a cluster every round is fitted and the
@@ -38,7 +40,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from mlpipe.config import TrainParams
+from mlpipe.config import CalibrationParams, TrainParams
 from mlpipe.data.sampling import stratified_mask
 from mlpipe.engine.executor import OnCluster, current
 from mlpipe.engine.parts import read_part_columns, run_in_order
@@ -53,6 +55,7 @@ from mlpipe.model.booster import (
     model_from_text,
     model_to_text,
 )
+from mlpipe.model.calibration import Calibration, fit
 
 if TYPE_CHECKING:
     import lightgbm as lgb
@@ -68,11 +71,16 @@ LABEL = "__label__"  # the target's column in the rows a part hands to LightGBM 
 Part = str | pd.DataFrame  # a part's path, or (`train_model`, the one-part case) the table itself
 
 
+# Without a calibration slice: the model's probability, labelled positive from 0.5 up (train_model's default).
+NO_CALIBRATION = CalibrationParams(method="none", fraction=0, threshold={"objective": "fixed", "value": 0.5})
+
+
 @dataclass(frozen=True)
 class TrainedModel:
     booster: lgb.Booster
     curve: list[dict[str, float]]
     summary: dict[str, Any]
+    calibration: Calibration
 
 
 @dataclass(frozen=True)
@@ -83,6 +91,7 @@ class Rows:
     target: str
     params: TrainParams
     sample_fraction: float = 1.0  # of each part's fitted rows, for the training curve
+    calibration_fraction: float = 0.0  # of each part's rows, held out of every fit for the calibration
 
     def read(self, part: Part) -> pd.DataFrame:
         """The part's features (under LightGBM's names) and its 0/1 target as LABEL."""
@@ -108,37 +117,69 @@ def part_seed(params: TrainParams, index: int) -> int | list[int]:
     return params.seed if index == 0 else [params.seed, index]
 
 
-def validation_mask(labels: pd.Series, index: int, params: TrainParams) -> np.ndarray:
-    """The validation rows of part `index`: seeded, stratified, chosen inside the part, so that any
-    process holding the part finds the same rows."""
-    return stratified_mask(labels, len(labels), params.validation_fraction, part_seed(params, index))
+@dataclass(frozen=True)
+class Slices:
+    """Part `index`'s rows by role (boolean masks)."""
+
+    calibration: np.ndarray  # never fitted, never used to stop: the calibration and the threshold are fitted on it
+    validation: np.ndarray  # early stopping's, fitted by the refit
+    sample: np.ndarray  # the training curve's sample of the fitted rows
+
+    @property
+    def fitted(self) -> np.ndarray:
+        """The rows the early-stopped fit uses."""
+        return ~(self.calibration | self.validation)
 
 
-def holdout_masks(labels: pd.Series, index: int, rows: Rows) -> tuple[np.ndarray, np.ndarray]:
-    """(validation rows, training-curve sample rows) of part `index`; the sample is a seeded
-    stratified share of the part's fitted rows."""
-    is_valid = validation_mask(labels, index, rows.params)
-    fitted = np.flatnonzero(~is_valid)
-    in_sample = np.zeros(len(labels), dtype=bool)
-    in_sample[fitted[stratified_mask(labels.iloc[fitted], len(fitted), rows.sample_fraction, part_seed(rows.params, index))]] = True
-    return is_valid, in_sample
+def holdout_masks(labels: pd.Series, index: int, rows: Rows) -> Slices:
+    """The slices of part `index`: seeded, stratified, chosen inside the part, so that any process
+    holding the part finds the same rows. The calibration slice comes first (its own seed), the
+    validation slice from the rest: without a calibration slice it is the slice it always was, so
+    the model stays the same bytes. The sample is a share of the part's fitted rows."""
+    params, count = rows.params, len(labels)
+    calibration = (
+        stratified_mask(labels, count, rows.calibration_fraction, [params.seed, index, 1])
+        if rows.calibration_fraction
+        else np.zeros(count, dtype=bool)
+    )
+    rest = np.flatnonzero(~calibration)
+    validation = np.zeros(count, dtype=bool)
+    validation[rest[stratified_mask(labels.iloc[rest], len(rest), params.validation_fraction, part_seed(params, index))]] = True
+    fitted = np.flatnonzero(~(calibration | validation))
+    sample = np.zeros(count, dtype=bool)
+    sample[fitted[stratified_mask(labels.iloc[fitted], len(fitted), rows.sample_fraction, part_seed(params, index))]] = True
+    return Slices(calibration, validation, sample)
 
 
 def part_counts(part: Part, index: int, rows: Rows) -> dict[str, pd.Series]:
-    """The class counts of part `index`, in all and in its fitted rows: what the checks need."""
+    """The class counts of part `index`, in all, in its fitted rows and in its calibration slice:
+    what the checks need."""
     labels = rows.labels(part)
-    return {"all": labels.value_counts(), "fitted": labels[~validation_mask(labels, index, rows.params)].value_counts()}
+    slices = holdout_masks(labels, index, rows)
+    return {
+        "all": labels.value_counts(),
+        "fitted": labels[slices.fitted].value_counts(),
+        "calibration": labels[slices.calibration].value_counts(),
+    }
 
 
-def check_counts(counts: list[dict[str, Any]], params: TrainParams) -> tuple[int, int]:
-    """(rows, fitted rows), once the training set is known to be fit for LightGBM: both classes,
-    a validation slice and a fitted part that are not empty, enough rows left to split on."""
+def check_counts(counts: list[dict[str, Any]], params: TrainParams) -> tuple[int, int, int]:
+    """(rows, fitted rows, calibration rows), once the training set is known to be fit for
+    LightGBM: both classes, a validation slice and a fitted part that are not empty, both classes
+    in a calibration slice, enough rows left to split on."""
     every = pd.concat([part["all"] for part in counts]).groupby(level=0).sum()
     fitted = pd.concat([part["fitted"] for part in counts]).groupby(level=0).sum()
-    rows, fit_rows = int(every.sum()), int(fitted.sum())
+    calibration = pd.concat([part["calibration"] for part in counts]).groupby(level=0).sum()
+    rows, fit_rows, calibration_rows = int(every.sum()), int(fitted.sum()), int(calibration.sum())
     if rows == 0 or len(every[every > 0]) < 2:
         raise DataError(f"the training set has {rows} rows and {len(every[every > 0])} class(es): LightGBM needs rows of both classes")
-    held_out = rows - fit_rows
+    if calibration_rows and len(calibration[calibration > 0]) < 2:
+        raise DataError(
+            f"the training set has {rows} rows ({every.min()} in its smaller class): too few to hold out a calibration slice "
+            f"with both classes ({calibration_rows} rows); use more data, raise calibration.fraction, or set calibration.fraction: 0, "
+            "calibration.method: none and calibration.threshold.objective: fixed"
+        )
+    held_out = rows - calibration_rows - fit_rows
     if params.validation_fraction and (held_out == 0 or fit_rows == 0 or len(fitted[fitted > 0]) < 2):
         raise DataError(
             f"the training set has {rows} rows ({every.min()} in its smaller class): too few to hold out "
@@ -151,7 +192,7 @@ def check_counts(counts: list[dict[str, Any]], params: TrainParams) -> tuple[int
             f"{fit_rows} training rows are left to fit: a split needs train.min_child_samples={params.min_child_samples} "
             "rows on each side, so every tree would be a constant; use more data or lower train.min_child_samples"
         )
-    return rows, fit_rows
+    return rows, fit_rows, calibration_rows
 
 
 def stopping_round(losses: Sequence[float], patience: int) -> int:
@@ -169,25 +210,36 @@ def stopping_round(losses: Sequence[float], patience: int) -> int:
     return best + 1
 
 
-def train_model(features: pd.DataFrame, target: pd.Series, params: TrainParams) -> TrainedModel:
+def train_model(
+    features: pd.DataFrame, target: pd.Series, params: TrainParams, calibration: CalibrationParams = NO_CALIBRATION
+) -> TrainedModel:
     """`train` on one table in memory: the one-part case (tests, `make init`'s checks)."""
     names = [str(name) for name in features.columns]
     table = features.set_axis(names, axis=1).assign(**{LABEL: target.to_numpy()})
-    return train(table_parts=[table], features=names, target=LABEL, params=params)
+    return train(table_parts=[table], features=names, target=LABEL, params=params, calibration=calibration)
 
 
-def train(table_parts: Sequence[Part | Path], features: list[str], target: str, params: TrainParams) -> TrainedModel:
-    """Fit LightGBM on the parts (paths, in row order); with a validation slice, early-stop on it
-    and optionally refit on all rows with the chosen number of trees, so the validation slice
-    chooses the model size without costing the final model any data."""
+def train(
+    table_parts: Sequence[Part | Path],
+    features: list[str],
+    target: str,
+    params: TrainParams,
+    calibration: CalibrationParams = NO_CALIBRATION,
+) -> TrainedModel:
+    """Fit LightGBM on the parts (paths, in row order) outside the calibration slice; with a
+    validation slice, early-stop on it and optionally refit on all those rows with the chosen number
+    of trees, so the validation slice chooses the model size without costing the final model any
+    data. Then fit the calibration and choose the threshold on the calibration slice's scores."""
     # Absolute paths: a worker's working directory is its own (docs/scaling.md: the repository is
     # at the same path on every machine).
     executor, parts = current(), [part if isinstance(part, pd.DataFrame) else str(Path(part).absolute()) for part in table_parts]
-    rows = Rows(features, target, params)
+    rows = Rows(features, target, params, calibration_fraction=calibration.fraction)
     counts = run_in_order(part_counts, [(part, index, rows) for index, part in enumerate(parts)], "train: counts")
-    total, fit_rows = check_counts(counts, params)
-    log.info("%d training rows in %d part(s)", total, len(parts))
-    rows = Rows(features, target, params, min(1.0, CURVE_SAMPLE_ROWS / fit_rows))
+    total, fit_rows, calibration_rows = check_counts(counts, params)
+    log.info(
+        "%d training rows in %d part(s)%s", total, len(parts), f", {calibration_rows} held out to calibrate" if calibration_rows else ""
+    )
+    rows = Rows(features, target, params, min(1.0, CURVE_SAMPLE_ROWS / fit_rows), calibration.fraction)
     fitter = ClusterFit(executor.cluster, parts, rows) if isinstance(executor, OnCluster) else InProcessFit(parts, rows)
     summary: dict[str, Any] = {"train_rows": total, **fitter.facts}
     curve: list[dict[str, float]] = []
@@ -201,7 +253,7 @@ def train(table_parts: Sequence[Part | Path], features: list[str], target: str, 
             for i, (train_loss, valid_loss) in enumerate(zip(training, validation, strict=True))
         ]
         summary.update(
-            validation_rows=total - fit_rows,
+            validation_rows=total - calibration_rows - fit_rows,
             best_iteration=rounds,
             validation_logloss=validation[rounds - 1],
             validation_roc_auc=validation_roc_auc(parts, rows, model_to_text(booster), rounds),
@@ -216,12 +268,46 @@ def train(table_parts: Sequence[Part | Path], features: list[str], target: str, 
     if not params.validation_fraction or params.refit_full:
         started = time.perf_counter()
         booster = fitter.fit_all(rounds)
-        log.info("fitted %d trees on all %d training rows%s in %.1fs", rounds, total, fitter.where, time.perf_counter() - started)
+        log.info(
+            "fitted %d trees on all %d fitted rows%s in %.1fs",
+            rounds,
+            total - calibration_rows,
+            fitter.where,
+            time.perf_counter() - started,
+        )
     elif rounds < booster.current_iteration():  # no refit: keep the trees early stopping chose
         booster = model_from_text(booster.model_to_string(num_iteration=rounds))
     summary["n_trees"] = rounds
     summary.update(dominant_feature(booster, features, summary.get("validation_roc_auc"), params))
-    return TrainedModel(booster=booster, curve=curve, summary=summary)
+    fitted = calibrated(parts, rows, model_to_text(booster), calibration)
+    summary.update(calibration_summary(fitted))
+    return TrainedModel(booster=booster, curve=curve, summary=summary, calibration=fitted)
+
+
+def calibrated(parts: Sequence[Part], rows: Rows, model_text: str, params: CalibrationParams) -> Calibration:
+    """The calibration and threshold fitted on the calibration slice's scores by the final model
+    (the slice's labels and probabilities come to this process, as the validation slice's do);
+    without a slice, the model's probability at calibration.threshold.value."""
+    rule = params.threshold.model_dump()
+    if not rows.calibration_fraction:
+        return Calibration("none", {}, params.threshold.value, rule, {})
+    labels, proba = slice_scores(parts, rows, model_text, None, "calibration")
+    return fit(labels, proba, params.method, rule, params.bins)
+
+
+def calibration_summary(fitted: Calibration) -> dict[str, Any]:
+    """The calibration's figures for metrics/train/metrics.json (flat: `dvc metrics diff` shows them)."""
+    figures = fitted.fitted_on
+    summary: dict[str, Any] = {"threshold": fitted.threshold}
+    if figures:
+        summary.update(
+            calibration_rows=figures["rows"],
+            calibration_brier_raw=figures["brier_raw"],
+            calibration_brier_calibrated=figures["brier_calibrated"],
+            calibration_log_loss_raw=figures["log_loss_raw"],
+            calibration_log_loss_calibrated=figures["log_loss_calibrated"],
+        )
+    return summary
 
 
 class InProcessFit:
@@ -230,27 +316,24 @@ class InProcessFit:
     where = ""
 
     def __init__(self, parts: Sequence[Part], rows: Rows) -> None:
-        tables, valid, sample = [], [], []
+        tables, slices = [], []
         for index, part in enumerate(parts):
             table = rows.read(part)
-            is_valid, in_sample = holdout_masks(table[LABEL], index, rows)
             tables.append(table)
-            valid.append(is_valid)
-            sample.append(in_sample)
+            slices.append(holdout_masks(table[LABEL], index, rows))
         self.table = tables[0] if len(tables) == 1 else pd.concat(tables, ignore_index=True)
-        self.is_valid, self.in_sample = np.concatenate(valid), np.concatenate(sample)
+        self.is_valid, self.in_sample = np.concatenate([s.validation for s in slices]), np.concatenate([s.sample for s in slices])
+        self.is_calibration = np.concatenate([s.calibration for s in slices])
         self.rows, self.facts = rows, {}
         self.inputs = self.table.drop(columns=LABEL)
         self.categorical = categorical_columns(self.inputs)
 
     def fit_holdout(self) -> tuple[lgb.Booster, list[float], list[float]]:
-        """The fit on the rows outside the validation slice, stopped by `stopping_round` as soon as
-        it has chosen; the validation and training-sample log-loss by round."""
+        """The fit on the rows outside the validation and calibration slices, stopped by
+        `stopping_round` as soon as it has chosen; the validation and training-sample log-loss by round."""
         lgb, params = lightgbm_core(), self.rows.params
-        labels = self.table[LABEL]
-        fit_set = lgb.Dataset(
-            self.inputs[~self.is_valid], labels[~self.is_valid], categorical_feature=self.categorical, free_raw_data=False
-        )
+        labels, fitted = self.table[LABEL], ~(self.is_valid | self.is_calibration)
+        fit_set = lgb.Dataset(self.inputs[fitted], labels[fitted], categorical_feature=self.categorical, free_raw_data=False)
         valid_set = fit_set.create_valid(self.inputs[self.is_valid], labels[self.is_valid])
         # The curve's training loss comes from a fixed sample of the fitted rows: scoring all of
         # them every round would cost seconds per million rows and show the same curve.
@@ -267,8 +350,12 @@ class InProcessFit:
         return booster, history["validation"]["binary_logloss"], history["sample"]["binary_logloss"]
 
     def fit_all(self, rounds: int) -> lgb.Booster:
+        """The refit on every row outside the calibration slice."""
         lgb = lightgbm_core()
-        full_set = lgb.Dataset(self.inputs, self.table[LABEL], categorical_feature=self.categorical)
+        inputs, labels = self.inputs, self.table[LABEL]
+        if self.is_calibration.any():  # else no copy of the table: the same Dataset as ever
+            inputs, labels = inputs[~self.is_calibration], labels[~self.is_calibration]
+        full_set = lgb.Dataset(inputs, labels, categorical_feature=self.categorical)
         return lgb.train(lightgbm_params(self.rows.params), full_set, num_boost_round=rounds)
 
 
@@ -392,12 +479,12 @@ def cancelled_when_a_worker_leaves(client: Client, on: list[str], futures: list)
 
 
 def fitted_rows(part: Part, index: int, rows: Rows, holdout: bool) -> pd.DataFrame:
-    """The rows of part `index` a fit uses: those outside the validation slice, or (the refit) all."""
+    """The rows of part `index` a fit uses: those outside the validation and calibration slices,
+    or (the refit) all outside the calibration slice."""
     table = rows.read(part)
-    if not holdout:
-        return table
-    is_valid, _ = holdout_masks(table[LABEL], index, rows)
-    return table[~is_valid]
+    slices = holdout_masks(table[LABEL], index, rows)
+    kept = slices.fitted if holdout else ~slices.calibration
+    return table if kept.all() else table[kept]
 
 
 def _columns(table: pd.DataFrame, columns):
@@ -408,14 +495,14 @@ def part_losses(part: Part, index: int, rows: Rows, model_text: str) -> tuple[np
     """(log-loss summed by round, rows) on the part's validation slice and on its training-curve
     sample: sums, so that the parts' merge is exact."""
     table = rows.read(part)
-    is_valid, in_sample = holdout_masks(table[LABEL], index, rows)
+    slices = holdout_masks(table[LABEL], index, rows)
     booster = booster_of(model_text)
     inputs = table.drop(columns=LABEL)
     return (
-        loss_sums_by_round(booster, inputs[is_valid], table[LABEL][is_valid]),
-        int(is_valid.sum()),
-        loss_sums_by_round(booster, inputs[in_sample], table[LABEL][in_sample]),
-        int(in_sample.sum()),
+        loss_sums_by_round(booster, inputs[slices.validation], table[LABEL][slices.validation]),
+        int(slices.validation.sum()),
+        loss_sums_by_round(booster, inputs[slices.sample], table[LABEL][slices.sample]),
+        int(slices.sample.sum()),
     )
 
 
@@ -428,25 +515,30 @@ def part_losses_merged(parts: Sequence[Part], rows: Rows, model_text: str) -> tu
     return validation.tolist(), training.tolist()
 
 
-def part_validation_scores(part: Part, index: int, rows: Rows, model_text: str, rounds: int) -> tuple[np.ndarray, np.ndarray]:
-    """(labels, probabilities of the first `rounds` trees) of the part's validation slice."""
+def part_slice_scores(part: Part, index: int, rows: Rows, model_text: str, rounds: int | None, which: str) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, probabilities of the first `rounds` trees, None: all) of the part's `which` slice
+    (validation or calibration)."""
     table = rows.read(part)
-    is_valid, _ = holdout_masks(table[LABEL], index, rows)
-    if not is_valid.any():
+    chosen = getattr(holdout_masks(table[LABEL], index, rows), which)
+    if not chosen.any():
         return np.zeros(0, dtype=np.int8), np.zeros(0)
-    proba = booster_of(model_text).predict(table.drop(columns=LABEL)[is_valid], num_iteration=rounds)
-    return table[LABEL].to_numpy()[is_valid].astype(np.int8), proba
+    proba = booster_of(model_text).predict(table.drop(columns=LABEL)[chosen], num_iteration=rounds)
+    return table[LABEL].to_numpy()[chosen].astype(np.int8), proba
+
+
+def slice_scores(parts: Sequence[Part], rows: Rows, model_text: str, rounds: int | None, which: str) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, probabilities) of every part's `which` slice, scored where the part is read. Only
+    they come to this process: 9 bytes a row, a tenth of the rows by default (docs/scaling.md, "Limits")."""
+    calls = [(part, index, rows, model_text, rounds, which) for index, part in enumerate(parts)]
+    found = run_in_order(part_slice_scores, calls, f"train: {which} scores")
+    return np.concatenate([result[0] for result in found]), np.concatenate([result[1] for result in found])
 
 
 def validation_roc_auc(parts: Sequence[Part], rows: Rows, model_text: str, rounds: int) -> float | None:
-    """The early-stopped model's ROC-AUC on the validation slice (None with one class there). The
-    slice's labels and scores come to this process: 9 bytes a row, a tenth of the rows by default
-    (docs/scaling.md, "Limits")."""
+    """The early-stopped model's ROC-AUC on the validation slice (None with one class there)."""
     from mlpipe.model.metrics import roc_auc
 
-    calls = [(part, index, rows, model_text, rounds) for index, part in enumerate(parts)]
-    found = run_in_order(part_validation_scores, calls, "train: validation ROC-AUC")
-    labels, proba = np.concatenate([result[0] for result in found]), np.concatenate([result[1] for result in found])
+    labels, proba = slice_scores(parts, rows, model_text, rounds, "validation")
     if len(np.unique(labels)) < 2:
         return None
     return roc_auc(labels, proba)
