@@ -139,7 +139,7 @@ monitor: setup
 
 serve: setup
 	$(MLPIPE) serve --host="$$MLPIPE_ARG_HOST" --port="$$MLPIPE_ARG_PORT" --evaluation metrics/evaluation.json \
-		--training-params metrics/train/params.yaml
+		--training-params metrics/train/params.yaml --card models/card.json
 
 # Fills the service's prediction log: the latest period of the current rows, or the rows WHERE selects.
 replay: setup

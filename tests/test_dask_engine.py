@@ -48,7 +48,7 @@ import lightgbm.dask as lgb_dask  # noqa: E402
 
 # The tasks below run on the clusters' worker processes: send them by value, not by module name.
 cloudpickle.register_pickle_by_value(importlib.import_module(__name__))
-ALL_STAGES = ["ingest", "validate", "split", "featurize", "train", "evaluate", "fairness", "predict", "drift"]
+ALL_STAGES = ["ingest", "validate", "split", "featurize", "train", "evaluate", "fairness", "predict", "drift", "card"]
 
 
 @pytest.fixture(scope="module")

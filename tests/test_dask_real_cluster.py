@@ -100,7 +100,7 @@ def real_cluster(repo: Repo, tmp_path: Path) -> Iterator[str]:
         _stop(processes[::-1])
 
 
-ALL_STAGES = ["ingest", "validate", "split", "featurize", "train", "evaluate", "fairness", "predict", "drift"]
+ALL_STAGES = ["ingest", "validate", "split", "featurize", "train", "evaluate", "fairness", "predict", "drift", "card"]
 
 
 def quality_and_verdicts(repo: Repo) -> tuple[float, dict[str, dict[str, bool]]]:
@@ -132,7 +132,7 @@ def test_the_pipeline_on_a_cluster_of_dask_scheduler_and_dask_worker_processes(r
 
     repo.set_params(compute={"engine": "dask", "scheduler": real_cluster})
     run = repo.dvc("repro")
-    assert run.stages_run == ["train", "evaluate", "fairness", "predict", "drift"], run.stdout
+    assert run.stages_run == ["train", "evaluate", "fairness", "predict", "drift", "card"], run.stdout
     assert f"Dask scheduler {real_cluster}: {WORKERS} worker(s)" in run.stdout  # train ran on this cluster
     auc, verdicts = quality_and_verdicts(repo)
     assert abs(auc - local_auc) <= 0.005

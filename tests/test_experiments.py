@@ -10,7 +10,7 @@ from mlpipe.tools.workspace import stages_run
 pytestmark = pytest.mark.integration
 
 UPSTREAM = ["ingest", "validate", "split", "featurize"]
-DOWNSTREAM = ["train", "evaluate", "fairness", "predict", "drift"]
+DOWNSTREAM = ["train", "evaluate", "fairness", "predict", "drift", "card"]
 
 
 def ran_and_skipped(log: str) -> tuple[list[str], list[str]]:

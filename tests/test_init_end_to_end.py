@@ -14,7 +14,7 @@ from test_init import breast_cancer, contacts, orders
 
 pytestmark = pytest.mark.integration
 
-STAGES = ["ingest", "validate", "split", "featurize", "train", "evaluate", "fairness", "predict", "drift"]
+STAGES = ["ingest", "validate", "split", "featurize", "train", "evaluate", "fairness", "predict", "drift", "card"]
 
 
 def run_whole_pipeline(repo) -> dict:

@@ -9,7 +9,7 @@ import pytest
 
 pytestmark = pytest.mark.integration
 
-ALL_STAGES = ["ingest", "validate", "split", "featurize", "train", "evaluate", "fairness", "predict", "drift"]
+ALL_STAGES = ["ingest", "validate", "split", "featurize", "train", "evaluate", "fairness", "predict", "drift", "card"]
 
 
 def out_hashes(lock: dict) -> dict[str, str]:
@@ -34,13 +34,13 @@ def test_second_repro_runs_nothing(repo):
 
 def test_train_param_change_reruns_train_and_downstream_only(repo):
     repo.set_params(train={"learning_rate": 0.1})
-    assert repo.dvc("repro").stages_run == ["train", "evaluate", "fairness", "predict", "drift"]
+    assert repo.dvc("repro").stages_run == ["train", "evaluate", "fairness", "predict", "drift", "card"]
 
 
 def test_split_param_change_reruns_split_and_downstream_not_ingest_or_validate(repo):
     repo.set_params(split={"train_until": 2016, "test_from": 2017}, drift={"windows": {"2017": {"start": 2017, "end": 2017}, "all": {}}})
     run = repo.dvc("repro")
-    assert run.stages_run == ["split", "featurize", "train", "evaluate", "fairness", "predict", "drift"]
+    assert run.stages_run == ["split", "featurize", "train", "evaluate", "fairness", "predict", "drift", "card"]
     metrics = json.loads((repo.path / "metrics" / "evaluation.json").read_text())
     assert sorted(metrics["by_period"]) == ["2017", "2018"]
     assert sorted(json.loads((repo.path / "metrics" / "drift.json").read_text())["windows"]) == ["2017", "all"]
@@ -120,10 +120,10 @@ def test_new_batch_in_the_incoming_folder_reruns_only_scoring_and_drift(repo):
     test_rows = pd.read_parquet(repo.path / "data" / "split" / "test.parquet")
     test_rows[test_rows["year"] == 2016].to_csv(incoming / "batch-2016.csv", index=False)
     repo.set_params(monitor={"current_source": "data/incoming"}, drift={"windows": {"all": {}}})
-    assert repo.dvc("repro").stages_run == ["predict", "drift"]
+    assert repo.dvc("repro").stages_run == ["predict", "drift", "card"]
 
     test_rows[test_rows["year"] == 2017].to_parquet(incoming / "batch-2017.parquet", index=False)
-    assert repo.dvc("repro").stages_run == ["predict", "drift"]
+    assert repo.dvc("repro").stages_run == ["predict", "drift", "card"]
     scored = pd.read_parquet(repo.path / "data" / "predictions" / "current.parquet")
     assert len(scored) == 3000 and scored["model_version"].nunique() == 1
     assert sorted(scored["batch"].unique()) == ["batch-2016.csv", "batch-2017.parquet"]
@@ -146,7 +146,7 @@ def test_new_partition_in_the_training_source_folder_reruns_only_what_it_affects
     # One part per partition file now, holding the same rows: the training period (one year, one
     # part) is the same bytes, so DVC skips train, and the metrics come out the same.
     run = repo.dvc("repro")
-    assert run.stages_run == ["ingest", "validate", "split", "featurize", "evaluate", "fairness", "predict", "drift"]
+    assert run.stages_run == ["ingest", "validate", "split", "featurize", "evaluate", "fairness", "predict", "drift", "card"]
     assert "Stage 'train' didn't change" in run.stdout
     assert (repo.path / "metrics" / "evaluation.json").read_text() == before
     repo.commit("training data as partitions")
@@ -158,7 +158,7 @@ def test_new_partition_in_the_training_source_folder_reruns_only_what_it_affects
     later.to_parquet(parts / "year=2019.parquet", index=False)
     run = repo.dvc("repro")
     # train's inputs (the 2015 rows and the schema learned from them) are unchanged: DVC skips it.
-    assert run.stages_run == ["ingest", "validate", "split", "featurize", "evaluate", "fairness", "predict", "drift"]
+    assert run.stages_run == ["ingest", "validate", "split", "featurize", "evaluate", "fairness", "predict", "drift", "card"]
     assert "Stage 'train' didn't change" in run.stdout
     rows = json.loads((repo.path / "metrics" / "evaluation.json").read_text())["by_period"]
     assert set(rows) == {"2016", "2017", "2018", "2019"} and rows["2019"]["rows"] == 1000

@@ -266,6 +266,8 @@ def test_metadata_and_the_openapi_schema_show_the_real_fields(served):
     metadata = served.client.get("/metadata").json()
     assert metadata["model_version"] == served.client.get("/ready").json()["model_version"]
     assert metadata["test_metrics"]["roc_auc"] > 0.8 and metadata["training_params"]["num_leaves"] == 31
+    assert metadata["card"]["model_details"]["version"] == metadata["model_version"]  # the card of the model served (make serve's --card)
+    assert metadata["card"]["evaluation"]["overall"] == metadata["test_metrics"]
     record = served.client.get("/openapi.json").json()["components"]["schemas"]["Record"]
     assert "AGEP" in record["required"] and {member["maximum"] for member in record["properties"]["AGEP"]["anyOf"]} == {120}
     assert "['1', '2', '3', '4', '5']" in record["properties"]["MAR"]["description"]
@@ -450,11 +452,18 @@ def test_replayed_rows_feed_the_drift_stage_and_a_shifted_replay_asks_for_retrai
     logged = pd.concat(map(pd.read_parquet, files))
     assert sorted(logged["id"]) == sorted(latest["id"]) and logged["served_at"].notna().all()
 
+    batch_estimate = json.loads((repo.path / "metrics" / "drift.json").read_text())["windows"]["2018"]["estimated_performance"]
     repo.set_params(monitor={"current_source": str(log.relative_to(repo.path))})
-    assert repo.dvc("repro").stages_run == ["predict", "drift"]
+    assert repo.dvc("repro").stages_run == ["predict", "drift", "card"]
     drift = json.loads((repo.path / "metrics" / "drift.json").read_text())
     assert drift["windows"]["all"]["rows"] == drift["windows"]["2018"]["rows"] == len(latest)
     assert "2016" in drift["empty_windows"]
+    # The log has no labels: its rows get the performance estimated from their probabilities, the
+    # batch run's estimate for 2018 to the bit (the same probabilities), and nothing realised.
+    estimate = drift["windows"]["2018"]["estimated_performance"]
+    assert "roc_auc" not in drift["windows"]["2018"] and estimate["labelled_rows"] == 0
+    for metric in ("roc_auc", "accuracy"):
+        assert estimate[metric] == {**batch_estimate[metric], "realised": None}
     rescored = pd.read_parquet(repo.path_of("predict", "out-current")).set_index("id")["probability"]
     assert (logged.set_index("id")["probability"] == rescored.loc[logged["id"]]).all()  # the loop changes no score
 

@@ -15,7 +15,7 @@ from mlpipe.errors import DataError
 
 pytestmark = pytest.mark.integration
 
-DOWNSTREAM = ["validate", "split", "featurize", "train", "evaluate", "fairness", "predict", "drift"]
+DOWNSTREAM = ["validate", "split", "featurize", "train", "evaluate", "fairness", "predict", "drift", "card"]
 
 
 def table_bytes(folder) -> dict[str, bytes]:

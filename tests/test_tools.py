@@ -25,6 +25,7 @@ PATHS = {
     "quality": Path("m/q.json"),
     "figures": Path("r/f"),
     "reports": Path("r/d"),
+    "card": Path("m/card.md"),
 }
 
 
@@ -37,9 +38,17 @@ def test_the_summary_names_the_headline_metrics_the_verdict_and_where_to_look():
     assert re.search(r"^  test +208,892 +0\.9052 +n/a +0\.3770 +0\.828", text, re.M), text
     assert "drift: RETRAIN RECOMMENDED, 2 reason(s), first: window 2018: dataset drift (m/d.json)" in text
     assert "figures: 1 PNG in r/f/; drift reports: 0 HTML in r/d/" in text
+    assert "model card: none yet at m/card.md (dvc repro card)" in text
     assert "every metric: dvc metrics show" in text
     calm = summary(EVALUATION, {"retrain_recommended": False, "reasons": [], "windows": {"all": {}}}, None, [], [], PATHS)
     assert "drift: no retraining needed across 1 window(s)" in calm
+
+
+def test_the_summary_links_the_model_card_once_the_card_stage_wrote_it(tmp_path):
+    (tmp_path / "card.md").write_text("---\n---\n# Model card\n")
+    calm = {"retrain_recommended": False, "reasons": [], "windows": {}}
+    text = summary(EVALUATION, calm, None, [], [], {**PATHS, "card": tmp_path / "card.md"})
+    assert f"model card: {tmp_path / 'card.md'} (for tools: {tmp_path / 'card.json'})" in text
 
 
 def test_the_metrics_stay_narrow_on_a_wide_table_with_many_periods():

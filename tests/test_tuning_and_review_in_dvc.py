@@ -9,7 +9,7 @@ import yaml
 
 pytestmark = pytest.mark.integration
 
-DOWNSTREAM = ["train", "evaluate", "fairness", "predict", "drift"]
+DOWNSTREAM = ["train", "evaluate", "fairness", "predict", "drift", "card"]
 
 
 def test_tuning_in_the_pipeline_feeds_train(repo):

@@ -57,6 +57,22 @@ def _record_writer() -> type:
     return RecordOnly
 
 
+def read_training_params(path: str | Path) -> dict[str, Any]:
+    """The LightGBM parameters the record holds (<dir>/params.yaml): a `DataError` when the file is
+    missing, an `ArtifactError` when it is cut short or not a mapping."""
+    import yaml
+
+    from mlpipe.io import read_pipeline_text
+
+    try:
+        params = yaml.safe_load(read_pipeline_text(path, "the training params", "train"))
+    except yaml.YAMLError as exc:
+        raise corrupt_artifact("the training params", path, "train", first_line(exc)) from None
+    if not isinstance(params, dict):
+        raise corrupt_artifact("the training params", path, "train", "not a mapping of parameters")
+    return params
+
+
 def read_training_curve(directory: str | Path) -> list[dict[str, Any]]:
     """The curve back as records ({iteration, train_logloss, validation_logloss}), [] when none was logged."""
     columns: dict[str, dict[int, float]] = {}

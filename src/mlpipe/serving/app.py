@@ -4,7 +4,7 @@ API key, request limits, a prediction log and model reload without a restart.
     POST /predict    one record (a JSON object) or a list of them -> probability, label, model version each
     POST /reload     load the model again (the same files), swap it in atomically
     GET  /health     the process is up           GET /ready     a model is loaded
-    GET  /metadata   model version, threshold, features, training params, test metrics
+    GET  /metadata   model version, threshold, features, training params, test metrics, the model card
     GET  /metrics    Prometheus exposition       GET /docs      the OpenAPI page, with the real fields
 
 `create_app` takes a model loader rather than paths, so it knows nothing of the repository's
@@ -56,7 +56,6 @@ class Loaded:
     model: ServedModel
     one: TypeAdapter  # a body holding one record (its JSON schema is /docs' Record)
     many: TypeAdapter  # a body holding a list of them
-    threshold: float  # the label's threshold, read with the model (a reload picks up a new evaluate.threshold)
     files: Any = None  # what `watch` said about the model files just before they were read
 
 
@@ -181,8 +180,7 @@ def create_app(
         model = load_model()
         record = record_model(model.schema, params)
         many = TypeAdapter(Annotated[list[record], Field(min_length=1, max_length=serve.max_batch_rows)])
-        threshold = params.evaluate.threshold if model.threshold is None else model.threshold
-        return Loaded(model, TypeAdapter(record), many, threshold, files)
+        return Loaded(model, TypeAdapter(record), many, files)
 
     swapping = asyncio.Lock()  # one reload at a time, whether /reload or the watch asked
 
@@ -272,7 +270,8 @@ def create_app(
         model = loaded.model
         return {
             "model_version": model.version,
-            "threshold": loaded.threshold,
+            "threshold": model.calibration.threshold,
+            "calibration": {"method": model.calibration.method, "objective": model.calibration.objective},
             "target": model.schema.target,
             "positive_label": model.schema.positive_label,
             "features": [{"name": spec.name, "kind": spec.kind, "categories": list(spec.categories)} for spec in model.schema.features],
@@ -285,7 +284,7 @@ def create_app(
         body = await read_body(request, serve.max_body_bytes)
         if len(body) <= INLINE_BYTES:
             records = validated_records(body, loaded, serve.max_batch_rows)
-            probability, labels = score_records(records, loaded.model, loaded.threshold, threads=1)
+            probability, labels = score_records(records, loaded.model, threads=1)
         else:
             records, probability, labels = await run_in_threadpool(validated_and_scored, body, loaded, serve.max_batch_rows)
         version = loaded.model.version
@@ -342,7 +341,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 def validated_and_scored(body: bytes, loaded: Loaded, max_rows: int) -> tuple[list[dict[str, Any]], np.ndarray, np.ndarray]:
     """A large body's records, checked, and their (probability, label): in a worker thread."""
     records = validated_records(body, loaded, max_rows)
-    return (records, *score_records(records, loaded.model, loaded.threshold))
+    return (records, *score_records(records, loaded.model))
 
 
 def validated_records(body: bytes, loaded: Loaded, max_rows: int) -> list[dict[str, Any]]:

@@ -1,7 +1,7 @@
 """`make serve`: the prediction service on the model `dvc.yaml` declares as an artifact.
 
     python -m mlpipe.tools.serve --host 127.0.0.1 --port 8000 \\
-        --evaluation metrics/evaluation.json --training-params metrics/train/params.yaml
+        --evaluation metrics/evaluation.json --training-params metrics/train/params.yaml [--card models/card.json]
 
 Serves the artifact of type `model` in dvc.yaml (or `--artifact NAME`) with the feature schema
 its meta.schema names, under uvicorn. Refuses to start, in one line, when the files are missing,
@@ -24,37 +24,37 @@ from typing import Any
 import yaml
 
 from mlpipe.config import load_params
-from mlpipe.errors import EXIT_OK, ArtifactError, ConfigError, PipelineError, exit_status, first_line
+from mlpipe.errors import EXIT_OK, ConfigError, PipelineError, exit_status
 
 
-def model_artifact(dvc_yaml: Path, name: str | None) -> tuple[Path, Path]:
-    """(model, feature schema) paths of the named artifact, or of the one artifact of type model."""
+def model_artifact(dvc_yaml: Path, name: str | None) -> tuple[Path, Path, Path]:
+    """(model, feature schema, calibration) paths of the named artifact, or of the one artifact of type model."""
     artifacts = (yaml.safe_load(dvc_yaml.read_text(encoding="utf-8")) or {}).get("artifacts") or {}
     models = {key: spec for key, spec in artifacts.items() if name == key or (name is None and spec.get("type") == "model")}
     if len(models) != 1:
         wanted = f"an artifact named {name!r}" if name else "exactly one artifact of type model"
         raise ConfigError(f"{dvc_yaml} needs {wanted} under artifacts: (it has {sorted(artifacts)}); see docs/serving.md")
     ((key, spec),) = models.items()
-    schema = (spec.get("meta") or {}).get("schema")
-    if not schema:
-        raise ConfigError(f"{dvc_yaml}: artifacts.{key}.meta.schema must name the model's feature schema (models/schema.json)")
-    return Path(spec["path"]), Path(schema)
+    meta = spec.get("meta") or {}
+    for field, names in (("schema", "feature schema (models/schema.json)"), ("calibration", "calibration (models/calibration.json)")):
+        if not meta.get(field):
+            raise ConfigError(f"{dvc_yaml}: artifacts.{key}.meta.{field} must name the model's {names}")
+    return Path(spec["path"]), Path(meta["schema"]), Path(meta["calibration"])
 
 
-def training_metadata(evaluation: Path, training_params: Path) -> dict[str, Any]:
-    """What /metadata shows beside the model: the LightGBM params it was trained with and its test metrics."""
-    from mlpipe.io import read_pipeline_json, read_pipeline_text
+def training_metadata(evaluation: Path, training_params: Path, card: Path) -> dict[str, Any]:
+    """What /metadata shows beside the model: the LightGBM params it was trained with, its test
+    metrics and its model card (card.json whole, or null when the card stage has not run: the
+    service starts without it, as it does without the other two)."""
+    from mlpipe.io import read_pipeline_json
+    from mlpipe.model.tracking import read_training_params
 
     metadata: dict[str, Any] = {}
     if training_params.exists():
-        try:
-            metadata["training_params"] = yaml.safe_load(read_pipeline_text(training_params, "the training params", "train"))
-        except yaml.YAMLError as exc:
-            raise ArtifactError(
-                f"the training params '{training_params}' are corrupt or truncated ({first_line(exc)}): rebuild them with `dvc repro train`"
-            ) from None
+        metadata["training_params"] = read_training_params(training_params)
     if evaluation.exists():
         metadata["test_metrics"] = read_pipeline_json(evaluation, "the evaluation metrics", "evaluate", keys=("test",))["test"]
+    metadata["card"] = read_pipeline_json(card, "the model card", "card", keys=("format", "model_details")) if card.exists() else None
     return metadata
 
 
@@ -71,6 +71,7 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--artifact", help="the artifact to serve (default: the one of type model)")
     parser.add_argument("--evaluation", type=Path, required=True, help="the evaluate stage's metrics (test metrics for /metadata)")
     parser.add_argument("--training-params", type=Path, required=True, help="the LightGBM params train used (for /metadata)")
+    parser.add_argument("--card", type=Path, default=Path("models/card.json"), help="the model card's JSON (for /metadata)")
     return parser
 
 
@@ -87,19 +88,21 @@ def model_loader(args: argparse.Namespace, params) -> tuple[Callable[[], Any], C
     from mlpipe.data.privacy import require_salt
     from mlpipe.serving.scorer import files_state, load_served_model
 
-    model_path, schema_path = model_artifact(args.dvc_yaml, args.artifact)
+    model_path, schema_path, calibration_path = model_artifact(args.dvc_yaml, args.artifact)
     # Checked now: a request carrying such a column could not be logged safely later.
     hashed = [column for column, action in params.data.personal_columns.items() if action == "hash"]
     require_salt(hashed, os.environ.get(params.data.salt_env), params.data.salt_env)
-    training_metadata(args.evaluation, args.training_params)  # checked now: a service that cannot describe its model does not start
+    # Checked now: a service that cannot describe its model does not start.
+    training_metadata(args.evaluation, args.training_params, args.card)
 
     def load():
-        """The model files, what /metadata says of them and the threshold, read afresh on every
-        (re)load: a reload describes and labels with the new model's, not the first one's."""
-        threshold = load_params(args.params).evaluate.threshold
-        return load_served_model(model_path, schema_path, training_metadata(args.evaluation, args.training_params), threshold)
+        """The model files, what /metadata says of them and the calibration (the threshold with it),
+        read afresh on every (re)load: a reload describes and labels with the new model's, not the first one's."""
+        return load_served_model(
+            model_path, schema_path, training_metadata(args.evaluation, args.training_params, args.card), calibration_path
+        )
 
-    files = (model_path, schema_path, args.params, args.evaluation, args.training_params)
+    files = (model_path, schema_path, calibration_path, args.evaluation, args.training_params, args.card)
     return load, (lambda: files_state(*files)), model_path
 
 

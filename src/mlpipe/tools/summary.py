@@ -2,8 +2,8 @@
 
     mlpipe metrics [--evaluation metrics/evaluation.json] [--drift metrics/drift.json] ...
 
-Rows read and kept, the test metrics overall and per period (one line each), the drift verdict
-and where the figures are. A wide table gives hundreds of metrics (null shares and drift scores
+Rows read and kept, the test metrics overall and per period (one line each), the drift verdict,
+where the model card and the figures are. A wide table gives hundreds of metrics (null shares and drift scores
 per column): every one of them stays in `dvc metrics show`, changes in `dvc metrics diff`.
 """
 
@@ -48,13 +48,19 @@ def summary(evaluation: dict, drift: dict, quality: dict | None, figures: list[P
             f"rows: {quality['rows_in']:,} read, {quality['rows_out']:,} kept, {quality['rows_quarantined']:,} quarantined "
             f"({paths['quality']})"
         )
-    lines.append(f"test metrics at threshold {evaluation['threshold']} ({paths['evaluation']}):")
+    # An evaluation written before calibration came has no "calibration": the model's probability then.
+    calibration = evaluation.get("calibration", "none")
+    lines.append(f"test metrics at threshold {evaluation['threshold']:.4g} (calibration {calibration}) ({paths['evaluation']}):")
     lines += metrics_table(evaluation)
     if drift["retrain_recommended"]:
         lines.append(f"drift: RETRAIN RECOMMENDED, {len(drift['reasons'])} reason(s), first: {drift['reasons'][0]} ({paths['drift']})")
     else:
         lines.append(f"drift: no retraining needed across {len(drift['windows'])} window(s) ({paths['drift']})")
+    card = Path(paths["card"])
     lines += [
+        f"model card: {card} (for tools: {card.with_suffix('.json')})"
+        if card.exists()
+        else f"model card: none yet at {card} (dvc repro card)",
         f"figures: {len(figures)} PNG in {paths['figures']}/; drift reports: {len(reports)} HTML in {paths['reports']}/",
         "every metric: dvc metrics show (changes: dvc metrics diff) · all plots offline: make plots · the verdict: make monitor",
     ]
@@ -68,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quality", default=Path("metrics/data_quality.json"), type=Path, help="the validate stage's row counts")
     parser.add_argument("--figures", default=Path("reports/figures"), type=Path)
     parser.add_argument("--reports", default=Path("reports/drift"), type=Path)
+    parser.add_argument("--card", default=Path("models/card.md"), type=Path, help="the model card")
     args = parser.parse_args(argv)
     from mlpipe.io import read_pipeline_json
 
