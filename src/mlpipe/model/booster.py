@@ -181,7 +181,14 @@ def predict_proba(booster: lgb.Booster, features: pd.DataFrame, schema: FeatureS
     `threads` is LightGBM's (0: its default); rows are scored independently, so it changes no result."""
     if len(features) == 0:  # LightGBM refuses an empty table; a part of a partitioned one may be empty
         return np.zeros(0)
-    return booster.predict(for_lightgbm(features[schema.feature_names]), num_threads=threads)
+    return booster.predict(model_input(features, schema), num_threads=threads)
+
+
+def model_input(features: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
+    """What the booster is given for feature rows: the schema's columns in its order, under the
+    names LightGBM knows them by (its pandas categoricals it maps to their codes itself). One
+    place, so that probabilities and explanations (`mlpipe.model.explain`) see the same input."""
+    return for_lightgbm(features[schema.feature_names])
 
 
 def feature_importance(booster: lgb.Booster, names: Sequence[str]) -> pd.DataFrame:
