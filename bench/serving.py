@@ -142,8 +142,8 @@ def phases(records: list[dict], params, batch: int = 1000, repeats: int = 20) ->
     from mlpipe.serving.prediction_log import PredictionLog
     from mlpipe.serving.scorer import load_served_model, record_model
 
-    model_path, schema_path = model_artifact(REPO / "dvc.yaml", None)
-    model = load_served_model(REPO / model_path, REPO / schema_path)
+    model_path, schema_path, calibration_path = model_artifact(REPO / "dvc.yaml", None)
+    model = load_served_model(REPO / model_path, REPO / schema_path, calibration_path=REPO / calibration_path)
     contract = TypeAdapter(list[record_model(model.schema, params)])
     body = orjson.dumps(records[:batch])
     names = ("JSON parsing", "validation", "encoding", "LightGBM predict", "probability histogram", "log append", "response JSON")
@@ -188,8 +188,8 @@ def floor(records: list[dict], params) -> dict:
     """A bare in-process LightGBM predict on the same rows, already encoded."""
     from mlpipe.serving.scorer import load_served_model
 
-    model_path, schema_path = model_artifact(REPO / "dvc.yaml", None)
-    model = load_served_model(REPO / model_path, REPO / schema_path)
+    model_path, schema_path, calibration_path = model_artifact(REPO / "dvc.yaml", None)
+    model = load_served_model(REPO / model_path, REPO / schema_path, calibration_path=REPO / calibration_path)
     single = [model.encoder.encode([record]) for record in records[:2000]]
     started = time.perf_counter()
     for rows in single:
@@ -247,7 +247,7 @@ def _commit() -> dict:
 
 def trained_model() -> tuple[Path, Path]:
     """The paths of this repository's model and its schema, as `make serve` takes them."""
-    model_path, schema_path = model_artifact(REPO / "dvc.yaml", None)
+    model_path, schema_path, _ = model_artifact(REPO / "dvc.yaml", None)
     if not (REPO / model_path).exists():
         raise SystemExit(f"no model at {model_path}: run `make repro` first")
     return model_path, schema_path

@@ -40,7 +40,7 @@ def test_minimal_params_take_documented_defaults():
     params = parse_params(MINIMAL)
     assert params.split.strategy == "random"
     assert params.train.early_stopping_rounds == 50
-    assert params.evaluate.threshold == 0.5
+    assert params.calibration.method == "sigmoid" and params.calibration.threshold.objective == "f1"
     assert params.data.categorical_columns is None
 
 
@@ -52,7 +52,15 @@ def test_minimal_params_take_documented_defaults():
         (with_section(split={"strategy": "temporal"}), ["split.strategy", "'time' or 'random'"]),
         (with_section(split={"strategy": "time"}), ["split.train_until"]),
         (with_section(train={"learning_rat": 0.1}), ["unknown key 'train.learning_rat'"]),
-        (with_section(evaluate={"threshold": 1.5}), ["evaluate.threshold"]),
+        (with_section(evaluate={"threshold": 1.5}), ["evaluate.threshold' is gone", "calibration.threshold.value: 1.5"]),
+        (
+            with_section(calibration={"threshold": {"objective": "precision"}}),
+            ["calibration.threshold.target: objective precision needs a target"],
+        ),
+        (
+            with_section(calibration={"fraction": 0}),
+            ["calibration.fraction: 0 holds out no slice", "method: none and threshold.objective: fixed"],
+        ),
         (with_section(trian={"seed": 1}), ["unknown section 'trian'", "did you mean 'train'"]),
         ({"data": {"source": "t.csv", "target": "y"}}, ["missing required key 'data.positive_label'"]),
         (with_section(train={"early_stopping_rounds": 10, "validation_fraction": 0}), ["train.validation_fraction"]),

@@ -35,6 +35,7 @@ from mlpipe.engine.parts import map_parts, part_files, staged
 from mlpipe.errors import ArtifactError, ConfigError, DataError
 from mlpipe.model import training
 from mlpipe.model.booster import lightgbm_core, model_to_text
+from mlpipe.model.calibration import Calibration
 from mlpipe.model.metrics import log_loss, roc_auc
 from mlpipe.model.scoring import model_version, predict, score_table
 from mlpipe.model.training import train_model
@@ -169,10 +170,10 @@ def test_evaluate_on_the_cluster_scores_and_ranks_on_the_workers_and_writes_the_
         table.iloc[block].to_parquet(folder / f"part-{index:05d}-0000.parquet", index=False)
     schema = features["schema"]
     text, parts = model_to_text(trained.booster), part_files(folder)
-    here = evaluation.evaluate(parts, text, schema, params.evaluate, tmp_path / "here")
+    here = evaluation.evaluate(parts, text, schema, params.evaluate, Calibration(), tmp_path / "here")
     monkeypatch.setattr(evaluation, "read_part_columns", lambda *args: pytest.fail("a part read in the stage's process"))
     with executor_for(ComputeParams(engine="dask", workers=2, memory_limit="1GiB")):
-        there = evaluation.evaluate(parts, text, schema, params.evaluate, tmp_path / "there")
+        there = evaluation.evaluate(parts, text, schema, params.evaluate, Calibration(), tmp_path / "there")
     assert there == here and set(here[0]["by_period"]) == {"2016", "2017", "2018"}
     assert list((tmp_path / "there").iterdir()) == []  # the scratch scores are gone
 
@@ -372,9 +373,9 @@ def test_every_data_stage_part_by_part_gives_the_local_engines_result(cluster, t
     ).booster
     text = model_to_text(booster)
     scored = {name: tmp_path / f"scored-{name}.parquet" for name in ("reference", "current", "quarantine")}
-    quality = predict(out["train"], str(out["test"]), *scored.values(), (text, "model.txt"), schema, 0.5, data, checks).quality
+    quality = predict(out["train"], str(out["test"]), *scored.values(), (text, "model.txt"), schema, Calibration(), data, checks).quality
     assert quality["rows_in"] == len(test) and quality["rows_quarantined"] == 0
-    expected = score_table(test, booster, schema, 0.5, model_version(text))
+    expected = score_table(test, booster, schema, Calibration(), model_version(text))
     current = pd.read_parquet(scored["current"])
     assert np.array_equal(current["probability"], expected["probability"]) and current["batch"].str.startswith("part-").all()
     settings = params.drift.model_copy(update={"report_windows": []})

@@ -16,6 +16,7 @@ from mlpipe.config import load_params
 from mlpipe.data.features import build_schema, feature_table
 from mlpipe.data.schema import PREDICTED_LABEL, PROBABILITY
 from mlpipe.data.split import split_table
+from mlpipe.model.calibration import Calibration
 from mlpipe.model.metrics import roc_auc
 from mlpipe.model.scoring import score_table
 from mlpipe.model.training import train_model
@@ -41,7 +42,7 @@ def default_data():
 
     def scored_by(model_schema):
         booster = train_model(features[model_schema.feature_names], features[schema.target], params.train).booster
-        return [score_table(rows, booster, model_schema, params.evaluate.threshold, "v") for rows in (train, test)]
+        return [score_table(rows, booster, model_schema, Calibration(), "v") for rows in (train, test)]
 
     reference, current = scored_by(schema)
     weak = scored_by(dataclasses.replace(schema, features=tuple(spec for spec in schema.features if spec.name in ("AGEP", "MIL"))))[1]

@@ -33,6 +33,7 @@ from mlpipe.errors import DataError
 from mlpipe.harness import execute
 from mlpipe.model import fairness
 from mlpipe.model.booster import model_from_text, model_to_text, predict_proba
+from mlpipe.model.calibration import Calibration
 from mlpipe.model.training import train_model
 from mlpipe.tools import review
 
@@ -73,7 +74,7 @@ def test_the_report_is_fairlearns_own_on_the_default_data(model):
     """Every group's rates and both differences equal fairlearn's MetricFrame and functions,
     called here on the same rows; ROC-AUC is scikit-learn's on each group's rows."""
     text, schema, folder, test = model
-    report, plot_rows = fairness.assess(parts(folder), text, schema, 0.5, DEFAULT, str(folder))
+    report, plot_rows = fairness.assess(parts(folder), text, schema, Calibration(), DEFAULT, str(folder))
     proba = predict_proba(model_from_text(text), make_features(test, schema), schema)
     y, predicted = test["employed"].to_numpy(), (proba >= 0.5).astype(int)
     assert report["rows"] == len(test) and "SEX" not in schema.feature_names
@@ -196,7 +197,7 @@ def test_fewer_than_two_groups_to_compare_give_no_difference():
 
 
 def test_no_groups_is_an_empty_report_and_nothing_is_scored(tmp_path):
-    report, plot_rows = fairness.assess([tmp_path / "absent.parquet"], "not a model", None, 0.5, FairnessParams(), "nowhere")
+    report, plot_rows = fairness.assess([tmp_path / "absent.parquet"], "not a model", None, Calibration(), FairnessParams(), "nowhere")
     assert report == {"threshold": 0.5, "min_group_rows": 100, "sensitive": {}} and plot_rows == []
 
 
@@ -232,7 +233,8 @@ def run_stage(folder, *args: str) -> tuple[int, str, str]:
     return code, stdout.getvalue(), stderr.getvalue()
 
 
-ARGUMENTS = ["--model", "models/model.txt", "--model-schema", "models/schema.json", "--test", "test.parquet"]
+ARGUMENTS = ["--model", "models/model.txt", "--model-schema", "models/schema.json", "--calibration", "models/calibration.json"]
+ARGUMENTS += ["--test", "test.parquet"]
 ARGUMENTS += ["--metrics", "fairness.json", "--plot", "plot.json", "--figure", "fairness.png"]
 
 
@@ -242,6 +244,7 @@ def stage_folder(model, folder):
     (folder / "models").mkdir()
     (folder / "models" / "model.txt").write_text(text)
     (folder / "models" / "schema.json").write_text(schema.to_json())
+    (folder / "models" / "calibration.json").write_text(Calibration().to_json())  # the model's probability, labelled from 0.5
     shutil.copytree(test, folder / "test.parquet")
     return yaml.safe_load((ROOT / "params.yaml").read_text())
 
@@ -288,7 +291,7 @@ def flattened(payload, prefix=""):
 
 def test_a_guard_on_an_equalised_odds_difference_fails_on_a_rise_beyond_its_limit(model):
     text, schema, folder, _ = model
-    report, _ = fairness.assess(parts(folder), text, schema, 0.5, DEFAULT, str(folder))
+    report, _ = fairness.assess(parts(folder), text, schema, Calibration(), DEFAULT, str(folder))
     key = "sensitive.sex.equalized_odds_difference"  # the key params.yaml's example guard and docs name
     new = flattened(report)[key]
     for rise, failed in [(0.03, True), (0.015, False), (-0.05, False)]:

@@ -21,6 +21,7 @@ from mlpipe.model.booster import (
     predict_proba,
     real_names,
 )
+from mlpipe.model.calibration import Calibration
 from mlpipe.model.training import train_model
 
 
@@ -237,8 +238,11 @@ def test_every_metric_and_curve_by_ranges_is_scikit_learns_on_the_whole_table(ro
     p = np.clip(np.round((0.35 * y + rng.random(rows) * 0.65) * distinct) / distinct, 0, 1)
     years = pd.Series(rng.choice([2016, 2017, 2018], rows), name="year")
     y[years.to_numpy() == 2018] = 1  # a period of one class
-    params = EvaluateParams(curve_points=21, threshold=0.5)
+    params = EvaluateParams(curve_points=21)
     report, tables = evaluation.evaluate_scores(y, p, years, params, (0, 1), range_rows=range_rows)
+    # Without a calibration the model's own probabilities are the calibrated ones: the same log-loss and Brier.
+    raw = {key.removesuffix("_raw"): report["test"].pop(key) for key in ("log_loss_raw", "brier_raw")}
+    assert raw == {key: report["test"][key] for key in raw}
     assert_close(report["test"], reference_metrics(y, p, 0.5))
     labels = years.astype(str).to_numpy()
     assert list(report["by_period"]) == sorted(set(labels))
@@ -277,7 +281,7 @@ def test_the_test_features_in_parts_give_the_whole_tables_report(tmp_path, datas
     for index, block in enumerate(np.array_split(np.arange(len(table)), 4)):
         table.iloc[block].to_parquet(folder / f"part-{index:05d}-0000.parquet", index=False)
     params = EvaluateParams()
-    found = evaluation.evaluate(sorted(folder.iterdir()), text, schema, params, tmp_path / "metrics")
+    found = evaluation.evaluate(sorted(folder.iterdir()), text, schema, params, Calibration(), tmp_path / "metrics")
     proba = predict_proba(model_from_text(text), table, schema)
     expected = evaluation.evaluate_scores(
         table["label"].to_numpy(), proba, table["year"], params, (schema.negative_label, schema.positive_label)

@@ -30,6 +30,7 @@ from mlpipe.data.split import split_table
 from mlpipe.data.validation import validate_rows, validate_table
 from mlpipe.errors import PipelineError
 from mlpipe.model.booster import model_from_text, model_to_text
+from mlpipe.model.calibration import Calibration
 from mlpipe.model.evaluation import evaluate_scores
 from mlpipe.model.scoring import score_table
 from mlpipe.model.training import train_model
@@ -114,8 +115,8 @@ def through_the_pipeline(table: pd.DataFrame, raw_params: dict) -> None:
     current = validate_rows(test, params.data, params.validate)
     if current.clean.empty:
         return
-    reference = score_table(train, booster, schema, params.evaluate.threshold, "v")
-    scored = score_table(current.clean, booster, schema, params.evaluate.threshold, "v")
+    reference = score_table(train, booster, schema, Calibration(), "v")
+    scored = score_table(current.clean, booster, schema, Calibration(), "v")
     windows = {"all": window_drift(reference, scored, monitored_columns(schema, scored), params.drift)}
     retrain_verdict(windows, 0.8, params.drift.max_auc_drop, params.drift.max_estimated_auc_drop)
 

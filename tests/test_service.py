@@ -103,7 +103,9 @@ def test_served_probabilities_equal_the_batch_stage_to_the_last_bit(served, curr
     assert differing == []  # exact float equality, row by row
     one = served.predict(records_of(current_rows.head(1))[0]).json()["predictions"]  # a single object, not a list
     assert one[0]["probability"] == batch.at[current_rows["id"].iloc[0], "probability"]
-    threshold = served.repo.params()["evaluate"]["threshold"]
+    # The label is the batch's: the same calibrated probability at the threshold of models/calibration.json.
+    assert one[0]["label"] == str(batch.at[current_rows["id"].iloc[0], "label"])
+    threshold = json.loads((served.repo.path / "models" / "calibration.json").read_text())["threshold"]
     assert one[0]["label"] == ("1" if one[0]["probability"] >= threshold else "0")
 
 

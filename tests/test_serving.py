@@ -25,6 +25,7 @@ with warnings.catch_warnings():
 from conftest import ROOT
 from mlpipe.config import ServeParams, load_params
 from mlpipe.errors import EXIT_USAGE, ArtifactError, DataError, OutputError
+from mlpipe.model.calibration import Calibration
 from mlpipe.serving.app import create_app
 from mlpipe.serving.prediction_log import SERVED_AT, PredictionLog
 from mlpipe.serving.scorer import load_served_model, score_records
@@ -89,8 +90,8 @@ def test_records_encode_to_the_batch_features_to_the_bit(files):
     edited = [{**first, "RELP": 99, "MAR": None, "AGEP": None}, {**second, "MAR": 2.0, "RELP": "17"}, {**third, "ANC": True}]
     whole_columns = [{**record, "RELP": -5 if i % 7 == 0 else record["RELP"]} for i, record in enumerate(files["rows"])]
     for records in ([first, second, third, *edited], whole_columns):  # value by value; a long column of integers at once
-        encoded, _ = score_records(records, model, 0.5)
-        through_pandas, _ = score_records(records, dataclasses.replace(model, encoder=None), 0.5)
+        encoded, _ = score_records(records, model)
+        through_pandas, _ = score_records(records, dataclasses.replace(model, encoder=None))
         assert model.encoder is not None and encoded.tobytes() == through_pandas.tobytes()
     assert len(set(encoded.tolist())) > 30  # the rows differ: the comparison is not vacuous
 
@@ -549,7 +550,9 @@ def test_with_an_api_key_the_open_routes_do_not_tell_the_model_version(files):
 
 def test_a_reload_describes_and_labels_with_the_new_model_and_threshold(built_repo_without_reports, tmp_path, monkeypatch):
     """/metadata kept the first model's training params and test metrics after a reload (read
-    once at start), and a changed evaluate.threshold was picked up by neither /reload nor the watch."""
+    once at start), and a changed threshold was picked up by neither /reload nor the watch: now the
+    calibration file (models/calibration.json) is read with the model, and swapped with it."""
+    import dataclasses
     import time
 
     import lightgbm
@@ -573,16 +576,18 @@ def test_a_reload_describes_and_labels_with_the_new_model_and_threshold(built_re
         assert after["model_version"] == reloaded["model_version"] != before["model_version"]
         assert after["test_metrics"]["roc_auc"] == 0.625 != before["test_metrics"]["roc_auc"]
         assert after["training_params"]["num_leaves"] == 7 != before["training_params"]["num_leaves"]
-        assert after["threshold"] == 0.5
+        assert after["threshold"] == before["threshold"] and after["calibration"]["method"] == "sigmoid"
         rows = files_rows(repo)
         assert "0" in {p["label"] for p in http.post("/predict", json=rows).json()["predictions"]}
-        repo.set_params(evaluate={"threshold": 1e-9})  # no edit to the model files: the watch sees params.yaml change
+        calibration = repo.path / "models" / "calibration.json"
+        # A new calibration and no other edit: the watch sees the file change.
+        calibration.write_text(dataclasses.replace(Calibration.read(calibration), threshold=1e-9).to_json())
         deadline = time.monotonic() + 10
         while http.get("/metadata").json()["threshold"] != 1e-9 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert http.get("/metadata").json()["threshold"] == 1e-9
         assert {p["label"] for p in http.post("/predict", json=rows).json()["predictions"]} == {"1"}
-        repo.set_params(evaluate={"threshold": 1.5})  # params that do not load: the last good ones keep serving
+        calibration.write_text(calibration.read_text()[:50])  # a calibration that does not read: the last good one keeps serving
         assert http.post("/reload").status_code == 409 and http.get("/metadata").json()["threshold"] == 1e-9
 
 

@@ -34,7 +34,7 @@ def test_the_summary_names_the_headline_metrics_the_verdict_and_where_to_look():
     quality = {"rows_in": 1000, "rows_out": 990, "rows_quarantined": 10}
     text = summary(EVALUATION, drift, quality, [Path("r/f/roc.png")], [], PATHS)
     assert "rows: 1,000 read, 990 kept, 10 quarantined (m/q.json)" in text
-    assert "test metrics at threshold 0.5 (m/e.json):" in text
+    assert "test metrics at threshold 0.5 (calibration none) (m/e.json):" in text
     assert re.search(r"^  test +208,892 +0\.9052 +n/a +0\.3770 +0\.828", text, re.M), text
     assert "drift: RETRAIN RECOMMENDED, 2 reason(s), first: window 2018: dataset drift (m/d.json)" in text
     assert "figures: 1 PNG in r/f/; drift reports: 0 HTML in r/d/" in text

@@ -530,13 +530,17 @@ class CalibrationParams(Section):
 class EvaluateParams(Section):
     """Metrics and plot data on the test set, overall and per period."""
 
-    threshold: float = Field(0.5, gt=0, lt=1, description="probability at or above which a row is labelled positive")
     calibration_bins: int = Field(10, ge=2, description="equal-width probability bins of the calibration plot")
     curve_points: int = Field(101, ge=11, description="resolution of the ROC and precision-recall plot data")
     period: Literal["Y", "Q", "M", "W", "D"] = Field(
         "Y", description="for a date time column: per-period metrics by Y, Q, M, W or D (numeric time columns are grouped by value)"
     )
     max_periods: int = Field(50, ge=1, description="skip per-period metrics when there are more periods than this")
+    explain_rows: int | None = Field(
+        10_000,
+        ge=1,
+        description="test rows, evenly spaced, whose TreeSHAP contributions the feature-importance table averages (mean |contribution| beside gain); TreeSHAP costs about 130x a plain prediction (docs/trust.md#explanations); null: every test row",
+    )
 
 
 class SensitiveGroups(Section):
@@ -592,6 +596,20 @@ class FairnessParams(Section):
                     f"{FIELD_MARK}groups: name {name!r} must use only letters, digits, '_' and '-' (it is part of a metric key)"
                 )
         return self
+
+
+class ExplainParams(Section):
+    """Per-record explanations: a row's features of largest contribution to its raw score (LightGBM's own TreeSHAP), in the service on request and, when asked, in the batch predictions (docs/trust.md#explanations)."""
+
+    top_k: int = Field(
+        3,
+        ge=0,
+        description="features an explanation lists, largest |contribution| first: the service's POST /predict?explain=true and, with batch, the predict stage's columns; 0 turns explanations off (?explain=true gets 422)",
+    )
+    batch: bool = Field(
+        False,
+        description="true: the predict stage adds contribution_<i>_feature and contribution_<i>_value (i = 1..top_k) and contribution_base_value to each scored current row; TreeSHAP costs about 130x the plain prediction (minutes for the default data's 209k current rows)",
+    )
 
 
 class MonitorParams(Section):
@@ -853,6 +871,7 @@ with warnings.catch_warnings():
         calibration: CalibrationParams = CalibrationParams()
         evaluate: EvaluateParams = EvaluateParams()
         fairness: FairnessParams = FairnessParams()
+        explain: ExplainParams = ExplainParams()
         monitor: MonitorParams
         drift: DriftParams = DriftParams()
         review: ReviewParams = ReviewParams()
@@ -946,6 +965,11 @@ def parse_params(raw: Any, origin: str = "params.yaml") -> Params:
 
 # Keys that moved to another section: a params.yaml written before the move names the new place.
 MOVED_KEYS = {"compute.partition_rows": "data.partition_rows"}  # the part size shapes the tables, not where they are computed
+# Keys that are gone, and what to write instead ({value}: the value the old key held).
+RETIRED_KEYS = {
+    "evaluate.threshold": "the decision threshold is chosen on the calibration slice now (calibration.threshold); remove "
+    "evaluate.threshold, and to keep this one set calibration.threshold.objective: fixed and calibration.threshold.value: {value}",
+}
 
 
 def describe_validation_error(exc: ValidationError) -> str:
@@ -958,6 +982,8 @@ def describe_validation_error(exc: ValidationError) -> str:
     if first["type"] == "extra_forbidden":
         if key in MOVED_KEYS:
             return f"'{key}' is now '{MOVED_KEYS[key]}': move it there"
+        if key in RETIRED_KEYS:
+            return f"'{key}' is gone: {RETIRED_KEYS[key].format(value=first.get('input'))}"
         return f"unknown key '{key}' (check its spelling)"
     if first["type"] == "missing":
         return f"missing required key '{key}'"

@@ -11,6 +11,7 @@ from mlpipe.harness import log_written, run_stage
 from mlpipe.io import read_pipeline_json, read_pipeline_text, write_json
 from mlpipe.model import evaluation, plots
 from mlpipe.model.booster import feature_importance, model_from_text
+from mlpipe.model.calibration import Calibration
 from mlpipe.model.tracking import read_training_curve
 
 
@@ -20,6 +21,7 @@ def run(
     *,
     model: Path,
     model_schema: Path,
+    calibration: Annotated[Path, "the model's calibration and decision threshold (models/calibration.json)"],
     features: Path,
     train_record: Annotated[Path, "the train stage's DVCLive folder"],
     metrics: Path,
@@ -29,10 +31,11 @@ def run(
     schema = FeatureSchema.read(model_schema)
     parts = parts_checked(features, "the test features", "featurize")
     model_text = read_pipeline_text(model, "model", "train")
-    log.info("scoring %d part(s) of %s", len(parts), features)
+    calibrated = Calibration.read(calibration)
+    log.info("scoring %d part(s) of %s (%s)", len(parts), features, calibrated.describe(with_slice=False))
     booster = model_from_text(model_text, origin=str(model))  # imports LightGBM: after the first line
     # Scored part by part where the parts are read; the scores wait, sorted, beside the metrics.
-    report, tables = evaluation.evaluate(parts, model_text, schema, params.evaluate, scratch_in=metrics.parent)
+    report, tables = evaluation.evaluate(parts, model_text, schema, params.evaluate, calibrated, scratch_in=metrics.parent)
     for name, values in {"test": report["test"], **report.get("by_period", {})}.items():
         log.info(
             "%s: ROC-AUC %s, PR-AUC %s, log-loss %.4f on %d rows",

@@ -11,6 +11,7 @@ from mlpipe.engine.parts import describe_parts, parts_checked
 from mlpipe.harness import log_written, run_stage
 from mlpipe.io import read_pipeline_text, write_json
 from mlpipe.model import fairness, plots
+from mlpipe.model.calibration import Calibration
 
 
 def run(
@@ -19,6 +20,7 @@ def run(
     *,
     model: Path,
     model_schema: Path,
+    calibration: Annotated[Path, "the model's calibration and decision threshold (models/calibration.json)"],
     test: Annotated[Path, "the split's test rows (every column, sensitive ones included)"],
     metrics: Path,
     plot: Path,
@@ -34,7 +36,7 @@ def run(
         ", ".join(f"{n} ({g.column})" for n, g in groups.items()) or "none",
     )
     model_text = read_pipeline_text(model, "model", "train")
-    report, rows = fairness.assess(parts, model_text, schema, params.evaluate.threshold, params.fairness, str(test))
+    report, rows = fairness.assess(parts, model_text, schema, Calibration.read(calibration), params.fairness, str(test))
     for name, found in report["sensitive"].items():
         compared = sum(entry["in_differences"] for entry in found["groups"].values())
         log.info(

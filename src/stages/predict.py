@@ -9,6 +9,7 @@ from mlpipe.data.schema import FeatureSchema
 from mlpipe.data.validation import worst_rule
 from mlpipe.harness import log_written, run_stage
 from mlpipe.io import read_pipeline_text, write_json
+from mlpipe.model.calibration import Calibration
 from mlpipe.model.scoring import model_version, predict
 from mlpipe.serving.prediction_log import check_log_files
 
@@ -19,6 +20,7 @@ def run(
     *,
     model: Path,
     model_schema: Path,
+    calibration: Annotated[Path, "the model's calibration and decision threshold (models/calibration.json)"],
     reference: Path,
     out_reference: Path,
     out_current: Path,
@@ -27,9 +29,16 @@ def run(
 ) -> None:
     schema = FeatureSchema.read(model_schema)
     model_text = read_pipeline_text(model, "model", "train")
+    calibrated = Calibration.read(calibration)
     source = params.monitor.current_source
     check_log_files(source, params.serve.log_folder)
-    log.info("model %s: scoring the reference %s and the current rows of %s", model_version(model_text)[:12], reference, source)
+    log.info(
+        "model %s (%s): scoring the reference %s and the current rows of %s",
+        model_version(model_text)[:12],
+        calibrated.describe(with_slice=False),
+        reference,
+        source,
+    )
     done = predict(
         reference,
         source,
@@ -38,7 +47,7 @@ def run(
         quarantine,
         (model_text, str(model)),
         schema,
-        params.evaluate.threshold,
+        calibrated,
         params.data,
         params.validate,
     )

@@ -67,11 +67,13 @@ class Calibration:
         """True where a calibrated probability (what `apply` returns) is labelled positive."""
         return np.asarray(calibrated, dtype=float) >= self.threshold
 
-    def describe(self) -> str:
-        """One line for logs and summaries: the method, the threshold with its objective, and the
-        slice's Brier score and log-loss before and after."""
+    def describe(self, with_slice: bool = True) -> str:
+        """One line for logs and summaries: the method, the threshold with its objective, and (with
+        `with_slice`) the slice's Brier score and log-loss before and after."""
         line = f"calibration {self.method}, threshold {self.threshold:.4g} ({describe_objective(self.objective)})"
         figures = self.fitted_on
+        if not with_slice:
+            return line
         if not figures:
             return f"{line}, no calibration slice"
         return (

@@ -38,7 +38,8 @@ from mlpipe.config import EvaluateParams
 from mlpipe.data.schema import FeatureSchema, category_strings
 from mlpipe.data.times import time_values
 from mlpipe.engine.parts import read_part_columns, run_in_order
-from mlpipe.model.metrics import counts_at_thresholds, metric_sums, metrics_from_counts
+from mlpipe.model.calibration import Calibration
+from mlpipe.model.metrics import counts_at_thresholds, metric_sums, metrics_from_counts, own_class_losses
 
 GRID_BINS = 1024
 # Bin edges on the probability, even in log-odds: a range's rows are found by comparing scores
@@ -86,25 +87,34 @@ class Sums:
 class PartSummary:
     groups: dict[str, Sums]  # ALL, then each period's label
     calibration: np.ndarray  # calibration bin x (rows, sum of probabilities, positives)
+    raw: np.ndarray  # (log-loss sum, Brier sum) of the model's own probabilities, before calibration
     too_many_periods: bool = False
 
     def __add__(self, other: PartSummary) -> PartSummary:
         groups = dict(self.groups)
         for name, sums in other.groups.items():
             groups[name] = groups[name] + sums if name in groups else sums
-        return PartSummary(groups, self.calibration + other.calibration, self.too_many_periods or other.too_many_periods)
+        return PartSummary(
+            groups, self.calibration + other.calibration, self.raw + other.raw, self.too_many_periods or other.too_many_periods
+        )
 
 
-def summarise_scores(y: np.ndarray, proba: np.ndarray, periods: pd.Series | None, params: EvaluateParams) -> PartSummary:
-    """The summary of one part's scores (`periods`: a label per row, None without periods)."""
-    y, proba = np.asarray(y).astype(np.int64), np.asarray(proba, dtype=float)
-    groups = {ALL: Sums.of(y, proba, params.threshold)}
+def summarise_scores(
+    y: np.ndarray, raw: np.ndarray, periods: pd.Series | None, params: EvaluateParams, calibration: Calibration
+) -> tuple[PartSummary, np.ndarray]:
+    """The summary of one part's scores, the model's probabilities `raw` calibrated and labelled
+    at the threshold of `calibration` (`periods`: a label per row, None without periods), and the
+    calibrated probabilities."""
+    y, raw = np.asarray(y).astype(np.int64), np.asarray(raw, dtype=float)
+    proba, threshold = calibration.apply(raw), calibration.threshold
+    groups = {ALL: Sums.of(y, proba, threshold)}
     if periods is not None:
         codes, names = pd.factorize(periods, sort=True)
-        groups.update({str(name): Sums.of(y[codes == i], proba[codes == i], params.threshold) for i, name in enumerate(names)})
-    calibration = np.minimum((proba * params.calibration_bins).astype(int), params.calibration_bins - 1)
-    table = np.stack([np.bincount(calibration, weights=weights, minlength=params.calibration_bins) for weights in (None, proba, y)], axis=1)
-    return PartSummary(groups, table)
+        groups.update({str(name): Sums.of(y[codes == i], proba[codes == i], threshold) for i, name in enumerate(names)})
+    bins = np.minimum((proba * params.calibration_bins).astype(int), params.calibration_bins - 1)
+    table = np.stack([np.bincount(bins, weights=weights, minlength=params.calibration_bins) for weights in (None, proba, y)], axis=1)
+    raw_sums = np.array([own_class_losses(y, raw).sum(), ((raw - y) ** 2).sum()])
+    return PartSummary(groups, table, raw_sums), proba
 
 
 def period_labels(times: pd.Series, period: str, max_periods: int) -> pd.Series | None:
@@ -297,9 +307,16 @@ def _precision_recall_points(pieces: Sequence[dict[str, Any]], curve_points: int
 
 
 def assemble(
-    merged: PartSummary, ranges: Sequence[Range], pieces: Sequence[dict[str, Any]], params: EvaluateParams, labels: tuple[Any, Any]
+    merged: PartSummary,
+    ranges: Sequence[Range],
+    pieces: Sequence[dict[str, Any]],
+    params: EvaluateParams,
+    labels: tuple[Any, Any],
+    calibration: Calibration,
 ) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
-    """(the metrics report, the curve tables) from the merged summary and the ranges' pieces."""
+    """(the metrics report, the curve tables) from the merged summary and the ranges' pieces. The
+    metrics are those of the calibrated probabilities at the calibration's threshold; the test
+    set's log-loss and Brier score of the model's own probabilities stand beside them."""
     ranking, curves = merge_ranks(ranges, pieces, merged, params.curve_points)
 
     def metrics(name: str) -> dict[str, Any]:
@@ -307,11 +324,14 @@ def assemble(
         roc_auc, pr_auc = ranking[name]
         return metrics_from_counts(sums.rows, sums.positives, sums.tp, sums.fp, sums.log_loss_sum, sums.brier_sum, roc_auc, pr_auc)
 
-    report: dict[str, Any] = {"threshold": params.threshold, "test": metrics(ALL)}
+    whole = merged.groups[ALL]
+    test = metrics(ALL)
+    if whole.rows:
+        test.update(log_loss_raw=float(merged.raw[0] / whole.rows), brier_raw=float(merged.raw[1] / whole.rows))
+    report: dict[str, Any] = {"threshold": calibration.threshold, "calibration": calibration.method, "test": test}
     periods = sorted(name for name in merged.groups if name != ALL)
     if periods and not merged.too_many_periods and len(periods) <= params.max_periods:
         report["by_period"] = {name: metrics(name) for name in periods}
-    whole = merged.groups[ALL]
     counts = {(0, 0): whole.rows - whole.positives - whole.fp, (0, 1): whole.fp, (1, 0): whole.positives - whole.tp, (1, 1): whole.tp}
     tables = {
         **curves,
@@ -327,17 +347,18 @@ def assemble(
 
 def evaluate_scores(
     y_true: np.ndarray,
-    proba: np.ndarray,
+    raw: np.ndarray,
     times: pd.Series | None,
     params: EvaluateParams,
     labels: tuple[Any, Any] = (0, 1),
     range_rows: int | None = None,
+    calibration: Calibration = Calibration(),  # noqa: B008 - frozen: the model's probability at 0.5
 ) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
-    """The report and the curve tables of scores in memory: one part (ranges of `range_rows`,
-    default one range)."""
-    y_true, proba = np.asarray(y_true).astype(np.int64), np.asarray(proba, dtype=float)
+    """The report and the curve tables of the model's probabilities `raw` in memory, calibrated:
+    one part (ranges of `range_rows`, default one range)."""
+    y_true = np.asarray(y_true).astype(np.int64)
     periods = period_labels(times, params.period, params.max_periods) if times is not None else None
-    merged = summarise_scores(y_true, proba, periods, params)
+    merged, proba = summarise_scores(y_true, raw, periods, params, calibration)
     merged.too_many_periods = times is not None and periods is None
     ranges = plan_ranges(merged, range_rows or max(1, len(y_true)))
     period_values = None if periods is None else periods.to_numpy(dtype=object)
@@ -346,26 +367,28 @@ def evaluate_scores(
         for spot in ranges
         for held in [spot.holds(proba)]
     ]
-    return assemble(merged, ranges, pieces, params, labels)
+    return assemble(merged, ranges, pieces, params, labels, calibration)
 
 
 def evaluate(
-    parts: Sequence[str | Path], model_text: str, schema: FeatureSchema, params: EvaluateParams, scratch_in: Path
+    parts: Sequence[str | Path], model_text: str, schema: FeatureSchema, params: EvaluateParams, calibration: Calibration, scratch_in: Path
 ) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
-    """The report and the curve tables of the model on the test features' parts, with the stage's
-    executor; the parts' sorted scores wait in a scratch folder inside `scratch_in` (one the
-    workers see), removed on the way out."""
+    """The report and the curve tables of the model, calibrated, on the test features' parts, with
+    the stage's executor; the parts' sorted scores wait in a scratch folder inside `scratch_in`
+    (one the workers see), removed on the way out."""
     with _scratch(scratch_in) as scratch:
         files = [str(scratch / f"scores-{index:05d}.parquet") for index in range(len(parts))]
         # Absolute paths: a worker's working directory is its own.
-        calls = [(str(Path(part).absolute()), model_text, schema, params, file) for part, file in zip(parts, files, strict=True)]
+        calls = [
+            (str(Path(part).absolute()), model_text, schema, params, calibration, file) for part, file in zip(parts, files, strict=True)
+        ]
         summaries = run_in_order(score_part, calls, "evaluate: scores")
         merged = summaries[0]
         for summary in summaries[1:]:
             merged = merged + summary
         ranges = plan_ranges(merged, max(1, max(summary.groups[ALL].rows for summary in summaries)))
         pieces = run_in_order(rank_files, [(files, spot, params.curve_points) for spot in ranges], "evaluate: ranking")
-    return assemble(merged, ranges, pieces, params, (schema.negative_label, schema.positive_label))
+    return assemble(merged, ranges, pieces, params, (schema.negative_label, schema.positive_label), calibration)
 
 
 @contextlib.contextmanager
@@ -375,15 +398,17 @@ def _scratch(parent: Path) -> Iterator[Path]:
         yield Path(folder).absolute()
 
 
-def score_part(part: str, model_text: str, schema: FeatureSchema, params: EvaluateParams, scores: str) -> PartSummary:
-    """Score one part (where it is read): its summary back, its scores sorted into `scores`."""
+def score_part(
+    part: str, model_text: str, schema: FeatureSchema, params: EvaluateParams, calibration: Calibration, scores: str
+) -> PartSummary:
+    """Score one part (where it is read): its summary back, its calibrated scores sorted into `scores`."""
     from mlpipe.model.booster import booster_of, predict_proba
 
     columns = list(dict.fromkeys([*schema.feature_names, schema.target, *([schema.time_column] if schema.time_column else [])]))
     table = read_part_columns(part, columns, "part of the test features", "featurize")
-    y, proba = table[schema.target].to_numpy().astype(np.int64), predict_proba(booster_of(model_text), table, schema)
+    y, raw = table[schema.target].to_numpy().astype(np.int64), predict_proba(booster_of(model_text), table, schema)
     periods = period_labels(table[schema.time_column], params.period, params.max_periods) if schema.time_column else None
-    summary = summarise_scores(y, proba, periods, params)
+    summary, proba = summarise_scores(y, raw, periods, params, calibration)
     summary.too_many_periods = schema.time_column is not None and periods is None
     order = np.argsort(proba, kind="stable")
     period_column = (

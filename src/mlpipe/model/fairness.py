@@ -32,6 +32,7 @@ from mlpipe.errors import DataError
 
 if TYPE_CHECKING:
     from mlpipe.config import FairnessParams, SensitiveGroups
+    from mlpipe.model.calibration import Calibration
 
 MISSING = "missing"  # the group of rows whose sensitive value is missing
 RATES = ("selection_rate", "true_positive_rate", "false_positive_rate")
@@ -79,17 +80,20 @@ def check_columns(parts: Sequence[Path], groups: dict[str, SensitiveGroups], sho
             )
 
 
-def score_rows(parts: Sequence[Path], model_text: str, schema: FeatureSchema, threshold: float, columns: list[str]) -> Scored:
-    """The test rows scored by `score_table`, part by part, with their sensitive `columns`."""
-    return Scored.concat(summaries(_score_part, parts, model_text, schema, threshold, columns, what="fairness: scores"))
+def score_rows(parts: Sequence[Path], model_text: str, schema: FeatureSchema, calibration: Calibration, columns: list[str]) -> Scored:
+    """The test rows scored by `score_table` (calibrated, labelled at the calibration's threshold),
+    part by part, with their sensitive `columns`."""
+    return Scored.concat(summaries(_score_part, parts, model_text, schema, calibration, columns, what="fairness: scores"))
 
 
-def _score_part(table: pd.DataFrame, index: int, model_text: str, schema: FeatureSchema, threshold: float, columns: list[str]) -> Scored:
+def _score_part(
+    table: pd.DataFrame, index: int, model_text: str, schema: FeatureSchema, calibration: Calibration, columns: list[str]
+) -> Scored:
     from mlpipe.model.booster import booster_of
     from mlpipe.model.scoring import score_table
 
     try:
-        scored = score_table(table, booster_of(model_text), schema, threshold, version="")
+        scored = score_table(table, booster_of(model_text), schema, calibration, version="")
     except DataError as exc:
         raise DataError(f"test rows (part {index}): {exc}") from None
     return Scored(
@@ -223,13 +227,13 @@ def fairness_report(scored: Scored, groups: dict[str, SensitiveGroups], min_grou
 
 
 def assess(
-    parts: Sequence[Path], model_text: str, schema: FeatureSchema, threshold: float, params: FairnessParams, shown_as: str
+    parts: Sequence[Path], model_text: str, schema: FeatureSchema, calibration: Calibration, params: FairnessParams, shown_as: str
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The fairness step: the report and plot rows of the model on the test rows' `parts`
     (`shown_as`: their folder, for messages). No groups: an empty report, nothing scored."""
     if not params.groups:
-        return {"threshold": threshold, "min_group_rows": params.min_group_rows, "sensitive": {}}, []
+        return {"threshold": calibration.threshold, "min_group_rows": params.min_group_rows, "sensitive": {}}, []
     check_columns(parts, params.groups, shown_as)
     columns = sorted({spec.column for spec in params.groups.values()})
-    report, plot_rows = fairness_report(score_rows(parts, model_text, schema, threshold, columns), params.groups, params.min_group_rows)
-    return {"threshold": threshold, **report}, plot_rows
+    report, plot_rows = fairness_report(score_rows(parts, model_text, schema, calibration, columns), params.groups, params.min_group_rows)
+    return {"threshold": calibration.threshold, **report}, plot_rows

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import lightgbm as lgb
 
     from mlpipe.config import DataParams, ValidateParams
+    from mlpipe.model.calibration import Calibration
 
 
 def model_version(model_text: str) -> str:
@@ -31,24 +32,25 @@ def model_version(model_text: str) -> str:
     return hashlib.md5(model_text.encode("utf-8")).hexdigest()
 
 
-def predicted_labels(proba: np.ndarray, threshold: float, schema: FeatureSchema) -> np.ndarray:
-    """The label at `threshold`, as text: the positive label from it up, the negative one below."""
-    return np.where(proba >= threshold, str(schema.positive_label), str(schema.negative_label))
+def predicted_labels(calibrated: np.ndarray, calibration: Calibration, schema: FeatureSchema) -> np.ndarray:
+    """The label of each calibrated probability at the calibration's threshold, as text: the
+    positive label from it up, the negative one below."""
+    return np.where(calibration.label(calibrated), str(schema.positive_label), str(schema.negative_label))
 
 
 def score_table(
     table: pd.DataFrame,
     booster: lgb.Booster,
     schema: FeatureSchema,
-    threshold: float,
+    calibration: Calibration,
     version: str,
     passthrough: tuple[str, ...] = (BATCH_COLUMN,),
 ) -> pd.DataFrame:
     """Meta and passthrough columns (those present), the model's features, the 0/1 label when
-    the table has one, then the probability of the positive label, the label at `threshold`
-    and the model version."""
+    the table has one, then the calibrated probability of the positive label, the label at the
+    calibration's threshold and the model version."""
     features = make_features(table, schema)
-    proba = predict_proba(booster, features, schema)
+    proba = calibration.apply(predict_proba(booster, features, schema))
     kept = [c for c in [*schema.meta_columns, *passthrough] if c in table.columns]
     parts = [table[kept], features]
     if schema.target in table.columns:
@@ -56,7 +58,7 @@ def score_table(
         parts.append(encode_target(table[schema.target], schema).astype("Int8").where(labelled))
     scored = pd.concat(parts, axis=1)
     scored[PROBABILITY] = proba
-    scored[PREDICTED_LABEL] = predicted_labels(proba, threshold, schema)
+    scored[PREDICTED_LABEL] = predicted_labels(proba, calibration, schema)
     scored[MODEL_VERSION] = version
     return scored
 
@@ -102,14 +104,14 @@ def predict(
     quarantine: Path,
     model: tuple[str, str],
     schema: FeatureSchema,
-    threshold: float,
+    calibration: Calibration,
     data: DataParams,
     validation: ValidateParams,
 ) -> Predicted:
     """The predict step, folders of parts out: `score_table` on every part of the reference (the
     training set, under its parts' names) and on the current rows (`source`: a file, or a folder of
     batch files and subfolders such as the service's prediction log, read as data.csv says), with
-    the model (`model`: its text and the file it came from).
+    the model (`model`: its text and the file it came from) and its calibration.
 
     New rows enter here: each batch's rows meet the personal-data rules and the contract's row
     rules (`validate_rows`) as ingest and validate apply them, its bad rows go to `quarantine` with
@@ -138,7 +140,7 @@ def predict(
             [current_folder, quarantine_folder],
             model,
             schema,
-            threshold,
+            calibration,
             version,
             data,
             validation,
@@ -161,7 +163,7 @@ def predict(
             [reference_folder],
             model,
             schema,
-            threshold,
+            calibration,
             version,
             str(reference),
             what="predict: reference",
@@ -177,10 +179,10 @@ def _booster(model: tuple[str, str]):
 
 
 def _score_part(
-    table: pd.DataFrame, index: int, model: tuple[str, str], schema: FeatureSchema, threshold: float, version: str, origin: str
+    table: pd.DataFrame, index: int, model: tuple[str, str], schema: FeatureSchema, calibration: Calibration, version: str, origin: str
 ):
     try:
-        scored = score_table(table, _booster(model), schema, threshold, version)
+        scored = score_table(table, _booster(model), schema, calibration, version)
     except DataError as exc:
         raise DataError(f"reference table ({origin}): {exc}") from None
     return (scored,), Scores.of(scored, schema)
@@ -191,7 +193,7 @@ def _score_current_part(
     index: int,
     model: tuple[str, str],
     schema: FeatureSchema,
-    threshold: float,
+    calibration: Calibration,
     version: str,
     data: DataParams,
     validation: ValidateParams,
@@ -207,7 +209,7 @@ def _score_current_part(
         table = table.assign(**{BATCH_COLUMN: batch})
     checked = validate_rows(table, data, validation)
     try:
-        scored = score_table(checked.clean, _booster(model), schema, threshold, version)
+        scored = score_table(checked.clean, _booster(model), schema, calibration, version)
     except DataError as exc:
         raise DataError(f"current table ({name}): {exc}") from None
     return (scored, checked.quarantine), (checked.report, Scores.of(scored, schema))

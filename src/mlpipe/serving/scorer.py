@@ -27,6 +27,7 @@ from mlpipe.data.validation import arriving_row_contracts
 from mlpipe.errors import DataError
 from mlpipe.io import read_pipeline_text
 from mlpipe.model.booster import lightgbm_names, model_from_text, predict_proba
+from mlpipe.model.calibration import Calibration
 from mlpipe.model.scoring import model_version, predicted_labels
 
 if TYPE_CHECKING:
@@ -104,19 +105,24 @@ class ServedModel:
     version: str
     metadata: dict[str, Any] = field(default_factory=dict)
     encoder: RecordEncoder | None = None
-    threshold: float | None = None  # evaluate.threshold as read with the model (None: the service's params)
+    calibration: Calibration = field(default_factory=Calibration)  # read with the model: a reload swaps both
 
 
 def load_served_model(
-    model_path: str | Path, schema_path: str | Path, metadata: Mapping[str, Any] | None = None, threshold: float | None = None
+    model_path: str | Path,
+    schema_path: str | Path,
+    metadata: Mapping[str, Any] | None = None,
+    calibration_path: str | Path | None = None,
 ) -> ServedModel:
-    """Read the LightGBM text model and its feature schema (never a pickle) and check that they
-    belong together; one-line `DataError`s name the file and the fix."""
+    """Read the LightGBM text model, its feature schema and its calibration (models/calibration.json;
+    None: the model's probability at 0.5), never a pickle, and check that model and schema belong
+    together; one-line `DataError`s name the file and the fix."""
     text = read_pipeline_text(model_path, "model", "train")
     schema = FeatureSchema.read(schema_path)
     booster = model_from_text(text, origin=str(model_path))
     check_model_matches_schema(booster, schema, f"'{schema_path}' does not describe '{model_path}'")
-    return ServedModel(booster, schema, model_version(text), dict(metadata or {}), RecordEncoder.for_schema(schema), threshold)
+    calibration = Calibration() if calibration_path is None else Calibration.read(calibration_path)
+    return ServedModel(booster, schema, model_version(text), dict(metadata or {}), RecordEncoder.for_schema(schema), calibration)
 
 
 def files_state(*paths: str | Path) -> tuple[tuple[int, int, int] | None, ...]:
@@ -262,13 +268,15 @@ def _role(name: str, params: Params) -> str:
     return "identifies the row or its time (logged, not used to score)"
 
 
-def score_records(records: list[dict[str, Any]], model: ServedModel, threshold: float, threads: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(probability of the positive label, label at `threshold`) for validated records (dicts of
-    the fields each was sent with), as the batch stage would score the same rows. `threads` is
-    LightGBM's (0: its default); rows are scored independently, so it changes no result."""
+def score_records(records: list[dict[str, Any]], model: ServedModel, threads: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(calibrated probability of the positive label, label at the calibration's threshold) for
+    validated records (dicts of the fields each was sent with), as the batch stage would score the
+    same rows. `threads` is LightGBM's (0: its default); rows are scored independently, so it
+    changes no result."""
     if model.encoder is not None:
         probability = model.booster.predict(model.encoder.encode(records), num_threads=threads)
     else:
         features = make_features(pd.DataFrame.from_records(records), model.schema)
         probability = predict_proba(model.booster, features, model.schema, threads)
-    return probability, predicted_labels(probability, threshold, model.schema)
+    calibrated = model.calibration.apply(probability)
+    return calibrated, predicted_labels(calibrated, model.calibration, model.schema)
