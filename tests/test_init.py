@@ -247,6 +247,72 @@ def test_the_reason_for_each_dropped_column_is_a_comment_beside_it():
     assert rewrite_params(text, profile, "data/people.csv", None) == text, "init run twice writes the same file"
 
 
+# -- sensitive columns: proposed as fairness groups -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("sex", "sex"), ("Gender", "sex"), ("SEX", "sex"), ("race", "race"), ("ethnicity", "race"), ("RAC1P", "race"),
+        ("age", "age"), ("AGEP", "age"), ("age_cat", "age"), ("SeniorCitizen", "age"), ("religion", "religion"),
+        ("disability_status", "disability"), ("DIS", "disability"), ("marital_status", "marital_status"), ("MAR", "marital_status"),
+        ("nationality", "citizenship"), ("citizenship", "citizenship"), ("CIT", "citizenship"),
+        # not protected attributes, though the letters are there
+        ("page_views", None), ("percentage", None), ("usage", None), ("trace_id", None), ("stage", None), ("discount", None),
+        ("dis", None), ("mar_spend", None), ("name", None), ("email", None), ("ssn", None),
+    ],
+)  # fmt: skip
+def test_a_sensitive_column_is_told_by_its_name(name, kind):
+    from mlpipe.tools.profiling import sensitive_kind
+
+    assert sensitive_kind(name) == kind
+
+
+def test_init_proposes_the_messy_tables_protected_attributes_and_no_identifier():
+    """sex, race and age (in bands) and the age category become fairness groups; the names and the
+    birth date, personal data dropped at ingest, do not; and the params written pass the check."""
+    from messy_table import PERSONAL, TARGET, messy_people_table
+
+    profile = profile_table(messy_people_table(1000), TARGET)
+    assert profile.fairness == {
+        "sex": {"column": "sex"},
+        "age": {"column": "age", "bins": [18, 25, 35, 45, 55, 65, 75]},
+        "age_cat": {"column": "age_cat"},
+        "race": {"column": "race"},
+    }
+    assert not {spec["column"] for spec in profile.fairness.values()} & {*PERSONAL, "id"}
+    line = next(line for line in profile.decisions if line.startswith("fairness.groups:"))
+    assert line.startswith("fairness.groups: proposed sex (sex), age (age, in age bands), age_cat (age_cat), race (race)")
+    assert line.endswith("a sensitive column can stay out of the features (list it in data.drop_columns) and still be reported")
+    notes = []
+    text = rewrite_params((ROOT / "params.yaml").read_text(), profile, "data/people.csv", None, out=notes.append)
+    written = parse_params(read_params_text(text, "params.yaml"))
+    assert {name: spec.model_dump(exclude_defaults=True) for name, spec in written.fairness.groups.items()} == profile.fairness
+    # The default data's card statements are not this table's: emptied, and said so.
+    assert written.card.intended_use is None and written.card.limitations == [] and written.card.name is None
+    assert any(
+        note.startswith("  card: name, dataset, intended use, out-of-scope uses, limitations, licence and owners emptied") for note in notes
+    )
+    assert rewrite_params(text, profile, "data/people.csv", None) == text, "init run twice writes the same file"
+
+
+def test_a_table_without_protected_attributes_gets_no_group_and_a_line_saying_so():
+    profile = profile_table(breast_cancer(), "diagnosis", positive="malignant")
+    assert profile.fairness == {}
+    assert any(line.startswith("fairness.groups: none proposed (no column named like sex, gender, race") for line in profile.decisions)
+    text = rewrite_params((ROOT / "params.yaml").read_text(), profile, "data/breast_cancer.csv", None, out=lambda line: None)
+    assert parse_params(read_params_text(text, "params.yaml")).fairness.groups == {}  # the default data's SEX, RAC1P, AGEP are gone
+
+
+def test_a_birth_date_without_an_age_column_is_named_as_the_age_group_init_cannot_make():
+    table = contacts().drop(columns=["age"]).assign(birth_date=[f"{1940 + n % 60}-0{1 + n % 9}-1{n % 10}" for n in range(2000)])
+    profile = profile_table(table, "bought")
+    assert "birth_date" in profile.data["personal_columns"] and profile.fairness == {}
+    assert "fairness.groups: 'birth_date' holds birth dates, dropped at ingest as personal data, so no age group" in "\n".join(
+        profile.decisions
+    )
+
+
 # -- what init writes reads back the same through both readers of params.yaml ----------------------
 
 # Names YAML 1.1 (PyYAML, the stages' reader) or 1.2 (ruamel, DVC's) reads as something other than text.

@@ -4,8 +4,9 @@
                                 [--sep ';' | --sep whitespace] [--no-header] [--names a,b,c]
 
 Profiles the table (`mlpipe.tools.profiling`), prints one line per decision, and rewrites only the
-data-specific parts of params.yaml (data, validate.rows/columns, split cut-offs, drift windows
-and, for dates, evaluate.period), keeping every other key and every comment. A local source
+data-specific parts of params.yaml (data, validate.rows/columns, split cut-offs, drift windows,
+the sensitive columns it proposes as fairness.groups, the card's statements about the previous
+table emptied and, for dates, evaluate.period), keeping every other key and every comment. A local source
 that git does not track is versioned with `dvc add` so that `dvc repro` and queued experiments
 see exactly the same bytes. Nothing is written when anything is wrong.
 """
@@ -24,7 +25,16 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
-from mlpipe.config import CsvParams, InitParams, ValidateParams, describe_validation_error, parse_params, read_params_file, read_params_text
+from mlpipe.config import (
+    CardParams,
+    CsvParams,
+    InitParams,
+    ValidateParams,
+    describe_validation_error,
+    parse_params,
+    read_params_file,
+    read_params_text,
+)
 from mlpipe.credentials import mask_credentials, source_credentials_problem
 from mlpipe.data.sources import infer_format, is_url, normalise_columns, read_source
 from mlpipe.errors import ConfigError, DataError, PipelineError, exit_status
@@ -141,7 +151,7 @@ def init(
         out(f"  copied {source} to {versioned_source}: the pipeline reads data inside the repository")
     write_text(text, params_path)
     out(
-        f"wrote {params_path} (data, validate, split, drift{', evaluate.period' if profile.period else ''}); "
+        f"wrote {params_path} (data, validate, split, drift{', evaluate.period' if profile.period else ''}, fairness.groups, card); "
         "review it with `git diff params.yaml`"
     )
     if to_version:
@@ -368,6 +378,18 @@ def _replace_mapping(parent: Any, key: str, entries: dict[str, Any]) -> None:
         mapping[_text(name)] = _flow(value)
 
 
+# The card's statements about a model (params.card), emptied when init points the pipeline at another table.
+CARD_STATEMENTS = {
+    "name": None,
+    "dataset_name": None,
+    "intended_use": None,
+    "out_of_scope": [],
+    "limitations": [],
+    "license": None,
+    "owners": [],
+}
+
+
 def rewrite_params(text: str, profile: Profile, source: str, fmt: str | None, csv_options: CsvParams | None = None, out=print) -> str:
     """params.yaml's text with the table's data-specific values put in; every other key and comment kept."""
     yaml = yaml_round_trip()
@@ -389,6 +411,26 @@ def rewrite_params(text: str, profile: Profile, source: str, fmt: str | None, cs
     for key, value in profile.split.items():
         split[key] = _flow(value)
     _replace_mapping(_section(document, "drift"), "windows", profile.windows)
+    fairness = _section(document, "fairness")
+    if profile.fairness:
+        _replace_mapping(fairness, "groups", profile.fairness)
+    else:  # a block mapping emptied in place would be written as a bare `{}` line, which no reader takes
+        fairness["groups"] = _flow({})
+    card = _section(document, "card")
+    if any(card.get(key) for key in CARD_STATEMENTS):
+        # They described the table before (the default data's, at first): a card must not repeat them for this one.
+        for key, empty in CARD_STATEMENTS.items():
+            card[key] = _flow(empty)
+            # The key's comment (its description) stays, moved beside the shorter value, with the
+            # blank lines that followed it.
+            old = card.ca.items.pop(key, None)
+            after = old[2].value[len(old[2].value.rstrip("\n")) :] if old and old[2] else "\n"
+            card.yaml_add_eol_comment(CardParams.model_fields[key].description, key)
+            card.ca.items[key][2].value = card.ca.items[key][2].value.rstrip("\n") + after
+        out(
+            "  card: name, dataset, intended use, out-of-scope uses, limitations, licence and owners emptied (they described "
+            "the previous table): state them in params.yaml's card section, the model card shows them"
+        )
     if profile.period:
         _section(document, "evaluate")["period"] = profile.period
     features = _section(document, "features")

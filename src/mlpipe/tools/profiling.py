@@ -71,6 +71,7 @@ class Profile:
     decisions: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     dropped: dict[str, str] = field(default_factory=dict)  # column -> why it is not a feature (data.drop_columns)
+    fairness: dict[str, dict[str, Any]] = field(default_factory=dict)  # fairness.groups: report name -> {column, bins?}
 
 
 def profile_table(
@@ -155,6 +156,8 @@ def profile_table(
     )
     # data.drop_columns are exempt from validate's null, length and finite rules: only the rest need limits of their own.
     decisions.extend(_own_limits(kept.drop(columns=list(dropped)), contract, max_null_share, max_text_length))
+    fairness = sensitive_groups(table.drop(columns=[target, *personal, *([chosen_time] if chosen_time else []), *ids]))
+    decisions.extend(_sensitive_decisions(fairness, personal, dropped))
     data = {
         "target": target,
         "positive_label": positive_label,
@@ -164,7 +167,86 @@ def profile_table(
         "categorical_columns": categorical,
         "personal_columns": {column: "drop" for column in personal},
     }
-    return Profile(data, contract, rows_min, split, windows, [str(c) for c in kept.columns], period, decisions, warnings, dropped)
+    return Profile(data, contract, rows_min, split, windows, [str(c) for c in kept.columns], period, decisions, warnings, dropped, fairness)
+
+
+# Protected attributes a fairness report groups people by, by the words of a column's name (the key:
+# a word, or the name's words run together) or, for the ACS PUMS codes, by the exact name. Each
+# kind is also the report name of the first column of that kind. Direct identifiers (names,
+# contact details, national ids, birth dates) are personal columns: dropped at ingest, never groups.
+SENSITIVE_WORDS = {"sex": "sex", "gender": "sex", "race": "race", "ethnicity": "race", "ethnic": "race", "hispanic": "race"}
+SENSITIVE_WORDS |= {"age": "age", "agep": "age", "senior": "age", "religion": "religion", "religious": "religion"}
+SENSITIVE_WORDS |= {"disability": "disability", "disabilities": "disability", "handicap": "disability"}
+SENSITIVE_WORDS |= {"marital": "marital_status", "maritalstatus": "marital_status", "married": "marital_status"}
+SENSITIVE_WORDS |= {"nationality": "citizenship", "citizenship": "citizenship", "citizen": "citizenship", "nativity": "citizenship"}
+ACS_CODES = {"SEX": "sex", "RAC1P": "race", "RAC2P": "race", "RAC3P": "race", "HISP": "race", "AGEP": "age", "DIS": "disability"}
+ACS_CODES |= {"MAR": "marital_status", "CIT": "citizenship", "NATIVITY": "citizenship"}
+AGE_BANDS = [18, 25, 35, 45, 55, 65, 75]  # a numeric age is reported in these bands (fairness.groups.<name>.bins)
+MAX_GROUP_VALUES = 50  # a sensitive column of more values than this is no set of groups (free text, say): not proposed
+
+
+def sensitive_kind(name: str) -> str | None:
+    """The protected attribute a column name says it holds (sex, race, age, ...), or None."""
+    if name in ACS_CODES:
+        return ACS_CODES[name]
+    words = _name_words(name)
+    # `senior` first: SeniorCitizen is an age flag, not citizenship
+    for word in sorted(words, key=lambda word: word != "senior"):
+        if word in SENSITIVE_WORDS:
+            return SENSITIVE_WORDS[word]
+    return SENSITIVE_WORDS.get("".join(words))
+
+
+def sensitive_groups(table: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """fairness.groups for the columns of `table` (the target, personal, time and id columns left out)
+    that hold a protected attribute: a numeric age in `AGE_BANDS`, any other one value by value
+    when it has 2 to `MAX_GROUP_VALUES` values. Named by the kind, then by the column."""
+    groups: dict[str, dict[str, Any]] = {}
+    for column in table.columns:
+        kind = sensitive_kind(str(column))
+        values = table[column]
+        distinct = values.nunique()
+        if kind is None or distinct < 2:
+            continue
+        numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+        if kind == "age" and numeric and distinct > len(AGE_BANDS) + 1:
+            entry: dict[str, Any] = {"column": str(column), "bins": AGE_BANDS}
+        elif distinct <= MAX_GROUP_VALUES:
+            entry = {"column": str(column)}
+        else:
+            continue
+        name = kind if kind not in groups else re.sub(r"[^A-Za-z0-9_-]+", "_", str(column)).strip("_") or "group"
+        while name in groups:  # a column named like a kind already taken
+            name += "_"
+        groups[name] = entry
+    return groups
+
+
+def _sensitive_decisions(groups: dict[str, dict[str, Any]], personal: dict[str, str], dropped: dict[str, str]) -> list[str]:
+    """init's lines on the sensitive columns it proposes (and on a birth date it cannot)."""
+    if not groups:
+        lines = [
+            "fairness.groups: none proposed (no column named like sex, gender, race, ethnicity, age, religion, disability, "
+            "marital status or citizenship): add one entry per sensitive column to report the metrics per group"
+        ]
+    else:
+        shown = [
+            f"{name} ({spec['column']}{', in age bands' if 'bins' in spec else ''}"
+            f"{', not a feature: ' + dropped[spec['column']] if spec['column'] in dropped else ''})"
+            for name, spec in groups.items()
+        ]
+        lines = [
+            f"fairness.groups: proposed {', '.join(shown)} for the report by group; a sensitive column can stay out of the "
+            "features (list it in data.drop_columns) and still be reported"
+        ]
+    if not any(kind == "age" for kind in map(sensitive_kind, (spec["column"] for spec in groups.values()))):
+        births = [column for column, why in personal.items() if "birth" in why]
+        if births:
+            lines.append(
+                f"fairness.groups: '{births[0]}' holds birth dates, dropped at ingest as personal data, so no age group: "
+                "add an age column to the source to report by age"
+            )
+    return lines
 
 
 def _keepable(values: pd.Series) -> bool:
