@@ -287,6 +287,8 @@ def test_the_test_features_in_parts_give_the_whole_tables_report(tmp_path, datas
         table["label"].to_numpy(), proba, table["year"], params, (schema.negative_label, schema.positive_label)
     )
     assert_close(found[0], expected[0], 1e-12)
+    importance = found[1].pop("feature_importance")  # the parts' own table (tests/test_explain.py)
+    assert {row["feature"] for row in importance} == set(schema.feature_names)
     assert_close(found[1], expected[1], 1e-12)
     assert list((tmp_path / "metrics").iterdir()) == []
 

@@ -22,7 +22,9 @@ def long_named_inputs():
         y, proba, None, params, ("no recorded offence within two years of screening", "re-offended within two years")
     )
     report["by_period"] = {f"2013-08-{day:02d} 06:03:42 (screening period {day})": {"roc_auc": 0.7 + day / 100} for day in range(1, 9)}
-    tables["feature_importance"] = [{"feature": f"{i:02d}_{LONG}{LONG}"[:80], "gain_share": 1 / (i + 1)} for i in range(25)]
+    tables["feature_importance"] = [
+        {"feature": f"{i:02d}_{LONG}{LONG}"[:80], "gain_share": 1 / (i + 1), "contribution_share": 1 / (25 - i)} for i in range(25)
+    ]
     curve = [{"iteration": i, "train_logloss": 0.7 - i / 100, "validation_logloss": 0.7 - i / 120} for i in range(1, 40)]
     return report, tables, curve
 
@@ -38,7 +40,9 @@ def figures_with_long_labels():
     figures["close_scores_by_year"] = plots.metric_by_period_figure(
         {"2016": {"roc_auc": 0.90319}, "2017": {"roc_auc": 0.90612}, "2018": {"roc_auc": 0.9062}}
     )
-    figures["short_names"] = plots.importance_figure([{"feature": name, "gain_share": 0.5} for name in ("AGEP", "SEX")])
+    figures["short_names"] = plots.importance_figure(
+        [{"feature": name, "gain_share": 0.5, "contribution_share": 0.5} for name in ("AGEP", "SEX")]
+    )
     rates = {"selection_rate": 0.5, "true_positive_rate": 0.9, "false_positive_rate": 0.2}
     figures["fairness_long_groups"] = plots.fairness_figure([{"group": f"race: {i:02d} {LONG}", **rates} for i in range(9)])
     figures["fairness_short_groups"] = plots.fairness_figure([{"group": f"sex: {name}", **rates} for name in ("male", "female")])
@@ -85,7 +89,9 @@ def test_long_names_are_shortened_around_an_ellipsis_and_every_bar_keeps_its_own
     short = plots.shorten("x" * 30 + "_2017", 20)
     assert len(short) == 20 and short.startswith("xxxxxxxxxx…") and short.endswith("_2017")
     names = [f"{LONG}{LONG}_a"[-80:], f"{LONG}{LONG}_b"[-80:]]
-    figure = plots.importance_figure([{"feature": name, "gain_share": share} for name, share in zip(names, (0.6, 0.4), strict=True)])
+    figure = plots.importance_figure(
+        [{"feature": name, "gain_share": share, "contribution_share": 1 - share} for name, share in zip(names, (0.6, 0.4), strict=True)]
+    )
     labels = [label.get_text() for label in figure.axes[0].get_yticklabels()]
-    assert len(figure.axes[0].patches) == 2 and len(set(labels)) == 2
+    assert len(figure.axes[0].patches) == 4 and len(set(labels)) == 2  # a gain bar and a contribution bar each
     assert all(len(label) <= plots.LABEL_CHARACTERS for label in labels)

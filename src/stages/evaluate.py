@@ -10,7 +10,7 @@ from mlpipe.engine.parts import parts_checked
 from mlpipe.harness import log_written, run_stage
 from mlpipe.io import read_pipeline_json, read_pipeline_text, write_json
 from mlpipe.model import evaluation, plots
-from mlpipe.model.booster import feature_importance, model_from_text
+from mlpipe.model.booster import model_from_text
 from mlpipe.model.calibration import Calibration
 from mlpipe.model.tracking import read_training_curve
 
@@ -33,7 +33,8 @@ def run(
     model_text = read_pipeline_text(model, "model", "train")
     calibrated = Calibration.read(calibration)
     log.info("scoring %d part(s) of %s (%s)", len(parts), features, calibrated.describe(with_slice=False))
-    booster = model_from_text(model_text, origin=str(model))  # imports LightGBM: after the first line
+    # A model cut short is one line naming the file, before any part is scored; imports LightGBM: after the first line.
+    model_from_text(model_text, origin=str(model))
     # Scored part by part where the parts are read; the scores wait, sorted, beside the metrics.
     report, tables = evaluation.evaluate(parts, model_text, schema, params.evaluate, calibrated, scratch_in=metrics.parent)
     for name, values in {"test": report["test"], **report.get("by_period", {})}.items():
@@ -45,7 +46,6 @@ def run(
             values["log_loss"],
             values["rows"],
         )
-    tables["feature_importance"] = feature_importance(booster, schema.feature_names).to_dict("records")
     curve, best_iteration = (
         read_training_curve(train_record),
         read_pipeline_json(train_record / "metrics.json", "the training summary", "train").get("best_iteration"),

@@ -6,9 +6,10 @@ Every figure is exact (the same as on the whole table: scikit-learn's definition
 `mlpipe.model.metrics`, up to the order of floating-point sums), in two passes:
 
 1. each part is scored where it is read (`score_part`); it sends back sums that merge by
-   addition (rows, positives, the confusion counts, log-loss and Brier sums, calibration bins)
-   and the count of positives and negatives in each of GRID_BINS fixed score bins, per period,
-   and leaves its scores, sorted, in a scratch folder;
+   addition (rows, positives, the confusion counts, log-loss and Brier sums, calibration bins,
+   and each feature's sum of |TreeSHAP contribution| over its explained rows: the importance
+   table's mean) and the count of positives and negatives in each of GRID_BINS fixed score bins,
+   per period, and leaves its scores, sorted, in a scratch folder;
 2. the score axis is cut, on bin edges, into ranges of about a part's rows; each range's rows
    are gathered from every part's scratch file (`rank_range`). A range knows how many positives
    and negatives score above it (from the bins), which is all that its share of the ROC-AUC
@@ -37,8 +38,9 @@ import pyarrow.parquet as pq
 from mlpipe.config import EvaluateParams
 from mlpipe.data.schema import FeatureSchema, category_strings
 from mlpipe.data.times import time_values
-from mlpipe.engine.parts import read_part_columns, run_in_order
+from mlpipe.engine.parts import offsets, part_rows, read_part_columns, run_in_order
 from mlpipe.model.calibration import Calibration
+from mlpipe.model.explain import ContributionSums, contributions, explained_positions, importance_table
 from mlpipe.model.metrics import counts_at_thresholds, metric_sums, metrics_from_counts, own_class_losses
 
 GRID_BINS = 1024
@@ -89,13 +91,15 @@ class PartSummary:
     calibration: np.ndarray  # calibration bin x (rows, sum of probabilities, positives)
     raw: np.ndarray  # (log-loss sum, Brier sum) of the model's own probabilities, before calibration
     too_many_periods: bool = False
+    explained: ContributionSums | None = None  # |contribution| sums of the part's explained rows (`score_part`)
 
     def __add__(self, other: PartSummary) -> PartSummary:
         groups = dict(self.groups)
         for name, sums in other.groups.items():
             groups[name] = groups[name] + sums if name in groups else sums
+        explained = None if self.explained is None or other.explained is None else self.explained + other.explained
         return PartSummary(
-            groups, self.calibration + other.calibration, self.raw + other.raw, self.too_many_periods or other.too_many_periods
+            groups, self.calibration + other.calibration, self.raw + other.raw, self.too_many_periods or other.too_many_periods, explained
         )
 
 
@@ -376,11 +380,19 @@ def evaluate(
     """The report and the curve tables of the model, calibrated, on the test features' parts, with
     the stage's executor; the parts' sorted scores wait in a scratch folder inside `scratch_in`
     (one the workers see), removed on the way out."""
+    from mlpipe.model.booster import booster_of
+
+    # The rows TreeSHAP explains, by their place in the whole table (the same rows whatever the
+    # parts), handed to each part as its own positions.
+    starts = offsets(part_rows([Path(part) for part in parts]))
+    chosen = explained_positions(int(starts[-1]), params.explain_rows)
+    explained = [chosen[(chosen >= start) & (chosen < end)] - start for start, end in zip(starts[:-1], starts[1:], strict=True)]
     with _scratch(scratch_in) as scratch:
         files = [str(scratch / f"scores-{index:05d}.parquet") for index in range(len(parts))]
         # Absolute paths: a worker's working directory is its own.
         calls = [
-            (str(Path(part).absolute()), model_text, schema, params, calibration, file) for part, file in zip(parts, files, strict=True)
+            (str(Path(part).absolute()), model_text, schema, params, calibration, file, rows)
+            for part, file, rows in zip(parts, files, explained, strict=True)
         ]
         summaries = run_in_order(score_part, calls, "evaluate: scores")
         merged = summaries[0]
@@ -388,7 +400,9 @@ def evaluate(
             merged = merged + summary
         ranges = plan_ranges(merged, max(1, max(summary.groups[ALL].rows for summary in summaries)))
         pieces = run_in_order(rank_files, [(files, spot, params.curve_points) for spot in ranges], "evaluate: ranking")
-    return assemble(merged, ranges, pieces, params, (schema.negative_label, schema.positive_label), calibration)
+    report, tables = assemble(merged, ranges, pieces, params, (schema.negative_label, schema.positive_label), calibration)
+    tables["feature_importance"] = importance_table(booster_of(model_text), schema.feature_names, merged.explained).to_dict("records")
+    return report, tables
 
 
 @contextlib.contextmanager
@@ -399,17 +413,20 @@ def _scratch(parent: Path) -> Iterator[Path]:
 
 
 def score_part(
-    part: str, model_text: str, schema: FeatureSchema, params: EvaluateParams, calibration: Calibration, scores: str
+    part: str, model_text: str, schema: FeatureSchema, params: EvaluateParams, calibration: Calibration, scores: str, explained: np.ndarray
 ) -> PartSummary:
-    """Score one part (where it is read): its summary back, its calibrated scores sorted into `scores`."""
+    """Score one part (where it is read): its summary back, with the |contribution| sums of its
+    rows at positions `explained`, its calibrated scores sorted into `scores`."""
     from mlpipe.model.booster import booster_of, predict_proba
 
     columns = list(dict.fromkeys([*schema.feature_names, schema.target, *([schema.time_column] if schema.time_column else [])]))
     table = read_part_columns(part, columns, "part of the test features", "featurize")
-    y, raw = table[schema.target].to_numpy().astype(np.int64), predict_proba(booster_of(model_text), table, schema)
+    booster = booster_of(model_text)
+    y, raw = table[schema.target].to_numpy().astype(np.int64), predict_proba(booster, table, schema)
     periods = period_labels(table[schema.time_column], params.period, params.max_periods) if schema.time_column else None
     summary, proba = summarise_scores(y, raw, periods, params, calibration)
     summary.too_many_periods = schema.time_column is not None and periods is None
+    summary.explained = ContributionSums.of(contributions(booster, table.iloc[explained], schema))
     order = np.argsort(proba, kind="stable")
     period_column = (
         pa.array(None if periods is None else periods.to_numpy(dtype=object)[order], type=pa.string())

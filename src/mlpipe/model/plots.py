@@ -112,16 +112,26 @@ def confusion_figure(counts: Records, threshold: float) -> Figure:
     return figure
 
 
+IMPORTANCES = {"gain_share": "gain", "contribution_share": "mean |contribution| (TreeSHAP)"}
+
+
 def importance_figure(importance: Records, top: int = 20) -> Figure:
-    frame = pd.DataFrame(importance).head(top).iloc[::-1]
+    """Each feature's share of the total gain beside its share of the mean |contribution|, the
+    `top` features by the larger of the two: gain counts where the trees split, contributions how
+    much a feature moves the test rows' scores, and the two can disagree."""
+    frame = pd.DataFrame(importance)
+    frame = frame.loc[frame[list(IMPORTANCES)].max(axis=1).sort_values(ascending=False, kind="stable").index].head(top).iloc[::-1]
     names = [shorten(name) for name in frame["feature"]]
     # Room for the longest name (about 0.085 inch a character at 10 points) beside axes as wide as
     # the title above them.
     width = max(5.5, 4.5 + 0.085 * max((len(name) for name in names), default=0))
-    figure, axes = _axes("Feature importance (share of total gain)", "gain share", "", size=(width, 0.3 * len(frame) + 1.2))
+    figure, axes = _axes("Feature importance (share of the total)", "share", "", size=(width, 0.45 * len(frame) + 1.6))
     # Bars at positions, names as tick labels: two names shortened alike still get a bar each.
-    axes.barh(range(len(frame)), frame["gain_share"])
+    bar = 0.8 / len(IMPORTANCES)
+    for offset, (column, label) in enumerate(IMPORTANCES.items()):
+        axes.barh([position + (0.5 - offset) * bar for position in range(len(frame))], frame[column], height=bar, label=label)
     axes.set_yticks(range(len(frame)), names)
+    axes.legend(loc="lower right", fontsize="small")
     return figure
 
 
