@@ -127,6 +127,20 @@ def test_the_report_is_fairlearns_own_on_the_default_data(model):
     assert (children["roc_auc"], children["true_positive_rate"], children["in_differences"]) == (None, None, False)
 
 
+def test_rows_are_labelled_at_the_calibrations_threshold_on_its_calibrated_probability(model):
+    """The selection rate counts what `predict` labels positive: the calibrated probability at or
+    above the threshold of models/calibration.json, not the model's own probability at 0.5."""
+    text, schema, folder, test = model
+    calibration = Calibration(method="sigmoid", mapping={"a": 1.3, "b": -0.2}, threshold=0.35)
+    report, _ = fairness.assess(parts(folder), text, schema, calibration, DEFAULT, str(folder))
+    proba = calibration.apply(predict_proba(model_from_text(text), make_features(test, schema), schema))
+    assert report["threshold"] == 0.35
+    assert report["overall"]["selection_rate"] == pytest.approx(np.mean(proba >= 0.35), abs=1e-12)
+    assert np.mean(proba >= 0.35) != pytest.approx(np.mean(proba >= 0.5), abs=0.01)
+    male = (test["SEX"] == 1).to_numpy()
+    assert report["sensitive"]["sex"]["groups"]["male"]["selection_rate"] == pytest.approx(np.mean(proba[male] >= 0.35), abs=1e-12)
+
+
 def test_band_names():
     assert fairness.band_names([16.0, 25.0, 65.0], integral=True) == ["under 16", "16-24", "25-64", "65 and over"]
     assert fairness.band_names([16, 17], integral=True) == ["under 16", "16", "17 and over"]
