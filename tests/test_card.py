@@ -63,7 +63,7 @@ def pipeline_files(root: Path, hostile: str = "AGEP") -> dict[str, Path]:
     table.iloc[300:].to_parquet(paths["raw"] / "part-00000-0001.parquet", index=False)
     table[table.year <= 2015].to_parquet(paths["train"] / "part-00000-0000.parquet", index=False)
     (paths["train_record"] / "params.yaml").write_text(
-        "objective: binary\nmetric:\n- binary_logloss\nnum_leaves: 31\ndeterministic: true\n"
+        "objective: binary\nmetric:\n- binary_logloss\nnum_leaves: 31\nlearning_rate: 0.05\nmax_depth: -1\ndeterministic: true\n"
     )
     (paths["train_record"] / "metrics.json").write_text(json.dumps({"train_rows": 300, "validation_rows": 30, "n_trees": 42}))
     evaluation = {"threshold": 0.42, "test": METRICS, "by_period": {"2016": METRICS, "2017": {**METRICS, "roc_auc": 0.8}}}
@@ -122,7 +122,14 @@ def test_the_card_holds_every_field_from_the_pipelines_files_and_params(tmp_path
         "last": 2015,
     }
     assert training["features"] == [{"name": "SCHL", "kind": "numeric", "levels": 0}, {"name": "AGEP", "kind": "categorical", "levels": 3}]
-    assert training["hyperparameters"] == {"objective": "binary", "metric": ["binary_logloss"], "num_leaves": 31, "deterministic": True}
+    assert training["hyperparameters"] == {
+        "objective": "binary",
+        "metric": ["binary_logloss"],
+        "num_leaves": 31,
+        "learning_rate": 0.05,
+        "max_depth": -1,
+        "deterministic": True,
+    }
     assert training["procedure"] == {"train_rows": 300, "validation_rows": 30, "n_trees": 42}
     assert evaluation["overall"] == METRICS and evaluation["by_period"]["2017"]["roc_auc"] == 0.8
     assert evaluation["by_group"]["measured"] and evaluation["by_group"]["attributes"]["sex"]["equalized_odds_difference"] == 0.0456
@@ -176,6 +183,9 @@ def test_the_markdown_says_what_the_json_says(tmp_path, params):
         "- **Training window:** time split: training rows up to 2015, test rows from 2016; 300 training rows; their year runs from 2014 to 2015",
         "| metric | binary_logloss |",
         "| deterministic | true |",
+        "| num_leaves | 31 |",
+        "| learning_rate | 0.05 |",
+        "| max_depth | -1 |",
     ]:
         assert line in body, line
     assert params.card.intended_use.split(":")[0] in body

@@ -330,6 +330,8 @@ def _value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, list):
         return ", ".join(map(_value, value))
+    if isinstance(value, (int, float)):  # a number as written: no text to escape (and 0.05 is no list item)
+        return str(value)
     return escape(value)
 
 

@@ -37,7 +37,9 @@ top-level sections are allowed unless they look like a typo of a known one (`tri
 read keys by name (`params:` in dvc.yaml), so editing a comment or an unrelated key reruns
 nothing. `make init` writes the parts that describe your table: `data`, `validate.rows.min` and
 `validate.columns`, the `split` strategy and cut-offs, `drift.windows`, `evaluate.period` for a
-date time column, and it removes `features.derived` entries that read columns the table lacks.
+date time column, the sensitive columns it recognises as `fairness.groups`; it removes
+`features.derived` entries that read columns the table lacks and empties the `card` statements,
+which described the table before.
 """
 
 
