@@ -15,12 +15,14 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.frozen import FrozenEstimator
 
 from conftest import ROOT, employment_sample
-from mlpipe.config import CalibrationParams, TrainParams, load_params
+from mlpipe.config import CalibrationParams, EvaluateParams, TrainParams, load_params, parse_params, read_params_file
 from mlpipe.data.features import build_schema, feature_table
 from mlpipe.errors import ArtifactError, ConfigError, DataError
 from mlpipe.model import training
 from mlpipe.model.booster import lightgbm_names, model_to_text
 from mlpipe.model.calibration import Calibration, choose_threshold, fit
+from mlpipe.model.evaluation import evaluate_scores
+from mlpipe.model.metrics import binary_metrics
 
 FEATURES = ["AGEP", "SCHL", "MAR", "SEX", "DIS", "RAC1P"]
 
@@ -194,3 +196,31 @@ def test_a_calibration_slice_with_one_class_is_one_line_and_its_fix_works(traini
         )
     fixed = CalibrationParams(fraction=0, method="none", threshold={"objective": "fixed"})
     training.train_model(few[schema.feature_names], few[schema.target], TrainParams(early_stopping_rounds=0, validation_fraction=0), fixed)
+
+
+def test_an_old_evaluate_threshold_is_one_line_and_its_fix_keeps_the_threshold():
+    raw = read_params_file(ROOT / "params.yaml")
+    raw["evaluate"] = {**raw["evaluate"], "threshold": 0.7}
+    with pytest.raises(ConfigError) as caught:
+        parse_params(raw)
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith("params.yaml: 'evaluate.threshold' is gone:")
+    assert "set calibration.threshold.objective: fixed and calibration.threshold.value: 0.7" in message
+    del raw["evaluate"]["threshold"]  # the fix it gives
+    raw["calibration"]["threshold"].update(objective="fixed", value=0.7)
+    assert parse_params(raw).calibration.threshold.value == 0.7
+
+
+def test_evaluate_reports_the_calibrated_probabilities_at_the_threshold_and_the_raw_ones_beside(employment):
+    model, (X_slice, y_slice), X_later = employment
+    calibration = fit(y_slice, model.predict_proba(X_slice)[:, 1], "isotonic", {"objective": "f1"})
+    raw = model.predict_proba(X_slice)[:, 1]
+    report, _ = evaluate_scores(y_slice, raw, None, EvaluateParams(), calibration=calibration)
+    calibrated = calibration.apply(raw)
+    expected = binary_metrics(y_slice, calibrated, calibration.threshold)
+    assert report["threshold"] == calibration.threshold and report["calibration"] == "isotonic"
+    assert report["test"]["f1"] == pytest.approx(expected["f1"]) and report["test"]["brier"] == pytest.approx(expected["brier"])
+    assert report["test"]["brier_raw"] == pytest.approx(np.mean((raw - y_slice) ** 2))
+    # The slice's own figures, fitted and reported there, are the same numbers.
+    assert report["test"]["brier"] == pytest.approx(calibration.fitted_on["brier_calibrated"], abs=1e-6)
+    assert report["test"]["f1"] == pytest.approx(calibration.fitted_on["at_threshold"]["f1"], abs=1e-6)

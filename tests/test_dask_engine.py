@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT, employment_sample, unused_port
-from mlpipe.config import ComputeParams, TrainParams, ValidateParams, load_params, parse_params
+from mlpipe.config import CalibrationParams, ComputeParams, TrainParams, ValidateParams, load_params, parse_params
 from mlpipe.data.features import build_schema, feature_table, featurize
 from mlpipe.data.privacy import apply_personal_rules
 from mlpipe.data.sources import ingest, normalise_columns, read_source
@@ -34,8 +34,8 @@ from mlpipe.engine.executor import executor_for
 from mlpipe.engine.parts import map_parts, part_files, staged
 from mlpipe.errors import ArtifactError, ConfigError, DataError
 from mlpipe.model import training
-from mlpipe.model.booster import lightgbm_core, model_to_text
-from mlpipe.model.calibration import Calibration
+from mlpipe.model.booster import lightgbm_core, lightgbm_names, model_to_text
+from mlpipe.model.calibration import Calibration, fit
 from mlpipe.model.metrics import log_loss, roc_auc
 from mlpipe.model.scoring import model_version, predict, score_table
 from mlpipe.model.training import train_model
@@ -613,3 +613,26 @@ def test_a_truncated_part_an_earlier_stage_wrote_is_one_artifact_error_naming_it
         with staged(tmp_path / "out.parquet") as folders:
             map_parts(_passes_through, parts, folders, what="test")
     assert not (tmp_path / "out.parquet").exists()
+
+
+def test_the_calibration_slice_is_held_out_on_the_cluster_as_in_process(features, tmp_path):
+    """The calibration slice is chosen inside each part on the workers as in process: no fit on
+    the cluster sees it (other feature values there give the same model), and the calibration is
+    `fit` on the final model's probabilities of exactly those rows."""
+    names, target = features["names"], features["target"]
+    params, calibration = features["params"].train.model_copy(update={"n_estimators": 60}), CalibrationParams()
+    rows = training.Rows(names, target, params, calibration_fraction=calibration.fraction)
+    tables = [pd.read_parquet(part) for part in features["parts"]]
+    slices = [training.holdout_masks(table[target].astype("int64"), index, rows) for index, table in enumerate(tables)]
+    changed = tmp_path / "changed"
+    changed.mkdir()
+    for index, (table, held) in enumerate(zip(tables, slices, strict=True)):
+        table.assign(AGEP=np.where(held.calibration, 0, table["AGEP"])).to_parquet(changed / f"part-{index:05d}.parquet", index=False)
+    with executor_for(ComputeParams(engine="dask", workers=2, memory_limit="1GiB")):
+        trained = training.train(features["parts"], names, target, params, calibration)
+        again = training.train([str(part) for part in part_files(changed)], names, target, params, calibration)
+    assert model_to_text(again.booster) == model_to_text(trained.booster) and again.calibration != trained.calibration
+    chosen = pd.concat([table[held.calibration] for table, held in zip(tables, slices, strict=True)])
+    proba = trained.booster.predict(chosen[names].set_axis(lightgbm_names(names), axis=1))
+    expected = fit(chosen[target].to_numpy(), proba, calibration.method, calibration.threshold.model_dump(), calibration.bins)
+    assert trained.calibration == expected

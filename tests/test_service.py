@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import VENV, Repo, tool_env, unused_port
+from mlpipe.data.schema import PREDICTED_LABEL
 
 pytestmark = pytest.mark.integration
 
@@ -104,7 +105,7 @@ def test_served_probabilities_equal_the_batch_stage_to_the_last_bit(served, curr
     one = served.predict(records_of(current_rows.head(1))[0]).json()["predictions"]  # a single object, not a list
     assert one[0]["probability"] == batch.at[current_rows["id"].iloc[0], "probability"]
     # The label is the batch's: the same calibrated probability at the threshold of models/calibration.json.
-    assert one[0]["label"] == str(batch.at[current_rows["id"].iloc[0], "label"])
+    assert one[0]["label"] == str(batch.at[current_rows["id"].iloc[0], PREDICTED_LABEL])
     threshold = json.loads((served.repo.path / "models" / "calibration.json").read_text())["threshold"]
     assert one[0]["label"] == ("1" if one[0]["probability"] >= threshold else "0")
 

@@ -578,17 +578,18 @@ def test_a_reload_describes_and_labels_with_the_new_model_and_threshold(built_re
         assert after["training_params"]["num_leaves"] == 7 != before["training_params"]["num_leaves"]
         assert after["threshold"] == before["threshold"] and after["calibration"]["method"] == "sigmoid"
         rows = files_rows(repo)
-        assert "0" in {p["label"] for p in http.post("/predict", json=rows).json()["predictions"]}
+        answers = http.post("/predict", json=rows).json()["predictions"]
+        assert all(p["label"] == ("1" if p["probability"] >= after["threshold"] else "0") for p in answers)
         calibration = repo.path / "models" / "calibration.json"
         # A new calibration and no other edit: the watch sees the file change.
-        calibration.write_text(dataclasses.replace(Calibration.read(calibration), threshold=1e-9).to_json())
+        calibration.write_text(dataclasses.replace(Calibration.read(calibration), threshold=1.0).to_json())
         deadline = time.monotonic() + 10
-        while http.get("/metadata").json()["threshold"] != 1e-9 and time.monotonic() < deadline:
+        while http.get("/metadata").json()["threshold"] != 1.0 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert http.get("/metadata").json()["threshold"] == 1e-9
-        assert {p["label"] for p in http.post("/predict", json=rows).json()["predictions"]} == {"1"}
+        assert http.get("/metadata").json()["threshold"] == 1.0
+        assert {p["label"] for p in http.post("/predict", json=rows).json()["predictions"]} == {"0"}
         calibration.write_text(calibration.read_text()[:50])  # a calibration that does not read: the last good one keeps serving
-        assert http.post("/reload").status_code == 409 and http.get("/metadata").json()["threshold"] == 1e-9
+        assert http.post("/reload").status_code == 409 and http.get("/metadata").json()["threshold"] == 1.0
 
 
 def files_rows(repo, rows: int = 40) -> list[dict]:
