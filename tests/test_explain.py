@@ -4,6 +4,10 @@ equal to the batch stage's. Real LightGBM on a sample of the default data."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,12 +15,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+with warnings.catch_warnings():
+    # Starlette's test client announces a move from httpx to httpx2; it runs on the pinned httpx.
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
+    from fastapi.testclient import TestClient
+
 from conftest import ROOT, employment_sample
 from mlpipe.config import EvaluateParams, TrainParams, load_params
 from mlpipe.data.features import build_schema, feature_table, make_features
 from mlpipe.model import evaluation, explain
 from mlpipe.model.booster import model_input, model_to_text
+from mlpipe.model.calibration import Calibration
+from mlpipe.model.scoring import predict
 from mlpipe.model.training import train_model
+from mlpipe.serving.app import create_app
+from mlpipe.serving.scorer import explain_records, load_served_model
 
 FAST = TrainParams(n_estimators=60, learning_rate=0.1, early_stopping_rounds=0, validation_fraction=0, min_child_samples=20, num_threads=1)
 
@@ -105,7 +118,7 @@ def test_the_mean_contribution_over_parts_is_the_whole_tables(tmp_path, trained,
     for index, block in enumerate(np.array_split(np.arange(len(table)), 4)):
         table.iloc[block].to_parquet(folder / f"part-{index:05d}-0000.parquet", index=False)
     params = EvaluateParams(explain_rows=explain_rows)
-    _, tables = evaluation.evaluate(sorted(folder.iterdir()), trained["text"], schema, params, **calibrated(), scratch_in=tmp_path / "m")
+    _, tables = evaluation.evaluate(sorted(folder.iterdir()), trained["text"], schema, params, Calibration(), scratch_in=tmp_path / "m")
     chosen = explain.explained_positions(len(table), explain_rows)
     whole = explain.ContributionSums.of(explain.contributions(booster, table.iloc[chosen], schema))
     expected = explain.importance_table(booster, schema.feature_names, whole)
@@ -117,8 +130,90 @@ def test_the_mean_contribution_over_parts_is_the_whole_tables(tmp_path, trained,
     assert whole.rows == len(chosen) == min(len(table), explain_rows or len(table))
 
 
-def calibrated() -> dict:
-    """`evaluate`'s calibration argument (none: the model's own probabilities at 0.5)."""
-    from mlpipe.model.calibration import Calibration
+@pytest.fixture(scope="module")
+def served_and_batch(trained, tmp_path_factory):
+    """The trained model's files, the service on them (TestClient) and the predict step's current
+    rows with their explanations (`explain.batch`), on the same later rows."""
+    folder = tmp_path_factory.mktemp("explain")
+    schema, params = trained["schema"], trained["params"]
+    (folder / "model.txt").write_text(trained["text"])
+    (folder / "schema.json").write_text(schema.to_json())
+    later = trained["later"][[*schema.meta_columns, *schema.input_columns, schema.target]].head(300).copy()
+    later.loc[later.index % 7 == 0, "RELP"] = 99  # a relationship code training never saw
+    assert "99" not in dict((spec.name, spec.categories) for spec in schema.features)["RELP"]
+    later.to_parquet(folder / "current.parquet", index=False)
+    trained["later"].head(50).to_parquet(folder / "reference.parquet", index=False)
+    outputs = {name: folder / f"{name}-out.parquet" for name in ("reference", "current", "quarantine")}
+    predict(
+        folder / "reference.parquet",
+        str(folder / "current.parquet"),
+        outputs["reference"],
+        outputs["current"],
+        outputs["quarantine"],
+        (trained["text"], str(folder / "model.txt")),
+        schema,
+        Calibration(),
+        params.data,
+        params.validate,
+        explain_top_k=params.explain.top_k,
+    )
+    params = params.model_copy(update={"serve": params.serve.model_copy(update={"log_folder": None})})
+    client = TestClient(create_app(lambda: load_served_model(folder / "model.txt", folder / "schema.json"), params))
+    records = json.loads(later.to_json(orient="records"))
+    return {
+        "client": client,
+        "records": records,
+        "batch": pd.read_parquet(outputs["current"]),
+        "reference": pd.read_parquet(outputs["reference"]),
+        "params": params,
+        "folder": folder,
+    }
 
-    return {"calibration": Calibration()}
+
+def test_served_and_batch_explanations_are_equal_for_the_same_rows(served_and_batch, trained):
+    """`POST /predict?explain=true` and the predict stage's columns (explain.batch) give each row
+    the same top k features and contributions, to the bit, and the same base value; the reference
+    is not explained."""
+    schema, k = trained["schema"], served_and_batch["params"].explain.top_k
+    answer = served_and_batch["client"].post("/predict?explain=true", json=served_and_batch["records"])
+    assert answer.status_code == 200, answer.text
+    served = answer.json()["predictions"]
+    batch = served_and_batch["batch"].set_index("id")
+    assert len(batch) == len(served) == 300
+    for record, prediction in zip(served_and_batch["records"], served, strict=True):
+        row = batch.loc[record["id"]]
+        assert prediction["probability"] == row["probability"]
+        assert [item["feature"] for item in prediction["contributions"]] == [row[f"contribution_{i}_feature"] for i in range(1, k + 1)]
+        assert [item["contribution"] for item in prediction["contributions"]] == [row[f"contribution_{i}_value"] for i in range(1, k + 1)]
+        assert prediction["base_value"] == row[explain.BASE_VALUE]
+    features = make_features(pd.DataFrame.from_records(served_and_batch["records"]), schema)
+    _, top = explain.top_contributions(explain.contributions(trained["booster"], features, schema), schema.feature_names, k)
+    assert [[item["contribution"] for item in prediction["contributions"]] for prediction in served] == top.tolist()
+    assert not any(column.startswith("contribution_") for column in served_and_batch["reference"].columns)
+    # Schemas with derived features are encoded by the batch stage's make_features: the same explanations.
+    model = load_served_model(served_and_batch["folder"] / "model.txt", served_and_batch["folder"] / "schema.json")
+    records = served_and_batch["records"]
+    assert explain_records(records, dataclasses.replace(model, encoder=None), k) == explain_records(records, model, k)
+
+
+def test_explain_is_a_true_or_false_query_and_the_default_answer_is_unchanged(served_and_batch):
+    client, records = served_and_batch["client"], served_and_batch["records"][:3]
+    plain = client.post("/predict", json=records)
+    assert plain.status_code == 200 and set(plain.json()["predictions"][0]) == {"probability", "label", "model_version"}
+    assert client.post("/predict?explain=false", json=records).json() == plain.json()
+    for value in ("yes", "True", "1", ""):
+        refused = client.post(f"/predict?explain={value}", json=records)
+        assert refused.status_code == 422 and refused.json() == {
+            "detail": f"the query parameter explain must be true or false, not {value!r}"
+        }
+    parameters = client.get("/openapi.json").json()["paths"]["/predict"]["post"]["parameters"]
+    (documented,) = [parameter for parameter in parameters if parameter["name"] == "explain"]
+    assert documented["in"] == "query" and "TreeSHAP" in documented["description"]
+
+
+def test_explanations_off_refuse_explain_true_with_the_fix(served_and_batch):
+    folder, params = served_and_batch["folder"], served_and_batch["params"]
+    params = params.model_copy(update={"explain": params.explain.model_copy(update={"top_k": 0})})
+    client = TestClient(create_app(lambda: load_served_model(folder / "model.txt", folder / "schema.json"), params))
+    refused = client.post("/predict?explain=true", json=served_and_batch["records"][:1])
+    assert refused.status_code == 422 and "set explain.top_k to 1 or more" in refused.json()["detail"]

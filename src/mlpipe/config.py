@@ -537,7 +537,7 @@ class EvaluateParams(Section):
     )
     max_periods: int = Field(50, ge=1, description="skip per-period metrics when there are more periods than this")
     explain_rows: int | None = Field(
-        10_000,
+        5_000,
         ge=1,
         description="test rows, evenly spaced, whose TreeSHAP contributions the feature-importance table averages (mean |contribution| beside gain); TreeSHAP costs about 130x a plain prediction (docs/trust.md#explanations); null: every test row",
     )

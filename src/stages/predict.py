@@ -39,6 +39,9 @@ def run(
         reference,
         source,
     )
+    explain_top_k = params.explain.top_k if params.explain.batch else 0
+    if explain_top_k:
+        log.info("current: each row's top %d contributions (TreeSHAP, explain.batch) beside its probability", explain_top_k)
     done = predict(
         reference,
         source,
@@ -50,6 +53,7 @@ def run(
         calibrated,
         params.data,
         params.validate,
+        explain_top_k,
     )
     report = done.quality
     log.info("current: %s of %s rows from %s scored", f"{report['rows_out']:,}", f"{report['rows_in']:,}", source)

@@ -19,6 +19,7 @@ from mlpipe.data.sources import BATCH_COLUMN
 from mlpipe.engine.parts import map_parts, parts_checked, staged
 from mlpipe.errors import DataError
 from mlpipe.model.booster import predict_proba
+from mlpipe.model.explain import contribution_columns, contributions
 
 if TYPE_CHECKING:
     import lightgbm as lgb
@@ -45,10 +46,12 @@ def score_table(
     calibration: Calibration,
     version: str,
     passthrough: tuple[str, ...] = (BATCH_COLUMN,),
+    explain_top_k: int = 0,
 ) -> pd.DataFrame:
     """Meta and passthrough columns (those present), the model's features, the 0/1 label when
     the table has one, then the calibrated probability of the positive label, the label at the
-    calibration's threshold and the model version."""
+    calibration's threshold and the model version; with `explain_top_k`, each row's explanation
+    last (`mlpipe.model.explain.contribution_columns`)."""
     features = make_features(table, schema)
     proba = calibration.apply(predict_proba(booster, features, schema))
     kept = [c for c in [*schema.meta_columns, *passthrough] if c in table.columns]
@@ -60,6 +63,9 @@ def score_table(
     scored[PROBABILITY] = proba
     scored[PREDICTED_LABEL] = predicted_labels(proba, calibration, schema)
     scored[MODEL_VERSION] = version
+    if explain_top_k:
+        contrib = contributions(booster, features, schema)
+        scored = pd.concat([scored, contribution_columns(contrib, schema.feature_names, explain_top_k, scored.index)], axis=1)
     return scored
 
 
@@ -107,11 +113,15 @@ def predict(
     calibration: Calibration,
     data: DataParams,
     validation: ValidateParams,
+    explain_top_k: int = 0,
 ) -> Predicted:
     """The predict step, folders of parts out: `score_table` on every part of the reference (the
     training set, under its parts' names) and on the current rows (`source`: a file, or a folder of
     batch files and subfolders such as the service's prediction log, read as data.csv says), with
-    the model (`model`: its text and the file it came from) and its calibration.
+    the model (`model`: its text and the file it came from) and its calibration. With
+    `explain_top_k`, each current row also gets its explanation (`score_table`); the reference,
+    the training period that drift compares against, is never explained: nobody reads its rows
+    one by one, and TreeSHAP would cost some hundred predictions for each.
 
     New rows enter here: each batch's rows meet the personal-data rules and the contract's row
     rules (`validate_rows`) as ingest and validate apply them, its bad rows go to `quarantine` with
@@ -144,6 +154,7 @@ def predict(
             version,
             data,
             validation,
+            explain_top_k,
             per_part=[(str(file), batch) for file, batch in zip(files, batches, strict=True)],  # each task its own file's names
             read=read,
             chunk_rows=data.partition_rows,  # part names that are the same for any source file names
@@ -197,6 +208,7 @@ def _score_current_part(
     version: str,
     data: DataParams,
     validation: ValidateParams,
+    explain_top_k: int,
     name: str,
     batch: str | None,
 ):
@@ -209,7 +221,7 @@ def _score_current_part(
         table = table.assign(**{BATCH_COLUMN: batch})
     checked = validate_rows(table, data, validation)
     try:
-        scored = score_table(checked.clean, _booster(model), schema, calibration, version)
+        scored = score_table(checked.clean, _booster(model), schema, calibration, version, explain_top_k=explain_top_k)
     except DataError as exc:
         raise DataError(f"current table ({name}): {exc}") from None
     return (scored, checked.quarantine), (checked.report, Scores.of(scored, schema))

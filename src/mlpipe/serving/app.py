@@ -2,6 +2,7 @@
 API key, request limits, a prediction log and model reload without a restart.
 
     POST /predict    one record (a JSON object) or a list of them -> probability, label, model version each
+                     (?explain=true: and its top contributions, LightGBM's TreeSHAP)
     POST /reload     load the model again (the same files), swap it in atomically
     GET  /health     the process is up           GET /ready     a model is loaded
     GET  /metadata   model version, threshold, features, training params, test metrics, the model card
@@ -26,7 +27,7 @@ from typing import Annotated, Any
 
 import numpy as np
 import orjson
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -36,7 +37,7 @@ from mlpipe.config import Params
 from mlpipe.data.schema import MODEL_VERSION, PREDICTED_LABEL, PROBABILITY
 from mlpipe.errors import PipelineError
 from mlpipe.serving.prediction_log import PredictionLog
-from mlpipe.serving.scorer import INT64, RecordError, ServedModel, record_model, score_records
+from mlpipe.serving.scorer import INT64, RecordError, ServedModel, explain_records, record_model, score_records
 
 log = logging.getLogger("mlpipe.serving.app")
 
@@ -279,7 +280,11 @@ def create_app(
         }
 
     @app.post("/predict", summary="Score one record or a list of records", dependencies=[Depends(authorised)])
-    async def predict(request: Request) -> Response:
+    async def predict(
+        request: Request,
+        explain: Annotated[str | None, Query(description=EXPLAIN_HELP, json_schema_extra={"enum": ["true", "false"]})] = None,
+    ) -> Response:
+        explained = wants_explanations(explain, params.explain.top_k)
         loaded = app.state.loaded  # one model for the whole request, even if /reload swaps it meanwhile
         body = await read_body(request, serve.max_body_bytes)
         if len(body) <= INLINE_BYTES:
@@ -295,6 +300,11 @@ def create_app(
             {"probability": value, "label": label, "model_version": version}
             for value, label in zip(probability.tolist(), labels.tolist(), strict=True)
         ]
+        if explained:
+            # TreeSHAP costs about 130 predictions a row: in a worker thread, never on the event loop.
+            found = await run_in_threadpool(explain_records, records, loaded.model, params.explain.top_k)
+            for prediction, explanation in zip(predictions, found, strict=True):
+                prediction.update(explanation)
         return Response(orjson.dumps({"model_version": version, "predictions": predictions}), media_type="application/json")
 
     @app.post("/reload", summary="Load the model files again and swap the new model in", dependencies=[Depends(authorised)])
@@ -322,6 +332,27 @@ def create_app(
 
     app.openapi = openapi
     return app
+
+
+EXPLAIN_HELP = (
+    "true: each prediction also gets `contributions`, its explain.top_k features of largest TreeSHAP contribution "
+    "to the model's raw score (log-odds, before calibration), largest |contribution| first, as "
+    '[{"feature", "contribution"}], and `base_value`, the raw score of an average row; false or absent: no explanation'
+)
+
+
+def wants_explanations(value: str | None, top_k: int) -> bool:
+    """Whether `?explain=` asks for explanations: true or false (absent: false); anything else, or
+    true while explain.top_k is 0, is a 422."""
+    if value is None or value == "false":
+        return False
+    if value != "true":
+        raise RequestRejected(422, "bad_explain", f"the query parameter explain must be true or false, not {value[:40]!r}")
+    if top_k == 0:
+        raise RequestRejected(
+            422, "explain_off", "explanations are off (explain.top_k is 0): set explain.top_k to 1 or more in params.yaml"
+        )
+    return True
 
 
 async def read_body(request: Request, limit: int) -> bytes:

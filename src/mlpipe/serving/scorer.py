@@ -26,8 +26,9 @@ from mlpipe.data.schema import OTHER_LEVEL, FeatureSchema, FeatureSpec, category
 from mlpipe.data.validation import arriving_row_contracts
 from mlpipe.errors import DataError
 from mlpipe.io import read_pipeline_text
-from mlpipe.model.booster import lightgbm_names, model_from_text, predict_proba
+from mlpipe.model.booster import lightgbm_names, model_from_text, model_input
 from mlpipe.model.calibration import Calibration
+from mlpipe.model.explain import explanations, rows_contributions
 from mlpipe.model.scoring import model_version, predicted_labels
 
 if TYPE_CHECKING:
@@ -273,10 +274,21 @@ def score_records(records: list[dict[str, Any]], model: ServedModel, threads: in
     validated records (dicts of the fields each was sent with), as the batch stage would score the
     same rows. `threads` is LightGBM's (0: its default); rows are scored independently, so it
     changes no result."""
-    if model.encoder is not None:
-        probability = model.booster.predict(model.encoder.encode(records), num_threads=threads)
-    else:
-        features = make_features(pd.DataFrame.from_records(records), model.schema)
-        probability = predict_proba(model.booster, features, model.schema, threads)
+    probability = model.booster.predict(model_rows(records, model), num_threads=threads)
     calibrated = model.calibration.apply(probability)
     return calibrated, predicted_labels(calibrated, model.calibration, model.schema)
+
+
+def model_rows(records: list[dict[str, Any]], model: ServedModel) -> np.ndarray | pd.DataFrame:
+    """What the booster is given for validated records (at least one): the encoder's matrix, or,
+    for schemas with derived features, the batch stage's features (`make_features`)."""
+    if model.encoder is not None:
+        return model.encoder.encode(records)
+    return model_input(make_features(pd.DataFrame.from_records(records), model.schema), model.schema)
+
+
+def explain_records(records: list[dict[str, Any]], model: ServedModel, top_k: int, threads: int = 0) -> list[dict[str, Any]]:
+    """Each validated record's explanation: its `top_k` features of largest TreeSHAP contribution
+    to the raw score and the base value (`mlpipe.model.explain.explanations`), from the rows
+    `score_records` scores, so they are the batch stage's explanations of the same rows."""
+    return explanations(rows_contributions(model.booster, model_rows(records, model), threads), model.schema.feature_names, top_k)
