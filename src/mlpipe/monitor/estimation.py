@@ -86,8 +86,9 @@ def expected_roc_auc(rows: np.ndarray, positives: np.ndarray) -> np.ndarray:
 
 
 def estimate(histogram: Histogram, seed: int) -> dict[str, Any]:
-    """The window's estimated ROC-AUC and accuracy, each as {value, std, low, high} (None where
-    undefined: every probability 0, or every one 1), and the rows they cover."""
+    """The window's estimated ROC-AUC and accuracy, each as {value, std, low, high}, and the rows
+    they cover. The ROC-AUC is None when every probability is 0 (or every one is 1), its interval
+    when fewer than two draws hold both classes."""
     rows = histogram.rows
     positives = histogram.sums / UNITS  # expected positives per cell
     auc = float(expected_roc_auc(histogram.counts.sum(axis=0), positives.sum(axis=0)))
