@@ -207,6 +207,33 @@ def test_a_missing_optional_file_is_a_section_that_says_so(tmp_path, params):
     )
 
 
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        (
+            "fairness",
+            "[1, 2]",
+            r"error: card: the group metrics '.*fairness.json' is corrupt or truncated .*: rebuild it with `dvc repro fairness`",
+        ),
+        (
+            "drift",
+            '{"windows": {}',
+            r"error: card: the drift verdict '.*drift.json' is corrupt or truncated .*: rebuild it with `dvc repro drift`",
+        ),
+        ("evaluation", None, r"error: card: the evaluation metrics '.*evaluation.json' does not exist: run `dvc repro evaluate` \(or `dvc pull`\) first"),
+    ],
+)
+def test_a_file_the_card_reads_that_is_cut_short_or_missing_is_one_line_naming_its_stage(tmp_path, capsys, name, content, message):
+    paths = pipeline_files(tmp_path)
+    paths[name].unlink() if content is None else paths[name].write_text(content)
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    options = [f"--{key.replace('_', '-')}={path}" for key, path in paths.items()]
+    out = [f"--markdown={tmp_path / 'card.md'}", f"--json={tmp_path / 'card.json'}"]
+    status = execute(stage_function("card"), [f"--params={tmp_path / 'params.yaml'}", *options, *out])
+    assert status == (1 if content is None else 3) and re.fullmatch(message, capsys.readouterr().err.strip())
+    assert not (tmp_path / "card.md").exists()
+
+
 def test_the_stage_writes_the_same_bytes_every_time(tmp_path, params):
     paths = pipeline_files(tmp_path)
     (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())

@@ -145,6 +145,8 @@ def test_messy_table_of_people_with_a_later_outcome_needs_no_hand_edits(tmp_path
     assert not not_features & set(messy.HONEST), "an honest column was dropped"
     assert "is_recid" in data["drop_columns"] and "warning: drop 'is_recid'" in done.stdout, "the leak is named"
     assert set(data["personal_columns"]) == set(messy.PERSONAL)
+    proposed = {"sex", "age", "age_cat", "race"}  # the protected attributes init recognised, the age in bands
+    assert set(repo.params()["fairness"]["groups"]) == proposed and "fairness.groups: proposed sex (sex)" in done.stdout
     repo.commit("my table")
 
     test = run_every_stage(repo)
@@ -154,3 +156,8 @@ def test_messy_table_of_people_with_a_later_outcome_needs_no_hand_edits(tmp_path
     drift = json.loads((repo.path / "metrics" / "drift.json").read_text())
     assert drift["retrain_recommended"] is False, drift["reasons"]
     assert all(not window["drifted_columns"] for window in drift["windows"].values())
+    # The card of this model: the groups reported, and none of the default data's statements.
+    card = json.loads((repo.path / "models" / "card.json").read_text())
+    assert set(card["evaluation"]["by_group"]["attributes"]) == proposed
+    assert card["uses"] == {"intended_use": None, "out_of_scope": []} and card["model_details"]["name"] == "two_year_recid classifier"
+    assert "Not stated: describe it in card.intended_use (params.yaml)." in (repo.path / "models" / "card.md").read_text()
