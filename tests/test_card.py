@@ -207,6 +207,18 @@ def test_a_missing_optional_file_is_a_section_that_says_so(tmp_path, params):
     )
 
 
+def test_a_source_url_shows_no_secret_even_past_the_params_check(tmp_path, params):
+    """The params check refuses a URL holding a password or a token; the card masks one anyway."""
+    leaky = params.model_copy(update={"data": params.data.model_copy(update={"source": "https://ann:hunter2@host/t.csv?token=s3cr3tT0ken"})})
+    found = built(pipeline_files(tmp_path), leaky)
+    text = card.render_markdown(found) + card.card_json(found)
+    assert (
+        "hunter2" not in text
+        and "s3cr3tT0ken" not in text
+        and found["training_details"]["data"]["source"] == "https://ann:***@host/t.csv?token=***"
+    )
+
+
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [
@@ -220,7 +232,11 @@ def test_a_missing_optional_file_is_a_section_that_says_so(tmp_path, params):
             '{"windows": {}',
             r"error: card: the drift verdict '.*drift.json' is corrupt or truncated .*: rebuild it with `dvc repro drift`",
         ),
-        ("evaluation", None, r"error: card: the evaluation metrics '.*evaluation.json' does not exist: run `dvc repro evaluate` \(or `dvc pull`\) first"),
+        (
+            "evaluation",
+            None,
+            r"error: card: the evaluation metrics '.*evaluation.json' does not exist: run `dvc repro evaluate` \(or `dvc pull`\) first",
+        ),
     ],
 )
 def test_a_file_the_card_reads_that_is_cut_short_or_missing_is_one_line_naming_its_stage(tmp_path, capsys, name, content, message):

@@ -29,6 +29,7 @@ import pandas as pd
 import yaml
 
 from mlpipe.config import Params
+from mlpipe.credentials import mask_credentials
 from mlpipe.data.schema import FeatureSchema
 from mlpipe.data.times import time_values
 from mlpipe.engine.parts import part_rows, parts_checked, read_columns
@@ -146,7 +147,10 @@ def build_card(inputs: CardInputs, params: Params) -> dict[str, Any]:
     name = card.name or f"{schema.target} classifier"
     evaluation = inputs.evaluation
     threshold = inputs.calibration.threshold if inputs.calibration is not None else evaluation.get("threshold")
-    dataset = {"type": data.source, "name": card.dataset_name or data.source, "split": "test", "revision": inputs.table_sha256}
+    # The params check refuses a source URL that holds a secret; masked again here all the same, as
+    # every message is: the card is published.
+    source = mask_credentials(data.source)
+    dataset = {"type": source, "name": card.dataset_name or source, "split": "test", "revision": inputs.table_sha256}
     results = [_result(schema.target, dataset, evaluation["test"])]
     results += [
         _result(schema.target, {**dataset, "args": {schema.time_column or "period": period}}, values)
@@ -156,7 +160,7 @@ def build_card(inputs: CardInputs, params: Params) -> dict[str, Any]:
         **({"license": card.license} if card.license else {}),
         "library_name": "lightgbm",
         "tags": ["tabular-classification", "lightgbm", "mlpipe"],
-        "datasets": [data.source],
+        "datasets": [source],
         "metrics": [kind for key, (kind, _) in METRICS.items() if evaluation["test"].get(key) is not None],
         "model-index": [{"name": name, "results": [result for result in results if result["metrics"]]}],
     }
@@ -179,7 +183,7 @@ def build_card(inputs: CardInputs, params: Params) -> dict[str, Any]:
             "bias_risks_limitations": {"limitations": list(card.limitations)},
             "training_details": {
                 "data": {
-                    "source": data.source,
+                    "source": source,
                     "name": card.dataset_name,
                     "table": inputs.table,
                     "rows": inputs.table_rows,
