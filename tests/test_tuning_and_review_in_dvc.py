@@ -38,7 +38,12 @@ def test_review_between_two_commits_then_the_regression_gate(repo):
     assert unchanged.returncode == 0, unchanged.stdout + unchanged.stderr
 
     # A much smaller model, reproduced and committed: HEAD against HEAD~1 shows what changed and fails the gate.
-    repo.set_params(train={"num_leaves": 2, "n_estimators": 3, "early_stopping_rounds": 0})
+    # A guard on a nested key of the fairness report, as params.yaml's example: DVC's diff finds it.
+    fairness_guard = {"file": "metrics/fairness.json", "key": "sensitive.sex.equalized_odds_difference", "max_rise": 1.0}
+    repo.set_params(
+        train={"num_leaves": 2, "n_estimators": 3, "early_stopping_rounds": 0},
+        review={"guards": [*repo.params()["review"]["guards"], fairness_guard]},
+    )
     repo.dvc("repro")
     repo.commit("a tiny model")
     regressed = make_review(repo, "HEAD~1")
@@ -51,5 +56,7 @@ def test_review_between_two_commits_then_the_regression_gate(repo):
     assert re.search(r"\| params.yaml \| `train.num_leaves` \| 31 \| 2 \|", report)
     assert re.search(r"\| `test.roc_auc` \| 0\.\d+ \| 0\.\d+ \| -\d", report)
     assert "## Drift (workspace)" in report
+    assert re.search(r"^pass metrics/fairness.json:sensitive.sex.equalized_odds_difference: [\d.]+ -> [\d.]+ ", regressed.stdout, re.M)
+    assert "## Fairness by group" in report and "### sex (`SEX`)" in report and "| male |" in report
     assert "**REGRESSION**" in report
     assert (repo.path / "reports/review_plots/index.html").exists()
