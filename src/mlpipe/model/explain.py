@@ -6,7 +6,7 @@ base value, the model's expected raw score: a row's contributions and the base v
 `booster.predict(raw_score=True)`. The rows are prepared exactly as for its probability
 (`booster.model_input`), so an unseen category is explained as it is scored.
 
-TreeSHAP costs about 130 times the plain prediction (docs/trust.md#explanations): the global
+TreeSHAP costs over 100 times the plain prediction (docs/trust.md#explanations): the global
 importance averages a bounded number of evenly spaced test rows (`explained_positions`), and
 per-record explanations are asked for (`explain.*` for the predict stage, `?explain=true` in the
 service).

@@ -301,7 +301,7 @@ def create_app(
             for value, label in zip(probability.tolist(), labels.tolist(), strict=True)
         ]
         if explained:
-            # TreeSHAP costs about 130 predictions a row: in a worker thread, never on the event loop.
+            # TreeSHAP costs over 100 predictions a row: in a worker thread, never on the event loop.
             found = await run_in_threadpool(explain_records, records, loaded.model, params.explain.top_k)
             for prediction, explanation in zip(predictions, found, strict=True):
                 prediction.update(explanation)
