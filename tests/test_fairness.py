@@ -4,6 +4,7 @@ on the default data, groups are made as params say, and bad params are one line 
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import math
@@ -200,6 +201,45 @@ def test_a_small_group_and_a_group_with_one_class_stay_out_of_the_differences():
     assert found["demographic_parity_difference"] == pytest.approx(0.25)
     assert found["equalized_odds_difference"] == pytest.approx(0.5)
     assert [row["group"] for row in plot_rows] == ["g: a", "g: b"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rows=st.lists(st.tuples(st.sampled_from("abcd"), st.integers(0, 1), st.integers(0, 1)), min_size=1, max_size=60),
+    min_group_rows=st.integers(1, 6),
+)
+def test_rates_from_the_counted_cells_are_fairlearns_on_the_rows_to_the_last_bit(rows, min_group_rows):
+    """The report weighs each (group, label, predicted label) cell by its count: every rate, ROC-AUC
+    and difference is exactly what fairlearn and scikit-learn give on the rows one by one, small
+    groups and groups of one class included."""
+    groups, y, predicted = (list(column) for column in zip(*rows, strict=True))
+    data = scored(groups, y, predicted)
+    report, _ = fairness.fairness_report(data, {"g": SensitiveGroups(column="g")}, min_group_rows=min_group_rows)
+    found, labels = report["sensitive"]["g"], pd.Series(groups)
+    frame = MetricFrame(
+        metrics={
+            "selection_rate": selection_rate,
+            "true_positive_rate": functools.partial(true_positive_rate, pos_label=1),
+            "false_positive_rate": functools.partial(false_positive_rate, pos_label=1),
+        },
+        y_true=data.y,
+        y_pred=data.predicted,
+        sensitive_features=labels,
+    )
+    assert report["overall"]["selection_rate"] == frame.overall["selection_rate"]
+    for group, entry in found["groups"].items():
+        member = (labels == group).to_numpy()
+        assert (entry["rows"], entry["positives"]) == (member.sum(), data.y[member].sum())
+        if "selection_rate" in entry:
+            both = 0 < entry["positives"] < entry["rows"]
+            assert entry["roc_auc"] == (roc_auc_score(data.y[member], data.proba[member]) if both else None)
+            for rate in fairness.RATES:
+                assert entry[rate] is None or entry[rate] == frame.by_group.loc[group, rate]
+    compared = labels.isin([group for group, entry in found["groups"].items() if entry["in_differences"]]).to_numpy()
+    if found["demographic_parity_difference"] is not None:
+        kept = {"y_true": data.y[compared], "y_pred": data.predicted[compared], "sensitive_features": labels[compared]}
+        assert found["demographic_parity_difference"] == demographic_parity_difference(**kept)
+        assert found["equalized_odds_difference"] == equalized_odds_difference(**kept)
 
 
 def test_fewer_than_two_groups_to_compare_give_no_difference():

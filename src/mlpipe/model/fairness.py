@@ -6,7 +6,10 @@ every column of the table, so it need not be a model feature, and a rule that ma
 values: bands of a number (`bins`) or names for values (`labels`). The rows are scored with the
 predict stage's `score_table`, part by part with the stage's executor; each part sends back only
 its labels, predicted labels, probabilities and sensitive columns (a few narrow columns: about
-15 bytes a row, 150 MB for ten million rows), which fairlearn then takes whole, as it must.
+15 bytes a row, 150 MB for ten million rows), which are then taken whole. fairlearn costs about
+2 µs a row for each argument of each metric, so only ROC-AUC, which ranks every probability, is
+given the rows; the rates and differences are given the rows counted by group, label and
+predicted label, weighted by the counts (`count_cells`: the same figures, to the last bit).
 
 A group with fewer than `fairness.min_group_rows` rows gets its counts only, and neither it nor a
 group holding one class (whose true or false positive rate does not exist: fairlearn would count
@@ -133,27 +136,20 @@ def band_names(edges: Sequence[float], integral: bool) -> list[str]:
     return [f"under {text[0]}", *middle, f"{text[-1]} and over"]
 
 
-def _roc_auc(y_true, y_pred, *, y_score) -> float:
-    """scikit-learn's ROC-AUC of the probabilities (`y_score`, a sample parameter MetricFrame splits
-    by group like the labels); NaN for a group holding one class, where it does not exist."""
+def _roc_auc(y_true, y_pred) -> float:
+    """scikit-learn's ROC-AUC of the probabilities (MetricFrame's `y_pred` here); NaN for a group
+    holding one class, where it does not exist."""
     from sklearn.metrics import roc_auc_score
 
-    return float(roc_auc_score(y_true, y_score)) if len(np.unique(y_true)) == 2 else float("nan")
-
-
-def _positives(y_true, y_pred) -> int:
-    return int(np.sum(y_true))
+    return float(roc_auc_score(y_true, y_pred)) if len(np.unique(y_true)) == 2 else float("nan")
 
 
 @functools.cache
-def _metrics() -> dict[str, Any]:
-    """MetricFrame's metrics by report name (fairlearn imported on first use: about a second)."""
-    from fairlearn.metrics import count, false_positive_rate, selection_rate, true_positive_rate
+def _rates() -> dict[str, Any]:
+    """MetricFrame's rates by report name (fairlearn imported on first use: about a second)."""
+    from fairlearn.metrics import false_positive_rate, selection_rate, true_positive_rate
 
     return {
-        "rows": count,
-        "positives": _positives,
-        "roc_auc": _roc_auc,
         "selection_rate": selection_rate,
         # pos_label 1: fairlearn would otherwise guess it from the values, which in a group that
         # holds one class are all 0
@@ -162,21 +158,38 @@ def _metrics() -> dict[str, Any]:
     }
 
 
-def group_metrics(scored: Scored, groups: pd.Series) -> tuple[dict[str, Any], pd.DataFrame]:
-    """(the metrics on every row, the metrics by group): fairlearn's MetricFrame."""
+def count_cells(scored: Scored, groups: pd.Series) -> pd.DataFrame:
+    """The rows counted by (group, label, predicted label), at most four cells a group, as columns
+    `group`, `y`, `predicted` and `rows`. MetricFrame turns every value of every argument into a
+    Python object (about 2 µs a row per argument); a rate is a ratio of counts, so fairlearn's
+    rates weighted by these counts are its rates on the rows themselves, to the last bit
+    (whole-number weights keep every sum exact), at a cost that does not grow with the rows."""
+    frame = pd.DataFrame({"group": groups.to_numpy(), "y": scored.y, "predicted": scored.predicted})
+    return frame.groupby(["group", "y", "predicted"]).size().rename("rows").reset_index()
+
+
+def group_metrics(scored: Scored, groups: pd.Series, cells: pd.DataFrame) -> tuple[dict[str, Any], pd.DataFrame]:
+    """(the metrics on every row, the metrics by group): rows and positives counted from the
+    `cells` of `count_cells`; the rates by fairlearn's MetricFrame on the cells weighted by their
+    counts; ROC-AUC by MetricFrame on the rows (it ranks every probability: nothing to count)."""
     from fairlearn.metrics import MetricFrame
 
-    frame = MetricFrame(
-        metrics=_metrics(),
-        y_true=scored.y,
-        y_pred=scored.predicted,
-        sensitive_features=groups.rename("group"),
-        sample_params={"roc_auc": {"y_score": scored.proba}},
+    weights = {"sample_weight": cells["rows"].to_numpy()}
+    rates = MetricFrame(
+        metrics=_rates(),
+        y_true=cells["y"].to_numpy(),
+        y_pred=cells["predicted"].to_numpy(),
+        sensitive_features=cells["group"],
+        sample_params={rate: weights for rate in RATES},
     )
-    return dict(frame.overall), frame.by_group
+    roc_auc = MetricFrame(metrics=_roc_auc, y_true=scored.y, y_pred=scored.proba, sensitive_features=groups.rename("group"))
+    counts = cells.assign(positives=cells["rows"] * cells["y"]).groupby("group")[["rows", "positives"]].sum()
+    by_group = pd.concat([counts, roc_auc.by_group.rename("roc_auc"), rates.by_group], axis=1)
+    overall = {"rows": len(scored.y), "positives": int(scored.y.sum()), "roc_auc": roc_auc.overall, **rates.overall}
+    return overall, by_group
 
 
-def _entry(values: dict[str, Any], min_group_rows: int | None = None) -> dict[str, Any]:
+def group_entry(values: dict[str, Any], min_group_rows: int | None = None) -> dict[str, Any]:
     """A group's (or every row's) line of the report: counts only below `min_group_rows`; a
     rate over rows of a class the group lacks is null, not fairlearn's 0."""
     rows, positives = int(values["rows"]), int(values["positives"])
@@ -193,18 +206,25 @@ def _entry(values: dict[str, Any], min_group_rows: int | None = None) -> dict[st
     }
 
 
-def differences(scored: Scored, groups: pd.Series, compared: list[str]) -> dict[str, float | None]:
+def differences(cells: pd.DataFrame, compared: list[str]) -> dict[str, float | None]:
     """fairlearn's demographic-parity and equalised-odds differences (largest minus smallest
-    group rate) over the rows of the `compared` groups; null with fewer than two of them."""
+    group rate) over the rows of the `compared` groups, given as the `cells` of `count_cells`
+    weighted by their counts (the same figures as on the rows: see `count_cells`); null with
+    fewer than two groups."""
     from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
 
     if len(compared) < 2:
         return {"demographic_parity_difference": None, "equalized_odds_difference": None}
-    rows = groups.isin(compared).to_numpy()
-    kept = {"y_true": scored.y[rows], "y_pred": scored.predicted[rows], "sensitive_features": groups[rows].to_numpy()}
+    kept = cells[cells["group"].isin(compared)]
+    arguments = {
+        "y_true": kept["y"].to_numpy(),
+        "y_pred": kept["predicted"].to_numpy(),
+        "sensitive_features": kept["group"].to_numpy(),
+        "sample_weight": kept["rows"].to_numpy(),
+    }
     return {
-        "demographic_parity_difference": float(demographic_parity_difference(**kept)),
-        "equalized_odds_difference": float(equalized_odds_difference(**kept)),
+        "demographic_parity_difference": float(demographic_parity_difference(**arguments)),
+        "equalized_odds_difference": float(equalized_odds_difference(**arguments)),
     }
 
 
@@ -213,16 +233,17 @@ def fairness_report(scored: Scored, groups: dict[str, SensitiveGroups], min_grou
     overall, sensitive, plot_rows = None, {}, []
     for name, spec in groups.items():
         rows, order = group_names(scored.columns[spec.column], spec)
-        overall, by_group = group_metrics(scored, rows)  # every frame's overall is the same: every row
-        table = {group: _entry(by_group.loc[group].to_dict(), min_group_rows) for group in order}
+        cells = count_cells(scored, rows)
+        overall, by_group = group_metrics(scored, rows, cells)  # every frame's overall is the same: every row
+        table = {group: group_entry(by_group.loc[group].to_dict(), min_group_rows) for group in order}
         compared = [group for group, entry in table.items() if entry["rows"] >= min_group_rows and 0 < entry["positives"] < entry["rows"]]
         for group, entry in table.items():
             entry["in_differences"] = group in compared
-        sensitive[name] = {"column": spec.column, **differences(scored, rows, compared), "groups": table}
+        sensitive[name] = {"column": spec.column, **differences(cells, compared), "groups": table}
         plot_rows += [
             {"attribute": name, "group": f"{name}: {group}", **{rate: table[group][rate] for rate in RATES}} for group in compared
         ]
-    head = {"rows": len(scored.y), "min_group_rows": min_group_rows} | ({"overall": _entry(overall)} if overall else {})
+    head = {"rows": len(scored.y), "min_group_rows": min_group_rows} | ({"overall": group_entry(overall)} if overall else {})
     return {**head, "sensitive": sensitive}, plot_rows
 
 
