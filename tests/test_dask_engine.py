@@ -195,7 +195,7 @@ def test_train_and_evaluate_on_the_cluster_take_parts_named_relative_to_the_stag
         part_files(Path("train")), features["names"], features["target"], params.train.model_copy(update={"n_estimators": 20})
     )
     report, _ = evaluation.evaluate(
-        part_files(Path("test")), model_to_text(trained.booster), features["schema"], params.evaluate, Path("metrics")
+        part_files(Path("test")), model_to_text(trained.booster), features["schema"], params.evaluate, Calibration(), Path("metrics")
     )
     assert trained.summary["engine"] == "dask" and report["test"]["rows"] == len(test_target)
 
@@ -567,7 +567,9 @@ def test_featurize_predict_and_drift_write_the_same_bytes_in_process_and_on_one_
     def run(folder: Path) -> tuple[list, dict[str, bytes]]:
         learned = featurize(tmp_path / "in" / "train", tmp_path / "in" / "test", folder / "ftrain", folder / "ftest", data, params.features)
         out = [folder / name for name in ("reference", "current", "quarantine")]
-        done = predict(tmp_path / "in" / "train", str(tmp_path / "in" / "batches"), *out, model, schema, 0.5, data, params.validate)
+        done = predict(
+            tmp_path / "in" / "train", str(tmp_path / "in" / "batches"), *out, model, schema, Calibration(), data, params.validate
+        )
         with ThreadPoolExecutor(1) as reporter:  # report workers fork, which a process with threads must not
             windows, reports = drift_report.monitor(out[0], out[1], schema, settings, reporter)
         (folder / "all.html").write_text(reports["all"])
