@@ -270,3 +270,35 @@ def test_the_plots_page_refuses_plot_data_dvc_could_not_read(monkeypatch):
         plots_page.plots_json(None)
     shown({**missing, "rev": "main"})  # a plot added since the base revision: drawn from the workspace alone
     assert plots_page.plots_json("main") == {"ROC curve": []}
+
+
+def test_the_readme_results_are_the_committed_metrics():
+    """README.md's results block is generated from metrics/: a repro that changes a figure and
+    forgets `python -m mlpipe.tools.results_doc` fails here."""
+    from mlpipe.tools import results_doc
+
+    root = Path(__file__).resolve().parents[1]
+    assert results_doc.main(["--check", "--root", str(root)]) == errors.EXIT_OK
+
+
+def test_results_doc_rewrites_only_its_block_and_check_sees_a_changed_metric(tmp_path, capsys):
+    from mlpipe.tools import results_doc
+
+    root = Path(__file__).resolve().parents[1]
+    for name in ("metrics/evaluation.json", "metrics/train/metrics.json", "metrics/fairness.json", "metrics/drift.json"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text((root / name).read_text())
+    (tmp_path / "README.md").write_text(f"# Before\n\n{results_doc.BEGIN}\nstale\n{results_doc.END}\n\n## After\n")
+    assert results_doc.main(["--check", "--root", str(tmp_path)]) == errors.EXIT_FINDING
+    assert results_doc.main(["--root", str(tmp_path)]) == errors.EXIT_OK
+    readme = (tmp_path / "README.md").read_text()
+    assert readme.startswith("# Before\n\n") and readme.endswith("\n\n## After\n") and "stale" not in readme
+    evaluation = json.loads((tmp_path / "metrics/evaluation.json").read_text())
+    assert f"| test | {evaluation['test']['rows']:,} | {evaluation['test']['roc_auc']:.4f} |" in readme
+    assert results_doc.main(["--check", "--root", str(tmp_path)]) == errors.EXIT_OK
+    evaluation["test"]["roc_auc"] = 0.5
+    (tmp_path / "metrics/evaluation.json").write_text(json.dumps(evaluation))
+    assert results_doc.main(["--check", "--root", str(tmp_path)]) == errors.EXIT_FINDING
+    assert "results_doc" in capsys.readouterr().err
+    (tmp_path / "README.md").write_text("# no markers\n")
+    assert results_doc.main(["--root", str(tmp_path)]) == errors.EXIT_USAGE

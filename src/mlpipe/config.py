@@ -488,7 +488,9 @@ class ThresholdParams(Section):
     )
     value: float = Field(0.5, gt=0, lt=1, description="objective fixed: the threshold itself")
     false_positive_cost: float = Field(1.0, gt=0, description="objective cost: what a false positive costs")
-    false_negative_cost: float = Field(1.0, gt=0, description="objective cost: what a false negative costs (only the ratio of the two matters)")
+    false_negative_cost: float = Field(
+        1.0, gt=0, description="objective cost: what a false negative costs (only the ratio of the two matters)"
+    )
     target: float | None = Field(
         None, gt=0, le=1, description="objective precision or recall: the least precision (or recall) the threshold must reach on the slice"
     )
@@ -657,7 +659,11 @@ class DriftParams(Section):
         ge=1,
         description="features an HTML report draws at most (Evidently takes about 0.1 s and 36 KB of page per column): past it, the drifted ones first, then schema order; verdicts cover every feature",
     )
-    seed: int = Field(42, ge=0, description="seeds the report samples, the re-splits of null_draws and the label draws of the estimated performance's interval")
+    seed: int = Field(
+        42,
+        ge=0,
+        description="seeds the report samples, the re-splits of null_draws and the label draws of the estimated performance's interval",
+    )
     null_draws: int = Field(
         99,
         ge=0,
