@@ -89,7 +89,8 @@ def test_s3_errors_are_one_line_naming_source_and_cause(bucket, s3_server, monke
 def test_s3_source_is_an_external_dependency_tracked_by_etag(repo, bucket, sample):
     """Switching to the same rows on S3 reruns ingest only; a changed object is seen by its ETag."""
     repo.set_params(data={"source": "s3://lake/employment.parquet"})
-    assert repo.dvc("repro").stages_run == ["ingest"], "identical rows must leave every later stage alone"
+    # The card names data.source, so it alone follows ingest; identical rows leave every data stage alone.
+    assert repo.dvc("repro").stages_run == ["ingest", "card"], "identical rows must leave every later stage alone"
     recorded = lock_dep(repo, "ingest", "s3://lake/employment.parquet")
     assert recorded["etag"] and recorded["size"] > 0
     assert repo.dvc("repro").stages_run == []
@@ -131,7 +132,7 @@ def test_ingest_from_s3_that_is_down_or_rejects_credentials(repo, bucket, s3_ser
     from moto import settings
 
     settings.INITIAL_NO_AUTH_ACTION_COUNT = float("inf")
-    assert repo.dvc("repro").stages_run == ["ingest"]
+    assert repo.dvc("repro").stages_run == ["ingest", "card"]  # the card names the new data.source
     assert table_bytes(raw) == expected
 
 
