@@ -51,7 +51,7 @@ help:
 	@echo "             CSV files: [SEP=';' or SEP=whitespace] [HEADER=0 for no header line] [NAMES=a,b,c for the column names]"
 	@echo "make repro   build .venv if needed, then run the pipeline (dvc repro); a failing stage's last good outputs are put back"
 	@echo "make test    build .venv (with the test tools) if needed, then run the test suite"
-	@echo "make test-fast  the in-process tests only (no dvc repro in temporary copies, no Dask cluster): the inner loop"
+	@echo "make test-fast  the in-process tests only (no dvc repro in temporary copies, no Dask cluster, no browser): the inner loop"
 	@echo "make lint    ruff check and ruff format --check"
 	@echo "make bench   time the pipeline against a bare script, a sweep, the prediction service, what a kill -9 loses from its log (writes bench/results/)"
 	@echo "make dag     print the stage graph"
@@ -105,9 +105,9 @@ test: $(DEV_STAMP)
 	$(BIN)/python -m pytest -n auto --dist worksteal
 
 # The inner loop: every test that runs in process, none that runs dvc repro in a temporary copy
-# or starts a Dask cluster of worker processes.
+# or starts a Dask cluster of worker processes or a browser.
 test-fast: $(DEV_STAMP)
-	$(BIN)/python -m pytest -n auto --dist worksteal -m "not integration and not cluster"
+	$(BIN)/python -m pytest -n auto --dist worksteal -m "not integration and not cluster and not browser"
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check src tests bench

@@ -13,7 +13,10 @@ from mlpipe.monitor import drift
 from mlpipe.monitor import report as drift_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)"),
+]
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
