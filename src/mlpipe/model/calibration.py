@@ -260,17 +260,26 @@ def _first_best(values: np.ndarray) -> int:
     return int(np.argmax(values))
 
 
-def reliability(labels: np.ndarray, proba: np.ndarray, bins: int) -> list[dict[str, Any]]:
-    """The reliability curve: in each of `bins` equal-width probability bins that holds rows, their
-    mean probability and the share of them that is positive (evaluate's calibration table)."""
+def reliability_sums(labels: np.ndarray, proba: np.ndarray, bins: int) -> np.ndarray:
+    """Each of `bins` equal-width probability bins' (rows, sum of probabilities, positives): sums
+    that merge by addition, so evaluate's parts each send theirs (`reliability_table` reads them)."""
     index = np.minimum((proba * bins).astype(int), bins - 1)
-    rows = np.bincount(index, minlength=bins)
-    sums, hits = np.bincount(index, weights=proba, minlength=bins), np.bincount(index, weights=labels, minlength=bins)
+    return np.stack([np.bincount(index, weights=weights, minlength=bins) for weights in (None, proba, labels)], axis=1)
+
+
+def reliability_table(sums: np.ndarray) -> list[dict[str, Any]]:
+    """The reliability curve from `reliability_sums`: in each bin that holds rows, their mean
+    probability and the share of them that is positive."""
     return [
-        {"bin": int(b), "mean_predicted": float(sums[b] / rows[b]), "fraction_positive": float(hits[b] / rows[b]), "rows": int(rows[b])}
-        for b in range(bins)
-        if rows[b]
+        {"bin": int(b), "mean_predicted": float(row[1] / row[0]), "fraction_positive": float(row[2] / row[0]), "rows": int(row[0])}
+        for b, row in enumerate(sums)
+        if row[0]
     ]
+
+
+def reliability(labels: np.ndarray, proba: np.ndarray, bins: int) -> list[dict[str, Any]]:
+    """The reliability curve of these rows (the calibration slice's, and evaluate's calibration table)."""
+    return reliability_table(reliability_sums(labels, proba, bins))
 
 
 def slice_figures(labels: np.ndarray, raw: np.ndarray, calibrated: np.ndarray, threshold: float, bins: int) -> dict[str, Any]:

@@ -39,7 +39,7 @@ from mlpipe.config import EvaluateParams
 from mlpipe.data.schema import FeatureSchema, category_strings
 from mlpipe.data.times import time_values
 from mlpipe.engine.parts import offsets, part_rows, read_part_columns, run_in_order
-from mlpipe.model.calibration import Calibration
+from mlpipe.model.calibration import Calibration, reliability_sums, reliability_table
 from mlpipe.model.explain import ContributionSums, contributions, explained_positions, importance_table
 from mlpipe.model.metrics import counts_at_thresholds, metric_sums, metrics_from_counts, own_class_losses
 
@@ -115,8 +115,7 @@ def summarise_scores(
     if periods is not None:
         codes, names = pd.factorize(periods, sort=True)
         groups.update({str(name): Sums.of(y[codes == i], proba[codes == i], threshold) for i, name in enumerate(names)})
-    bins = np.minimum((proba * params.calibration_bins).astype(int), params.calibration_bins - 1)
-    table = np.stack([np.bincount(bins, weights=weights, minlength=params.calibration_bins) for weights in (None, proba, y)], axis=1)
+    table = reliability_sums(y, proba, params.calibration_bins)
     raw_sums = np.array([own_class_losses(y, raw).sum(), ((raw - y) ** 2).sum()])
     return PartSummary(groups, table, raw_sums), proba
 
@@ -339,11 +338,7 @@ def assemble(
     counts = {(0, 0): whole.rows - whole.positives - whole.fp, (0, 1): whole.fp, (1, 0): whole.positives - whole.tp, (1, 1): whole.tp}
     tables = {
         **curves,
-        "calibration": [
-            {"bin": int(b), "mean_predicted": float(row[1] / row[0]), "fraction_positive": float(row[2] / row[0]), "rows": int(row[0])}
-            for b, row in enumerate(merged.calibration)
-            if row[0]
-        ],
+        "calibration": reliability_table(merged.calibration),
         "confusion": [{"actual": str(labels[a]), "predicted": str(labels[p]), "count": int(counts[a, p])} for a in (0, 1) for p in (0, 1)],
     }
     return report, tables
