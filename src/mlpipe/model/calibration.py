@@ -285,26 +285,18 @@ def reliability(labels: np.ndarray, proba: np.ndarray, bins: int) -> list[dict[s
 def slice_figures(labels: np.ndarray, raw: np.ndarray, calibrated: np.ndarray, threshold: float, bins: int) -> dict[str, Any]:
     """The slice's figures before and after calibration, and at the threshold (rounded as every
     metric the pipeline writes, so that a calibration read back equals the one fitted)."""
-    from mlpipe.model.metrics import log_loss
+    from mlpipe.model.metrics import log_loss, metric_sums, metrics_from_counts
 
-    chosen = calibrated >= threshold
-    tp, fp = int((chosen & (labels == 1)).sum()), int((chosen & (labels == 0)).sum())
-    positives = int(labels.sum())
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / positives if positives else 0.0
+    sums = metric_sums(labels, calibrated, threshold)
+    at = metrics_from_counts(**sums, roc_auc=None, pr_auc=None)
     figures = {
         "rows": len(labels),
-        "positives": positives,
+        "positives": sums["positives"],
         "brier_raw": float(np.mean((raw - labels) ** 2)),
-        "brier_calibrated": float(np.mean((calibrated - labels) ** 2)),
+        "brier_calibrated": at["brier"],
         "log_loss_raw": log_loss(labels, raw),
-        "log_loss_calibrated": log_loss(labels, calibrated),
-        "at_threshold": {
-            "precision": precision,
-            "recall": recall,
-            "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
-            "predicted_positive_rate": float(chosen.mean()),
-        },
+        "log_loss_calibrated": at["log_loss"],
+        "at_threshold": {key: at[key] for key in ("precision", "recall", "f1", "predicted_positive_rate")},
         "reliability": {"raw": reliability(labels, raw, bins), "calibrated": reliability(labels, calibrated, bins)},
     }
     return rounded(figures)
