@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,16 +159,7 @@ class Repo:
         if name in STAGES_WITH_WORKERS and self.draws_reports(args):
             done = self.run("python", f"src/stages/{name}.py", *args, check=False)
         else:
-            from mlpipe.harness import execute
-
-            stdout, stderr, before = io.StringIO(), io.StringIO(), Path.cwd()
-            os.chdir(self.path)
-            try:
-                with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-                    code = execute(stage_function(name), list(args))
-            finally:
-                os.chdir(before)
-            done = Run(code, stdout.getvalue(), stderr.getvalue())
+            done = run_in_process(self.path, name, args)
         after = self.files()
         done.stage, done.changed = name, sorted(path for path in files.keys() | after.keys() if files.get(path) != after.get(path))
         return done
@@ -217,6 +208,21 @@ def stage_function(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.run
+
+
+def run_in_process(folder: Path, name: str, args: Sequence[str]) -> Run:
+    """Run stage `name` with `args` in this process, through the harness's `execute`, in `folder`
+    (its working directory), capturing its exit status, stdout and stderr."""
+    from mlpipe.harness import execute
+
+    stdout, stderr, before = io.StringIO(), io.StringIO(), Path.cwd()
+    os.chdir(folder)
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            code = execute(stage_function(name), list(args))
+    finally:
+        os.chdir(before)
+    return Run(code, stdout.getvalue(), stderr.getvalue())
 
 
 def make_repo(destination: Path, data: pd.DataFrame | None = None) -> Repo:

@@ -3,12 +3,9 @@ on the default data, groups are made as params say, and bad params are one line 
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import io
 import json
 import math
-import os
 import shutil
 
 import numpy as np
@@ -27,11 +24,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
-from conftest import ROOT, employment_sample, stage_function
+from conftest import ROOT, employment_sample, run_in_process
 from mlpipe.config import DataParams, FairnessParams, FeaturesParams, Guard, SensitiveGroups, TrainParams, load_params
 from mlpipe.data.features import build_schema, feature_table, make_features
 from mlpipe.errors import DataError
-from mlpipe.harness import execute
 from mlpipe.model import fairness
 from mlpipe.model.booster import model_from_text, model_to_text, predict_proba
 from mlpipe.model.calibration import Calibration
@@ -277,14 +273,8 @@ def test_a_column_the_test_rows_lack_or_bins_on_text_is_one_line_naming_the_key(
 
 
 def run_stage(folder, *args: str) -> tuple[int, str, str]:
-    stdout, stderr, before = io.StringIO(), io.StringIO(), os.getcwd()
-    os.chdir(folder)
-    try:
-        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-            code = execute(stage_function("fairness"), list(args))
-    finally:
-        os.chdir(before)
-    return code, stdout.getvalue(), stderr.getvalue()
+    done = run_in_process(folder, "fairness", args)
+    return done.returncode, done.stdout, done.stderr
 
 
 ARGUMENTS = ["--model", "models/model.txt", "--model-schema", "models/schema.json", "--calibration", "models/calibration.json"]
