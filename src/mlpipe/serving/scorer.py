@@ -225,6 +225,10 @@ def _field(name: str, contract: ColumnContract, params: Params, spec: Any, requi
             schema_extra["enum"] = list(categories)
     role = "model input" if spec is not None else _role(name, params)
     nullable = contract.nullable or not required
+    if contract.allowed is not None and "enum" not in schema_extra:
+        # Machine-readable too (the description says it to people): a client such as `mlpipe smoke`
+        # builds a record the contract accepts from the schema alone.
+        schema_extra["enum"] = [*contract.allowed, *([None] if nullable else [])]
     description = Field(description="; ".join([role, *notes]), json_schema_extra=schema_extra or None)
     return Annotated[kind | None if nullable else kind, description, *checks]
 

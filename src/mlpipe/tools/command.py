@@ -2,6 +2,7 @@
 
     mlpipe monitor              # the drift verdict; exit 1 when retraining is recommended
     mlpipe init --data t.csv --target y
+    mlpipe smoke --stage prod   # after `make serve STAGE=prod`: exit 1 when a check fails
     mlpipe <command> --help
 
 Each command is the `main(argv)` of its module, with that module's own options: this file only
@@ -28,6 +29,7 @@ COMMANDS = {
     "plots": ("mlpipe.tools.plots_page", "write every plot on one page that opens offline"),
     "serve": ("mlpipe.tools.serve", "the prediction service on the model dvc.yaml names"),
     "replay": ("mlpipe.tools.replay", "send rows through the running service, to fill its prediction log"),
+    "smoke": ("mlpipe.tools.smoke", "check a running service: health, the release it serves, one prediction; exit 1 on a failed check"),
 }
 
 EXIT_STATUSES = "\n".join(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,8 +75,11 @@ def render(
     drift: str | None,
     plots: str,
     fairness: tuple[str, dict[str, Any]] | None = None,
+    artifacts_url: str | None = None,
 ) -> str:
-    """The review page; `fairness`: (the fairness report's file, the workspace's report), when it exists."""
+    """The review page; `fairness`: (the fairness report's file, the workspace's report), when it exists;
+    `artifacts_url`: where a reader of the page finds the plots page (a CI run's artifacts), when the
+    local path `plots` is not one they can open."""
     lines = [f"# Review: workspace vs `{base}`", ""]
     failed = [result for result in guards if result.failed]
     lines += [
@@ -111,8 +115,28 @@ def render(
         lines += fairness_section(*fairness, metrics_diff)
     if drift is not None:
         lines += ["## Drift (workspace)", "", "```", drift, "```", ""]
-    lines += ["## Plots", "", f"Old and new plots side by side: `{plots}` (from `dvc plots diff {base}`).", ""]
+    where = f"`{plots}` in [the workflow run's artifacts]({artifacts_url})" if artifacts_url else f"`{plots}`"
+    lines += ["## Plots", "", f"Old and new plots side by side: {where} (from `dvc plots diff {base}`).", ""]
     return "\n".join(lines)
+
+
+COMMENT_LIMIT = 65_536  # characters GitHub accepts in the body of a pull-request comment
+
+
+def comment_body(report: str, whole: str, artifacts_url: str | None, limit: int = COMMENT_LIMIT) -> str:
+    """The report as a pull-request comment: all of it when it fits in `limit` characters, else its
+    leading sections that fit (cut where a `##`/`###` heading starts, so no table, details block or
+    code fence is left open) and a last line saying where the whole report (`whole`) is."""
+    if len(report) <= limit:
+        return report
+    where = f"[the workflow run's artifacts]({artifacts_url})" if artifacts_url else "the workflow run's artifacts"
+    note = (
+        f"**The report is cut here**: it has {len(report):,} characters and a comment holds {limit:,}; "
+        f"the whole report is `{whole}` in {where}.\n"
+    )
+    boundaries = [0] + [match.start() + 1 for match in re.finditer(r"\n(?=###? )", report)]
+    cut = max(offset for offset in boundaries if offset + len(note) <= limit)
+    return report[:cut] + note
 
 
 DIFFERENCES = {"demographic_parity_difference": "demographic parity", "equalized_odds_difference": "equalised odds"}
@@ -221,6 +245,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--fairness", default=Path("metrics/fairness.json"), type=Path, help="the fairness stage's report, shown when it exists"
     )
+    parser.add_argument(
+        "--artifacts-url", help="where readers of the report find the plots page (a CI run's artifacts): linked instead of the local path"
+    )
+    parser.add_argument(
+        "--comment",
+        type=Path,
+        help=f"also write the report as a pull-request comment's body: cut at a section to GitHub's {COMMENT_LIMIT:,} characters",
+    )
     args = parser.parse_args(argv)
     try:
         guards = load_params(args.params).review.guards
@@ -239,7 +271,10 @@ def main(argv: list[str] | None = None) -> int:
         return exit_status(exc)
     plots_page = str(args.plots_dir / "index.html")
     results = check_guards(metrics_diff, guards)
-    write_text(render(args.base, params_diff, metrics_diff, results, drift, plots_page, fairness), args.output)
+    report = render(args.base, params_diff, metrics_diff, results, drift, plots_page, fairness, args.artifacts_url)
+    write_text(report, args.output)
+    if args.comment is not None:
+        write_text(comment_body(report, args.output.as_posix(), args.artifacts_url), args.comment)
     for result in results:
         print(result.describe())
     print(f"wrote {args.output}; plots: {plots_page}")
