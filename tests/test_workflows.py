@@ -5,9 +5,10 @@ workflow schema it vendors. The integration tests run each job's `run:` steps in
 `git clone` of this repository with the environment GitHub gives a step (GITHUB_OUTPUT,
 GITHUB_STEP_SUMMARY, the `${{ }}` values of `env:`), skipping what needs GitHub (`uses:` steps)
 and `make test` (the suite would run itself); a fake `gh` records the comment. The clone uses
-this venv (a symlink, never rebuilt) and this checkout's DVC cache, so `make repro` restores
-every stage from the run-cache instead of retraining. The workflow files are the working tree's;
-the code they run is the clone's (the last commit).
+this venv (a symlink, never rebuilt) and this checkout's DVC cache, which is also the clone's
+remote (DVC_REMOTE): the workflow's `dvc pull` restores every output, and `make repro` retrains
+nothing. The workflow files are the working tree's; the code they run is the clone's (the last
+commit).
 """
 
 from __future__ import annotations
@@ -281,19 +282,25 @@ def clone(tmp_path: Path) -> Path:
     # Older than the venv's stamps: make takes the venv as built from them.
     for name in ("requirements.txt", "requirements-dev.txt", "pyproject.toml"):
         os.utime(path / name, (1_000_000_000, 1_000_000_000))
-    subprocess.run([str(VENV / "bin" / "dvc"), "cache", "dir", "--local", str(ROOT / ".dvc" / "cache")], cwd=path, check=True)
+    # This checkout's cache, as the clone's cache and as the remote the workflow pulls from.
+    cache = str(ROOT / ".dvc" / "cache")
+    subprocess.run([str(VENV / "bin" / "dvc"), "cache", "dir", "--local", cache], cwd=path, check=True)
+    subprocess.run([str(VENV / "bin" / "dvc"), "remote", "add", "--local", "shared", cache], cwd=path, check=True)
     return path
 
 
-def run_job(workflow: str, job: str, cwd: Path, env: dict[str, str], expressions: dict[str, str]) -> list[StepRun]:
-    """The job's `run:` steps in order, as a runner runs them (`bash -e`, a fresh GITHUB_OUTPUT per
-    step, `${{ }}` in `env:` replaced from `expressions` and earlier steps' outputs)."""
+def run_job(
+    workflow: str, job: str, cwd: Path, env: dict[str, str], expressions: dict[str, str], only: set[str] | None = None
+) -> list[StepRun]:
+    """The job's `run:` steps in order (or those named in `only`), as a runner runs them (`bash -e`,
+    a fresh GITHUB_OUTPUT per step, `${{ }}` in `env:` replaced from `expressions` and earlier
+    steps' outputs)."""
     spec = load(workflow)["jobs"][job]
     outputs: dict[str, dict[str, str]] = {}
     runs: list[StepRun] = []
     failed = False
     for index, step in enumerate(spec["steps"]):
-        if "uses" in step or step["run"].strip() == "make test":
+        if "uses" in step or step["run"].strip() == "make test" or (only is not None and step.get("name") not in only):
             continue
         if "if" in step and not CONDITIONS[step["if"]][failed]:
             continue
@@ -353,7 +360,8 @@ def github_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-SECRETS = {"vars.DVC_REMOTE": "", "secrets.AWS_ACCESS_KEY_ID": "", "secrets.AWS_SECRET_ACCESS_KEY": ""}
+# A remote that needs no credentials: secrets a repository does not set are empty to a workflow.
+SECRETS = {"vars.DVC_REMOTE": "shared", "secrets.AWS_ACCESS_KEY_ID": "", "secrets.AWS_SECRET_ACCESS_KEY": ""}
 
 
 @pytest.mark.integration
@@ -383,8 +391,8 @@ def test_the_review_jobs_steps_on_a_clone_post_the_review_then_fail_on_the_regre
         ("Plots page with the base overlaid", 0),
         ("Fail on a guarded regression", EXIT_FINDING),
     ], "\n\n".join(f"{run.name}: {run.returncode}\n{run.output[-3000:]}" for run in runs)
-    assert "no DVC remote configured" in runs[1].output
-    assert "Running stage 'train'" not in runs[2].output  # restored from the run-cache
+    assert "files added" in runs[1].output
+    assert "Running stage" not in runs[2].output  # every output came from the remote
     report = (path / "reports/review.md").read_text()
     assert "**REGRESSION**: 1 of 1 guarded metrics" in report
     assert (
@@ -406,3 +414,21 @@ def test_the_review_jobs_steps_on_a_clone_post_the_review_then_fail_on_the_regre
     assert report in (tmp_path / "summary.md").read_text()
     for upload in ("reports/review_plots/index.html", "reports/plots.html", "reports/drift"):
         assert (path / upload).exists(), upload
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("workflow", ["review.yml", "deploy.yml"])
+def test_without_a_configured_remote_the_pull_step_says_so_and_the_review_survives_an_unreachable_one(tmp_path, workflow):
+    path = clone(tmp_path)
+    env = github_env(tmp_path)
+    job, pull = {
+        "review.yml": ("review", "Pull the DVC cache from the configured remote"),
+        "deploy.yml": ("deploy", "Pull the stage's model from the configured remote"),
+    }[workflow]
+    [run] = run_job(workflow, job, path, env, {**SECRETS, "vars.DVC_REMOTE": ""}, only={pull})
+    assert run.returncode == 0 and "no DVC remote configured (repository variable DVC_REMOTE)" in run.output, run.output
+    [run] = run_job(workflow, job, path, env, {**SECRETS, "vars.DVC_REMOTE": "gone"}, only={pull})
+    if workflow == "review.yml":  # make repro computes what the remote did not give
+        assert run.returncode == 0 and "::warning::dvc pull from remote 'gone' failed" in run.output, run.output
+    else:  # a deployment without its model cannot go on
+        assert run.returncode != 0, run.output
