@@ -6,7 +6,7 @@ The Markdown is rendered as GitHub renders a comment: CommonMark with GFM's tabl
 strikethrough (markdown-it-py), raw HTML limited to what the review itself writes (<details>,
 <summary>), in GitHub's light styles and a comment frame with the bot's name; headless Chromium
 (Debian's package, as tests/test_report_in_browser.py drives it) takes a full-page screenshot,
-which is reduced to a 32-colour palette so that the PNG stays small.
+which is reduced to a palette of some 30 colours so that the PNG stays small.
 
 The review's words come from metric keys, params keys and fairness group labels, all written by
 users, so nothing in it may become markup the review did not mean: text and code are escaped by
@@ -41,7 +41,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 WIDTH = 900  # the page's width in pixels: GitHub's comment column on a laptop
-COLOURS = 32  # the palette: text in a few greys on GitHub's few backgrounds
+COLOURS = 28  # the palette: text in a few greys on GitHub's few backgrounds
+# Colours kept exactly: white, the striped rows and code blocks, borders, text, links.
+EXACT = [(255, 255, 255), (246, 248, 250), (209, 217, 224), (31, 35, 40), (89, 99, 110), (9, 105, 218)]
 # Glyphs snapped to whole pixels: crisper text, and a PNG a quarter smaller than with fontconfig's
 # default light hinting (a review of every metric is some 10,000 pixels tall).
 FONTS_CONF = """<?xml version="1.0"?>
@@ -78,14 +80,15 @@ body { margin: 0; padding: 16px; background: #ffffff; color: #1f2328;
 .markdown-body ul { padding-left: 2em; }
 .markdown-body code { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, "Liberation Mono", monospace;
   font-size: 85%; padding: .2em .4em; background: #818b981f; border-radius: 6px; }
-.markdown-body pre { padding: 16px; background: #f6f8fa; border-radius: 6px; overflow: auto; line-height: 1.45; }
-.markdown-body pre code { padding: 0; background: transparent; font-size: 85%; white-space: pre-wrap; }
+.markdown-body pre { padding: 16px; background: #f6f8fa; border-radius: 6px; overflow: auto; line-height: 1.45; font-size: 85%; }
+.markdown-body pre code { padding: 0; background: transparent; font-size: 100%; white-space: pre; }
 .markdown-body table { border-collapse: collapse; border-spacing: 0; display: block; width: max-content; max-width: 100%; overflow: auto; }
 .markdown-body th, .markdown-body td { padding: 6px 13px; border: 1px solid #d1d9e0; }
 .markdown-body th { font-weight: 600; }
 .markdown-body tr { background: #ffffff; border-top: 1px solid #d1d9e0b3; }
 .markdown-body tr:nth-child(2n) { background: #f6f8fa; }
 .markdown-body summary { cursor: pointer; }
+.markdown-body a { color: #0969da; text-decoration: underline; text-underline-offset: .2rem; }
 """
 
 
@@ -147,8 +150,25 @@ def screenshot(page_html: str, png: Path, chromium: str, width: int = WIDTH) -> 
         page.screenshot(path=str(raw_png), full_page=True)
         browser.close()
         with Image.open(raw_png) as image:
-            # Text on white needs few colours; a palette keeps the file a fraction of its RGB size.
-            image.convert("RGB").quantize(colors=COLOURS, dither=Image.Dither.NONE).save(png, optimize=True)
+            palette_image(image.convert("RGB")).save(png, optimize=True)
+
+
+def palette_image(image):
+    """`image` in COLOURS colours (median cut) plus GitHub's own, each pixel the nearest of them: text
+    on white needs few, and a palette PNG is a third of the RGB one. The nearest is computed here
+    because Pillow's mapping onto a given palette is approximate (white came out as 251, 251, 251)."""
+    import numpy as np
+    from PIL import Image
+
+    chosen = np.array(image.quantize(colors=COLOURS, dither=Image.Dither.NONE).getpalette()[: 3 * COLOURS]).reshape(-1, 3)
+    palette = np.unique(np.vstack([chosen, EXACT]), axis=0).astype(np.int32)
+    pixels = np.asarray(image, dtype=np.int32)
+    keys, inverse = np.unique((pixels[..., 0] << 16) | (pixels[..., 1] << 8) | pixels[..., 2], return_inverse=True)
+    colours = np.stack([keys >> 16, (keys >> 8) & 255, keys & 255], axis=1)
+    nearest = ((colours[:, None, :] - palette[None, :, :]) ** 2).sum(axis=2).argmin(axis=1)
+    indexed = Image.fromarray(nearest[inverse].reshape(pixels.shape[:2]).astype(np.uint8), mode="P")
+    indexed.putpalette(palette.astype(np.uint8).flatten().tolist())
+    return indexed
 
 
 def main(argv: list[str] | None = None) -> int:
