@@ -40,9 +40,10 @@ export MLPIPE_ARG_JOBS := $(value JOBS)
 export MLPIPE_ARG_HOST := $(value HOST)
 export MLPIPE_ARG_PORT := $(value PORT)
 export MLPIPE_ARG_REMOTE := $(value REMOTE)
+export MLPIPE_ARG_STAGE := $(value STAGE)
 # Make itself exports variables set on its command line, expanding them as it does (a `$(shell ...)`
 # in a value would run): these reach the recipes only as the MLPIPE_ARG_ copies above.
-unexport DATA TARGET POSITIVE TIME FORMAT SEP HEADER NAMES FORCE BASE WHERE SOURCE GRID JOBS HOST PORT REMOTE
+unexport DATA TARGET POSITIVE TIME FORMAT SEP HEADER NAMES FORCE BASE WHERE SOURCE GRID JOBS HOST PORT REMOTE STAGE
 MLPIPE := $(BIN)/mlpipe
 
 help:
@@ -59,6 +60,7 @@ help:
 	@echo "make plots   write reports/plots.html: every plot as SVG, readable offline (BASE=rev overlays a revision)"
 	@echo "make monitor print the drift verdict"
 	@echo "make serve   the prediction API on the model dvc.yaml names (HOST=127.0.0.1 PORT=8000; docs/serving.md)"
+	@echo "             [STAGE=prod serves the version GTO's tags assign to that stage, fetched from the DVC cache or remote]"
 	@echo "make replay  send rows of monitor.current_source through the running service (WHERE=\"AGEP < 30\" for a subset)"
 	@echo "make sweep   queue the GRID of experiments, run JOBS at a time, show them with their state"
 	@echo "make review  write reports/review.md against BASE (default HEAD)"
@@ -139,7 +141,7 @@ monitor: setup
 
 serve: setup
 	$(MLPIPE) serve --host="$$MLPIPE_ARG_HOST" --port="$$MLPIPE_ARG_PORT" --evaluation metrics/evaluation.json \
-		--training-params metrics/train/params.yaml --card models/card.json
+		--training-params metrics/train/params.yaml --card models/card.json $${MLPIPE_ARG_STAGE:+--stage="$$MLPIPE_ARG_STAGE"}
 
 # Fills the service's prediction log: the latest period of the current rows, or the rows WHERE selects.
 replay: setup

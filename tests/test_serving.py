@@ -563,7 +563,8 @@ def test_a_reload_describes_and_labels_with_the_new_model_and_threshold(built_re
     repo.set_params(serve={"watch_seconds": 0.05})
     args = serve_tool.parser().parse_args(["--evaluation", "metrics/evaluation.json", "--training-params", "metrics/train/params.yaml"])
     params = load_params(args.params)
-    load, watch, model = serve_tool.model_loader(args, params)
+    files = serve_tool.served_files(args, tmp_path / "unused")
+    load, watch, model = *serve_tool.model_loader(files, params), files.model
     with TestClient(create_app(load, params, watch=watch)) as http:
         before = http.get("/metadata").json()
         model.write_text(lightgbm.Booster(model_file=str(model)).model_to_string(num_iteration=5))

@@ -4,7 +4,9 @@
         --evaluation metrics/evaluation.json --training-params metrics/train/params.yaml [--card models/card.json]
 
 Serves the artifact of type `model` in dvc.yaml (or `--artifact NAME`) with the feature schema
-its meta.schema names, under uvicorn. Refuses to start, in one line, when the files are missing,
+its meta.schema names, under uvicorn. With `--stage prod` (or `--version v1.2.0`) it serves the
+version GTO's git tags assign to that stage instead: its files, fetched at its commit from the DVC
+cache or remote into a temporary folder that lives as long as the service (docs/serving.md). Refuses to start, in one line, when the files are missing,
 unreadable or do not belong together, or when personal columns are to be hashed without a salt.
 The API key, when used, comes from the environment variable serve.api_key_env names.
 """
@@ -18,6 +20,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -25,21 +28,54 @@ import yaml
 
 from mlpipe.config import load_params
 from mlpipe.errors import EXIT_OK, ConfigError, PipelineError, exit_status
+from mlpipe.serving.release import Release, artifact_files
 
 
 def model_artifact(dvc_yaml: Path, name: str | None) -> tuple[Path, Path, Path]:
     """(model, feature schema, calibration) paths of the named artifact, or of the one artifact of type model."""
-    artifacts = (yaml.safe_load(dvc_yaml.read_text(encoding="utf-8")) or {}).get("artifacts") or {}
-    models = {key: spec for key, spec in artifacts.items() if name == key or (name is None and spec.get("type") == "model")}
-    if len(models) != 1:
-        wanted = f"an artifact named {name!r}" if name else "exactly one artifact of type model"
-        raise ConfigError(f"{dvc_yaml} needs {wanted} under artifacts: (it has {sorted(artifacts)}); see docs/serving.md")
-    ((key, spec),) = models.items()
-    meta = spec.get("meta") or {}
-    for field, names in (("schema", "feature schema (models/schema.json)"), ("calibration", "calibration (models/calibration.json)")):
-        if not meta.get(field):
-            raise ConfigError(f"{dvc_yaml}: artifacts.{key}.meta.{field} must name the model's {names}")
-    return Path(spec["path"]), Path(meta["schema"]), Path(meta["calibration"])
+    _, files = artifact_files(yaml.safe_load(dvc_yaml.read_text(encoding="utf-8")), name, str(dvc_yaml))
+    return Path(files.model), Path(files.schema), Path(files.calibration)
+
+
+@dataclass(frozen=True)
+class ServedFiles:
+    """The files a service reads, and the release they were fetched from (None: the workspace's)."""
+
+    model: Path
+    schema: Path
+    calibration: Path
+    evaluation: Path
+    training_params: Path
+    card: Path
+    release: Release | None = None
+
+    def to_json(self) -> str:
+        return json.dumps({**{field.name: str(getattr(self, field.name)) for field in fields(self)[:-1]}, "release": self.describe()})
+
+    @classmethod
+    def from_json(cls, text: str) -> ServedFiles:
+        found = json.loads(text)
+        release = found.pop("release")
+        return cls(**{name: Path(path) for name, path in found.items()}, release=None if release is None else Release(**release))
+
+    def describe(self) -> dict[str, Any] | None:
+        """What /metadata says of the release (artifact, version, stage, commit); None for the workspace's files."""
+        return None if self.release is None else asdict(self.release)
+
+
+def served_files(args: argparse.Namespace, folder: Path) -> ServedFiles:
+    """The workspace's files; with --stage or --version, the release's, fetched into `folder`
+    once (the workers of a multi-process service are handed these paths). Raises `PipelineError`."""
+    if args.stage is None and args.version is None:
+        return ServedFiles(*model_artifact(args.dvc_yaml, args.artifact), args.evaluation, args.training_params, args.card)
+    from mlpipe.serving.release import fetch, resolve
+
+    name, _ = artifact_files(yaml.safe_load(args.dvc_yaml.read_text(encoding="utf-8")), args.artifact, str(args.dvc_yaml))
+    repo = args.dvc_yaml.resolve().parent
+    release = resolve(repo, name, stage=args.stage, version=args.version)
+    extras = (args.evaluation, args.training_params, args.card)
+    found = fetch(release, repo, folder, dvc_yaml=args.dvc_yaml.name, optional=[path.as_posix() for path in extras])
+    return ServedFiles(Path(found.model), Path(found.schema), Path(found.calibration), *(folder / path for path in extras), release)
 
 
 def training_metadata(evaluation: Path, training_params: Path, card: Path) -> dict[str, Any]:
@@ -58,8 +94,10 @@ def training_metadata(evaluation: Path, training_params: Path, card: Path) -> di
     return metadata
 
 
-# How the workers of a multi-process service learn their command line (they start as new processes).
+# How the workers of a multi-process service learn their command line and the files main chose
+# (they start as new processes; a release is fetched once, by main).
 WORKER_ARGV = "MLPIPE_SERVE_ARGV"
+WORKER_FILES = "MLPIPE_SERVE_FILES"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -72,6 +110,9 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--evaluation", type=Path, required=True, help="the evaluate stage's metrics (test metrics for /metadata)")
     parser.add_argument("--training-params", type=Path, required=True, help="the LightGBM params train used (for /metadata)")
     parser.add_argument("--card", type=Path, default=Path("models/card.json"), help="the model card's JSON (for /metadata)")
+    release = parser.add_mutually_exclusive_group()
+    release.add_argument("--stage", help="serve the version GTO's tags assign to this stage (e.g. prod), fetched at its commit")
+    release.add_argument("--version", help="serve this registered version (e.g. v0.0.2), fetched at its commit")
     return parser
 
 
@@ -82,28 +123,26 @@ def _setup() -> None:
     logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 
 
-def model_loader(args: argparse.Namespace, params) -> tuple[Callable[[], Any], Callable[[], tuple], Path]:
+def model_loader(files: ServedFiles, params) -> tuple[Callable[[], Any], Callable[[], tuple]]:
     """Everything that can refuse to start, checked: (the model loader, what the watch reads of
-    the model files, the model's path). Raises `PipelineError`."""
+    the model files). Raises `PipelineError`."""
     from mlpipe.data.privacy import require_salt
     from mlpipe.serving.scorer import files_state, load_served_model
 
-    model_path, schema_path, calibration_path = model_artifact(args.dvc_yaml, args.artifact)
     # Checked now: a request carrying such a column could not be logged safely later.
     hashed = [column for column, action in params.data.personal_columns.items() if action == "hash"]
     require_salt(hashed, os.environ.get(params.data.salt_env), params.data.salt_env)
     # Checked now: a service that cannot describe its model does not start.
-    training_metadata(args.evaluation, args.training_params, args.card)
+    training_metadata(files.evaluation, files.training_params, files.card)
 
     def load():
         """The model files, what /metadata says of them and the calibration (the threshold with it),
         read afresh on every (re)load: a reload describes and labels with the new model's, not the first one's."""
-        return load_served_model(
-            model_path, schema_path, training_metadata(args.evaluation, args.training_params, args.card), calibration_path
-        )
+        metadata = {**training_metadata(files.evaluation, files.training_params, files.card), "release": files.describe()}
+        return load_served_model(files.model, files.schema, metadata, files.calibration)
 
-    files = (model_path, schema_path, calibration_path, args.evaluation, args.training_params, args.card)
-    return load, (lambda: files_state(*files)), model_path
+    watched = (files.model, files.schema, files.calibration, files.evaluation, files.training_params, files.card)
+    return load, (lambda: files_state(*watched))
 
 
 def service_log(params, **options: Any):
@@ -174,7 +213,7 @@ def worker_app():
     args = parser().parse_args(json.loads(os.environ[WORKER_ARGV]))
     try:  # checked by `main` a moment ago; the files may have changed since
         params = load_params(args.params)
-        load, watch, _ = model_loader(args, params)
+        load, watch = model_loader(ServedFiles.from_json(os.environ[WORKER_FILES]), params)
         return service_app(params, load, watch)
     except PipelineError as exc:
         print(f"error: serve: worker {os.getpid()}: {exc}", file=sys.stderr)
@@ -185,11 +224,18 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(argv)
     _setup()
+    # A release's files live here while the service runs (empty when it serves the workspace's).
+    with tempfile.TemporaryDirectory(prefix="mlpipe-release-") as fetched:
+        return serve(args, argv, Path(fetched))
+
+
+def serve(args: argparse.Namespace, argv: list[str], fetched: Path) -> int:
     try:
         params = load_params(args.params)
         key = api_key(params)
         workers = params.serve.workers
-        load, watch, model_path = model_loader(args, params)
+        files = served_files(args, fetched)
+        load, watch = model_loader(files, params)
         if workers == 1:
             app = service_app(params, load, watch)
             version = app.state.loaded.model.version
@@ -206,9 +252,12 @@ def main(argv: list[str] | None = None) -> int:
             f"/metadata; set {params.serve.api_key_env} (see docs/security.md)",
             file=sys.stderr,
         )
+    release = files.release
     logging.getLogger("mlpipe.serving.app").info(
         "serving %s (model %s) on http://%s:%d, %d worker process(es); API key %s; prediction log %s",
-        model_path,
+        files.model
+        if release is None
+        else f"{release.artifact} {release.version} ({f'stage {release.stage}, ' if release.stage else ''}commit {release.rev[:7]})",
         version[:12],
         args.host,
         args.port,
@@ -222,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="mlpipe-metrics-") as shared:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = shared  # every worker's metrics in files there, added up by /metrics
         os.environ[WORKER_ARGV] = json.dumps(argv)
+        os.environ[WORKER_FILES] = files.to_json()
         uvicorn.run("mlpipe.tools.serve:worker_app", factory=True, workers=workers, host=args.host, port=args.port, log_level="warning")
     return EXIT_OK
 
