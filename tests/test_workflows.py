@@ -4,11 +4,11 @@ zizmor audits them for security findings (offline) and check-jsonschema checks t
 workflow schema it vendors. The integration tests run each job's `run:` steps in order on a
 `git clone` of this repository with the environment GitHub gives a step (GITHUB_OUTPUT,
 GITHUB_STEP_SUMMARY, the `${{ }}` values of `env:`), skipping what needs GitHub (`uses:` steps)
-and `make test` (the suite would run itself); a fake `gh` records the comment. The clone uses
-this venv (a symlink, never rebuilt) and this checkout's DVC cache, which is also the clone's
-remote (DVC_REMOTE): the workflow's `dvc pull` restores every output, and `make repro` retrains
-nothing. The workflow files are the working tree's; the code they run is the clone's (the last
-commit).
+and `make test` (the suite would run itself); a fake `gh` records the comment. The clone is
+one of the built repository (conftest's `built_repo`: this working tree on the sample data,
+reproduced and committed); it uses this venv (a symlink, never rebuilt) and the built
+repository's DVC cache, which is also its remote (DVC_REMOTE): the workflow's `dvc pull`
+restores every output, and `make repro` retrains nothing.
 """
 
 from __future__ import annotations
@@ -274,27 +274,33 @@ class StepRun:
     output: str
 
 
-def clone(tmp_path: Path) -> Path:
-    """A clone of this repository's last commit using this venv and DVC cache, with a git identity."""
+def clone(source: Path, tmp_path: Path) -> Path:
+    """A clone of `source`'s last commit using this venv and `source`'s DVC cache."""
     path = tmp_path / "clone"
-    subprocess.run(["git", "clone", "-q", str(ROOT), str(path)], check=True)
+    subprocess.run(["git", "clone", "-q", str(source), str(path)], check=True)
     (path / ".venv").symlink_to(VENV)
     # Older than the venv's stamps: make takes the venv as built from them.
     for name in ("requirements.txt", "requirements-dev.txt", "pyproject.toml"):
         os.utime(path / name, (1_000_000_000, 1_000_000_000))
-    # This checkout's cache, as the clone's cache and as the remote the workflow pulls from.
-    cache = str(ROOT / ".dvc" / "cache")
+    # The source's cache, as the clone's cache and as the remote the workflow pulls from.
+    cache = str(source / ".dvc" / "cache")
     subprocess.run([str(VENV / "bin" / "dvc"), "cache", "dir", "--local", cache], cwd=path, check=True)
     subprocess.run([str(VENV / "bin" / "dvc"), "remote", "add", "--local", "shared", cache], cwd=path, check=True)
     return path
 
 
 def run_job(
-    workflow: str, job: str, cwd: Path, env: dict[str, str], expressions: dict[str, str], only: set[str] | None = None
+    workflow: str,
+    job: str,
+    cwd: Path,
+    env: dict[str, str],
+    expressions: dict[str, str],
+    only: set[str] | None = None,
+    overrides: dict[str, str] | None = None,
 ) -> list[StepRun]:
     """The job's `run:` steps in order (or those named in `only`), as a runner runs them (`bash -e`,
     a fresh GITHUB_OUTPUT per step, `${{ }}` in `env:` replaced from `expressions` and earlier
-    steps' outputs)."""
+    steps' outputs; `overrides` last, e.g. the job's PORT)."""
     spec = load(workflow)["jobs"][job]
     outputs: dict[str, dict[str, str]] = {}
     runs: list[StepRun] = []
@@ -320,7 +326,7 @@ def run_job(
         done = subprocess.run(
             ["bash", "--noprofile", "--norc", "-e", "-c", step["run"]],
             cwd=cwd,
-            env={**env, **step_env, "GITHUB_OUTPUT": str(output)},
+            env={**env, **step_env, **(overrides or {}), "GITHUB_OUTPUT": str(output)},
             capture_output=True,
             text=True,
             stdin=subprocess.DEVNULL,
@@ -365,8 +371,8 @@ SECRETS = {"vars.DVC_REMOTE": "shared", "secrets.AWS_ACCESS_KEY_ID": "", "secret
 
 
 @pytest.mark.integration
-def test_the_review_jobs_steps_on_a_clone_post_the_review_then_fail_on_the_regression(tmp_path):
-    path = clone(tmp_path)
+def test_the_review_jobs_steps_on_a_clone_post_the_review_then_fail_on_the_regression(built_repo, tmp_path):
+    path = clone(built_repo.path, tmp_path)
     env = {**github_env(tmp_path), "PYTHONPATH": str(path / "src")}
     git = lambda *args: subprocess.run(["git", *args], cwd=path, env=env, check=True, capture_output=True)  # noqa: E731
     # The pull request's base: this commit with a better guarded metric (test.roc_auc 0.1 higher),
@@ -419,7 +425,7 @@ def test_the_review_jobs_steps_on_a_clone_post_the_review_then_fail_on_the_regre
 @pytest.mark.integration
 @pytest.mark.parametrize("workflow", ["review.yml", "deploy.yml"])
 def test_without_a_configured_remote_the_pull_step_says_so_and_the_review_survives_an_unreachable_one(tmp_path, workflow):
-    path = clone(tmp_path)
+    path = clone(ROOT, tmp_path)
     env = github_env(tmp_path)
     job, pull = {
         "review.yml": ("review", "Pull the DVC cache from the configured remote"),
