@@ -17,7 +17,6 @@ import http.server
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -31,7 +30,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import ROOT, VENV, tool_env
+from conftest import ROOT, VENV, tool_env, unused_port
 from mlpipe.errors import EXIT_FINDING, EXIT_OK, EXIT_USAGE
 from mlpipe.tools import review, smoke
 
@@ -233,9 +232,7 @@ def test_smoke_fails_with_one_line_per_check(capsys, release, probability, argv,
 
 
 def test_smoke_gives_up_on_a_service_that_does_not_answer(capsys):
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]
+    port = unused_port()
     argv = ["--url", f"http://127.0.0.1:{port}", "--timeout", "1", "--params", str(ROOT / "params.yaml")]
     assert smoke.main(argv) == EXIT_FINDING
     [line] = capsys.readouterr().out.splitlines()
@@ -438,3 +435,44 @@ def test_without_a_configured_remote_the_pull_step_says_so_and_the_review_surviv
         assert run.returncode == 0 and "::warning::dvc pull from remote 'gone' failed" in run.output, run.output
     else:  # a deployment without its model cannot go on
         assert run.returncode != 0, run.output
+
+
+@pytest.mark.integration
+def test_the_deploy_jobs_steps_on_a_clone_serve_the_version_the_tag_assigns_and_smoke_test_it(built_repo, tmp_path):
+    path = clone(built_repo.path, tmp_path)
+    env = {**github_env(tmp_path), "PYTHONPATH": str(path / "src")}
+    for command in (["register", "classifier"], ["assign", "classifier", "--version", "v0.0.1", "--stage", "prod"]):
+        subprocess.run([str(VENV / "bin" / "gto"), *command], cwd=path, env=env, check=True, capture_output=True)
+    tag = "classifier#prod#1"
+    assert subprocess.run(["git", "tag"], cwd=path, capture_output=True, text=True).stdout.split() == [
+        "classifier#prod#1",
+        "classifier@v0.0.1",
+    ]
+    pid = tmp_path / "runner-temp" / "serve.pid"
+    try:
+        runs = run_job("deploy.yml", "deploy", path, {**env, "GITHUB_REF_NAME": tag}, SECRETS, overrides={"PORT": str(unused_port())})
+    finally:  # the workflow's last step stops the service; this stops it should the test fail before
+        if pid.exists():
+            subprocess.run(["kill", "--", f"-{pid.read_text().strip()}"], capture_output=True)
+    assert [(run.name, run.returncode) for run in runs] == [
+        ("Build .venv from requirements.txt", 0),
+        ("Artifact, stage and version the tag assigns", 0),
+        ("Pull the stage's model from the configured remote", 0),
+        ("Start the service on the stage's version", 0),
+        ("Smoke test", 0),
+        ("Stop the service", 0),
+    ], "\n\n".join(f"{run.name}: {run.returncode}\n{run.output[-3000:]}" for run in runs)
+    smoke_lines = runs[4].output.splitlines()
+    assert [line.split(":")[0] for line in smoke_lines] == ["pass health", "pass release", "pass predict"], smoke_lines
+    assert "classifier v0.0.1 at stage prod" in smoke_lines[1]
+
+    # A registration tag (or any event but an assignment) deploys nothing, in one line.
+    [run] = run_job(
+        "deploy.yml",
+        "deploy",
+        path,
+        {**env, "GITHUB_REF_NAME": "classifier@v0.0.1"},
+        SECRETS,
+        only={"Artifact, stage and version the tag assigns"},
+    )
+    assert run.returncode == 1 and "error: deploy: the tag is a GTO 'registration' event, not a stage assignment" in run.output
