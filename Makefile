@@ -112,8 +112,8 @@ test-fast: $(DEV_STAMP)
 	$(BIN)/python -m pytest -n auto --dist worksteal -m "not integration and not cluster and not browser"
 
 lint: $(DEV_STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench docs/tools
+	$(BIN)/ruff format --check src tests bench docs/tools
 
 # Every figure of docs/benchmarks.md, next to its target, into bench/results/ (about half an hour).
 bench: setup
