@@ -115,7 +115,7 @@ def test_the_comment_links_the_plots_in_the_runs_artifacts_instead_of_a_local_pa
 
 def test_a_report_that_fits_is_the_comment_unchanged():
     report = review.render("origin/main", {}, {}, [], None, "p/index.html")
-    assert review.comment_body(report, "reports/review.md", None) == report
+    assert review.comment_body(report, "review.md", None) == report
 
 
 sections = st.lists(
@@ -140,10 +140,10 @@ def test_a_long_report_is_cut_where_a_section_starts_with_a_line_saying_where_th
 def test_a_report_over_githubs_limit_is_cut_to_it():
     big = review.render("origin/main", {}, {"m.json": {f"k{i}": {"old": i, "new": i + 1} for i in range(3000)}}, [], None, "p")
     assert len(big) > review.COMMENT_LIMIT
-    body = review.comment_body(big, "reports/review.md", None)
+    body = review.comment_body(big, "review.md", None)
     assert len(body) <= review.COMMENT_LIMIT == 65_536
     assert body.startswith("# Review: workspace vs `origin/main`\n\n## Verdict")
-    assert body.endswith("the whole report is `reports/review.md` in the workflow run's artifacts.\n")
+    assert body.endswith("the whole report is `review.md` in the workflow run's artifacts.\n")
 
 
 # --- mlpipe smoke against a stand-in service ----------------------------------------------------
@@ -398,9 +398,7 @@ def test_the_review_jobs_steps_on_a_clone_post_the_review_then_fail_on_the_regre
     assert "Running stage" not in runs[2].output  # every output came from the remote
     report = (path / "reports/review.md").read_text()
     assert "**REGRESSION**: 1 of 1 guarded metrics" in report
-    assert (
-        "`reports/review_plots/index.html` in [the workflow run's artifacts](https://github.com/owner/project/actions/runs/4242)" in report
-    )
+    assert "`review_plots/index.html` in [the workflow run's artifacts](https://github.com/owner/project/actions/runs/4242)" in report
     [call] = [json.loads(line) for line in (tmp_path / "gh.log").read_text().splitlines()]
     assert call["argv"] == [
         "pr",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from dataclasses import dataclass
@@ -246,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
         "--fairness", default=Path("metrics/fairness.json"), type=Path, help="the fairness stage's report, shown when it exists"
     )
     parser.add_argument(
-        "--artifacts-url", help="where readers of the report find the plots page (a CI run's artifacts): linked instead of the local path"
+        "--artifacts-url",
+        help="where readers of the report find its folder's files (a CI run's artifacts): the plots page is linked there, named from that folder",
     )
     parser.add_argument(
         "--comment",
@@ -271,10 +273,13 @@ def main(argv: list[str] | None = None) -> int:
         return exit_status(exc)
     plots_page = str(args.plots_dir / "index.html")
     results = check_guards(metrics_diff, guards)
-    report = render(args.base, params_diff, metrics_diff, results, drift, plots_page, fairness, args.artifacts_url)
+    # In a run's artifacts the files are named from the report's folder (upload-artifact drops the
+    # folder all the uploaded paths share): review_plots/index.html beside review.md.
+    shown = Path(os.path.relpath(plots_page, args.output.parent)).as_posix() if args.artifacts_url else plots_page
+    report = render(args.base, params_diff, metrics_diff, results, drift, shown, fairness, args.artifacts_url)
     write_text(report, args.output)
     if args.comment is not None:
-        write_text(comment_body(report, args.output.as_posix(), args.artifacts_url), args.comment)
+        write_text(comment_body(report, args.output.name, args.artifacts_url), args.comment)
     for result in results:
         print(result.describe())
     print(f"wrote {args.output}; plots: {plots_page}")
