@@ -343,6 +343,6 @@ def test_a_guard_on_an_equalised_odds_difference_fails_on_a_rise_beyond_its_limi
         [result] = review.check_guards(diff, [Guard(file="metrics/fairness.json", key=key, max_rise=0.02)])
         assert result.failed is failed, (rise, result.describe())
     text = review.render("main", {}, diff, [result], None, "plots/index.html", ("metrics/fairness.json", report))
-    assert "## Fairness by group" in text and "### sex (`SEX`)" in text
+    assert "## Fairness by group" in text and "<summary><code>sex</code> (<code>SEX</code>): " in text
     assert f"| equalised odds (`{key}`) | {new + 0.05:.6g} | {new:.6g} |" in text
     assert "| under 16 |" in text and "| no |" in text

@@ -97,7 +97,8 @@ def test_the_review_renders_as_github_shows_it():
     assert {"table", "details", "summary", "h2"} <= set(tags)
     # Rendered once: the verdict's ≤ and -> are characters, not entities shown as text.
     assert "drop ≤ 0.005" in page and "0.905 -&gt; 0.897" in page
-    assert "<details><summary>unchanged</summary>" in page
+    # A fold's summary names its file in <code>: raw HTML, where GitHub reads no Markdown.
+    assert "<details><summary><code>metrics/evaluation.json</code>: 1 changed, 1 unchanged</summary>" in page
 
 
 @pytest.mark.parametrize("name", HOSTILE)
@@ -119,6 +120,7 @@ def test_no_name_turns_into_markup(name):
 def test_raw_html_keeps_only_the_review_s_tags():
     assert picture.raw_html("<details><summary>unchanged</summary>\n") == "<details><summary>unchanged</summary>\n"
     assert picture.raw_html("</details>") == "</details>"
+    assert picture.raw_html("<details><summary><code>a</code>: b</summary>") == "<details><summary><code>a</code>: b</summary>"
     assert picture.raw_html("<img src=x onerror=alert(1)>") == "&lt;img src=x onerror=alert(1)&gt;"
     # A lone < in the block's text cannot open a tag; an entity stays an entity.
     assert picture.raw_html("<details>a <b & &amp;") == "<details>a &lt;b & &amp;"

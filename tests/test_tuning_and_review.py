@@ -184,7 +184,7 @@ def test_review_markdown_lists_params_metric_deltas_and_the_verdict():
     assert "**REGRESSION**" in text
     assert "| params.yaml | `train.learning_rate` | 0.05 | 0.1 |" in text
     assert "| `test.roc_auc` | 0.905 | 0.897 | -0.008 | -0.88% |" in text
-    assert "### `metrics/evaluation.json`: 1 changed, 1 unchanged" in text
+    assert "<details><summary><code>metrics/evaluation.json</code>: 1 changed, 1 unchanged</summary>" in text
     assert "reports/review_plots/index.html" in text
 
 

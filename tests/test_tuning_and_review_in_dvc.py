@@ -57,6 +57,6 @@ def test_review_between_two_commits_then_the_regression_gate(repo):
     assert re.search(r"\| `test.roc_auc` \| 0\.\d+ \| 0\.\d+ \| -\d", report)
     assert "## Drift (workspace)" in report
     assert re.search(r"^pass metrics/fairness.json:sensitive.sex.equalized_odds_difference: [\d.]+ -> [\d.]+ ", regressed.stdout, re.M)
-    assert "## Fairness by group" in report and "### sex (`SEX`)" in report and "| male |" in report
+    assert "## Fairness by group" in report and "<summary><code>sex</code> (<code>SEX</code>):" in report and "| male |" in report
     assert "**REGRESSION**" in report
     assert (repo.path / "reports/review_plots/index.html").exists()

@@ -4,7 +4,7 @@
 
 The Markdown is rendered as GitHub renders a comment: CommonMark with GFM's tables and
 strikethrough (markdown-it-py), raw HTML limited to what the review itself writes (<details>,
-<summary>), in GitHub's light styles and a comment frame with the bot's name; headless Chromium
+<summary>, <code>), in GitHub's light styles and a comment frame with the bot's name; headless Chromium
 (Debian's package, as tests/test_report_in_browser.py drives it) takes a full-page screenshot,
 which is reduced to a palette of some 30 colours so that the PNG stays small.
 
@@ -53,8 +53,9 @@ FONTS_CONF = """<?xml version="1.0"?>
   <match target="font"><edit name="hintstyle" mode="assign"><const>hintfull</const></edit></match>
 </fontconfig>
 """
-# The tags mlpipe.tools.review writes; `open` is the one attribute GitHub keeps on <details>.
-ALLOWED_TAG = re.compile(r"</?summary>|<details(?: open)?>|</details>", re.IGNORECASE)
+# The tags mlpipe.tools.review writes (<code> in a fold's summary, where Markdown is not read);
+# `open` is the one attribute GitHub keeps on <details>.
+ALLOWED_TAG = re.compile(r"</?summary>|<details(?: open)?>|</details>|</?code>", re.IGNORECASE)
 TAG = re.compile(r"<[^<>]*>")
 
 # GitHub's light theme, the rules a review uses (github-markdown-css, abridged).
