@@ -4,8 +4,9 @@
 
 It asks DVC what changed between `--base` and the workspace (`dvc params diff`, `dvc metrics
 diff --all`, `dvc plots diff -o ...`), adds the fairness stage's differences and group tables
-(metrics/fairness.json) and the drift verdict from metrics/drift.json, writes Markdown, and
-exits 1 when a metric named in `review.guards` got worse by more than its limit. The formatting and the guard check are plain functions of the diffs, so they can be
+(metrics/fairness.json) and the drift verdict from metrics/drift.json, writes Markdown with the
+answer on its first screen (the verdict, the params, a headline of the guarded and test-set
+metrics) and everything else folded below, and exits 1 when a metric named in `review.guards` got worse by more than its limit. The formatting and the guard check are plain functions of the diffs, so they can be
 tested (and reused) without running DVC.
 """
 
@@ -201,8 +202,9 @@ COMMENT_LIMIT = 65_536  # characters GitHub accepts in the body of a pull-reques
 
 def comment_body(report: str, whole: str, artifacts_url: str | None, limit: int = COMMENT_LIMIT) -> str:
     """The report as a pull-request comment: all of it when it fits in `limit` characters, else its
-    leading sections that fit (cut where a `##`/`###` heading starts, so no table, details block or
-    code fence is left open) and a last line saying where the whole report (`whole`) is."""
+    leading sections and folds that fit (cut where a `##`/`###` heading or a top-level <details>
+    starts, `cut_points`, so no table, fold or code fence is left open) and a last line saying
+    where the whole report (`whole`) is. The verdict and the headline come first, so they stay."""
     if len(report) <= limit:
         return report
     where = f"[the workflow run's artifacts]({artifacts_url})" if artifacts_url else "the workflow run's artifacts"
