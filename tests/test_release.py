@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
+import uvicorn
 import yaml
 
 with warnings.catch_warnings():
@@ -107,8 +108,13 @@ def served_probabilities(client: TestClient) -> pd.Series:
     return pd.Series([p["probability"] for p in answer.json()["predictions"]], index=rows["id"])
 
 
-def refusal(repo: Path, capsys, *argv: str) -> tuple[int, str]:
+def refusal(repo: Path, capsys, monkeypatch, *argv: str) -> tuple[int, str]:
     """`mlpipe serve <argv>` in `repo`, which must refuse before it listens: (status, stderr)."""
+
+    def listens(*args, **options):
+        raise AssertionError(f"mlpipe serve {' '.join(argv)} started the service instead of refusing")
+
+    monkeypatch.setattr(uvicorn, "run", listens)
     code = serve_tool.main(["--dvc-yaml", str(repo / "dvc.yaml"), "--params", str(repo / "params.yaml"), *EXTRAS, *argv])
     return code, capsys.readouterr().err
 
@@ -120,11 +126,13 @@ def test_make_serve_stage_prod_serves_the_assigned_version_with_the_batch_probab
     trainer, batch = registry
     repo = trainer.copy(tmp_path / "repo")
     repo.set_params(serve={"workers": 2, "log_folder": None})
+    temporary = tmp_path / "tmp"  # the service's temporary folders
+    temporary.mkdir()
     port = unused_port()
     process = subprocess.Popen(
         ["make", "-o", str(VENV / ".installed-from-requirements"), "serve", "STAGE=prod", f"PORT={port}", f"VENV={VENV}"],
         cwd=repo.path,
-        env={**tool_env(), "PYTHONPATH": str(ROOT / "src")},
+        env={**tool_env(), "PYTHONPATH": str(ROOT / "src"), "TMPDIR": str(temporary)},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -148,10 +156,12 @@ def test_make_serve_stage_prod_serves_the_assigned_version_with_the_batch_probab
             rows = scored_rows()
             answer = http.post("/predict", content=rows.to_json(orient="records")).json()
             assert [p["probability"] for p in answer["predictions"]] == batch.loc[rows["id"]].tolist()
+            assert len(list(temporary.glob("*/models/model.txt"))) == 1  # fetched once, by main: the workers were handed the paths
     finally:
         os.killpg(process.pid, signal.SIGINT)
         out, _ = process.communicate(timeout=30)
     assert "serving classifier v0.0.1 (stage prod, commit " in out and "2 worker process(es)" in out
+    assert list(temporary.iterdir()) == []  # the fetched files went with the service
 
 
 def test_reassigning_prod_switches_what_is_served_and_a_version_stays_servable(registry, tmp_path, monkeypatch):
@@ -184,43 +194,43 @@ def test_reassigning_prod_switches_what_is_served_and_a_version_stays_servable(r
     assert served_probabilities(client).equals(second) and client.get("/metadata").json()["release"] is None
 
 
-def test_a_stage_without_a_version_an_unknown_artifact_or_version_and_no_git_are_one_line(registry, tmp_path, capsys):
+def test_a_stage_without_a_version_an_unknown_artifact_or_version_and_no_git_are_one_line(registry, tmp_path, capsys, monkeypatch):
     trainer, first = registry
     repo = trainer.copy(tmp_path / "repo")
-    code, err = refusal(repo.path, capsys, "--stage", "staging")
+    code, err = refusal(repo.path, capsys, monkeypatch, "--stage", "staging")
     assert code == EXIT_USAGE and err.count("\n") == 1
     assert "no version of classifier is assigned to stage 'staging' (its stages: prod (v0.0.1))" in err
     assert "`gto assign classifier --version vX.Y.Z --stage staging`" in err
     repo.run("gto", "assign", "classifier", "--version", "v0.0.1", "--stage", "staging")  # the fix
     assert served_probabilities(served(repo.path, tmp_path / "fixed", "--stage", "staging")[0]).equals(first)
 
-    code, err = refusal(repo.path, capsys, "--stage", "prod", "--artifact", "classifer")
+    code, err = refusal(repo.path, capsys, monkeypatch, "--stage", "prod", "--artifact", "classifer")
     assert (
         code == EXIT_USAGE
         and err.count("\n") == 1
         and "needs an artifact named 'classifer' under artifacts: (it has ['classifier'])" in err
     )
-    code, err = refusal(repo.path, capsys, "--version", "v9.9.9")
+    code, err = refusal(repo.path, capsys, monkeypatch, "--version", "v9.9.9")
     assert code == EXIT_USAGE and err.count("\n") == 1
     assert "classifier has no registered version 'v9.9.9' (it has v0.0.1)" in err
     repo.run("git", "commit", "-q", "--allow-empty", "-m", "a commit without a version")
     repo.run("gto", "register", "classifier", "HEAD", "--version", "v9.9.9")  # the fix
     assert served(repo.path, tmp_path / "v9", "--version", "v9.9.9")[1].release.version == "v9.9.9"
-    code, err = refusal(repo.path, capsys, "--stage", "prod", "--evaluation", str(tmp_path / "evaluation.json"))
+    code, err = refusal(repo.path, capsys, monkeypatch, "--stage", "prod", "--evaluation", str(tmp_path / "evaluation.json"))
     assert code == EXIT_USAGE and err.count("\n") == 1 and "are named by their paths inside the repository" in err
 
     # A registered commit whose model is neither in git nor in DVC.
     repo.run("git", "rm", "-q", "models/model.txt.dvc")
     repo.commit("the model is no longer tracked")
     repo.run("gto", "register", "classifier", "--version", "v10.0.0")
-    code, err = refusal(repo.path, capsys, "--version", "v10.0.0")
+    code, err = refusal(repo.path, capsys, monkeypatch, "--version", "v10.0.0")
     assert code == EXIT_USAGE and err.count("\n") == 1 and "that commit tracks it neither in git nor as a DVC output" in err
 
     # An artifact dvc.yaml declares that was never registered.
     spec = yaml.safe_load((repo.path / "dvc.yaml").read_text())
     spec["artifacts"]["shadow"] = spec["artifacts"]["classifier"]
     (repo.path / "dvc.yaml").write_text(yaml.safe_dump(spec))
-    code, err = refusal(repo.path, capsys, "--stage", "prod", "--artifact", "shadow")
+    code, err = refusal(repo.path, capsys, monkeypatch, "--stage", "prod", "--artifact", "shadow")
     assert code == EXIT_USAGE and err.count("\n") == 1
     assert "artifact 'shadow' has no registered version" in err and "`gto register shadow`" in err
     repo.run("git", "checkout", "-q", "HEAD~1", "--", "models/model.txt.dvc")
@@ -229,16 +239,16 @@ def test_a_stage_without_a_version_an_unknown_artifact_or_version_and_no_git_are
     assert served(repo.path, tmp_path / "shadow", "--version", "v0.0.1", "--artifact", "shadow")[1].release.artifact == "shadow"
 
     shutil.rmtree(repo.path / ".git")
-    code, err = refusal(repo.path, capsys, "--stage", "prod", "--artifact", "classifier")
+    code, err = refusal(repo.path, capsys, monkeypatch, "--stage", "prod", "--artifact", "classifier")
     assert code == EXIT_USAGE and err.count("\n") == 1 and f"{repo.path} is not a git repository" in err
 
 
-def test_a_model_in_neither_cache_nor_remote_is_one_line_and_pushing_it_from_the_trainer_fixes_it(registry, tmp_path, capsys):
+def test_a_model_in_neither_cache_nor_remote_is_one_line_and_pushing_it_from_the_trainer_fixes_it(registry, tmp_path, capsys, monkeypatch):
     """A fresh clone (the deploy machine) has the tags but no DVC cache; the remote is empty."""
     trainer, first = registry
     clone = tmp_path / "clone"
     trainer.run("git", "clone", "-q", str(trainer.path), str(clone))
-    code, err = refusal(clone, capsys, "--stage", "prod")
+    code, err = refusal(clone, capsys, monkeypatch, "--stage", "prod")
     assert code == EXIT_USAGE and err.count("\n") == 1, err
     assert "models/model.txt of classifier v0.0.1 (commit " in err and "neither this clone's DVC cache nor its DVC remote" in err
     assert "run `dvc push --all-tags`" in err
