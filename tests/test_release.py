@@ -173,6 +173,7 @@ def test_reassigning_prod_switches_what_is_served_and_a_version_stays_servable(r
     assert not second.equals(first)  # the two versions differ: the switch is visible
     repo.run("gto", "register", "classifier")
     repo.run("gto", "assign", "classifier", "--version", "v0.0.2", "--stage", "prod")
+    assigned = time.time()
     # What the deploy workflow does on the new stage tag: restart the service.
     client, files = served(repo.path, tmp_path / "v2", "--stage", "prod")
     assert served_probabilities(client).equals(second)
@@ -183,11 +184,17 @@ def test_reassigning_prod_switches_what_is_served_and_a_version_stays_servable(r
         "stage": "prod",
     }
     assert metadata["test_metrics"] == {"trees": 20} and files.model.is_relative_to(tmp_path / "v2")
+    # A rollback: the stage holds the version of its latest assignment, not the highest version.
+    # (GTO orders assignments by their tags' times, which git keeps to the second.)
+    time.sleep(max(0.0, int(assigned) + 1 - time.time()))
+    repo.run("gto", "assign", "classifier", "--version", "v0.0.1", "--stage", "prod", "--force")
+    client, files = served(repo.path, tmp_path / "rolled-back", "--stage", "prod")
+    assert served_probabilities(client).equals(first) and client.get("/metadata").json()["release"]["version"] == "v0.0.1"
     # A version's files come from its commit, as its own dvc.yaml names them: not the workspace's.
     declared = (repo.path / "dvc.yaml").read_text()
     (repo.path / "dvc.yaml").write_text(declared.replace("models/model.txt", "models/elsewhere.txt"))
     client, files = served(repo.path, tmp_path / "old", "--version", "v0.0.1")
-    assert served_probabilities(client).equals(first) and files.release.stage is None
+    assert served_probabilities(client).equals(first) and files.release.stage is None and files.release.version == "v0.0.1"
     (repo.path / "dvc.yaml").write_text(declared)
     monkeypatch.chdir(repo.path)  # the workspace's files are named relative to it
     client, files = served(repo.path, tmp_path / "unused")

@@ -75,22 +75,25 @@ def resolve(repo: Path, artifact: str, *, stage: str | None = None, version: str
                 f"{asked}: artifact {artifact!r} has no registered version in {repo}'s git tags (artifacts with versions: {known}); "
                 f"pass --artifact with one of those, or register this one: `gto register {artifact}` (then `git push --tags`)"
             )
+        # Each version's commit, and which version each stage holds as `gto show` says it: the
+        # version of the stage's latest assignment (`find_versions_in_stage` orders by version
+        # number instead, so a rollback to a lower version would not be served).
+        versions = {row["version"]: row["commit_hexsha"] for row in gto.api.show(repo, artifact)}
+        stages = registered[artifact]["stage"]
         if stage is not None:
-            found = gto.api.find_versions_in_stage(repo, artifact, stage)
-            if not found:
-                stages = ", ".join(f"{name} ({assigned})" for name, assigned in sorted(registered[artifact]["stage"].items())) or "none"
+            if stage not in stages:
+                held = ", ".join(f"{name} ({assigned})" for name, assigned in sorted(stages.items())) or "none"
                 raise ConfigError(
-                    f"--stage {stage}: no version of {artifact} is assigned to stage {stage!r} (its stages: {stages}); assign one: "
+                    f"--stage {stage}: no version of {artifact} is assigned to stage {stage!r} (its stages: {held}); assign one: "
                     f"`{ASSIGN.format(artifact=artifact, stage=stage)}` (`gto show {artifact}` lists the versions), then `git push --tags`"
                 )
-            return Release(artifact, found[0].version, stage, found[0].commit_hexsha)
-        versions = {row["version"]: row["commit_hexsha"] for row in gto.api.show(repo, artifact, registered_only=True)}
-        if version not in versions:
+            version = stages[stage]
+        elif version not in versions:
             raise ConfigError(
                 f"--version {version}: {artifact} has no registered version {version!r} (it has {', '.join(sorted(versions))}); "
                 f"pass one of those, or register it on a commit that has no version yet: `gto register {artifact} <commit> --version {version}`"
             )
-        return Release(artifact, version, None, versions[version])
+        return Release(artifact, version, stage, versions[version])
     except SCMError:  # GTO reads git tags: a folder that is no git repository has none
         raise ConfigError(
             f"{asked}: {repo} is not a git repository, so it has no GTO tags: run serve in a clone of the project, "
