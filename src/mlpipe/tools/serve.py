@@ -50,7 +50,8 @@ class ServedFiles:
     release: Release | None = None
 
     def to_json(self) -> str:
-        return json.dumps({**{field.name: str(getattr(self, field.name)) for field in fields(self)[:-1]}, "release": self.describe()})
+        paths = {field.name: str(getattr(self, field.name)) for field in fields(self) if field.name != "release"}
+        return json.dumps({**paths, "release": self.describe()})
 
     @classmethod
     def from_json(cls, text: str) -> ServedFiles:
