@@ -6,8 +6,9 @@
 Serves the artifact of type `model` in dvc.yaml (or `--artifact NAME`) with the feature schema
 its meta.schema names, under uvicorn. With `--stage prod` (or `--version v1.2.0`) it serves the
 version GTO's git tags assign to that stage instead: its files, fetched at its commit from the DVC
-cache or remote into a temporary folder that lives as long as the service (docs/serving.md). Refuses to start, in one line, when the files are missing,
-unreadable or do not belong together, or when personal columns are to be hashed without a salt.
+cache or remote into a temporary folder that lives as long as the service (docs/serving.md).
+Refuses to start, in one line, when the files are missing, unreadable or do not belong together,
+or when personal columns are to be hashed without a salt.
 The API key, when used, comes from the environment variable serve.api_key_env names.
 """
 
