@@ -5,6 +5,7 @@ are shown as written, and the pull-request comment is cut only between whole fol
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 
@@ -172,6 +173,19 @@ def test_the_comment_is_cut_between_whole_folds_after_the_headline():
         kept = body.split("**The report is cut here**")[0]
         assert len(body) <= limit and text.startswith(kept) and len(kept) > headline_end
         assert kept.count("<details><summary>") == kept.count("\n</details>\n")
+
+
+def test_the_comment_counts_the_unchanged_metrics_and_leaves_their_rows_to_the_report():
+    unchanged = {f"windows.all.column_{index}.drift_score": {"old": 0.1, "new": 0.1} for index in range(500)}
+    metrics = {**METRICS, "metrics/drift.json": unchanged}
+    results = review.check_guards(metrics, GUARDS)
+    render = functools.partial(review.render, "main", {}, metrics, results, None, "review_plots/index.html")
+    report, comment = render(), render(unchanged_listed_in="review.md")
+    assert all(key in report for key in unchanged) and not any(key in comment for key in unchanged)
+    assert "metrics/drift.json</code>: 0 changed, 500 unchanged" in comment
+    assert "test.roc_auc" in comment.split("## All metrics")[1]  # changed rows stay in the comment's folds
+    assert "the unchanged ones are listed in `review.md`" in comment
+    assert len(comment) < len(report) / 5
 
 
 @pytest.mark.parametrize("key", ["a`b", "``x", "a|b", "a\\|b", "a\nb", " x ", "`"])

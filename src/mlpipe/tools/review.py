@@ -13,6 +13,7 @@ tested (and reused) without running DVC.
 from __future__ import annotations
 
 import argparse
+import functools
 import html
 import json
 import os
@@ -87,6 +88,7 @@ def render(
     fairness: tuple[str, dict[str, Any]] | None = None,
     artifacts_url: str | None = None,
     evaluation: str = EVALUATION,
+    unchanged_listed_in: str | None = None,
 ) -> str:
     """The review page, headline first: the guards' verdict, the params changed, a headline (the
     guarded metrics, the test metrics of `evaluation`, the fairness differences and the drift
@@ -94,7 +96,9 @@ def render(
     the answer. `drift`: the drift stage's verdict (report, text), when it exists; `fairness`: (the
     fairness report's file, the workspace's report), when it exists; `artifacts_url`: where a reader
     of the page finds the plots page (a CI run's artifacts), when the local path `plots` is not one
-    they can open. Names from data and params are shown as written and never become markup."""
+    they can open; `unchanged_listed_in`: the page that lists the unchanged metrics, which this one
+    then only counts (a pull-request comment: the drift metrics alone hold hundreds of unchanged
+    rows). Names from data and params are shown as written and never become markup."""
     lines = [f"# Review: workspace vs {_code(base, table=False)}", ""]
     failed = [result for result in guards if result.failed]
     lines += [
@@ -125,7 +129,10 @@ def render(
     lines += [
         "## All metrics",
         "",
-        "Every metric DVC tracks, one fold per file: changed ones first. Relative change is against the base.",
+        "Every metric DVC tracks, one fold per file: changed ones first. Relative change is against the base."
+        if unchanged_listed_in is None
+        else f"Every metric DVC tracks that changed, one fold per file (the unchanged ones are listed in {_code(unchanged_listed_in, table=False)}). "
+        "Relative change is against the base.",
         "",
     ]
     guarded = {result.guard.file for result in guards}
@@ -134,7 +141,7 @@ def render(
         unchanged = {key: values for key, values in entries.items() if key not in changed}
         summary = f"{_html_code(file)}: {len(changed)} changed, {len(unchanged)} unchanged"
         body = _metric_table([(_code(key), changed[key]) for key in sorted(changed)]) + [""] if changed else []
-        if unchanged:
+        if unchanged and unchanged_listed_in is None:
             body += ["Unchanged:", "", *_metric_table([(_code(key), unchanged[key]) for key in sorted(unchanged)]), ""]
         lines += _fold(summary, body)
 
@@ -430,10 +437,12 @@ def main(argv: list[str] | None = None) -> int:
     # In a run's artifacts the files are named from the report's folder (upload-artifact drops the
     # folder all the uploaded paths share): review_plots/index.html beside review.md.
     shown = Path(os.path.relpath(plots_page, args.output.parent)).as_posix() if args.artifacts_url else plots_page
-    report = render(args.base, params_diff, metrics_diff, results, drift, shown, fairness, args.artifacts_url, args.evaluation)
-    write_text(report, args.output)
+    page = functools.partial(
+        render, args.base, params_diff, metrics_diff, results, drift, shown, fairness, args.artifacts_url, args.evaluation
+    )
+    write_text(page(), args.output)
     if args.comment is not None:
-        write_text(comment_body(report, args.output.name, args.artifacts_url), args.comment)
+        write_text(comment_body(page(unchanged_listed_in=args.output.name), args.output.name, args.artifacts_url), args.comment)
     for result in results:
         print(result.describe())
     print(f"wrote {args.output}; plots: {plots_page}")
