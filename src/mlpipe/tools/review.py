@@ -123,7 +123,8 @@ def render(
     lines.append("")
 
     lines += headline_section(metrics_diff, guards, evaluation, fairness, drift)
-    where = _code(plots, table=False) + (f" in [the workflow run's artifacts]({artifacts_url})" if artifacts_url else "")
+    in_artifacts = f" in [the workflow run's artifacts]({artifacts_url})" if artifacts_url else ""
+    where = _code(plots, table=False) + in_artifacts
     lines += ["## Plots", "", f"Old and new plots side by side: {where} (from {_code(f'dvc plots diff {base}', table=False)}).", ""]
 
     lines += [
@@ -131,7 +132,7 @@ def render(
         "",
         "Every metric DVC tracks, one fold per file: changed ones first. Relative change is against the base."
         if unchanged_listed_in is None
-        else f"Every metric DVC tracks that changed, one fold per file (the unchanged ones are listed in {_code(unchanged_listed_in, table=False)}). "
+        else f"Every metric DVC tracks that changed, one fold per file (the unchanged ones are listed in {_code(unchanged_listed_in, table=False)}{in_artifacts}). "
         "Relative change is against the base.",
         "",
     ]
