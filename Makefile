@@ -41,9 +41,10 @@ export MLPIPE_ARG_HOST := $(value HOST)
 export MLPIPE_ARG_PORT := $(value PORT)
 export MLPIPE_ARG_REMOTE := $(value REMOTE)
 export MLPIPE_ARG_STAGE := $(value STAGE)
+export MLPIPE_ARG_ARTIFACT := $(value ARTIFACT)
 # Make itself exports variables set on its command line, expanding them as it does (a `$(shell ...)`
 # in a value would run): these reach the recipes only as the MLPIPE_ARG_ copies above.
-unexport DATA TARGET POSITIVE TIME FORMAT SEP HEADER NAMES FORCE BASE WHERE SOURCE GRID JOBS HOST PORT REMOTE STAGE
+unexport DATA TARGET POSITIVE TIME FORMAT SEP HEADER NAMES FORCE BASE WHERE SOURCE GRID JOBS HOST PORT REMOTE STAGE ARTIFACT
 MLPIPE := $(BIN)/mlpipe
 
 help:
@@ -61,6 +62,7 @@ help:
 	@echo "make monitor print the drift verdict"
 	@echo "make serve   the prediction API on the model dvc.yaml names (HOST=127.0.0.1 PORT=8000; docs/serving.md)"
 	@echo "             [STAGE=prod serves the version GTO's tags assign to that stage, fetched from the DVC cache or remote]"
+	@echo "             [ARTIFACT=name: another artifact of dvc.yaml than the one of type model]"
 	@echo "make replay  send rows of monitor.current_source through the running service (WHERE=\"AGEP < 30\" for a subset)"
 	@echo "make sweep   queue the GRID of experiments, run JOBS at a time, show them with their state"
 	@echo "make review  write reports/review.md against BASE (default HEAD)"
@@ -141,7 +143,8 @@ monitor: setup
 
 serve: setup
 	$(MLPIPE) serve --host="$$MLPIPE_ARG_HOST" --port="$$MLPIPE_ARG_PORT" --evaluation metrics/evaluation.json \
-		--training-params metrics/train/params.yaml --card models/card.json $${MLPIPE_ARG_STAGE:+--stage="$$MLPIPE_ARG_STAGE"}
+		--training-params metrics/train/params.yaml --card models/card.json $${MLPIPE_ARG_STAGE:+--stage="$$MLPIPE_ARG_STAGE"} \
+		$${MLPIPE_ARG_ARTIFACT:+--artifact="$$MLPIPE_ARG_ARTIFACT"}
 
 # Fills the service's prediction log: the latest period of the current rows, or the rows WHERE selects.
 replay: setup
