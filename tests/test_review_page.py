@@ -188,6 +188,20 @@ def test_the_comment_counts_the_unchanged_metrics_and_leaves_their_rows_to_the_r
     assert len(comment) < len(report) / 5
 
 
+def test_the_page_does_not_depend_on_the_order_dvc_lists_the_params_files_in():
+    # `dvc params diff --json` lists params.yaml and metrics/train/params.yaml in an order that
+    # changes from run to run: the page, a committed picture's source, must not.
+    params = {
+        "params.yaml": {"train.num_leaves": {"old": 31, "new": 63}},
+        "metrics/train/params.yaml": {"num_leaves": {"old": 31, "new": 63}},
+    }
+    pages = {
+        review.render("main", dict(order), METRICS, review.check_guards(METRICS, GUARDS), None, "review_plots/index.html")
+        for order in (params.items(), reversed(params.items()))
+    }
+    assert len(pages) == 1
+
+
 @pytest.mark.parametrize("key", ["a`b", "``x", "a|b", "a\\|b", "a\nb", " x ", "`"])
 def test_a_key_with_a_backtick_a_pipe_or_a_line_break_keeps_its_row_and_shows_as_written(key):
     metrics = {"m.json": {key: {"old": 1, "new": 2}}}

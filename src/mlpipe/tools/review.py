@@ -111,7 +111,7 @@ def render(
     lines += [f"- {result.describe(markdown=True)}" for result in guards] + [""]
 
     lines += ["## Params changed", ""]
-    changed_params = [(file, key, values) for file, entries in params_diff.items() for key, values in sorted(entries.items())]
+    changed_params = [(file, key, values) for file, entries in sorted(params_diff.items()) for key, values in sorted(entries.items())]
     if changed_params:
         lines += ["| file | param | old | new |", "|---|---|---|---|"]
         lines += [
