@@ -73,7 +73,7 @@ def resolve(repo: Path, artifact: str, *, stage: str | None = None, version: str
             known = ", ".join(sorted(registered)) or "none"
             raise ConfigError(
                 f"{asked}: artifact {artifact!r} has no registered version in {repo}'s git tags (artifacts with versions: {known}); "
-                f"pass --artifact with one of those, or register this one: `gto register {artifact}` (then `git push --tags`)"
+                f"pass --artifact with one of those, or register this one: `gto register {artifact}` (then push the tag it prints: `git push origin <tag>`)"
             )
         # Each version's commit, and which version each stage holds as `gto show` says it: the
         # version of the stage's latest assignment (`find_versions_in_stage` orders by version
@@ -85,7 +85,7 @@ def resolve(repo: Path, artifact: str, *, stage: str | None = None, version: str
                 held = ", ".join(f"{name} ({assigned})" for name, assigned in sorted(stages.items())) or "none"
                 raise ConfigError(
                     f"--stage {stage}: no version of {artifact} is assigned to stage {stage!r} (its stages: {held}); assign one: "
-                    f"`{ASSIGN.format(artifact=artifact, stage=stage)}` (`gto show {artifact}` lists the versions), then `git push --tags`"
+                    f"`{ASSIGN.format(artifact=artifact, stage=stage)}` (`gto show {artifact}` lists the versions), then push the tag it prints: `git push origin <tag>`"
                 )
             version = stages[stage]
         elif version not in versions:
