@@ -411,7 +411,9 @@ def test_the_review_jobs_steps_on_a_clone_post_the_review_then_fail_on_the_regre
         "--body-file",
         "reports/review-comment.md",
     ]
-    assert call["body"] == report and call["token"] == "fake-token"
+    # The comment is the report with the unchanged metrics counted, not listed (review.md has them).
+    assert call["body"] == (path / "reports/review-comment.md").read_text() and call["token"] == "fake-token"
+    assert call["body"].split("## All metrics")[0] == report.split("## All metrics")[0]
     assert report in (tmp_path / "summary.md").read_text()
     for upload in ("reports/review_plots/index.html", "reports/plots.html", "reports/drift"):
         assert (path / upload).exists(), upload
