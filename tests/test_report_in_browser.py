@@ -11,21 +11,15 @@ from mlpipe.config import DriftParams
 from mlpipe.data.schema import FeatureSchema, FeatureSpec
 from mlpipe.monitor import drift
 from mlpipe.monitor import report as drift_report
+from test_review_comment_picture import picture
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)"),
 ]
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
+# The flags the review picture's renderer starts Chromium with: one list for both.
+CHROMIUM_ARGS = picture.CHROMIUM_ARGS
 
 
 # Hostile text from outside: a category value in current data and a column name.
